@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the engine and its tests need. Idempotent: does nothing when all are present.
+#   sip-tester  SIPp, a real SIP peer for the integration tests and benches
+#   libopus0    libopus for the project's own Opus codec (opuslib loads it)
+set -euo pipefail
+need=()
+command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0' || need+=(libopus0)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+echo "installing Debian packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"

@@ -1,0 +1,210 @@
+"""`telephony-bot`: serve | worker | dial. Exit codes: 0 ok, 1 runtime error, 2 usage error."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from telephony_bot import log
+from telephony_bot.errors import ConfigError, TelephonyBotError
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+def _sip_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dialplan", help="dialplan YAML file (default: built-in echo defaults)")
+    p.add_argument("--sip-host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--sip-port", type=int, default=5060, help="SIP port (default 5060)")
+    p.add_argument("--provider", help="use this provider for every route (e.g. echo)")
+    p.add_argument("--rtp-port", type=int, default=10000, help="first RTP port (default 10000)")
+    p.add_argument(
+        "--bridge-rate",
+        type=int,
+        default=8000,
+        help="media bridge clock in Hz (8000; 16000 keeps G.722 wideband)",
+    )
+    p.add_argument(
+        "--codecs",
+        default="PCMU/8000,PCMA/8000,G722/16000",
+        help="codecs offered, in order of preference (default PCMU,PCMA,G722)",
+    )
+    p.add_argument("--transports", default="udp,tcp", help="SIP transports (default udp,tcp)")
+    p.add_argument("--max-call-seconds", type=float, help="hang up calls after this long")
+    p.add_argument("--echo-delay-ms", type=int, help="delay of the echo provider")
+    p.add_argument("--ring-ms", type=int, default=0, help="ring this long before answering")
+    p.add_argument("--grace", type=float, default=30.0, help="seconds calls may finish at stop")
+    p.add_argument("--log-format", choices=("console", "json"), help="log format")
+    p.add_argument("--log-level", default=None, help="debug | info | warning | error")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="telephony-bot",
+        description="SIP voice-bot engine: answers calls and talks to callers through a "
+        "realtime speech-to-speech session.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the engine: N SIP workers under a supervisor")
+    _sip_args(serve)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+
+    worker = sub.add_parser("worker", help="run one SIP worker (up to 4 calls)")
+    _sip_args(worker)
+    worker.add_argument("--worker-id", type=int, default=0)
+    worker.add_argument("--rtp-port-range", type=int, default=100)
+    worker.add_argument("--max-calls", type=int, default=4)
+    worker.add_argument(
+        "--media-loopback",
+        action="store_true",
+        help="diagnostic: echo each caller inside pjmedia, bypassing the engine",
+    )
+
+    dial = sub.add_parser("dial", help="place a real SIP call (pjsua2) and report what was heard")
+    dial.add_argument("uri", help="e.g. sip:100@127.0.0.1:5060")
+    dial.add_argument("--play", help="WAV file (mono PCM16) to send")
+    dial.add_argument("--play-at", type=float, default=0.0, help="seconds after answer to play")
+    dial.add_argument("--record", help="write what was received to this WAV file")
+    dial.add_argument("--duration", type=float, default=5.0, help="seconds to stay on the call")
+    dial.add_argument("--dtmf", default="", help="RFC 4733 digits to send, e.g. 12#")
+    dial.add_argument("--dtmf-at", type=float, default=0.5, help="seconds after answer for DTMF")
+    dial.add_argument("--report", help="write a JSON report here")
+    dial.add_argument("--codec", default="PCMU", help="codec to offer: PCMU, PCMA, G722, ...")
+    dial.add_argument("--rate", type=int, default=16000, help="audio rate for play/record")
+    dial.add_argument("--from-user", default="dial", help="caller id user part")
+    dial.add_argument("--local-port", type=int, default=0, help="local SIP port (0: any)")
+    dial.add_argument("--rtp-port", type=int, default=0, help="local RTP port (0: any)")
+    dial.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for answer")
+    dial.add_argument("--header", action="append", default=[], help="extra SIP header 'Name: v'")
+    return parser
+
+
+def _sip_settings(args: argparse.Namespace, plan_max_call: float) -> object:
+    from telephony_bot.config import SipSettings
+
+    return SipSettings(
+        host=args.sip_host,
+        port=args.sip_port,
+        transports=tuple(t.strip() for t in args.transports.split(",") if t.strip()),
+        max_calls=getattr(args, "max_calls", 4),
+        bridge_rate=args.bridge_rate,
+        rtp_port=args.rtp_port,
+        rtp_port_range=getattr(args, "rtp_port_range", 100),
+        codecs=tuple(c.strip() for c in args.codecs.split(",") if c.strip()),
+        worker_id=getattr(args, "worker_id", 0),
+        ring_ms=args.ring_ms,
+        max_call_seconds=(
+            args.max_call_seconds if args.max_call_seconds is not None else plan_max_call
+        ),
+        drain_grace_seconds=args.grace,
+        media_loopback=getattr(args, "media_loopback", False),
+    )
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from telephony_bot import providers
+    from telephony_bot.dialplan import schema
+    from telephony_bot.providers.base import SessionConfig
+    from telephony_bot.worker import serve_worker
+
+    plan = schema.load(args.dialplan) if args.dialplan else schema.Dialplan()
+    delay = args.echo_delay_ms if args.echo_delay_ms is not None else plan.defaults.echo_delay_ms
+    name = args.provider or plan.defaults.provider
+    provider = providers.create(name, echo_delay_ms=delay)
+    settings = _sip_settings(args, plan.defaults.max_call_seconds)
+    asyncio.run(serve_worker(settings, provider, SessionConfig(provider=name)))  # type: ignore[arg-type]
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from telephony_bot import providers
+    from telephony_bot.dialplan import schema
+    from telephony_bot.supervisor import Supervisor, WorkerSpec, worker_argv
+
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    plan = schema.load(args.dialplan) if args.dialplan else schema.Dialplan()
+    providers.create(args.provider or plan.defaults.provider)  # fail fast on a bad name
+    _sip_settings(args, plan.defaults.max_call_seconds)  # validate before spawning anything
+    rtp_range = 100
+    specs = []
+    for i in range(args.workers):
+        port = args.sip_port + i
+        argv = [
+            "--worker-id", str(i),
+            "--sip-host", args.sip_host,
+            "--sip-port", str(port),
+            "--rtp-port", str(args.rtp_port + i * rtp_range),
+            "--rtp-port-range", str(rtp_range),
+            "--bridge-rate", str(args.bridge_rate),
+            "--codecs", args.codecs,
+            "--transports", args.transports,
+            "--ring-ms", str(args.ring_ms),
+            "--grace", str(args.grace),
+        ]  # fmt: skip
+        for flag, value in (
+            ("--dialplan", args.dialplan),
+            ("--provider", args.provider),
+            ("--max-call-seconds", args.max_call_seconds),
+            ("--echo-delay-ms", args.echo_delay_ms),
+            ("--log-format", args.log_format),
+            ("--log-level", args.log_level),
+        ):
+            if value is not None:
+                argv += [flag, str(value)]
+        specs.append(WorkerSpec(index=i, argv=worker_argv(argv), sip_port=port))
+    return asyncio.run(Supervisor(specs, grace_seconds=args.grace).run())
+
+
+def _cmd_dial(args: argparse.Namespace) -> int:
+    from telephony_bot.dial import DialOptions, dial
+
+    report = dial(
+        DialOptions(
+            uri=args.uri,
+            play=args.play,
+            play_at=args.play_at,
+            record=args.record,
+            duration=args.duration,
+            dtmf=args.dtmf,
+            dtmf_at=args.dtmf_at,
+            report=args.report,
+            codec=args.codec,
+            rate=args.rate,
+            from_user=args.from_user,
+            local_port=args.local_port,
+            rtp_port=args.rtp_port,
+            timeout=args.timeout,
+            headers=tuple(args.header),
+        )
+    )
+    status = "answered" if report["answered"] else f"failed ({report['sip_status']})"
+    print(
+        f"{args.uri}: {status}, codec {report['codec'] or '-'}, "
+        f"setup {report['setup_ms']} ms, heard {report['heard_ms']} ms of audio"
+    )
+    return EXIT_OK if report["answered"] else EXIT_RUNTIME
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    fields = {"worker": args.worker_id} if args.command == "worker" else {}
+    log.setup(getattr(args, "log_format", None), getattr(args, "log_level", None), **fields)
+    handlers = {"serve": _cmd_serve, "worker": _cmd_worker, "dial": _cmd_dial}
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        print(f"telephony-bot {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TelephonyBotError as exc:
+        print(f"telephony-bot {args.command}: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""`telephony-bot dial`: a real SIP caller (pjsua2) for people, tests and benches.
+
+It places one call, optionally plays a WAV file and sends RFC 4733 DTMF, records what it
+hears, and writes a report: call setup time, negotiated codec, and the energy of every
+20 ms frame received — so latency can be measured from outside the engine. Sending and
+recording share one media port on one clock, so `play_start_ms` and the received frame
+timeline are on the same time axis.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import re
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pjsua2 as pj
+
+from telephony_bot.errors import ConfigError
+from telephony_bot.sip import codecs, framebuf
+from telephony_bot.sip.media_port import audio_format
+from telephony_bot.sip.pjlog import quiet_stdout
+
+FRAME_MS = 20
+SILENCE_DBFS = -50.0
+
+
+@dataclass(frozen=True)
+class DialOptions:
+    uri: str
+    play: str | None = None
+    play_at: float = 0.0
+    record: str | None = None
+    duration: float = 5.0
+    dtmf: str = ""
+    dtmf_at: float = 0.5
+    report: str | None = None
+    codec: str = "PCMU"
+    rate: int = 16000
+    from_user: str = "dial"
+    local_port: int = 0
+    rtp_port: int = 0
+    timeout: float = 10.0
+    headers: tuple[str, ...] = ()
+
+
+def read_wav(path: str, rate: int) -> bytes:
+    """Mono PCM16 samples of a WAV file at `rate` (resampled when it differs)."""
+    with wave.open(path, "rb") as w:
+        if w.getsampwidth() != 2:
+            raise ConfigError(f"{path}: need 16-bit PCM, got {8 * w.getsampwidth()}-bit")
+        data = w.readframes(w.getnframes())
+        ch, src_rate = w.getnchannels(), w.getframerate()
+    if ch > 1:
+        data = np.frombuffer(data, "<i2").reshape(-1, ch)[:, 0].astype("<i2").tobytes()
+    if src_rate != rate:
+        from telephony_bot.media.resample import resample_once
+
+        data = resample_once(data, src_rate, rate)
+    return data
+
+
+def write_wav(path: str, pcm: bytes, rate: int) -> None:
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+
+
+def frame_dbfs(frame: bytes) -> float:
+    x = np.frombuffer(frame, "<i2").astype(np.float64)
+    if x.size == 0:
+        return -120.0
+    rms = math.sqrt(float(np.mean(x * x)))
+    return round(20 * math.log10(rms / 32768.0), 1) if rms > 0 else -120.0
+
+
+class _Port(pj.AudioMediaPort):  # type: ignore[misc]
+    def __init__(self, rate: int, play: bytes, play_frame: int) -> None:
+        super().__init__()
+        fb = framebuf.select()
+        self._read, self._write = fb.read, fb.write
+        self.frame_bytes = rate * FRAME_MS // 1000 * 2
+        self.silence = b"\x00" * self.frame_bytes
+        self.rx: list[bytes] = []
+        self.play = play
+        self.play_frame = play_frame
+        self.tx_frames = 0
+        self.play_offset = 0
+        self.play_start_rx: int | None = None
+
+    def onFrameReceived(self, frame: Any) -> None:  # noqa: N802
+        try:
+            ok = frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO
+            self.rx.append(self._read(frame.buf) if ok else self.silence)
+        except Exception:  # noqa: BLE001 - also while the object is being torn down
+            pass
+
+    def onFrameRequested(self, frame: Any) -> None:  # noqa: N802
+        idx = self.tx_frames
+        self.tx_frames += 1
+        try:
+            if self.play and idx >= self.play_frame and self.play_offset < len(self.play):
+                if self.play_start_rx is None:
+                    self.play_start_rx = len(self.rx)
+                chunk = self.play[self.play_offset : self.play_offset + self.frame_bytes]
+                self.play_offset += len(chunk)
+                chunk = chunk.ljust(self.frame_bytes, b"\x00")
+                self._write(frame.buf, chunk)
+                frame.size = len(chunk)
+                frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
+            else:
+                frame.type = pj.PJMEDIA_FRAME_TYPE_NONE
+                frame.size = 0
+        except Exception:  # noqa: BLE001
+            frame.type = pj.PJMEDIA_FRAME_TYPE_NONE
+            frame.size = 0
+
+
+class _Call(pj.Call):  # type: ignore[misc]
+    def __init__(self, acc: Any, port: _Port) -> None:
+        super().__init__(acc)
+        self.port = port
+        self.confirmed_at: float | None = None
+        self.disconnected_at: float | None = None
+        self.status = 0
+        self.reason = ""
+        self.codec = ""
+        self.rtp: dict[str, int] = {}
+        self.connected = False
+
+    def onCallState(self, prm: Any) -> None:  # noqa: N802
+        ci = self.getInfo()
+        if ci.state == pj.PJSIP_INV_STATE_CONFIRMED and self.confirmed_at is None:
+            self.confirmed_at = time.monotonic()
+        if ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.status = int(ci.lastStatusCode)
+            self.reason = str(ci.lastReason)
+            self.disconnected_at = time.monotonic()
+        elif ci.lastStatusCode:
+            self.status = int(ci.lastStatusCode)
+
+    def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
+        ci = self.getInfo()
+        for i, mi in enumerate(ci.media):
+            if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                si = self.getStreamInfo(i)
+                self.codec = f"{si.codecName}/{si.codecClockRate}"
+                if not self.connected:
+                    am = self.getAudioMedia(i)
+                    am.startTransmit(self.port)
+                    self.port.startTransmit(am)
+                    self.connected = True
+
+    def onStreamDestroyed(self, prm: Any) -> None:  # noqa: N802
+        try:
+            st = self.getStreamStat(prm.streamIdx)
+            self.rtp = {
+                "rx_packets": int(st.rtcp.rxStat.pkt),
+                "tx_packets": int(st.rtcp.txStat.pkt),
+                "rx_lost": int(st.rtcp.rxStat.loss),
+                "rx_jitter_us": int(st.rtcp.rxStat.jitterUsec.mean),
+            }
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _local_host(uri: str) -> str:
+    m = re.match(r"^sips?:(?:[^@]*@)?\[?([^\]:;>]+)", uri)
+    if not m:
+        raise ConfigError(f"not a SIP URI: {uri!r} (expected e.g. sip:100@127.0.0.1:5060)")
+    try:
+        return "127.0.0.1" if ipaddress.ip_address(m.group(1)).is_loopback else "0.0.0.0"
+    except ValueError:
+        return "0.0.0.0"
+
+
+def dial(opts: DialOptions) -> dict[str, Any]:
+    local = _local_host(opts.uri)
+    play = read_wav(opts.play, opts.rate) if opts.play else b""
+    ep = pj.Endpoint()
+    with quiet_stdout():
+        ep.libCreate()
+    try:
+        return _dial(ep, opts, local, play)
+    finally:
+        ep.libDestroy()
+
+
+def _dial(ep: Any, opts: DialOptions, local: str, play: bytes) -> dict[str, Any]:
+    cfg = pj.EpConfig()
+    cfg.uaConfig.threadCnt = 1
+    cfg.uaConfig.mainThreadOnly = False
+    cfg.uaConfig.userAgent = "telephony-bot-dial"
+    cfg.logConfig.level = 1
+    cfg.logConfig.consoleLevel = 1
+    cfg.medConfig.clockRate = opts.rate
+    cfg.medConfig.sndClockRate = opts.rate
+    cfg.medConfig.channelCount = 1
+    cfg.medConfig.noVad = True
+    cfg.medConfig.ecTailLen = 0
+    ep.libInit(cfg)
+    ep.audDevManager().setNullDev()
+    codecs.apply_order(ep, [opts.codec])
+    tcfg = pj.TransportConfig()
+    tcfg.port = opts.local_port
+    if local != "0.0.0.0":
+        tcfg.boundAddress = local
+        tcfg.publicAddress = local
+    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+    ep.libStart()
+
+    acfg = pj.AccountConfig()
+    acfg.idUri = f"sip:{opts.from_user}@{local if local != '0.0.0.0' else '127.0.0.1'}"
+    acfg.mediaConfig.transportConfig.port = opts.rtp_port
+    if local != "0.0.0.0":
+        acfg.mediaConfig.transportConfig.boundAddress = local
+        acfg.mediaConfig.transportConfig.publicAddress = local
+    acc = pj.Account()
+    acc.create(acfg)
+
+    port = _Port(opts.rate, play, int(opts.play_at * 1000) // FRAME_MS)
+    port.createPort("dial", audio_format(opts.rate))
+    call = _Call(acc, port)
+    prm = pj.CallOpParam(True)
+    for h in opts.headers:
+        name, _, value = h.partition(":")
+        hdr = pj.SipHeader()
+        hdr.hName, hdr.hValue = name.strip(), value.strip()
+        prm.txOption.headers.append(hdr)
+
+    t0 = time.monotonic()
+    call.makeCall(opts.uri, prm)
+    ended_by = "remote"
+    dtmf_sent = ""
+    deadline = t0 + opts.timeout
+    while call.confirmed_at is None and call.disconnected_at is None:
+        if time.monotonic() > deadline:
+            ended_by = "timeout"
+            call.hangup(pj.CallOpParam(True))
+            break
+        time.sleep(0.005)
+    if call.confirmed_at is not None:
+        answered_at = call.confirmed_at
+        end_at = answered_at + opts.duration
+        while call.disconnected_at is None:
+            now = time.monotonic()
+            if opts.dtmf and not dtmf_sent and now >= answered_at + opts.dtmf_at:
+                call.dialDtmf(opts.dtmf)
+                dtmf_sent = opts.dtmf
+            if now >= end_at:
+                ended_by = "local"
+                call.hangup(pj.CallOpParam(True))
+                break
+            time.sleep(0.005)
+    stop = time.monotonic() + 3
+    while call.disconnected_at is None and time.monotonic() < stop:
+        time.sleep(0.01)
+    time.sleep(0.05)
+
+    rx = b"".join(port.rx)
+    energy = [frame_dbfs(f) for f in port.rx]
+    report: dict[str, Any] = {
+        "uri": opts.uri,
+        "answered": call.confirmed_at is not None,
+        "sip_status": call.status,
+        "reason": call.reason,
+        "setup_ms": round((call.confirmed_at - t0) * 1000, 1) if call.confirmed_at else None,
+        "codec": call.codec,
+        "rate": opts.rate,
+        "ended_by": ended_by,
+        "duration_ms": len(port.rx) * FRAME_MS,
+        "play_start_ms": (
+            port.play_start_rx * FRAME_MS if port.play_start_rx is not None else None
+        ),
+        "dtmf_sent": dtmf_sent,
+        "frame_ms": FRAME_MS,
+        "energy_dbfs": energy,
+        "heard_ms": sum(FRAME_MS for e in energy if e > SILENCE_DBFS),
+        "rtp": call.rtp,
+    }
+    if opts.record:
+        write_wav(opts.record, rx, opts.rate)
+    if opts.report:
+        Path(opts.report).write_text(json.dumps(report, indent=1))
+    # Release pjsua2 objects in order, before libDestroy (see facts: early/late frees abort).
+    del call
+    del port
+    acc.shutdown()
+    del acc
+    return report

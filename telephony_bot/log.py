@@ -1,0 +1,71 @@
+"""Structured logging: structlog, JSON or console, with `call_id` bound through contextvars.
+
+Every log line of a call carries `call_id` because the session binds it with
+`bind_call(call_id)` in the call's task; threads outside asyncio (the SIP owner thread)
+pass `call_id=` explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = ("password", "secret", "token", "api_key", "apikey", "authorization")
+
+
+def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Never let a secret reach a log line, whatever a caller passes."""
+    for key in list(event):
+        if any(s in key.lower() for s in _SECRET_KEYS):
+            event[key] = "***"
+    return event
+
+
+def setup(fmt: str | None = None, level: str | None = None, **static: Any) -> None:
+    """Configure structlog once per process. `static` fields (e.g. worker=1) go on every line."""
+    fmt = fmt or os.environ.get("TELEPHONY_BOT_LOG_FORMAT", "console")
+    level_name = (level or os.environ.get("TELEPHONY_BOT_LOG_LEVEL", "info")).upper()
+    lvl = logging.getLevelNamesMapping().get(level_name, logging.INFO)
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+
+    def _static(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        for k, v in static.items():
+            event.setdefault(k, v)
+        return event
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _static,
+            _redact,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get(name: str | None = None) -> structlog.typing.FilteringBoundLogger:
+    log = structlog.get_logger()
+    return log.bind(logger=name) if name else log
+
+
+@contextmanager
+def bind_call(call_id: str) -> Iterator[None]:
+    """Bind `call_id` to every log line emitted in this context (asyncio task or thread)."""
+    with structlog.contextvars.bound_contextvars(call_id=call_id):
+        yield

@@ -1,0 +1,163 @@
+"""The one crossing between the media clock thread and asyncio, for one call.
+
+The media thread (pjmedia's clock, every 20 ms) calls `push_caller_frame()` and
+`pull_playout_frame()`; both only copy bytes and never block. asyncio reads the caller's
+audio with `await read_frame()` (24 kHz PCM16 mono, 20 ms frames) and queues bot audio of
+any chunk size with `write()`. `clear()` drops queued bot audio at once (barge-in: the
+caller hears silence from the next frame on). `played_ms` counts bot audio actually handed
+to the call's encoder, never what is merely queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass
+class BridgeStats:
+    """Counters an operator can read after a call (media quality of the Python side)."""
+
+    frames_in: int = 0  # caller frames received from the media thread
+    frames_dropped: int = 0  # caller frames dropped because asyncio fell behind (overflow)
+    frames_out: int = 0  # frames of bot audio sent (each full or padded)
+    underruns: int = 0  # bot audio ran dry mid-stream: a gap or padded frame the caller heard
+    playout_overflow_ms: int = 0  # bot audio refused because the playout buffer was full
+    cleared_ms: int = 0  # bot audio dropped by clear() (barge-in)
+
+
+class MediaBridge:
+    """Caller audio in, bot audio out, for one call, at one sample rate (PCM16 mono)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sample_rate: int = 24000,
+        frame_ms: int = 20,
+        inbound_max_ms: int = 1000,
+        playout_max_ms: int = 120_000,
+    ) -> None:
+        self.loop = loop
+        self.sample_rate = sample_rate
+        self.frame_ms = frame_ms
+        self.frame_bytes = sample_rate * frame_ms // 1000 * 2
+        self._bytes_per_ms = sample_rate * 2 // 1000
+        self.stats = BridgeStats()
+        # caller -> asyncio
+        self._inbound: deque[bytes] = deque(maxlen=max(1, inbound_max_ms // frame_ms))
+        self._waiting = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        # asyncio -> caller
+        self._lock = threading.Lock()
+        self._playout = bytearray()
+        self._playout_max = playout_max_ms * self._bytes_per_ms
+        self._played_bytes = 0
+        self._streaming = False  # bot audio was flowing on the previous frame
+        self._eos = False  # the writer said the current reply is complete
+
+    # ---- media thread side: copy only, never block ----
+
+    def push_caller_frame(self, pcm: bytes) -> None:
+        if self._closed:
+            return
+        if len(self._inbound) == self._inbound.maxlen:
+            self.stats.frames_dropped += 1
+        self._inbound.append(pcm)
+        self.stats.frames_in += 1
+        if self._waiting:
+            self._waiting = False
+            self.loop.call_soon_threadsafe(self._wake)
+
+    def pull_playout_frame(self) -> bytes | None:
+        """The next 20 ms of bot audio, or None when there is nothing to play."""
+        n = self.frame_bytes
+        with self._lock:
+            have = len(self._playout)
+            if have == 0:
+                if self._streaming and not self._eos:
+                    self.stats.underruns += 1
+                    self._streaming = False
+                return None
+            if have >= n:
+                out = bytes(self._playout[:n])
+                del self._playout[:n]
+                self._streaming = True
+            else:
+                out = bytes(self._playout) + b"\x00" * (n - have)
+                self._playout.clear()
+                if not self._eos:
+                    self.stats.underruns += 1
+                self._streaming = False
+            self._played_bytes += min(have, n)
+        self.stats.frames_out += 1
+        return out
+
+    # ---- asyncio side ----
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def read_frame(self) -> bytes:
+        """The caller's next 20 ms frame; b"" once the bridge is closed."""
+        while True:
+            if self._inbound:
+                return self._inbound.popleft()
+            if self._closed:
+                return b""
+            self._waiter = self.loop.create_future()
+            self._waiting = True
+            if self._inbound or self._closed:  # a frame raced in before the flag was up
+                self._waiting = False
+                continue
+            await self._waiter
+
+    def write(self, pcm: bytes) -> None:
+        """Queue bot audio (any length, whole samples) for playout."""
+        if self._closed or not pcm:
+            return
+        with self._lock:
+            room = self._playout_max - len(self._playout)
+            if len(pcm) > room:
+                self.stats.playout_overflow_ms += (len(pcm) - room) // self._bytes_per_ms
+                pcm = pcm[: max(0, room) & ~1]
+            self._playout += pcm
+            self._eos = False
+
+    def end_of_stream(self) -> None:
+        """The bot finished a reply: the silence that follows is not an underrun."""
+        with self._lock:
+            self._eos = True
+
+    def clear(self) -> int:
+        """Drop all queued bot audio now; returns the ms dropped."""
+        with self._lock:
+            dropped = len(self._playout) // self._bytes_per_ms
+            self._playout.clear()
+            self._streaming = False
+        self.stats.cleared_ms += dropped
+        return dropped
+
+    @property
+    def played_ms(self) -> int:
+        """Bot audio actually sent towards the caller, in ms, since the call began."""
+        return self._played_bytes // self._bytes_per_ms
+
+    @property
+    def queued_ms(self) -> int:
+        return len(self._playout) // self._bytes_per_ms
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            self._playout.clear()
+        if self._waiting:
+            self._waiting = False
+            try:
+                self.loop.call_soon_threadsafe(self._wake)
+            except RuntimeError:  # loop already closed at shutdown
+                pass

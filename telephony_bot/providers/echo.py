@@ -1,0 +1,50 @@
+"""The echo provider: plays the caller's audio back after a fixed delay.
+
+For diagnostics (is audio flowing both ways, how much delay does the engine add) and
+load tests (no model, no network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from telephony_bot.providers.base import AudioDelta, ProviderEvent, SessionConfig
+
+
+class EchoSession:
+    def __init__(self, delay_ms: int) -> None:
+        self._delay = max(0, delay_ms) / 1000.0
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[ProviderEvent | None] = asyncio.Queue()
+        self._closed = False
+
+    async def send_audio(self, pcm: bytes) -> None:
+        if self._closed:
+            return
+        ev = AudioDelta(pcm)
+        if self._delay:
+            self._loop.call_later(self._delay, self._queue.put_nowait, ev)
+        else:
+            self._queue.put_nowait(ev)
+
+    async def events(self) -> AsyncIterator[ProviderEvent]:
+        while True:
+            ev = await self._queue.get()
+            if ev is None:
+                return
+            yield ev
+
+    async def close(self) -> None:
+        self._closed = True
+        self._queue.put_nowait(None)
+
+
+class EchoProvider:
+    name = "echo"
+
+    def __init__(self, delay_ms: int = 0) -> None:
+        self.delay_ms = delay_ms
+
+    async def connect(self, config: SessionConfig) -> EchoSession:
+        return EchoSession(config.echo_delay_ms or self.delay_ms)

@@ -1,0 +1,225 @@
+"""One SIP call: the pjsua2 `Call` (PJSIP threads) and its asyncio facade `SipCall`.
+
+`PjCall` lives on PJSIP's side: its callbacks turn call state, media, DTMF and transfer
+notifications into `callport` events handed to asyncio. `SipCall` is what the session
+holds: it implements `CallPort` and asks the endpoint's owner thread to act. The facade
+never touches a pjsua2 object itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import pjsua2 as pj
+
+from telephony_bot import log
+from telephony_bot.callport import (
+    CallAnswered,
+    CallEnded,
+    CallEvent,
+    CallOffered,
+    DtmfReceived,
+    MediaReady,
+    TransferOutcome,
+)
+from telephony_bot.errors import CallGoneError
+from telephony_bot.media.bridge import MediaBridge
+from telephony_bot.sip.media_port import BridgePort, audio_format
+
+if TYPE_CHECKING:
+    from telephony_bot.sip.endpoint import SipEndpoint
+
+_log = log.get("sip.call")
+
+_DTMF_METHODS = {
+    getattr(pj, "PJSUA_DTMF_METHOD_RFC2833", 0): "rfc2833",
+    getattr(pj, "PJSUA_DTMF_METHOD_SIP_INFO", 1): "sip-info",
+}
+
+
+class PjCall(pj.Call):  # type: ignore[misc]
+    """pjsua2 call object; every method here runs on a PJSIP or the owner thread."""
+
+    def __init__(self, endpoint: SipEndpoint, account: Any, pj_call_id: int) -> None:
+        super().__init__(account, pj_call_id)
+        self.endpoint = endpoint
+        self.facade: SipCall | None = None
+        self.port: BridgePort | None = None
+        self.local_hangup = False
+        self.transfer_target = ""
+        self.media_stats: dict[str, int] = {}
+        self.codec = ""
+        self.answered = False
+        self.ended = False
+
+    # -- helpers --
+
+    def _emit(self, ev: CallEvent) -> None:
+        if self.facade is not None:
+            self.endpoint.emit(self.facade, ev)
+
+    @property
+    def call_id(self) -> str:
+        return self.facade.call_id if self.facade else "-"
+
+    # -- pjsua2 callbacks (PJSIP threads) --
+
+    def onCallState(self, prm: Any) -> None:  # noqa: N802
+        try:
+            ci = self.getInfo()
+        except Exception:  # noqa: BLE001
+            return
+        if ci.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.answered:
+            self.answered = True
+            self._emit(CallAnswered(self.call_id, self.codec))
+        elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
+            self.ended = True
+            if self.port is not None:
+                self.port.bridge.close()
+                self.media_stats["bridge_callback_errors"] = self.port.callback_errors
+                st = self.port.bridge.stats
+                self.media_stats.update(
+                    frames_in=st.frames_in,
+                    frames_out=st.frames_out,
+                    frames_dropped=st.frames_dropped,
+                    underruns=st.underruns,
+                )
+            self._emit(
+                CallEnded(
+                    self.call_id,
+                    ended_by="local" if self.local_hangup else "remote",
+                    status_code=int(ci.lastStatusCode),
+                    reason=str(ci.lastReason),
+                    media=dict(self.media_stats),
+                )
+            )
+            self.endpoint.release_later(self)
+
+    def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
+        try:
+            ci = self.getInfo()
+            for i, mi in enumerate(ci.media):
+                if mi.type != pj.PJMEDIA_TYPE_AUDIO or mi.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
+                    continue
+                am = self.getAudioMedia(i)
+                try:
+                    si = self.getStreamInfo(i)
+                    self.codec = f"{si.codecName}/{si.codecClockRate}"
+                except Exception:  # noqa: BLE001
+                    self.codec = "unknown"
+                if self.endpoint.settings.media_loopback:
+                    am.startTransmit(am)
+                else:
+                    if self.port is None and self.facade is not None:
+                        self.port = BridgePort(self.facade.media, self.endpoint.frames)
+                        self.port.createPort(
+                            f"call-{self.call_id}", audio_format(self.endpoint.settings.port_rate)
+                        )
+                    if self.port is not None:
+                        am.startTransmit(self.port)
+                        self.port.startTransmit(am)
+                self._emit(MediaReady(self.call_id, self.codec))
+                break
+        except Exception as exc:  # noqa: BLE001
+            _log.error("media setup failed", call_id=self.call_id, error=str(exc))
+
+    def onStreamDestroyed(self, prm: Any) -> None:  # noqa: N802
+        try:
+            st = self.getStreamStat(prm.streamIdx)
+            rx, tx = st.rtcp.rxStat, st.rtcp.txStat
+            self.media_stats.update(
+                rtp_rx_packets=int(rx.pkt),
+                rtp_tx_packets=int(tx.pkt),
+                rtp_rx_lost=int(rx.loss),
+                rtp_rx_discarded=int(rx.discard),
+                rtp_rx_jitter_us=int(rx.jitterUsec.mean),
+                jb_lost=int(st.jbuf.lost),
+                jb_discarded=int(st.jbuf.discard),
+            )
+        except Exception:  # noqa: BLE001 - stats are best effort
+            pass
+
+    def onDtmfDigit(self, prm: Any) -> None:  # noqa: N802
+        self._emit(
+            DtmfReceived(
+                self.call_id,
+                digit=str(prm.digit),
+                method=_DTMF_METHODS.get(prm.method, str(prm.method)),
+                duration_ms=int(prm.duration) if int(prm.duration) < 0xFFFF else 0,
+            )
+        )
+
+    def onCallTransferStatus(self, prm: Any) -> None:  # noqa: N802
+        code = int(prm.statusCode)
+        self._emit(
+            TransferOutcome(
+                self.call_id,
+                target=self.transfer_target,
+                status_code=code,
+                reason=str(prm.reason),
+                final=bool(prm.finalNotify),
+            )
+        )
+        prm.cont = not prm.finalNotify
+
+
+class SipCall:
+    """The session's handle on a SIP call (implements `callport.CallPort`)."""
+
+    def __init__(self, endpoint: SipEndpoint, pjcall: PjCall, offer: CallOffered) -> None:
+        self.call_id = offer.call_id
+        self.offer = offer
+        self.media = MediaBridge(endpoint.loop, sample_rate=endpoint.settings.port_rate)
+        self.events: asyncio.Queue[CallEvent] = asyncio.Queue()
+        self._endpoint = endpoint
+        self._pjcall: PjCall | None = pjcall
+
+    def _call(self) -> PjCall:
+        c = self._pjcall
+        if c is None or c.ended:
+            raise CallGoneError(f"call {self.call_id} has already ended")
+        return c
+
+    def detach(self) -> None:
+        self._pjcall = None
+
+    async def answer(self) -> None:
+        c = self._call()
+        await self._endpoint.run(lambda: c.answer(_op(200)))
+
+    async def reject(self, status_code: int, reason: str = "") -> None:
+        c = self._call()
+        c.local_hangup = True
+        await self._endpoint.run(lambda: c.answer(_op(status_code, reason)))
+
+    async def hangup(self, reason: str = "normal") -> None:
+        c = self._pjcall
+        if c is None or c.ended:
+            return
+        c.local_hangup = True
+        _log.info("hanging up", call_id=self.call_id, reason=reason)
+
+        def _do() -> None:
+            if not c.ended:
+                c.hangup(_op(0 if c.answered else 480))
+
+        await self._endpoint.run(_do)
+
+    async def transfer(self, target: str) -> None:
+        c = self._call()
+        c.transfer_target = target
+        await self._endpoint.run(lambda: c.xfer(target, pj.CallOpParam(True)))
+
+    async def send_dtmf(self, digits: str) -> None:
+        c = self._call()
+        await self._endpoint.run(lambda: c.dialDtmf(digits))
+
+
+def _op(status_code: int, reason: str = "") -> Any:
+    prm = pj.CallOpParam(True)
+    if status_code:
+        prm.statusCode = status_code
+    if reason:
+        prm.reason = reason
+    return prm

@@ -1,0 +1,323 @@
+"""The owner of one pjsua2 Endpoint per process, on its own thread.
+
+One thread creates the Endpoint, starts the transports and the account, and then runs
+the actions asyncio asks for (`await endpoint.run(fn)`), one at a time. PJSIP's own worker
+thread (threadCnt = 1) delivers SIP callbacks; pjmedia's clock thread delivers media
+frames. Events reach asyncio through `loop.call_soon_threadsafe`. Every pjsua2 object
+(Call, AudioMediaPort, Account) is created and released on PJSIP's threads or the owner
+thread, and kept referenced until its call is over, so no object dies early or after
+`libDestroy` (either aborts the process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pjsua2 as pj
+
+from telephony_bot import log
+from telephony_bot.callport import CallEvent, CallOffered
+from telephony_bot.config import SipSettings
+from telephony_bot.errors import SipError
+from telephony_bot.sip import codecs, framebuf
+from telephony_bot.sip.call import PjCall, SipCall, _op
+from telephony_bot.sip.pjlog import PjLogWriter, quiet_stdout
+from telephony_bot.sip.sipmsg import parse_request, uri_user
+
+T = TypeVar("T")
+_log = log.get("sip")
+
+_FORWARDED_HEADERS = ("User-Agent", "Diversion", "P-Asserted-Identity", "Referred-By")
+
+
+class SipAccount(pj.Account):  # type: ignore[misc]
+    def __init__(self, endpoint: SipEndpoint) -> None:
+        super().__init__()
+        self.endpoint = endpoint
+
+    def onIncomingCall(self, prm: Any) -> None:  # noqa: N802
+        self.endpoint._incoming(self, prm)
+
+
+class SipEndpoint:
+    def __init__(
+        self,
+        settings: SipSettings,
+        loop: asyncio.AbstractEventLoop,
+        on_call: Callable[[SipCall], None],
+    ) -> None:
+        self.settings = settings
+        self.loop = loop
+        self.on_call = on_call
+        self.frames = framebuf.select()
+        self.draining = False
+        self._queue: queue.Queue[tuple[Callable[[], Any], asyncio.Future[Any] | None] | None] = (
+            queue.Queue()
+        )
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._calls: dict[int, PjCall] = {}  # every live pjsua2 call, by object id
+        self._ep: Any = None
+        self._account: SipAccount | None = None
+        self._log_writer: PjLogWriter | None = None
+        self.codecs: list[str] = []
+
+    # ---- lifecycle ----
+
+    async def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name="sip-owner", daemon=True)
+        self._thread.start()
+        await asyncio.to_thread(self._ready.wait)
+        if self._start_error is not None:
+            raise SipError(f"SIP stack failed to start: {self._start_error}") from None
+
+    async def stop(self) -> None:
+        """Hang up what is left, destroy the Endpoint and end the owner thread."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join, 10)
+        self._thread = None
+
+    @property
+    def active_calls(self) -> int:
+        with self._lock:
+            return sum(1 for c in self._calls.values() if not c.ended)
+
+    # ---- asyncio -> owner thread ----
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        if self._thread is None:
+            raise SipError("SIP endpoint is not running")
+        fut: asyncio.Future[T] = self.loop.create_future()
+        self._queue.put((fn, fut))
+        return await fut
+
+    def emit(self, call: SipCall, ev: CallEvent) -> None:
+        """Hand a call event to asyncio (any thread)."""
+        try:
+            self.loop.call_soon_threadsafe(call.events.put_nowait, ev)
+        except RuntimeError:  # loop closed during shutdown
+            pass
+
+    def release_later(self, pjcall: PjCall) -> None:
+        """Drop our references to an ended call on the owner thread, after its callback returns."""
+        self._queue.put((lambda: self._release(pjcall), None))
+
+    def _release(self, pjcall: PjCall) -> None:
+        with self._lock:
+            self._calls.pop(id(pjcall), None)
+        if pjcall.facade is not None:
+            pjcall.facade.detach()
+        pjcall.port = (
+            None  # the AudioMediaPort leaves the bridge here, on a PJSIP-registered thread
+        )
+
+    # ---- owner thread ----
+
+    def _main(self) -> None:
+        try:
+            self._create()
+        except BaseException as exc:  # noqa: BLE001 - reported to start()
+            self._start_error = exc
+            self._ready.set()
+            self._destroy()
+            return
+        self._ready.set()
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            fn, fut = item
+            try:
+                result = fn()
+            except Exception as exc:  # noqa: BLE001 - handed back to the awaiting task
+                if fut is not None:
+                    self._resolve(fut, None, exc)
+                else:
+                    _log.error("sip action failed", error=str(exc))
+                continue
+            if fut is not None:
+                self._resolve(fut, result, None)
+        self._destroy()
+
+    def _resolve(self, fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+        def _set() -> None:
+            if fut.done():
+                return
+            if exc is not None:
+                fut.set_exception(exc if isinstance(exc, SipError) else SipError(str(exc)))
+            else:
+                fut.set_result(result)
+
+        try:
+            self.loop.call_soon_threadsafe(_set)
+        except RuntimeError:
+            pass
+
+    def _create(self) -> None:
+        s = self.settings
+        ep = pj.Endpoint()
+        self._ep = ep
+        with quiet_stdout():
+            ep.libCreate()
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 1
+        cfg.uaConfig.mainThreadOnly = False
+        cfg.uaConfig.maxCalls = s.max_calls
+        cfg.uaConfig.userAgent = s.user_agent
+        self._log_writer = PjLogWriter(s.max_calls)
+        cfg.logConfig.writer = self._log_writer
+        cfg.logConfig.level = max(2, s.pjsip_log_level)
+        cfg.logConfig.consoleLevel = max(2, s.pjsip_log_level)
+        cfg.logConfig.decor = 0
+        cfg.medConfig.clockRate = s.bridge_rate
+        cfg.medConfig.sndClockRate = s.bridge_rate
+        cfg.medConfig.channelCount = 1
+        cfg.medConfig.noVad = True
+        cfg.medConfig.ecTailLen = 0
+        ep.libInit(cfg)
+        ep.audDevManager().setNullDev()
+        self.codecs = codecs.apply_order(ep, ("opus/48000",) + s.codecs)
+
+        specific = s.host not in ("0.0.0.0", "::")
+        for kind in s.transports:
+            tcfg = pj.TransportConfig()
+            tcfg.port = s.port
+            if specific:
+                tcfg.boundAddress = s.host
+                tcfg.publicAddress = s.host
+            ttype = pj.PJSIP_TRANSPORT_UDP if kind == "udp" else pj.PJSIP_TRANSPORT_TCP
+            try:
+                ep.transportCreate(ttype, tcfg)
+            except pj.Error as exc:
+                raise SipError(
+                    f"cannot listen for SIP on {kind} {s.host}:{s.port}: {exc.info()}"
+                ) from None
+        ep.libStart()
+
+        acfg = pj.AccountConfig()
+        host = s.host if specific else "127.0.0.1"
+        acfg.idUri = f"sip:bot@{host}:{s.port}"
+        acfg.mediaConfig.transportConfig.port = s.rtp_port
+        acfg.mediaConfig.transportConfig.portRange = s.rtp_port_range
+        if specific:
+            acfg.mediaConfig.transportConfig.boundAddress = s.host
+            acfg.mediaConfig.transportConfig.publicAddress = s.host
+        acc = SipAccount(self)
+        acc.create(acfg, True)
+        self._account = acc
+
+    def _destroy(self) -> None:
+        ep = self._ep
+        if ep is None:
+            return
+        try:
+            ep.hangupAllCalls()
+        except Exception:  # noqa: BLE001
+            pass
+        deadline = time.monotonic() + 3.0
+        while self.active_calls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Release ended calls queued for release, then every remaining reference.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None and item[1] is None:
+                try:
+                    item[0]()
+                except Exception:  # noqa: BLE001
+                    pass
+        with self._lock:
+            calls = list(self._calls.values())
+            self._calls.clear()
+        for c in calls:
+            c.port = None
+        del calls
+        if self._account is not None:
+            try:
+                self._account.shutdown()
+            except Exception:  # noqa: BLE001
+                pass
+            self._account = None
+        try:
+            ep.libDestroy()
+        except Exception:  # noqa: BLE001
+            pass
+        self._ep = None
+
+    # ---- incoming calls (PJSIP thread) ----
+
+    def _incoming(self, account: SipAccount, prm: Any) -> None:
+        pjcall = PjCall(self, account, prm.callId)
+        with self._lock:
+            self._calls[id(pjcall)] = pjcall
+            active = sum(1 for c in self._calls.values() if not c.ended and c.facade)
+        try:
+            offer = self._offer(prm)
+        except Exception as exc:  # noqa: BLE001 - a request we cannot read is refused, not fatal
+            _log.warning("rejecting unreadable INVITE", error=str(exc))
+            pjcall.ended = True
+            pjcall.answer(_op(400, "Bad Request"))
+            self.release_later(pjcall)
+            return
+        if self.draining:
+            _log.info("call refused with 503: worker is shutting down", call_id=offer.call_id)
+            pjcall.answer(_op(503, "Service Unavailable"))
+            pjcall.ended = True
+            self.release_later(pjcall)
+            return
+        if active >= self.settings.max_calls:
+            _log.warning(
+                "call rejected with 486: worker is full",
+                call_id=offer.call_id,
+                active=active,
+                max_calls=self.settings.max_calls,
+            )
+            pjcall.answer(_op(486, "Busy Here"))
+            pjcall.ended = True
+            self.release_later(pjcall)
+            return
+        facade = SipCall(self, pjcall, offer)
+        pjcall.facade = facade
+        pjcall.answer(_op(180))
+        _log.info(
+            "incoming call",
+            call_id=offer.call_id,
+            called=offer.called,
+            caller=offer.caller,
+            source=offer.source,
+            sip_call_id=offer.sip_call_id,
+        )
+        try:
+            self.loop.call_soon_threadsafe(self.on_call, facade)
+        except RuntimeError:
+            pass
+
+    def _offer(self, prm: Any) -> CallOffered:
+        rdata = prm.rdata
+        req = parse_request(str(rdata.wholeMsg))
+        headers = {k: req.headers[k] for k in _FORWARDED_HEADERS if k in req.headers}
+        headers.update({k: v for k, v in req.headers.items() if k.lower().startswith("x-")})
+        from_hdr = req.headers.get("From", "")
+        to_hdr = req.headers.get("To", "")
+        return CallOffered(
+            call_id=uuid.uuid4().hex[:16],
+            sip_call_id=req.headers.get("Call-ID", ""),
+            called=uri_user(req.request_uri) or uri_user(to_hdr),
+            caller=uri_user(from_hdr),
+            from_uri=from_hdr,
+            to_uri=to_hdr,
+            source=str(rdata.srcAddress),
+            headers=headers,
+        )

@@ -1,0 +1,59 @@
+"""PJSIP's own log lines, forwarded to structlog.
+
+PJSIP rejects a call beyond its compile-time call limit before the application sees it;
+that line is raised to a warning that says why, so an operator knows a worker was full.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pjsua2 as pj
+
+from telephony_bot import log
+
+_log = log.get("pjsip")
+
+
+class PjLogWriter(pj.LogWriter):  # type: ignore[misc]
+    def __init__(self, max_calls: int) -> None:
+        super().__init__()
+        self.max_calls = max_calls
+
+    def write(self, entry: Any) -> None:
+        try:
+            msg = str(entry.msg).rstrip()
+            if "too many calls" in msg:
+                _log.warning(
+                    "call rejected with 486: worker is full",
+                    max_calls=self.max_calls,
+                    detail=msg.strip(),
+                )
+            elif entry.level <= 1:
+                _log.error("pjsip", msg=msg.strip())
+            elif entry.level == 2:
+                _log.warning("pjsip", msg=msg.strip())
+            else:
+                _log.debug("pjsip", msg=msg.strip())
+        except Exception:  # noqa: BLE001 - a log line must never raise into PJSIP
+            pass
+
+
+@contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Silence fd 1 while PJSIP initialises: `libCreate` prints banner lines to stdout before
+    the log configuration (and our writer) can take over."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)

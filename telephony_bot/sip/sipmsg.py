@@ -1,0 +1,58 @@
+"""Read the few things the engine needs from a raw SIP request (pure, no pjsua2)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_URI_USER = re.compile(r"^(?:sips?|tel):(?P<user>[^@;>?]+)", re.IGNORECASE)
+_COMPACT = {"f": "From", "t": "To", "i": "Call-ID", "m": "Contact", "v": "Via"}
+
+
+@dataclass(frozen=True)
+class RequestSummary:
+    method: str
+    request_uri: str
+    headers: dict[str, str]  # first value of each header, canonical capitalisation
+
+
+def uri_user(uri_or_header: str) -> str:
+    """The user part of a SIP URI or name-addr (`"Bob" <sip:+4930123@host>;tag=x` → +4930123)."""
+    text = uri_or_header.strip()
+    m = re.search(r"<([^>]*)>", text)
+    if m:
+        text = m.group(1)
+    else:
+        text = text.split(";", 1)[0]
+    text = text.strip()
+    um = _URI_USER.match(text)
+    return um.group("user") if um else ""
+
+
+def parse_request(raw: str) -> RequestSummary:
+    """Start line and headers of a SIP request; tolerant of folding and compact names."""
+    head = raw.split("\r\n\r\n", 1)[0].split("\n\n", 1)[0]
+    lines = head.replace("\r\n", "\n").split("\n")
+    parts = lines[0].split() if lines else []
+    method = parts[0] if parts else ""
+    request_uri = parts[1] if len(parts) > 1 else ""
+    headers: dict[str, str] = {}
+    last = ""
+    for line in lines[1:]:
+        if not line:
+            continue
+        if line[0] in " \t" and last:  # folded continuation
+            headers[last] += " " + line.strip()
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        name = name.strip()
+        name = _COMPACT.get(name.lower(), name) if len(name) == 1 else name
+        canon = "-".join(w.capitalize() for w in name.split("-"))
+        if canon == "Call-Id":
+            canon = "Call-ID"
+        if canon not in headers:
+            headers[canon] = value.strip()
+        last = canon
+    return RequestSummary(method=method, request_uri=request_uri, headers=headers)

@@ -1,0 +1,184 @@
+"""Start the engine's own processes for integration tests, and read their JSON logs."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+_rtp_bases = itertools.count(20000, 200)
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (SIP listens on both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+def next_rtp_base() -> int:
+    return next(_rtp_bases)
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "telephony_bot.cli", *args]
+
+
+@dataclass
+class EngineProc:
+    """A running `telephony-bot worker|serve` with JSON logs in a file."""
+
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    sip_port: int
+
+    def logs(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(json.JSONDecodeError):
+                    out.append(json.loads(line))
+        return out
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.logs() if e.get("event") == name]
+
+    def wait_for(self, name: str, count: int = 1, timeout: float = 15.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.events(name)
+            if len(found) >= count:
+                return found
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(
+            f"log event {name!r} x{count} not seen in {timeout}s; log:\n"
+            + self.log_path.read_text(errors="replace")[-4000:]
+        )
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise AssertionError("engine did not stop within the time limit") from None
+        return self.proc.returncode
+
+
+def start(
+    tmp: Path,
+    command: str = "worker",
+    *args: str,
+    ready_event: str = "worker listening",
+    ready_count: int = 1,
+    name: str = "engine",
+) -> EngineProc:
+    port = free_port()
+    if command == "serve" and "--workers" in args:
+        n = int(args[list(args).index("--workers") + 1])
+        while not all(_is_free(port + i) for i in range(n)):
+            port = free_port()
+    log_path = tmp / f"{name}-{port}.log"
+    argv = cli(
+        command,
+        "--sip-host", "127.0.0.1",
+        "--sip-port", str(port),
+        "--rtp-port", str(next_rtp_base()),
+        "--log-format", "json",
+        *args,
+    )  # fmt: skip
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log_path, "wb") as f:
+        proc = subprocess.Popen(
+            argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO, env=env
+        )
+    eng = EngineProc(proc, log_path, port)
+    eng.wait_for(ready_event, ready_count)
+    return eng
+
+
+def _is_free(port: int) -> bool:
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", port))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def running(tmp: Path, command: str = "worker", *args: str, **kw: Any) -> Iterator[EngineProc]:
+    eng = start(tmp, command, *args, **kw)
+    try:
+        yield eng
+    finally:
+        eng.stop()
+
+
+def dial(tmp: Path, port: int, *args: str, name: str = "dial", user: str = "100") -> dict[str, Any]:
+    """Run `telephony-bot dial` against the engine and return its JSON report."""
+    report = tmp / f"{name}.json"
+    res = subprocess.run(
+        cli("dial", f"sip:{user}@127.0.0.1:{port}", "--report", str(report), *args),
+        capture_output=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert report.exists(), f"dial wrote no report: {res.stdout!r} {res.stderr!r}"
+    data: dict[str, Any] = json.loads(report.read_text())
+    data["_exit_code"] = res.returncode
+    data["_stdout"] = res.stdout.decode(errors="replace")
+    return data
+
+
+def dial_async(tmp: Path, port: int, *args: str, name: str = "dial") -> subprocess.Popen[bytes]:
+    report = tmp / f"{name}.json"
+    return subprocess.Popen(
+        cli("dial", f"sip:100@127.0.0.1:{port}", "--report", str(report), *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+
+
+def read_report(tmp: Path, name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((tmp / f"{name}.json").read_text())
+    return data
+
+
+def proc_resources(pid: int) -> dict[str, int]:
+    """Threads, open file descriptors and sockets of a live process (Linux /proc)."""
+    fd_dir = Path(f"/proc/{pid}/fd")
+    fds = list(fd_dir.iterdir())
+    sockets = 0
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(fd).startswith("socket:"):
+                sockets += 1
+    threads = len(list(Path(f"/proc/{pid}/task").iterdir()))
+    return {"threads": threads, "fds": len(fds), "sockets": sockets}
