@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import faulthandler
+import io
+import os
 import sys
 from collections.abc import Sequence
 
@@ -114,6 +118,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     name = args.provider or plan.defaults.provider
     provider = providers.create(name, echo_delay_ms=delay)
     settings = _sip_settings(args, plan.defaults.max_call_seconds)
+    with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError):
+        faulthandler.enable()  # a crash inside PJSIP leaves a Python stack trace in the log
     asyncio.run(serve_worker(settings, provider, SessionConfig(provider=name)))  # type: ignore[arg-type]
     return EXIT_OK
 
@@ -188,23 +194,46 @@ def _cmd_dial(args: argparse.Namespace) -> int:
     return EXIT_OK if report["answered"] else EXIT_RUNTIME
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, hard_exit: bool = False) -> int:
+    """Run a command; `hard_exit` (the real entry point) skips finalization after PJSIP."""
     parser = build_parser()
     args = parser.parse_args(argv)
     fields = {"worker": args.worker_id} if args.command == "worker" else {}
     log.setup(getattr(args, "log_format", None), getattr(args, "log_level", None), **fields)
     handlers = {"serve": _cmd_serve, "worker": _cmd_worker, "dial": _cmd_dial}
     try:
-        return handlers[args.command](args)
+        code = handlers[args.command](args)
     except ConfigError as exc:
         print(f"telephony-bot {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        code = EXIT_USAGE
     except TelephonyBotError as exc:
         print(f"telephony-bot {args.command}: {exc}", file=sys.stderr)
-        return EXIT_RUNTIME
+        code = EXIT_RUNTIME
     except KeyboardInterrupt:
-        return EXIT_OK
+        code = EXIT_OK
+    if hard_exit and args.command in ("worker", "dial") and "pjsua2" in sys.modules:
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """End a process that ran PJSIP without Python's interpreter finalization.
+
+    PJSIP has been destroyed cleanly by now. But the threads it created called into Python
+    (SWIG directors), and the garbage collector's final pass at interpreter exit can then
+    visit a frame those threads left behind and crash (seen here: SIGSEGV in
+    `Py_FinalizeEx` → `gc_collect` on about half of clean shutdowns). Everything worth
+    keeping is flushed first, so skipping finalization loses nothing.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main(hard_exit=True))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -9,7 +9,9 @@ never touches a pjsua2 object itself.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pjsua2 as pj
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from telephony_bot.sip.endpoint import SipEndpoint
 
 _log = log.get("sip.call")
+T = TypeVar("T")
 
 _DTMF_METHODS = {
     getattr(pj, "PJSUA_DTMF_METHOD_RFC2833", 0): "rfc2833",
@@ -165,7 +168,12 @@ class PjCall(pj.Call):  # type: ignore[misc]
 
 
 class SipCall:
-    """The session's handle on a SIP call (implements `callport.CallPort`)."""
+    """The session's handle on a SIP call (implements `callport.CallPort`).
+
+    It holds its pjsua2 call only weakly and resolves it on the owner thread for each
+    action, so the pjsua2 object is always freed there (before `libDestroy`), never by
+    the asyncio thread dropping its last reference.
+    """
 
     def __init__(self, endpoint: SipEndpoint, pjcall: PjCall, offer: CallOffered) -> None:
         self.call_id = offer.call_id
@@ -173,47 +181,51 @@ class SipCall:
         self.media = MediaBridge(endpoint.loop, sample_rate=endpoint.settings.port_rate)
         self.events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._endpoint = endpoint
-        self._pjcall: PjCall | None = pjcall
-
-    def _call(self) -> PjCall:
-        c = self._pjcall
-        if c is None or c.ended:
-            raise CallGoneError(f"call {self.call_id} has already ended")
-        return c
+        self._ref: weakref.ref[PjCall] | None = weakref.ref(pjcall)
 
     def detach(self) -> None:
-        self._pjcall = None
+        self._ref = None
+
+    async def _act(self, fn: Callable[[PjCall], T], *, quiet: bool = False) -> T | None:
+        """Run `fn(call)` on the owner thread; CallGoneError (or None if quiet) once ended."""
+
+        def on_owner() -> T | None:
+            c = self._ref() if self._ref is not None else None
+            if c is None or c.ended:
+                if quiet:
+                    return None
+                raise CallGoneError(f"call {self.call_id} has already ended")
+            return fn(c)
+
+        return await self._endpoint.run(on_owner)
 
     async def answer(self) -> None:
-        c = self._call()
-        await self._endpoint.run(lambda: c.answer(_op(200)))
+        await self._act(lambda c: c.answer(_op(200)))
 
     async def reject(self, status_code: int, reason: str = "") -> None:
-        c = self._call()
-        c.local_hangup = True
-        await self._endpoint.run(lambda: c.answer(_op(status_code, reason)))
+        def _do(c: PjCall) -> None:
+            c.local_hangup = True
+            c.answer(_op(status_code, reason))
+
+        await self._act(_do)
 
     async def hangup(self, reason: str = "normal") -> None:
-        c = self._pjcall
-        if c is None or c.ended:
-            return
-        c.local_hangup = True
-        _log.info("hanging up", call_id=self.call_id, reason=reason)
+        def _do(c: PjCall) -> None:
+            _log.info("hanging up", call_id=self.call_id, reason=reason)
+            c.local_hangup = True
+            c.hangup(_op(0 if c.answered else 480))
 
-        def _do() -> None:
-            if not c.ended:
-                c.hangup(_op(0 if c.answered else 480))
-
-        await self._endpoint.run(_do)
+        await self._act(_do, quiet=True)
 
     async def transfer(self, target: str) -> None:
-        c = self._call()
-        c.transfer_target = target
-        await self._endpoint.run(lambda: c.xfer(target, pj.CallOpParam(True)))
+        def _do(c: PjCall) -> None:
+            c.transfer_target = target
+            c.xfer(target, pj.CallOpParam(True))
+
+        await self._act(_do)
 
     async def send_dtmf(self, digits: str) -> None:
-        c = self._call()
-        await self._endpoint.run(lambda: c.dialDtmf(digits))
+        await self._act(lambda c: c.dialDtmf(digits))
 
 
 def _op(status_code: int, reason: str = "") -> Any:

@@ -144,9 +144,13 @@ class SipEndpoint:
                     self._resolve(fut, None, exc)
                 else:
                     _log.error("sip action failed", error=str(exc))
+                del fn, fut, item
                 continue
             if fut is not None:
                 self._resolve(fut, result, None)
+            # Drop this thread's references now: a pjsua2 object kept alive by a stale local
+            # would otherwise be freed after libDestroy, which aborts the process.
+            del fn, fut, item, result
         self._destroy()
 
     def _resolve(self, fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
