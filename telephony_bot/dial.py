@@ -26,6 +26,7 @@ from telephony_bot.errors import ConfigError
 from telephony_bot.sip import codecs, framebuf
 from telephony_bot.sip.media_port import audio_format
 from telephony_bot.sip.pjlog import quiet_stdout
+from telephony_bot.sip.pythread import pin
 
 FRAME_MS = 20
 SILENCE_DBFS = -50.0
@@ -97,6 +98,7 @@ class _Port(pj.AudioMediaPort):  # type: ignore[misc]
         self.play_start_rx: int | None = None
 
     def onFrameReceived(self, frame: Any) -> None:  # noqa: N802
+        pin()
         try:
             ok = frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO
             self.rx.append(self._read(frame.buf) if ok else self.silence)
@@ -104,6 +106,7 @@ class _Port(pj.AudioMediaPort):  # type: ignore[misc]
             pass
 
     def onFrameRequested(self, frame: Any) -> None:  # noqa: N802
+        pin()
         idx = self.tx_frames
         self.tx_frames += 1
         try:
@@ -137,6 +140,7 @@ class _Call(pj.Call):  # type: ignore[misc]
         self.connected = False
 
     def onCallState(self, prm: Any) -> None:  # noqa: N802
+        pin()
         ci = self.getInfo()
         if ci.state == pj.PJSIP_INV_STATE_CONFIRMED and self.confirmed_at is None:
             self.confirmed_at = time.monotonic()
@@ -148,6 +152,7 @@ class _Call(pj.Call):  # type: ignore[misc]
             self.status = int(ci.lastStatusCode)
 
     def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
+        pin()
         ci = self.getInfo()
         for i, mi in enumerate(ci.media):
             if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
@@ -160,6 +165,7 @@ class _Call(pj.Call):  # type: ignore[misc]
                     self.connected = True
 
     def onStreamDestroyed(self, prm: Any) -> None:  # noqa: N802
+        pin()
         try:
             st = self.getStreamStat(prm.streamIdx)
             self.rtp = {
@@ -290,7 +296,9 @@ def _dial(ep: Any, opts: DialOptions, local: str, play: bytes) -> dict[str, Any]
         write_wav(opts.record, rx, opts.rate)
     if opts.report:
         Path(opts.report).write_text(json.dumps(report, indent=1))
-    # Release pjsua2 objects in order, before libDestroy (see facts: early/late frees abort).
+    # Release pjsua2 objects in order, before libDestroy (see facts: early/late frees abort),
+    # and only after pjmedia's clock has stopped, so no media callback is running.
+    ep.audDevManager().setNoDev()
     del call
     del port
     acc.shutdown()

@@ -54,9 +54,28 @@ def setup(fmt: str | None = None, level: str | None = None, **static: Any) -> No
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_LineLoggerFactory(),
         cache_logger_on_first_use=False,
     )
+
+
+class _LineLogger:
+    """Writes each log line to stderr with one write(2), so lines from several processes
+    sharing one stderr (the supervisor and its workers) never interleave mid-line."""
+
+    def msg(self, message: str) -> None:
+        data = (message + "\n").encode("utf-8", "replace")
+        try:
+            os.write(2, data)
+        except OSError:  # stderr closed: logging must never take the call down
+            pass
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+class _LineLoggerFactory:
+    def __call__(self, *args: Any) -> _LineLogger:
+        return _LineLogger()
 
 
 def get(name: str | None = None) -> structlog.typing.FilteringBoundLogger:

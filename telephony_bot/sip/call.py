@@ -27,7 +27,8 @@ from telephony_bot.callport import (
 )
 from telephony_bot.errors import CallGoneError
 from telephony_bot.media.bridge import MediaBridge
-from telephony_bot.sip.media_port import BridgePort, audio_format
+from telephony_bot.sip.media_port import BridgePort
+from telephony_bot.sip.pythread import pin
 
 if TYPE_CHECKING:
     from telephony_bot.sip.endpoint import SipEndpoint
@@ -69,6 +70,7 @@ class PjCall(pj.Call):  # type: ignore[misc]
     # -- pjsua2 callbacks (PJSIP threads) --
 
     def onCallState(self, prm: Any) -> None:  # noqa: N802
+        pin()
         try:
             ci = self.getInfo()
         except Exception:  # noqa: BLE001
@@ -100,6 +102,7 @@ class PjCall(pj.Call):  # type: ignore[misc]
             self.endpoint.release_later(self)
 
     def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
+        pin()
         try:
             ci = self.getInfo()
             for i, mi in enumerate(ci.media):
@@ -115,10 +118,7 @@ class PjCall(pj.Call):  # type: ignore[misc]
                     am.startTransmit(am)
                 else:
                     if self.port is None and self.facade is not None:
-                        self.port = BridgePort(self.facade.media, self.endpoint.frames)
-                        self.port.createPort(
-                            f"call-{self.call_id}", audio_format(self.endpoint.settings.port_rate)
-                        )
+                        self.port = self.endpoint.ports.acquire(self.facade.media)
                     if self.port is not None:
                         am.startTransmit(self.port)
                         self.port.startTransmit(am)
@@ -128,6 +128,7 @@ class PjCall(pj.Call):  # type: ignore[misc]
             _log.error("media setup failed", call_id=self.call_id, error=str(exc))
 
     def onStreamDestroyed(self, prm: Any) -> None:  # noqa: N802
+        pin()
         try:
             st = self.getStreamStat(prm.streamIdx)
             rx, tx = st.rtcp.rxStat, st.rtcp.txStat
@@ -144,6 +145,7 @@ class PjCall(pj.Call):  # type: ignore[misc]
             pass
 
     def onDtmfDigit(self, prm: Any) -> None:  # noqa: N802
+        pin()
         self._emit(
             DtmfReceived(
                 self.call_id,
@@ -154,6 +156,7 @@ class PjCall(pj.Call):  # type: ignore[misc]
         )
 
     def onCallTransferStatus(self, prm: Any) -> None:  # noqa: N802
+        pin()
         code = int(prm.statusCode)
         self._emit(
             TransferOutcome(

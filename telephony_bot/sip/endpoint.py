@@ -27,7 +27,9 @@ from telephony_bot.config import SipSettings
 from telephony_bot.errors import SipError
 from telephony_bot.sip import codecs, framebuf
 from telephony_bot.sip.call import PjCall, SipCall, _op
+from telephony_bot.sip.media_port import PortPool
 from telephony_bot.sip.pjlog import PjLogWriter, quiet_stdout
+from telephony_bot.sip.pythread import pin
 from telephony_bot.sip.sipmsg import parse_request, uri_user
 
 T = TypeVar("T")
@@ -42,6 +44,7 @@ class SipAccount(pj.Account):  # type: ignore[misc]
         self.endpoint = endpoint
 
     def onIncomingCall(self, prm: Any) -> None:  # noqa: N802
+        pin()
         self.endpoint._incoming(self, prm)
 
 
@@ -69,6 +72,7 @@ class SipEndpoint:
         self._account: SipAccount | None = None
         self._log_writer: PjLogWriter | None = None
         self.codecs: list[str] = []
+        self.ports = PortPool(self.frames, settings.port_rate)
 
     # ---- lifecycle ----
 
@@ -117,9 +121,9 @@ class SipEndpoint:
             self._calls.pop(id(pjcall), None)
         if pjcall.facade is not None:
             pjcall.facade.detach()
-        pjcall.port = (
-            None  # the AudioMediaPort leaves the bridge here, on a PJSIP-registered thread
-        )
+        if pjcall.port is not None:
+            self.ports.release(pjcall.port)  # pooled: reused, never freed mid-callback
+            pjcall.port = None
 
     # ---- owner thread ----
 
@@ -207,6 +211,7 @@ class SipEndpoint:
                     f"cannot listen for SIP on {kind} {s.host}:{s.port}: {exc.info()}"
                 ) from None
         ep.libStart()
+        self.ports.fill(s.max_calls + 2)  # spare ports cover calls still being released
 
         acfg = pj.AccountConfig()
         host = s.host if specific else "127.0.0.1"
@@ -242,12 +247,18 @@ class SipEndpoint:
                     item[0]()
                 except Exception:  # noqa: BLE001
                     pass
+        # Stop pjmedia's clock before any port object is freed: no callback can be running.
+        try:
+            ep.audDevManager().setNoDev()
+        except Exception:  # noqa: BLE001
+            pass
         with self._lock:
             calls = list(self._calls.values())
             self._calls.clear()
         for c in calls:
             c.port = None
         del calls
+        self.ports.destroy()
         if self._account is not None:
             try:
                 self._account.shutdown()

@@ -7,12 +7,14 @@ here would cross into C++, so each callback catches everything and counts it.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pjsua2 as pj
 
 from telephony_bot.media.bridge import MediaBridge
 from telephony_bot.sip.framebuf import FrameBuffer
+from telephony_bot.sip.pythread import pin
 
 _AUDIO = pj.PJMEDIA_FRAME_TYPE_AUDIO
 _NONE = pj.PJMEDIA_FRAME_TYPE_NONE
@@ -28,16 +30,46 @@ def audio_format(clock_rate: int, frame_ms: int = 20) -> Any:
     return fmt
 
 
+class _Idle:
+    """Where a pooled port's frames go between calls: nowhere."""
+
+    frame_bytes = 0
+
+    def push_caller_frame(self, pcm: bytes) -> None:
+        pass
+
+    def pull_playout_frame(self) -> bytes | None:
+        return None
+
+
+IDLE = _Idle()
+
+
 class BridgePort(pj.AudioMediaPort):  # type: ignore[misc]
-    def __init__(self, bridge: MediaBridge, frames: FrameBuffer) -> None:
+    """A conference-bridge port whose frames go to whichever call's bridge is attached.
+
+    Ports are pooled and reused, never destroyed while pjmedia's clock runs: freeing a
+    director object while the clock thread is inside its callback corrupts the Python
+    heap (seen here as segfaults a few calls later).
+    """
+
+    def __init__(self, frames: FrameBuffer, port_rate: int) -> None:
         super().__init__()
-        self.bridge = bridge
+        self.bridge: MediaBridge | _Idle = IDLE
         self._read = frames.read
         self._write = frames.write
-        self._silence = b"\x00" * bridge.frame_bytes
+        self._silence = b"\x00" * (port_rate * 20 // 1000 * 2)
         self.callback_errors = 0
 
+    def attach(self, bridge: MediaBridge) -> None:
+        self.callback_errors = 0
+        self.bridge = bridge
+
+    def detach(self) -> None:
+        self.bridge = IDLE
+
     def onFrameReceived(self, frame: Any) -> None:  # noqa: N802 - pjsua2 name
+        pin()
         try:
             if frame.type == _AUDIO:
                 data = self._read(frame.buf)
@@ -45,9 +77,10 @@ class BridgePort(pj.AudioMediaPort):  # type: ignore[misc]
             else:
                 self.bridge.push_caller_frame(self._silence)
         except Exception:  # noqa: BLE001 - never raise into pjmedia
-            self._count_error()
+            self.callback_errors += 1
 
     def onFrameRequested(self, frame: Any) -> None:  # noqa: N802 - pjsua2 name
+        pin()
         try:
             pcm = self.bridge.pull_playout_frame()
             if pcm is None:
@@ -58,13 +91,50 @@ class BridgePort(pj.AudioMediaPort):  # type: ignore[misc]
             frame.size = len(pcm)
             frame.type = _AUDIO
         except Exception:  # noqa: BLE001 - never raise into pjmedia
-            self._count_error()
+            self.callback_errors += 1
             frame.type = _NONE
             frame.size = 0
 
-    def _count_error(self) -> None:
-        # Attributes vanish while SWIG tears the object down; a late callback then lands here.
-        try:
-            self.callback_errors += 1
-        except Exception:  # noqa: BLE001
-            pass
+
+class PortPool:
+    """BridgePorts created once per worker and handed from call to call (thread-safe)."""
+
+    def __init__(self, frames: FrameBuffer, port_rate: int) -> None:
+        self._frames = frames
+        self._rate = port_rate
+        self._free: list[BridgePort] = []
+        self._all: list[BridgePort] = []
+        self._lock = threading.Lock()
+
+    def _new(self) -> BridgePort:
+        port = BridgePort(self._frames, self._rate)
+        port.createPort(f"bridge-{len(self._all)}", audio_format(self._rate))
+        self._all.append(port)
+        return port
+
+    def fill(self, n: int) -> None:
+        with self._lock:
+            while len(self._all) < n:
+                self._free.append(self._new())
+
+    def acquire(self, bridge: MediaBridge) -> BridgePort:
+        with self._lock:
+            port = self._free.pop() if self._free else self._new()
+        port.attach(bridge)
+        return port
+
+    def release(self, port: BridgePort) -> None:
+        port.detach()
+        with self._lock:
+            if port not in self._free:
+                self._free.append(port)
+
+    @property
+    def size(self) -> int:
+        return len(self._all)
+
+    def destroy(self) -> None:
+        """Only once pjmedia's clock has stopped (see SipEndpoint._destroy)."""
+        with self._lock:
+            self._free.clear()
+            self._all.clear()

@@ -15,6 +15,7 @@ from typing import Any
 import pjsua2 as pj
 
 from telephony_bot import log
+from telephony_bot.sip.pythread import pin
 
 _log = log.get("pjsip")
 
@@ -25,6 +26,7 @@ class PjLogWriter(pj.LogWriter):  # type: ignore[misc]
         self.max_calls = max_calls
 
     def write(self, entry: Any) -> None:
+        pin()
         try:
             msg = str(entry.msg).rstrip()
             if "too many calls" in msg:
