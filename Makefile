@@ -8,7 +8,7 @@ SIP_PORT ?= 5060
 WORKERS ?= 1
 DIALPLAN ?= dialplans/example.yaml
 
-.PHONY: install run test lint unit integration clean
+.PHONY: install run test lint unit bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,9 @@ test: install lint
 
 unit: install
 	$(BIN)/pytest -q tests/unit
+
+bench: install
+	$(BIN)/python -m bench.echo_calls
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
