@@ -1,7 +1,7 @@
 """Echo-path benchmark: CPU and memory of one SIP worker carrying 4 echo calls from SIPp,
 idle cost of a worker, and the delay the engine adds on a real pjsua2 call.
 
-Writes bench/results/echo_calls.json and prints a table. Run: `.venv/bin/python -m bench.echo_calls`.
+Writes bench/results/echo_calls.json and prints a table. Run: `make bench`.
 """
 
 from __future__ import annotations
