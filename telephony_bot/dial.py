@@ -127,10 +127,30 @@ class _Port(pj.AudioMediaPort):  # type: ignore[misc]
             frame.size = 0
 
 
+class _TransferCall(pj.Call):  # type: ignore[misc]
+    """The new call a REFER makes us place; only its outcome is recorded."""
+
+    def __init__(self, acc: Any) -> None:
+        super().__init__(acc)
+        self.status = 0
+        self.confirmed = False
+
+    def onCallState(self, prm: Any) -> None:  # noqa: N802
+        pin()
+        ci = self.getInfo()
+        if ci.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self.confirmed = True
+        if ci.lastStatusCode:
+            self.status = int(ci.lastStatusCode)
+
+
 class _Call(pj.Call):  # type: ignore[misc]
     def __init__(self, acc: Any, port: _Port) -> None:
         super().__init__(acc)
+        self.account = acc
         self.port = port
+        self.transfer_target = ""
+        self.transfer_call: _TransferCall | None = None
         self.confirmed_at: float | None = None
         self.disconnected_at: float | None = None
         self.status = 0
@@ -163,6 +183,13 @@ class _Call(pj.Call):  # type: ignore[misc]
                     am.startTransmit(self.port)
                     self.port.startTransmit(am)
                     self.connected = True
+
+    def onCallTransferRequest(self, prm: Any) -> None:  # noqa: N802
+        """The far end asked us (REFER) to call someone else: do it, as a phone would."""
+        pin()
+        self.transfer_target = str(prm.dstUri)
+        self.transfer_call = _TransferCall(self.account)
+        prm.newCall = self.transfer_call
 
     def onStreamDestroyed(self, prm: Any) -> None:  # noqa: N802
         pin()
@@ -291,6 +318,15 @@ def _dial(ep: Any, opts: DialOptions, local: str, play: bytes) -> dict[str, Any]
         "energy_dbfs": energy,
         "heard_ms": sum(FRAME_MS for e in energy if e > SILENCE_DBFS),
         "rtp": call.rtp,
+        "transfer": (
+            {
+                "target": call.transfer_target,
+                "answered": bool(call.transfer_call and call.transfer_call.confirmed),
+                "sip_status": call.transfer_call.status if call.transfer_call else 0,
+            }
+            if call.transfer_target
+            else None
+        ),
     }
     if opts.record:
         write_wav(opts.record, rx, opts.rate)
@@ -298,7 +334,11 @@ def _dial(ep: Any, opts: DialOptions, local: str, play: bytes) -> dict[str, Any]
         Path(opts.report).write_text(json.dumps(report, indent=1))
     # Release pjsua2 objects in order, before libDestroy (see facts: early/late frees abort),
     # and only after pjmedia's clock has stopped, so no media callback is running.
+    if call.transfer_call is not None and call.transfer_call.isActive():
+        call.transfer_call.hangup(pj.CallOpParam(True))
+        time.sleep(0.2)
     ep.audDevManager().setNoDev()
+    call.transfer_call = None
     del call
     del port
     acc.shutdown()

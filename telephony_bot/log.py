@@ -79,8 +79,8 @@ class _LineLoggerFactory:
 
 
 def get(name: str | None = None) -> structlog.typing.FilteringBoundLogger:
-    log = structlog.get_logger()
-    return log.bind(logger=name) if name else log
+    # Lazy: module-level loggers made at import time still follow a later setup().
+    return structlog.get_logger(component=name) if name else structlog.get_logger()
 
 
 @contextmanager

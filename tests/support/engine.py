@@ -95,21 +95,23 @@ def start(
     ready_event: str = "worker listening",
     ready_count: int = 1,
     name: str = "engine",
+    prefix: list[str] | None = None,
 ) -> EngineProc:
+    """Start `telephony-bot COMMAND` (or `prefix` + the same flags) and wait until ready."""
     port = free_port()
     if command == "serve" and "--workers" in args:
         n = int(args[list(args).index("--workers") + 1])
         while not all(_is_free(port + i) for i in range(n)):
             port = free_port()
     log_path = tmp / f"{name}-{port}.log"
-    argv = cli(
-        command,
+    argv = (prefix or cli(command)) + [
+
         "--sip-host", "127.0.0.1",
         "--sip-port", str(port),
         "--rtp-port", str(next_rtp_base()),
         "--log-format", "json",
         *args,
-    )  # fmt: skip
+    ]  # fmt: skip
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log_path, "wb") as f:
         proc = subprocess.Popen(
