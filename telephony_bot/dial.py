@@ -9,6 +9,7 @@ timeline are on the same time axis.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import math
@@ -151,6 +152,7 @@ class _Call(pj.Call):  # type: ignore[misc]
         self.port = port
         self.transfer_target = ""
         self.transfer_call: _TransferCall | None = None
+        self.dtmf_received = ""
         self.confirmed_at: float | None = None
         self.disconnected_at: float | None = None
         self.status = 0
@@ -183,6 +185,10 @@ class _Call(pj.Call):  # type: ignore[misc]
                     am.startTransmit(self.port)
                     self.port.startTransmit(am)
                     self.connected = True
+
+    def onDtmfDigit(self, prm: Any) -> None:  # noqa: N802
+        pin()
+        self.dtmf_received += str(prm.digit)
 
     def onCallTransferRequest(self, prm: Any) -> None:  # noqa: N802
         """The far end asked us (REFER) to call someone else: do it, as a phone would."""
@@ -221,13 +227,43 @@ def dial(opts: DialOptions) -> dict[str, Any]:
     ep = pj.Endpoint()
     with quiet_stdout():
         ep.libCreate()
+    objs: dict[str, Any] = {}
     try:
-        return _dial(ep, opts, local, play)
+        return _dial(ep, opts, local, play, objs)
     finally:
+        _release(ep, objs)
         ep.libDestroy()
 
 
-def _dial(ep: Any, opts: DialOptions, local: str, play: bytes) -> dict[str, Any]:
+def _release(ep: Any, objs: dict[str, Any]) -> None:
+    """Free pjsua2 objects in order, before libDestroy (early or late frees abort), and
+    only after pjmedia's clock has stopped, so no media callback is running."""
+    call = objs.get("call")
+    with contextlib.suppress(Exception):
+        if call is not None and call.transfer_call is not None and call.transfer_call.isActive():
+            call.transfer_call.hangup(pj.CallOpParam(True))
+            time.sleep(0.2)
+    with contextlib.suppress(Exception):
+        if call is not None and call.isActive():
+            call.hangup(pj.CallOpParam(True))
+            time.sleep(0.2)
+    with contextlib.suppress(Exception):
+        ep.audDevManager().setNoDev()
+    if call is not None:
+        call.transfer_call = None
+    del call
+    objs.pop("call", None)
+    objs.pop("port", None)
+    acc = objs.pop("acc", None)
+    if acc is not None:
+        with contextlib.suppress(Exception):
+            acc.shutdown()
+    del acc
+
+
+def _dial(
+    ep: Any, opts: DialOptions, local: str, play: bytes, objs: dict[str, Any]
+) -> dict[str, Any]:
     cfg = pj.EpConfig()
     cfg.uaConfig.threadCnt = 1
     cfg.uaConfig.mainThreadOnly = False
@@ -247,7 +283,8 @@ def _dial(ep: Any, opts: DialOptions, local: str, play: bytes) -> dict[str, Any]
     if local != "0.0.0.0":
         tcfg.boundAddress = local
         tcfg.publicAddress = local
-    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+    tcp = "transport=tcp" in opts.uri.lower()
+    ep.transportCreate(pj.PJSIP_TRANSPORT_TCP if tcp else pj.PJSIP_TRANSPORT_UDP, tcfg)
     ep.libStart()
 
     acfg = pj.AccountConfig()
@@ -256,12 +293,12 @@ def _dial(ep: Any, opts: DialOptions, local: str, play: bytes) -> dict[str, Any]
     if local != "0.0.0.0":
         acfg.mediaConfig.transportConfig.boundAddress = local
         acfg.mediaConfig.transportConfig.publicAddress = local
-    acc = pj.Account()
+    acc = objs["acc"] = pj.Account()
     acc.create(acfg)
 
-    port = _Port(opts.rate, play, int(opts.play_at * 1000) // FRAME_MS)
+    port = objs["port"] = _Port(opts.rate, play, int(opts.play_at * 1000) // FRAME_MS)
     port.createPort("dial", audio_format(opts.rate))
-    call = _Call(acc, port)
+    call = objs["call"] = _Call(acc, port)
     prm = pj.CallOpParam(True)
     for h in opts.headers:
         name, _, value = h.partition(":")
@@ -270,7 +307,11 @@ def _dial(ep: Any, opts: DialOptions, local: str, play: bytes) -> dict[str, Any]
         prm.txOption.headers.append(hdr)
 
     t0 = time.monotonic()
-    call.makeCall(opts.uri, prm)
+    try:
+        call.makeCall(opts.uri, prm)
+    except pj.Error as exc:
+        call.status, call.reason = 0, f"cannot place the call: {exc.reason}"
+        call.disconnected_at = time.monotonic()
     ended_by = "remote"
     dtmf_sent = ""
     deadline = t0 + opts.timeout
@@ -314,6 +355,7 @@ def _dial(ep: Any, opts: DialOptions, local: str, play: bytes) -> dict[str, Any]
             port.play_start_rx * FRAME_MS if port.play_start_rx is not None else None
         ),
         "dtmf_sent": dtmf_sent,
+        "dtmf_received": call.dtmf_received,
         "frame_ms": FRAME_MS,
         "energy_dbfs": energy,
         "heard_ms": sum(FRAME_MS for e in energy if e > SILENCE_DBFS),
@@ -332,15 +374,4 @@ def _dial(ep: Any, opts: DialOptions, local: str, play: bytes) -> dict[str, Any]
         write_wav(opts.record, rx, opts.rate)
     if opts.report:
         Path(opts.report).write_text(json.dumps(report, indent=1))
-    # Release pjsua2 objects in order, before libDestroy (see facts: early/late frees abort),
-    # and only after pjmedia's clock has stopped, so no media callback is running.
-    if call.transfer_call is not None and call.transfer_call.isActive():
-        call.transfer_call.hangup(pj.CallOpParam(True))
-        time.sleep(0.2)
-    ep.audDevManager().setNoDev()
-    call.transfer_call = None
-    del call
-    del port
-    acc.shutdown()
-    del acc
     return report

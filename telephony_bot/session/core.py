@@ -19,6 +19,7 @@ from telephony_bot.callport import (
     MediaReady,
     TransferOutcome,
 )
+from telephony_bot.errors import CallGoneError
 from telephony_bot.providers.base import AudioDelta, Provider, SessionConfig
 
 _log = log.get("session")
@@ -70,25 +71,46 @@ async def _run(
     limits: CallLimits,
     result: CallResult,
 ) -> None:
-    if limits.ring_ms:
-        await asyncio.sleep(limits.ring_ms / 1000)
-    await call.answer()
+    # Watch call events from the start: the caller may hang up while it is still ringing.
+    ended = asyncio.create_task(_watch_events(call, result), name="events")
+    try:
+        if limits.ring_ms:
+            await asyncio.wait({ended}, timeout=limits.ring_ms / 1000)
+        if ended.done():
+            _log.info("caller hung up before answer")
+            return
+        try:
+            await call.answer()
+        except CallGoneError:
+            await ended
+            return
+        await _converse(call, provider, config, limits, ended)
+    finally:
+        ended.cancel()
+        await asyncio.gather(ended, return_exceptions=True)
+
+
+async def _converse(
+    call: CallPort,
+    provider: Provider,
+    config: SessionConfig,
+    limits: CallLimits,
+    ended: asyncio.Task[None],
+) -> None:
     session = await provider.connect(config)
     tasks = {
         asyncio.create_task(_uplink(call, session), name="uplink"),
         asyncio.create_task(_downlink(call, session), name="downlink"),
     }
-    ended = asyncio.create_task(_watch_events(call, result), name="events")
     if limits.max_call_seconds:
         tasks.add(asyncio.create_task(_limit(call, limits.max_call_seconds), name="limit"))
     try:
         await ended
     finally:
-        ended.cancel()
         for t in tasks:
             t.cancel()
         await session.close()
-        await asyncio.gather(ended, *tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _uplink(call: CallPort, session: object) -> None:

@@ -77,3 +77,23 @@ def test_shutdown_refuses_new_calls_with_503_and_lets_the_running_call_finish(
         assert eng.events("worker stopped")
     finally:
         eng.stop()
+
+
+def test_call_over_tcp_is_answered_and_carries_audio(worker, tmp_path: Path) -> None:
+    rep = engine.dial(
+        tmp_path, worker.sip_port, "--duration", "1.5", params=";transport=tcp", name="tcp"
+    )
+    assert rep["answered"], rep
+    assert rep["rtp"]["rx_packets"] > 40
+
+
+def test_caller_giving_up_while_ringing_cancels_cleanly(tmp_path: Path) -> None:
+    with engine.running(tmp_path, "worker", "--provider", "echo", "--ring-ms", "3000") as eng:
+        rep = engine.dial(tmp_path, eng.sip_port, "--timeout", "1", name="cancel")
+        assert not rep["answered"] and rep["ended_by"] == "timeout"
+        assert rep["sip_status"] == 487  # Request Terminated: our CANCEL was honoured
+        end = eng.wait_for("call ended")[-1]
+        assert end["ended_by"] == "remote"
+        # the slot is free again: a normal call goes through
+        assert engine.dial(tmp_path, eng.sip_port, "--duration", "0.5", name="next")["answered"]
+        assert not eng.events("session failed")

@@ -9,13 +9,16 @@ from pathlib import Path
 from tests.support import engine
 
 
-def test_refer_moves_the_caller_and_reports_the_outcome(tmp_path: Path) -> None:
+def test_engine_sends_dtmf_then_refer_moves_the_caller_and_reports_the_outcome(
+    tmp_path: Path,
+) -> None:
     with engine.running(tmp_path, "worker", "--provider", "echo", name="agent") as agent:
         target = f"sip:nurse@127.0.0.1:{agent.sip_port}"
-        prefix = [sys.executable, "-m", "tests.support.transfer_worker", target]
+        prefix = [sys.executable, "-m", "tests.support.transfer_worker", target, "42#"]
         with engine.running(tmp_path, "worker", prefix=prefix, name="bot") as bot:
             rep = engine.dial(tmp_path, bot.sip_port, "--duration", "4")
             assert rep["answered"]
+            assert rep["dtmf_received"] == "42#"  # DTMF the engine sent (RFC 4733)
             assert rep["transfer"]["target"] == target
             assert rep["transfer"]["answered"], rep["transfer"]  # the caller reached the agent
             outcomes = bot.wait_for("transfer status")

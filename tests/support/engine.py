@@ -142,11 +142,13 @@ def running(tmp: Path, command: str = "worker", *args: str, **kw: Any) -> Iterat
         eng.stop()
 
 
-def dial(tmp: Path, port: int, *args: str, name: str = "dial", user: str = "100") -> dict[str, Any]:
+def dial(
+    tmp: Path, port: int, *args: str, name: str = "dial", user: str = "100", params: str = ""
+) -> dict[str, Any]:
     """Run `telephony-bot dial` against the engine and return its JSON report."""
     report = tmp / f"{name}.json"
     res = subprocess.run(
-        cli("dial", f"sip:{user}@127.0.0.1:{port}", "--report", str(report), *args),
+        cli("dial", f"sip:{user}@127.0.0.1:{port}{params}", "--report", str(report), *args),
         capture_output=True,
         timeout=120,
         cwd=REPO,

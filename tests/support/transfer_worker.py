@@ -1,7 +1,8 @@
-"""A worker whose sessions transfer every call (REFER) to a target once media is up.
+"""A worker whose sessions send DTMF, then transfer every call (REFER) to a target.
 
-Used by the transfer test to drive the real SipCall.transfer() path and log each
-TransferOutcome. Run: python -m tests.support.transfer_worker TARGET_URI [worker flags]
+Used by the transfer test to drive the real SipCall.send_dtmf() and transfer() paths and
+log each TransferOutcome. Run:
+    python -m tests.support.transfer_worker TARGET_URI DIGITS [worker flags]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ _log = log.get("transfer-test")
 
 class TransferWorker(Worker):
     target = ""
+    dtmf = ""
 
     def _on_call(self, call: SipCall) -> None:
         task = asyncio.create_task(self._transfer(call))
@@ -32,6 +34,9 @@ class TransferWorker(Worker):
         while True:
             ev = await call.events.get()
             if isinstance(ev, MediaReady):
+                if self.dtmf:
+                    await call.send_dtmf(self.dtmf)
+                    await asyncio.sleep(0.2 + 0.25 * len(self.dtmf))
                 await call.transfer(self.target)
             elif isinstance(ev, TransferOutcome):
                 _log.info(
@@ -50,7 +55,8 @@ class TransferWorker(Worker):
 
 def main() -> None:
     TransferWorker.target = sys.argv[1]
-    args = cli.build_parser().parse_args(["worker", *sys.argv[2:]])
+    TransferWorker.dtmf = sys.argv[2]
+    args = cli.build_parser().parse_args(["worker", *sys.argv[3:]])
     log.setup(args.log_format, args.log_level, worker=0)
     settings = cli._sip_settings(args, 0)
     stop = asyncio.Event()
