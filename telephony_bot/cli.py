@@ -108,31 +108,30 @@ def _sip_settings(args: argparse.Namespace, plan_max_call: float) -> object:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from telephony_bot import providers
+    from telephony_bot import app
     from telephony_bot.dialplan import schema
-    from telephony_bot.providers.base import SessionConfig
     from telephony_bot.worker import serve_worker
 
     plan = schema.load(args.dialplan) if args.dialplan else schema.Dialplan()
-    delay = args.echo_delay_ms if args.echo_delay_ms is not None else plan.defaults.echo_delay_ms
-    name = args.provider or plan.defaults.provider
-    provider = providers.create(name, echo_delay_ms=delay)
+    if args.echo_delay_ms is not None:
+        plan.defaults.echo_delay_ms = args.echo_delay_ms
+    setup = app.build(plan, args.provider)
     settings = _sip_settings(args, plan.defaults.max_call_seconds)
     with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError):
         faulthandler.enable()  # a crash inside PJSIP leaves a Python stack trace in the log
-    asyncio.run(serve_worker(settings, provider, SessionConfig(provider=name)))  # type: ignore[arg-type]
+    asyncio.run(serve_worker(settings, setup, plan.defaults.idle_seconds))  # type: ignore[arg-type]
     return EXIT_OK
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from telephony_bot import providers
+    from telephony_bot import app
     from telephony_bot.dialplan import schema
     from telephony_bot.supervisor import Supervisor, WorkerSpec, worker_argv
 
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
     plan = schema.load(args.dialplan) if args.dialplan else schema.Dialplan()
-    providers.create(args.provider or plan.defaults.provider)  # fail fast on a bad name
+    app.build(plan, args.provider)  # fail fast: bad provider, missing key, bad tool
     _sip_settings(args, plan.defaults.max_call_seconds)  # validate before spawning anything
     rtp_range = 100
     specs = []

@@ -8,8 +8,8 @@ import os
 import signal
 
 from telephony_bot import log
+from telephony_bot.app import CallSetup
 from telephony_bot.config import SipSettings
-from telephony_bot.providers.base import Provider, SessionConfig
 from telephony_bot.session.core import CallLimits, run_call
 from telephony_bot.sip.call import SipCall
 from telephony_bot.sip.endpoint import SipEndpoint
@@ -18,12 +18,14 @@ _log = log.get("worker")
 
 
 class Worker:
-    def __init__(self, settings: SipSettings, provider: Provider, config: SessionConfig) -> None:
+    def __init__(self, settings: SipSettings, setup: CallSetup, idle_seconds: float = 0) -> None:
         self.settings = settings
-        self.provider = provider
-        self.config = config
+        self.setup = setup
+        self.provider = setup.provider
         self.limits = CallLimits(
-            ring_ms=settings.ring_ms, max_call_seconds=settings.max_call_seconds
+            ring_ms=settings.ring_ms,
+            max_call_seconds=settings.max_call_seconds,
+            idle_seconds=idle_seconds,
         )
         self._tasks: set[asyncio.Task[object]] = set()
         self.endpoint: SipEndpoint | None = None
@@ -33,7 +35,8 @@ class Worker:
     def _on_call(self, call: SipCall) -> None:
         self.calls_total += 1
         task = asyncio.create_task(
-            run_call(call, self.provider, self.config, self.limits), name=f"call-{call.call_id}"
+            run_call(call, self.provider, self.setup.config, self.limits, self.setup.options),
+            name=f"call-{call.call_id}",
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -80,9 +83,9 @@ class Worker:
         _log.info("worker stopped", calls_total=self.calls_total)
 
 
-async def serve_worker(settings: SipSettings, provider: Provider, config: SessionConfig) -> None:
+async def serve_worker(settings: SipSettings, setup: CallSetup, idle_seconds: float = 0) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await Worker(settings, provider, config).run(stop)
+    await Worker(settings, setup, idle_seconds).run(stop)

@@ -1,14 +1,39 @@
-"""The port every realtime provider implements (grown by the session-core issue).
+"""The port every realtime provider implements.
 
-A provider `connect()`s a session for one call; the session accepts caller audio
-(24 kHz PCM16) and yields typed events, of which audio deltas go to the caller.
+A provider `connect()`s one session per call. The session accepts the caller's audio
+(24 kHz PCM16 mono) and actions (commit/clear input, create/cancel a response, truncate
+what the caller did not hear, send a tool's output, add a conversation item), and yields
+typed events. Wire protocols stay inside each provider; the session core sees only these.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+# ---------- what a session asks of a provider ----------
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A function the model may call: JSON Schema parameters, as in the Realtime API."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+
+
+@dataclass(frozen=True)
+class TurnDetection:
+    """Server-side VAD settings; `None` in SessionConfig means the client decides turns."""
+
+    type: Literal["server_vad", "semantic_vad"] = "server_vad"
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    create_response: bool = True
+    interrupt_response: bool = True
 
 
 @dataclass(frozen=True)
@@ -18,7 +43,29 @@ class SessionConfig:
     provider: str = "echo"
     instructions: str = ""
     voice: str = ""
+    tools: tuple[ToolSpec, ...] = ()
+    turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
+    audio_format: Literal["pcm16", "g711_ulaw", "g711_alaw"] = "pcm16"
+    input_transcription_model: str | None = None
+    temperature: float | None = None
     echo_delay_ms: int = 0
+
+
+# ---------- what a provider session emits ----------
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """The provider's VAD heard the caller start speaking."""
+
+    audio_start_ms: int = 0
+    item_id: str = ""
+
+
+@dataclass(frozen=True)
+class SpeechStopped:
+    audio_end_ms: int = 0
+    item_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -26,13 +73,102 @@ class AudioDelta:
     """Bot audio to play: 24 kHz PCM16 mono, any length."""
 
     pcm: bytes
+    item_id: str = ""
+    response_id: str = ""
 
 
-ProviderEvent = AudioDelta
+@dataclass(frozen=True)
+class AudioDone:
+    """The bot's audio for this item is complete (more may follow in another item)."""
+
+    item_id: str = ""
+    response_id: str = ""
+
+
+@dataclass(frozen=True)
+class TranscriptDelta:
+    role: Literal["user", "assistant"]
+    text: str
+    item_id: str = ""
+    final: bool = False  # True: `text` is the whole transcript of the item
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    call_id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+    item_id: str = ""
+    response_id: str = ""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token usage of one response (Realtime `response.done.response.usage`)."""
+
+    input_text_tokens: int = 0
+    input_audio_tokens: int = 0
+    input_cached_tokens: int = 0
+    output_text_tokens: int = 0
+    output_audio_tokens: int = 0
+    total_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__))
+
+
+@dataclass(frozen=True)
+class ResponseDone:
+    response_id: str
+    status: str  # completed | cancelled | failed | incomplete
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True)
+class ProviderErrorEvent:
+    message: str
+    code: str = ""
+    event_id: str = ""  # the client event the server complained about
+    retryable: bool = False
+    fatal: bool = False  # the session cannot go on (auth, quota...)
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """The provider connection dropped and was restored with the conversation so far."""
+
+    attempt: int = 1
+
+
+ProviderEvent = (
+    SpeechStarted
+    | SpeechStopped
+    | AudioDelta
+    | AudioDone
+    | TranscriptDelta
+    | FunctionCall
+    | ResponseDone
+    | ProviderErrorEvent
+    | Reconnected
+)
 
 
 class ProviderSession(Protocol):
     async def send_audio(self, pcm: bytes) -> None: ...
+
+    async def commit_input(self) -> None: ...
+
+    async def clear_input(self) -> None: ...
+
+    async def create_response(self, instructions: str | None = None) -> None: ...
+
+    async def cancel_response(self) -> None: ...
+
+    async def truncate(self, item_id: str, audio_end_ms: int) -> None: ...
+
+    async def send_function_output(self, call_id: str, output: str) -> None: ...
+
+    async def add_text_item(self, text: str, role: Literal["user", "system"] = "user") -> None: ...
 
     def events(self) -> AsyncIterator[ProviderEvent]: ...
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Literal
 
 from telephony_bot.providers.base import AudioDelta, ProviderEvent, SessionConfig
 
@@ -27,6 +28,28 @@ class EchoSession:
             self._loop.call_later(self._delay, self._queue.put_nowait, ev)
         else:
             self._queue.put_nowait(ev)
+
+    # The echo has no model: turn and conversation actions have nothing to act on.
+    async def commit_input(self) -> None:
+        pass
+
+    async def clear_input(self) -> None:
+        pass
+
+    async def create_response(self, instructions: str | None = None) -> None:
+        pass
+
+    async def cancel_response(self) -> None:
+        pass
+
+    async def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        pass
+
+    async def send_function_output(self, call_id: str, output: str) -> None:
+        pass
+
+    async def add_text_item(self, text: str, role: Literal["user", "system"] = "user") -> None:
+        pass
 
     async def events(self) -> AsyncIterator[ProviderEvent]:
         while True:

@@ -11,9 +11,11 @@ import asyncio
 import sys
 
 from telephony_bot import cli, log
+from telephony_bot.app import CallSetup
 from telephony_bot.callport import CallEnded, MediaReady, TransferOutcome
 from telephony_bot.providers.base import SessionConfig
 from telephony_bot.providers.echo import EchoProvider
+from telephony_bot.session.core import SessionOptions
 from telephony_bot.sip.call import SipCall
 from telephony_bot.worker import Worker
 
@@ -64,7 +66,9 @@ def main() -> None:
     async def run() -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(15, stop.set)
-        await TransferWorker(settings, EchoProvider(), SessionConfig()).run(stop)
+        await TransferWorker(
+            settings, CallSetup(EchoProvider(), SessionConfig(), SessionOptions())
+        ).run(stop)
 
     asyncio.run(run())
     cli._exit_now(0)

@@ -1,0 +1,428 @@
+"""Barge-in and turn policy: decides when the caller has really interrupted the bot.
+
+Pure logic, no I/O, no asyncio, no clock: every input carries `now_ms`, a monotonic millisecond
+timestamp the caller of this module supplies, and every method returns the actions to take
+(`list[Action]`, usually empty). The session core performs them and logs `Interruption`.
+
+Two signals, fastest first
+--------------------------
+1. The engine's own VAD (`media.vad.FrameVad`, WebRTC VAD on every 20 ms caller frame) is the
+   first stage. It reacts within a frame or two of onset, long before the provider's event can
+   arrive over the network. While the bot is speaking (audio played within the last
+   `speaking_hangover_ms`, or still queued), a run of caller speech frames that are not echo and
+   that lasts `min_interrupt_ms` over the bot's speech interrupts it: `StopPlayout` (clear the
+   playout buffer, the caller hears silence from the next frame), `CancelResponse` (only while a
+   response is still being generated) and `Truncate` (so the model's memory of what it said ends
+   where the caller stopped hearing it). One tolerated non-speech frame inside a run does not
+   reset it; two do. Shorter runs - a cough, a "mhm" - do nothing.
+2. The provider's own VAD (`speech_started`) is the second stage. If the local run already
+   qualifies the interruption happens (once: a late provider event after a local interruption
+   does nothing). If the provider hears speech while the bot talks but the engine's VAD hears
+   none (no run reaching `min_interrupt_ms`) within `false_interrupt_ms`, the provider was
+   fooled (echo, noise, a cough) and may have cut its own response: `ResumeTurn` tells the core
+   to ask for the turn again / resume. A run still in progress when the window closes is
+   waited for.
+
+Echo gating
+-----------
+Without a perfect echo canceller the caller side carries the bot's own voice, attenuated by the
+echo return loss and delayed by the round trip. A caller frame whose level is at or below
+`max(level played in the last echo_window_ms) - echo_return_loss_db` is explained as echo and
+does not count as caller speech, however sure the VAD is. A caller talking over the bot is
+louder than that bound and counts.
+
+Truncation rule
+---------------
+`Truncate(item_id, audio_end_ms)` with `audio_end_ms = min(played_ms, generated_ms)` for the
+item being played: the caller heard `played_ms` of it (what actually left the bridge, counted
+from where the item started in the bridge's cumulative played counter), and the server rejects
+an end beyond the audio it generated. Never negative, never twice for one interruption or one
+item. Audio that arrives for an interrupted item afterwards is ignored (the core should drop it
+rather than play it).
+
+Timeline model
+--------------
+Items play back to back in the order their audio was generated. Each item occupies a segment
+of the bridge's cumulative played-ms axis starting where the previous one ends (or where
+playback stands, if the queue had run dry). Clearing the playout buffer (`StopPlayout` emitted
+here, or `playout_cleared()` for a clear the core did on its own) drops the queued segments and
+rebases the axis at the current played position.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+SILENCE_DBFS = -120.0
+
+
+@dataclass(frozen=True)
+class BargeInSettings:
+    min_interrupt_ms: int = 150  # caller speech over the bot must last this long to interrupt
+    echo_return_loss_db: float = 15.0  # caller level <= played level - this is echo of the bot
+    echo_window_ms: int = 300  # how far back to look at played levels (covers the echo delay)
+    false_interrupt_ms: int = 800  # provider speech_started with no local speech within this
+    enabled: bool = True
+    frame_ms: int = 20  # duration of one caller frame (`caller_frame` now_ms = end of the frame)
+    speaking_hangover_ms: int = 100  # the bot counts as speaking this long after audio played
+
+    def __post_init__(self) -> None:
+        if self.min_interrupt_ms < 0 or self.echo_window_ms < 0 or self.false_interrupt_ms < 0:
+            raise ValueError("barge-in durations must be >= 0")
+        if self.frame_ms <= 0:
+            raise ValueError(f"frame_ms must be > 0, got {self.frame_ms}")
+
+
+# ---------- actions ----------
+
+
+@dataclass(frozen=True)
+class StopPlayout:
+    """Clear the playout buffer now: the caller must stop hearing the bot."""
+
+
+@dataclass(frozen=True)
+class CancelResponse:
+    """Cancel the response the provider is still generating."""
+
+
+@dataclass(frozen=True)
+class Truncate:
+    """Tell the provider the caller heard only `audio_end_ms` of `item_id`'s audio."""
+
+    item_id: str
+    audio_end_ms: int
+
+
+@dataclass(frozen=True)
+class ResumeTurn:
+    """The provider's speech_started was a false interruption: ask for the turn again / resume."""
+
+
+Action = StopPlayout | CancelResponse | Truncate | ResumeTurn
+
+
+@dataclass(frozen=True)
+class Interruption:
+    """One confirmed barge-in, for the core to log."""
+
+    started_ms: int  # onset of the caller's speech over the bot (start of its first frame)
+    confirmed_ms: int  # now_ms when the policy decided
+    item_id: str  # the item being played ("" if none was known)
+    played_ms: int  # how much of the item had been played (unclamped)
+    truncate_ms: int | None  # the Truncate sent, None if none was
+    by_provider: bool = False  # confirmed on the provider's speech_started, not a caller frame
+
+
+# ---------- policy ----------
+
+
+@dataclass
+class _Segment:
+    item_id: str
+    start: int  # position on the bridge's cumulative played-ms axis
+    generated: int = 0  # ms of audio generated for this item (this segment)
+    done: bool = False  # item_done() seen
+
+    @property
+    def end(self) -> int:
+        return self.start + self.generated
+
+
+@dataclass
+class _Run:
+    onset: int  # start of the first qualifying frame's audio
+    last_speech: int  # now_ms (end) of the last qualifying frame
+    gap: int = 0  # consecutive non-qualifying frames since last_speech
+    over_bot_since: int | None = None  # start of the part of the run heard over the bot
+    interrupted: bool = False  # this run already caused an interruption
+    qualified: bool = False  # the run reached min_interrupt_ms (speech, not over-bot)
+
+
+@dataclass
+class _PendingCheck:
+    """The provider said speech_started while the bot spoke; local VAD has not confirmed."""
+
+    since: int
+    deadline: int
+    resolved: bool = False
+
+
+@dataclass
+class _Played:
+    total: int = 0  # last played_ms_total reported
+    last_advance_ms: int | None = None  # now_ms when played_ms_total last grew
+    levels: deque[tuple[int, float]] = field(default_factory=deque)
+
+
+class TurnPolicy:
+    """Decides barge-in from local VAD frames, provider VAD events and playout progress."""
+
+    def __init__(self, settings: BargeInSettings | None = None) -> None:
+        self.settings = settings if settings is not None else BargeInSettings()
+        self._segments: list[_Segment] = []
+        self._base = 0  # the played-ms axis position where the (empty) queue restarts
+        self._played = _Played()
+        self._run: _Run | None = None
+        self._pending: _PendingCheck | None = None
+        self._response_active = False
+        self._truncated: set[str] = set()  # items already truncated / interrupted
+        self._fresh: set[str] = set()  # items reset_item() asked to start anew
+        self._now: int | None = None  # the latest now_ms seen
+        self.interruptions: list[Interruption] = []
+        self.false_interruptions = 0
+
+    # ---- state ----
+
+    @property
+    def bot_speaking(self) -> bool:
+        """Bot audio is queued, or some was played within `speaking_hangover_ms` of the latest
+        `now_ms` this policy was given."""
+        return self._now is not None and self._speaking(self._now)
+
+    def _speaking(self, now_ms: int) -> bool:
+        if self._queued_ms() > 0:
+            return True
+        last = self._played.last_advance_ms
+        return last is not None and now_ms - last <= self.settings.speaking_hangover_ms
+
+    def _queued_ms(self) -> int:
+        end = self._segments[-1].end if self._segments else self._base
+        return max(0, end - self._played.total)
+
+    @property
+    def last_interruption(self) -> Interruption | None:
+        return self.interruptions[-1] if self.interruptions else None
+
+    @property
+    def response_active(self) -> bool:
+        return self._response_active
+
+    def interrupted(self, item_id: str) -> bool:
+        """The item was cut by a barge-in: drop any audio of it that still arrives."""
+        return item_id in self._truncated and item_id not in self._fresh
+
+    def generated_ms(self, item_id: str) -> int:
+        """Audio generated so far for the item's current segment (0 if unknown)."""
+        seg = self._find(item_id)
+        return seg.generated if seg else 0
+
+    def played_item_ms(self) -> tuple[str, int]:
+        """(item being played, ms of it played so far, unclamped); ("", 0) if none."""
+        seg = self._current_segment()
+        if seg is None:
+            return "", 0
+        return seg.item_id, max(0, self._played.total - seg.start)
+
+    # ---- bot side ----
+
+    def bot_audio(self, item_id: str, duration_ms: int, now_ms: int) -> list[Action]:
+        """The provider generated `duration_ms` more audio for `item_id` (queued for playout)."""
+        if duration_ms <= 0:
+            return self._expire(now_ms)
+        if self.interrupted(item_id):
+            return self._expire(now_ms)  # late audio of an interrupted item: not played
+        self._response_active = True
+        last = self._segments[-1] if self._segments else None
+        if last is not None and last.item_id == item_id and item_id not in self._fresh:
+            last.generated += duration_ms
+        else:
+            self._fresh.discard(item_id)
+            self._truncated.discard(item_id)
+            start = max(last.end if last else self._base, self._played.total)
+            self._segments.append(_Segment(item_id, start, duration_ms))
+        return self._expire(now_ms)
+
+    def played(self, played_ms_total: int, level_dbfs: float, now_ms: int) -> list[Action]:
+        """Every playout frame: the bridge's cumulative played ms and the frame's level."""
+        p = self._played
+        if played_ms_total < p.total:  # the counter restarted (new bridge): rebase
+            self._rebase(played_ms_total)
+        if played_ms_total > p.total:
+            p.last_advance_ms = now_ms
+        p.total = played_ms_total
+        p.levels.append((now_ms, level_dbfs))
+        self._trim_levels(now_ms)
+        self._prune_segments()
+        return self._expire(now_ms)
+
+    def playout_cleared(self, now_ms: int) -> list[Action]:
+        """The core cleared the playout buffer for its own reasons: queued audio is gone."""
+        self._rebase(self._played.total)
+        self._played.last_advance_ms = None
+        return self._expire(now_ms)
+
+    def response_done(self, now_ms: int) -> list[Action]:
+        """The provider finished (or cancelled) the response: nothing left to cancel."""
+        self._response_active = False
+        return self._expire(now_ms)
+
+    def item_done(self, item_id: str) -> None:
+        """All audio of `item_id` has been generated."""
+        seg = self._find(item_id)
+        if seg is not None:
+            seg.done = True
+
+    def reset_item(self, item_id: str) -> None:
+        """A new assistant item starts under this id: its counters start from zero."""
+        self._fresh.add(item_id)
+        self._response_active = True
+
+    # ---- caller side ----
+
+    def caller_frame(self, speech: bool, level_dbfs: float, now_ms: int) -> list[Action]:
+        """The engine's VAD result for one caller frame (`now_ms` = end of the frame)."""
+        s = self.settings
+        self._trim_levels(now_ms)
+        qualifying = speech and not self._is_echo(level_dbfs)
+        speaking = self._speaking(now_ms)
+        run = self._run
+        if qualifying:
+            if run is None:
+                run = self._run = _Run(onset=now_ms - s.frame_ms, last_speech=now_ms)
+            else:
+                run.last_speech = now_ms
+                run.gap = 0
+        elif run is not None:
+            run.gap += 1
+            if run.gap > 1:  # two non-speech frames end the run
+                self._run = run = None
+        actions: list[Action] = []
+        if run is not None:
+            if speaking:
+                if run.over_bot_since is None:
+                    run.over_bot_since = max(run.onset, now_ms - s.frame_ms)
+            else:
+                run.over_bot_since = None
+            if qualifying and run.last_speech - run.onset >= s.min_interrupt_ms:
+                run.qualified = True
+                if self._pending is not None:
+                    self._pending.resolved = True  # the provider heard real speech
+            if (
+                qualifying
+                and speaking
+                and run.over_bot_since is not None
+                and run.last_speech - run.over_bot_since >= s.min_interrupt_ms
+            ):
+                actions += self._interrupt(now_ms, by_provider=False)
+        actions += self._expire(now_ms)
+        return actions
+
+    def provider_speech_started(self, now_ms: int) -> list[Action]:
+        """The provider's VAD heard the caller start speaking."""
+        if not self.settings.enabled or not self._speaking(now_ms):
+            return self._expire(now_ms)
+        run = self._run
+        if run is not None and run.interrupted:
+            return self._expire(now_ms)  # already handled locally: once per interruption
+        if run is not None and run.qualified:
+            return self._interrupt(now_ms, by_provider=True) + self._expire(now_ms)
+        if self._pending is None:
+            self._pending = _PendingCheck(now_ms, now_ms + self.settings.false_interrupt_ms)
+        return self._expire(now_ms)
+
+    def provider_speech_stopped(self, now_ms: int) -> list[Action]:
+        """The provider's VAD heard the caller stop (the false-interruption window still runs)."""
+        return self._expire(now_ms)
+
+    def tick(self, now_ms: int) -> list[Action]:
+        """Call periodically (e.g. every frame) so timeouts fire without other input."""
+        return self._expire(now_ms)
+
+    # ---- internals ----
+
+    def _is_echo(self, level_dbfs: float) -> bool:
+        levels = self._played.levels
+        if not levels:
+            return False
+        bound = max(level for _, level in levels) - self.settings.echo_return_loss_db
+        return level_dbfs <= bound
+
+    def _trim_levels(self, now_ms: int) -> None:
+        levels = self._played.levels
+        horizon = now_ms - self.settings.echo_window_ms
+        while levels and levels[0][0] < horizon:
+            levels.popleft()
+
+    def _interrupt(self, now_ms: int, *, by_provider: bool) -> list[Action]:
+        run = self._run
+        if not self.settings.enabled or run is None or run.interrupted:
+            return []
+        run.interrupted = True
+        if self._pending is not None:
+            self._pending.resolved = True
+        actions: list[Action] = [StopPlayout()]
+        if self._response_active:
+            actions.append(CancelResponse())
+        seg = self._current_segment()
+        item_id, played = ("", 0) if seg is None else (seg.item_id, self._played.total - seg.start)
+        truncate_ms: int | None = None
+        if seg is not None and item_id not in self._truncated:
+            truncate_ms = max(0, min(played, seg.generated))
+            actions.append(Truncate(item_id, truncate_ms))
+            self._truncated.add(item_id)
+        self.interruptions.append(
+            Interruption(
+                started_ms=run.over_bot_since if run.over_bot_since is not None else run.onset,
+                confirmed_ms=now_ms,
+                item_id=item_id,
+                played_ms=max(0, played),
+                truncate_ms=truncate_ms,
+                by_provider=by_provider,
+            )
+        )
+        # The buffer is cleared: queued audio is gone, the bot falls silent now.
+        self._rebase(self._played.total)
+        self._played.last_advance_ms = None
+        return actions
+
+    def _expire(self, now_ms: int) -> list[Action]:
+        if self._now is None or now_ms > self._now:
+            self._now = now_ms
+        pending = self._pending
+        if pending is None:
+            return []
+        if pending.resolved:
+            self._pending = None
+            return []
+        if now_ms < pending.deadline:
+            return []
+        if self._run is not None and not self._run.interrupted:
+            return []  # the caller is making sound right now: let the run decide
+        self._pending = None
+        if not self.settings.enabled:
+            return []
+        self.false_interruptions += 1
+        return [ResumeTurn()]
+
+    def _current_segment(self) -> _Segment | None:
+        """The segment containing the played position, else the last one already started."""
+        pos = self._played.total
+        current = None
+        for seg in self._segments:
+            if seg.start <= pos:
+                current = seg
+                if pos < seg.end:
+                    break
+            else:
+                break
+        return current
+
+    def _find(self, item_id: str) -> _Segment | None:
+        for seg in reversed(self._segments):
+            if seg.item_id == item_id:
+                return seg
+        return None
+
+    def _prune_segments(self) -> None:
+        """Forget fully played segments, keeping the last one (truncation may still need it)."""
+        pos = self._played.total
+        segs = self._segments
+        while len(segs) > 1 and segs[0].end <= pos and segs[1].start <= pos:
+            segs.pop(0)
+
+    def _rebase(self, position: int) -> None:
+        self._segments.clear()
+        self._base = position
+        self._played.total = position

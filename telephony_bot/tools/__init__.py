@@ -1,0 +1,1 @@
+"""Tools the model can call: builtins (hangup, transfer, send_dtmf) and integrator tools."""

@@ -1,0 +1,127 @@
+"""Run the model's function calls: scoped to the route's tools, arguments checked, each
+with its own timeout, cancelled on hangup, errors returned to the model as the output.
+
+When a tool takes longer than `filler_after_ms` the executor calls `on_filler()` once, so
+the session can play a short phrase and the caller never sits in dead air.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from telephony_bot import log
+from telephony_bot.providers.base import FunctionCall
+from telephony_bot.tools.base import CallControl, Tool, ToolError, ToolResult, to_output
+
+_log = log.get("tools")
+
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+    "object": dict,
+    "array": list,
+}
+
+
+def check_arguments(schema: dict[str, Any], args: Any) -> None:
+    """A light check of the model's arguments against the tool's JSON Schema: an object,
+    required keys present, top-level property types and enums respected."""
+    if not isinstance(args, dict):
+        raise ToolError("arguments must be a JSON object")
+    for key in schema.get("required", []):
+        if key not in args:
+            raise ToolError(f"missing required argument {key!r}")
+    props = schema.get("properties", {})
+    for key, value in args.items():
+        prop = props.get(key)
+        if prop is None:
+            if schema.get("additionalProperties") is False:
+                raise ToolError(f"unexpected argument {key!r}")
+            continue
+        want = _JSON_TYPES.get(prop.get("type", ""))
+        if want and (not isinstance(value, want) or (want is int and isinstance(value, bool))):
+            raise ToolError(f"argument {key!r} must be of type {prop['type']}")
+        if "enum" in prop and value not in prop["enum"]:
+            raise ToolError(f"argument {key!r} must be one of {prop['enum']}")
+
+
+class ToolExecutor:
+    def __init__(
+        self,
+        tools: dict[str, Tool],
+        call: CallControl,
+        *,
+        filler_after_ms: int = 700,
+        on_filler: Callable[[str], None] | None = None,
+    ) -> None:
+        self.tools = tools
+        self.call = call
+        self.filler_after_ms = filler_after_ms
+        self.on_filler = on_filler
+        self._running: set[asyncio.Task[Any]] = set()
+        self.results: list[ToolResult] = []
+
+    async def run(self, fc: FunctionCall) -> ToolResult:
+        t0 = time.monotonic()
+        filler_played = False
+        tool = self.tools.get(fc.name)
+        try:
+            if tool is None:
+                raise ToolError(f"tool {fc.name!r} is not available on this line")
+            try:
+                args = json.loads(fc.arguments or "{}")
+            except json.JSONDecodeError as exc:
+                raise ToolError(f"arguments are not valid JSON: {exc.msg}") from None
+            check_arguments(tool.spec.parameters, args)
+            task = asyncio.create_task(tool.run(args, self.call), name=f"tool-{fc.name}")
+            self._running.add(task)
+            try:
+                done, _ = await asyncio.wait({task}, timeout=self.filler_after_ms / 1000)
+                if not done and self.on_filler is not None:
+                    filler_played = True
+                    self.on_filler(fc.name)
+                remaining = tool.timeout_s - (time.monotonic() - t0)
+                value = await asyncio.wait_for(task, timeout=max(0.0, remaining))
+            except TimeoutError:
+                raise ToolError(f"{fc.name} did not answer within {tool.timeout_s:g} s") from None
+            finally:
+                self._running.discard(task)
+            result = ToolResult(
+                fc.call_id, fc.name, to_output(value), True, _ms(t0), filler_played=filler_played
+            )
+        except ToolError as exc:
+            result = self._error(fc, str(exc), t0, filler_played)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an integrator's bug must not end the call
+            _log.exception("tool raised", tool=fc.name)
+            result = self._error(fc, f"{fc.name} failed: {type(exc).__name__}", t0, filler_played)
+        _log.info(
+            "tool result",
+            tool=fc.name,
+            ok=result.ok,
+            duration_ms=round(result.duration_ms, 1),
+            error=result.error or None,
+            filler=result.filler_played,
+        )
+        self.results.append(result)
+        return result
+
+    def _error(self, fc: FunctionCall, msg: str, t0: float, filler: bool) -> ToolResult:
+        out = json.dumps({"error": msg})
+        return ToolResult(fc.call_id, fc.name, out, False, _ms(t0), error=msg, filler_played=filler)
+
+    def cancel_all(self) -> None:
+        """The call ended: stop every tool still running."""
+        for task in list(self._running):
+            task.cancel()
+
+
+def _ms(t0: float) -> float:
+    return (time.monotonic() - t0) * 1000
