@@ -341,6 +341,8 @@ class CallSession:
             elif isinstance(ev, ResponseDone):
                 self._response_active = False
                 self._last_response_status = ev.status
+                if ev.status == "cancelled":
+                    self._server_interrupted()
                 for fc in self._pending_calls.pop(ev.response_id, []):
                     if ev.status == "completed":
                         self._start_tool(fc)
@@ -373,6 +375,18 @@ class CallSession:
                 if self._last_response_status == "cancelled" and not self._response_active:
                     _log.info("false interruption: asking the model to go on")
                     self._spawn(self.session.create_response() if self.session else None)
+
+    def _server_interrupted(self) -> None:
+        """The provider cancelled its reply itself (its VAD heard the caller first): it
+        cannot unsend audio, so stop what is still queued and truncate to what was heard."""
+        item, played = self.policy.played_item_ms()
+        if not item or self.policy.interrupted(item) or self.call.media.queued_ms == 0:
+            return
+        end = min(played, self.policy.generated_ms(item))
+        self._clear_playout()
+        self.result.barge_ins += 1
+        _log.info("barge_in", by="provider", item_id=item, audio_end_ms=end)
+        self._spawn(self.session.truncate(item, end) if self.session else None)
 
     def _spawn(self, coro: Any) -> None:
         if coro is not None:

@@ -63,3 +63,25 @@ def find_delay(sent: np.ndarray, received: np.ndarray, rate: int) -> tuple[float
     num = float(np.dot(a[:m], seg[:m]))
     den = float(np.sqrt(np.dot(a[:m], a[:m]) * np.dot(seg[:m], seg[:m]))) or 1.0
     return lag * 1000.0 / rate, num / den
+
+
+def dominant_hz(x: np.ndarray, rate: int) -> float:
+    """The strongest frequency in a stretch of audio."""
+    spec = np.abs(np.fft.rfft(x.astype(np.float64) * np.hanning(len(x))))
+    return float(np.argmax(spec) * rate / len(x))
+
+
+def pcm24(x: np.ndarray) -> bytes:
+    return x.astype("<i2").tobytes()
+
+
+def voiced_frames(energy_dbfs: list[float], threshold: float = -45.0) -> list[int]:
+    """Indexes of the 20 ms frames louder than `threshold` in a dial report's timeline."""
+    return [i for i, e in enumerate(energy_dbfs) if e > threshold]
+
+
+def frame_rms_dbfs(x: np.ndarray) -> float:
+    if len(x) == 0:
+        return -120.0
+    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+    return 20 * np.log10(rms / 32768) if rms > 0 else -120.0

@@ -644,7 +644,14 @@ class _Conn:
     async def _vad_frame(self, speech: bool, start_ms: float, end_ms: float) -> None:
         if not self.speaking:
             if not speech:
+                self._onset_run_ms = 0.0
                 return
+            # Like a real server VAD, speech must last `speech_onset_ms` before it counts.
+            self._onset_run_ms = getattr(self, "_onset_run_ms", 0.0) + VAD_FRAME_MS
+            if self._onset_run_ms < max(VAD_FRAME_MS, self.srv.speech_onset_ms):
+                return
+            start_ms = end_ms - self._onset_run_ms
+            self._onset_run_ms = 0.0
             self.speaking = True
             self._silence_run_ms = 0.0
             self._speech_item_id = _new_id("item")
@@ -1139,6 +1146,7 @@ class ScriptedRealtimeServer:
         chunk_ms: int = 40,
         usage_per_response: dict[str, Any] | None = None,
         strict_headers: bool = True,
+        speech_onset_ms: int = 0,
     ) -> None:
         if dialect not in ("preview", "ga"):
             raise ValueError(f"dialect must be 'preview' or 'ga', not {dialect!r}")
@@ -1151,6 +1159,7 @@ class ScriptedRealtimeServer:
         self.chunk_ms = chunk_ms
         self.usage_per_response = usage_per_response
         self.strict_headers = strict_headers
+        self.speech_onset_ms = speech_onset_ms  # speech this long before speech_started
 
         self.received: list[ReceivedEvent] = []
         self.sent: list[ReceivedEvent] = []

@@ -1,0 +1,157 @@
+"""A real SIP call through the engine to a scripted OpenAI-Realtime server: greeting,
+turns, barge-in, tool calls with filler, a dropped socket, server errors, usage."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.support import audio, engine
+from tests.support.realtime_server import ScriptedRealtimeServer, ScriptedReply
+
+RATE = 16000  # the caller's recording rate
+KEY_ENV = "TB_TEST_REALTIME_KEY"
+SECRET = "sk-test-never-log-me-123"
+
+
+def _tone(hz: float, seconds: float) -> bytes:
+    return audio.pcm24(audio.tone(hz, seconds, 24000, dbfs=-14))
+
+
+def _plan(tmp: Path, server: ScriptedRealtimeServer, **defaults: object) -> Path:
+    d = {
+        "provider": "openai",
+        "instructions": "You are a test agent.",
+        "voice": "alloy",
+        "greeting": "",
+        "openai": {
+            "model": "gpt-4o-realtime-preview-2024-12-17",
+            "dialect": server.dialect,
+            "base_url": server.url,
+            "api_key_env": KEY_ENV,
+        },
+    }
+    d.update(defaults)
+    plan = {"version": 1, "defaults": d, "tools": {
+        "lookup": {
+            "python": "tests.support.tools:slow_lookup",
+            "description": "Free appointment slots on a day",
+            "parameters": {"type": "object", "properties": {"day": {"type": "string"}},
+                           "required": ["day"]},
+        }
+    }}  # fmt: skip
+    path = tmp / "plan.yaml"
+    path.write_text(json.dumps(plan))  # JSON is YAML
+    return path
+
+
+@pytest.fixture
+def server_factory(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    servers: list[ScriptedRealtimeServer] = []
+
+    def make(**kw: object) -> ScriptedRealtimeServer:
+        s = ScriptedRealtimeServer(**kw)  # type: ignore[arg-type]
+        s.start()
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+def _segment(rec: np.ndarray, start_ms: float, end_ms: float) -> np.ndarray:
+    return rec[int(start_ms * RATE / 1000) : int(end_ms * RATE / 1000)]
+
+
+def _call(tmp: Path, port: int, *args: str, name: str = "call") -> tuple[dict, np.ndarray]:
+    rec = tmp / f"{name}.wav"
+    rep = engine.dial(tmp, port, "--record", str(rec), "--rate", str(RATE), *args, name=name)
+    assert rep["answered"], rep
+    got, _ = audio.read_wav(rec)
+    return rep, got
+
+
+def test_greeting_then_a_caller_turn_is_answered(tmp_path: Path, server_factory) -> None:
+    server = server_factory(
+        greeting=ScriptedReply(pcm=_tone(600, 1.0), transcript="Hello, how can I help?"),
+        replies=[ScriptedReply(pcm=_tone(900, 1.2), transcript="Your slot is at nine.")],
+    )
+    speech = audio.write_wav(tmp_path / "q.wav", audio.speech_like(1.0, RATE), RATE)
+    with engine.running(tmp_path, "worker", "--dialplan", str(_plan(tmp_path, server))) as eng:
+        rep, rec = _call(
+            tmp_path, eng.sip_port, "--play", str(speech), "--play-at", "2", "--duration", "6"
+        )
+        voiced = audio.voiced_frames(rep["energy_dbfs"])
+        # greeting: heard promptly after answer, and it is the greeting's 600 Hz
+        assert voiced and voiced[0] * 20 < 400, voiced[:5]
+        assert abs(audio.dominant_hz(_segment(rec, 100, 900), RATE) - 600) < 15
+        # the answer to the caller's turn: 900 Hz, after the caller stopped (2 s + 1 s)
+        assert abs(audio.dominant_hz(_segment(rec, 3700, 4600), RATE) - 900) < 15
+        upd = server.wait_for("session.update")[0].data["session"]
+        assert upd["instructions"] == "You are a test agent." and upd["voice"] == "alloy"
+        assert server.requests[0]["headers"]["authorization"] == f"Bearer {SECRET}"
+        assert server.audio_received_ms() > 4000  # caller audio streamed all along
+        ended = eng.wait_for("call ended")[-1]
+        assert ended["turns_agent"] == 2 and ended["turns_user"] == 1
+        # usage totals equal the sum of what the server reported in response.done
+        sent = server.usage_sent
+        assert ended["usage"]["responses"] == len(sent) == 2
+        assert ended["usage"]["total_tokens"] == sum(u["total_tokens"] for u in sent)
+        assert ended["usage"]["output_audio_tokens"] == sum(
+            u["output_token_details"]["audio_tokens"] for u in sent
+        )
+        assert ended["usage"]["cost_usd"] > 0
+        assert SECRET not in eng.log_path.read_text()  # the key is never logged
+
+
+def test_function_call_round_trip_with_filler_while_the_tool_is_slow(
+    tmp_path: Path, server_factory
+) -> None:
+    server = server_factory(
+        replies=[
+            ScriptedReply(function_call=("lookup", {"day": "monday"})),
+            ScriptedReply(pcm=_tone(900, 1.0), transcript="Nine or half past eleven."),
+        ],
+    )
+    speech = audio.write_wav(tmp_path / "q.wav", audio.speech_like(0.8, RATE), RATE)
+    plan = _plan(tmp_path, server, greeting=None, tools=["lookup"])
+    with engine.running(tmp_path, "worker", "--dialplan", str(plan)) as eng:
+        rep, rec = _call(
+            tmp_path, eng.sip_port, "--play", str(speech), "--play-at", "0.5", "--duration", "6"
+        )
+        outputs = server.wait_for("conversation.item.create")
+        out = outputs[-1].data["item"]
+        assert out["type"] == "function_call_output"
+        assert json.loads(out["output"]) == {"day": "monday", "slots": ["9:00", "11:30"]}
+        creates = server.wait_for("response.create")
+        assert creates[-1].t > outputs[-1].t  # and then the model is asked to go on
+        # the caller hears the filler while the tool runs (~0.7 s after the call), then 900 Hz
+        fn = [e for e in server.sent if e.type == "response.function_call_arguments.done"][0]
+        first = server.received[0].t
+        tool_start_ms = (fn.t - first) * 1000
+        filler = _segment(rec, tool_start_ms + 900, tool_start_ms + 1400)
+        assert audio.frame_rms_dbfs(filler) > -40, "dead air while the tool ran"
+        voiced = audio.voiced_frames(rep["energy_dbfs"])
+        assert voiced[-1] * 20 > tool_start_ms + 1500  # the answer came after the tool
+        assert eng.events("filler") and eng.events("tool result")[0]["ok"] is True
+
+
+def test_tool_outside_the_route_is_refused_and_the_model_told(
+    tmp_path: Path, server_factory
+) -> None:
+    server = server_factory(
+        replies=[ScriptedReply(function_call=("delete_everything", {})), ScriptedReply()],
+    )
+    speech = audio.write_wav(tmp_path / "q.wav", audio.speech_like(0.8, RATE), RATE)
+    plan = _plan(tmp_path, server, greeting=None, tools=["lookup"])
+    with engine.running(tmp_path, "worker", "--dialplan", str(plan)) as eng:
+        _call(tmp_path, eng.sip_port, "--play", str(speech), "--play-at", "0.5", "--duration", "4")
+        out = server.wait_for("conversation.item.create")[-1].data["item"]
+        assert "not available" in json.loads(out["output"])["error"]
+        assert eng.events("tool result")[0]["ok"] is False

@@ -1,0 +1,12 @@
+"""Python tools used by the integration tests' dialplans (as an integrator would write them)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+async def slow_lookup(day: str) -> dict[str, Any]:
+    """A back-office lookup that takes 1.5 s: long enough that the engine must fill."""
+    await asyncio.sleep(1.5)
+    return {"day": day, "slots": ["9:00", "11:30"]}
