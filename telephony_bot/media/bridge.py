@@ -57,6 +57,7 @@ class MediaBridge:
         self._played_bytes = 0
         self._streaming = False  # bot audio was flowing on the previous frame
         self._eos = False  # the writer said the current reply is complete
+        self._paused = False  # barge-in first stage: hold playout without dropping it
 
     # ---- media thread side: copy only, never block ----
 
@@ -73,6 +74,8 @@ class MediaBridge:
 
     def pull_playout_frame(self) -> bytes | None:
         """The next 20 ms of bot audio, or None when there is nothing to play."""
+        if self._paused:
+            return None
         n = self.frame_bytes
         with self._lock:
             have = len(self._playout)
@@ -133,8 +136,16 @@ class MediaBridge:
         with self._lock:
             self._eos = True
 
+    def pause(self) -> None:
+        """Hold the queued bot audio: silence from the next frame, nothing dropped."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+
     def clear(self) -> int:
-        """Drop all queued bot audio now; returns the ms dropped."""
+        """Drop all queued bot audio now (and end a pause); returns the ms dropped."""
+        self._paused = False
         with self._lock:
             dropped = len(self._playout) // self._bytes_per_ms
             self._playout.clear()

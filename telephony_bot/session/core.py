@@ -43,6 +43,8 @@ from telephony_bot.session import prompts
 from telephony_bot.session.turns import (
     BargeInSettings,
     CancelResponse,
+    PausePlayout,
+    ResumePlayout,
     ResumeTurn,
     StopPlayout,
     Truncate,
@@ -363,6 +365,11 @@ class CallSession:
                 self.levels.cleared(self.call.media.played_ms)
                 self.result.barge_ins += 1
                 _log.info("barge_in", dropped_ms=dropped, played_ms=self.call.media.played_ms)
+            elif isinstance(a, PausePlayout):
+                self.call.media.pause()
+            elif isinstance(a, ResumePlayout):
+                self.call.media.resume()
+                _log.info("barge-in not confirmed: bot audio resumed")
             elif isinstance(a, CancelResponse):
                 self._spawn(self.session.cancel_response() if self.session else None)
             elif isinstance(a, Truncate):

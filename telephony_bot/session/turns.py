@@ -66,12 +66,18 @@ class BargeInSettings:
     enabled: bool = True
     frame_ms: int = 20  # duration of one caller frame (`caller_frame` now_ms = end of the frame)
     speaking_hangover_ms: int = 100  # the bot counts as speaking this long after audio played
+    # First stage: after this much caller speech over the bot, pause (not drop) its audio, so
+    # the bot goes quiet fast; a noise that ends before `min_interrupt_ms` resumes it. 0, or
+    # not less than min_interrupt_ms: off.
+    pause_after_ms: int = 60
 
     def __post_init__(self) -> None:
         if self.min_interrupt_ms < 0 or self.echo_window_ms < 0 or self.false_interrupt_ms < 0:
             raise ValueError("barge-in durations must be >= 0")
         if self.frame_ms <= 0:
             raise ValueError(f"frame_ms must be > 0, got {self.frame_ms}")
+        if self.pause_after_ms < 0:
+            raise ValueError("pause_after_ms must be >= 0")
 
 
 # ---------- actions ----------
@@ -100,7 +106,17 @@ class ResumeTurn:
     """The provider's speech_started was a false interruption: ask for the turn again / resume."""
 
 
-Action = StopPlayout | CancelResponse | Truncate | ResumeTurn
+@dataclass(frozen=True)
+class PausePlayout:
+    """Hold the bot's audio (keep it queued): the caller may be starting to talk."""
+
+
+@dataclass(frozen=True)
+class ResumePlayout:
+    """It was only a noise: play the held audio on from where it stopped."""
+
+
+Action = StopPlayout | CancelResponse | Truncate | ResumeTurn | PausePlayout | ResumePlayout
 
 
 @dataclass(frozen=True)
@@ -166,6 +182,7 @@ class TurnPolicy:
         self._played = _Played()
         self._run: _Run | None = None
         self._pending: _PendingCheck | None = None
+        self._paused = False
         self._response_active = False
         self._truncated: set[str] = set()  # items already truncated / interrupted
         self._fresh: set[str] = set()  # items reset_item() asked to start anew
@@ -306,8 +323,30 @@ class TurnPolicy:
                 and run.last_speech - run.over_bot_since >= s.min_interrupt_ms
             ):
                 actions += self._interrupt(now_ms, by_provider=False)
+        actions += self._pause_or_resume(run, qualifying, speaking)
         actions += self._expire(now_ms)
         return actions
+
+    def _pause_or_resume(self, run: _Run | None, qualifying: bool, speaking: bool) -> list[Action]:
+        s = self.settings
+        if not (s.enabled and 0 < s.pause_after_ms < s.min_interrupt_ms):
+            return []
+        if self._paused:
+            if run is None:  # the sound ended before it became an interruption
+                self._paused = False
+                return [ResumePlayout()]
+            return []
+        if (
+            run is not None
+            and qualifying
+            and speaking
+            and not run.interrupted
+            and run.over_bot_since is not None
+            and run.last_speech - run.over_bot_since >= s.pause_after_ms
+        ):
+            self._paused = True
+            return [PausePlayout()]
+        return []
 
     def provider_speech_started(self, now_ms: int) -> list[Action]:
         """The provider's VAD heard the caller start speaking."""
@@ -350,6 +389,7 @@ class TurnPolicy:
         if not self.settings.enabled or run is None or run.interrupted:
             return []
         run.interrupted = True
+        self._paused = False  # StopPlayout drops what was held
         if self._pending is not None:
             self._pending.resolved = True
         actions: list[Action] = [StopPlayout()]

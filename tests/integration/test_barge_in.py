@@ -43,7 +43,7 @@ def test_caller_talking_over_the_bot_stops_it_fast_and_truncates_what_was_heard(
         stop = _bot_stop_ms(energy, onset)
         latency = stop - onset
         print(f"barge-in on the wire: {latency} ms; bot heard for {stop - greet_start} ms")
-        assert latency <= 250, f"bot kept talking {latency} ms over the caller"
+        assert latency <= 150, f"bot kept talking {latency} ms over the caller"
         assert stop - greet_start < 2500  # it did not play the 4 s greeting to the end
         cancel = server.wait_for("response.cancel")
         trunc = server.wait_for("conversation.item.truncate")

@@ -88,3 +88,17 @@ async def test_playout_buffer_is_bounded() -> None:
     b.write(_pcm(150))
     assert b.queued_ms == 100
     assert b.stats.playout_overflow_ms == 50
+
+
+async def test_pause_holds_bot_audio_without_dropping_it() -> None:
+    b = MediaBridge(asyncio.get_running_loop())
+    b.write(_pcm(100))
+    b.pull_playout_frame()
+    b.pause()
+    assert b.pull_playout_frame() is None and b.queued_ms == 80  # silent, nothing lost
+    b.resume()
+    assert b.pull_playout_frame() is not None and b.played_ms == 40
+    b.pause()
+    b.clear()  # a confirmed barge-in drops the held audio and ends the pause
+    b.write(_pcm(20))
+    assert b.pull_playout_frame() is not None

@@ -10,6 +10,8 @@ from telephony_bot.session.turns import (
     Action,
     BargeInSettings,
     CancelResponse,
+    PausePlayout,
+    ResumePlayout,
     ResumeTurn,
     StopPlayout,
     Truncate,
@@ -27,11 +29,14 @@ class Call:
     """A call on a 20 ms clock: the bridge plays one frame, then one caller frame arrives.
 
     `now` is the end of the current frame. The playout queue models the bridge: a StopPlayout
-    the policy emits clears it, as the session core would.
+    the policy emits clears it, a PausePlayout holds it, as the session core would. Most
+    stories test the confirmed interruption alone (first-stage pause off); the pause stories
+    turn it on.
     """
 
     def __init__(self, settings: BargeInSettings | None = None) -> None:
-        self.policy = TurnPolicy(settings or BargeInSettings())
+        self.policy = TurnPolicy(settings or BargeInSettings(pause_after_ms=0))
+        self.paused = False
         self.now = 0
         self.queued = 0  # bot audio in the bridge, ms
         self.played = 0  # bridge's cumulative played ms
@@ -42,6 +47,11 @@ class Call:
             self.log.append((self.now, a))
             if isinstance(a, StopPlayout):
                 self.queued = 0
+                self.paused = False
+            elif isinstance(a, PausePlayout):
+                self.paused = True
+            elif isinstance(a, ResumePlayout):
+                self.paused = False
 
     def bot_says(self, item_id: str, ms: int, *, queued: int | None = None) -> None:
         """The provider generated `ms` of audio (the bridge got `queued`, default the same)."""
@@ -50,7 +60,7 @@ class Call:
 
     def frame(self, speech: bool = False, level: float = -120.0) -> None:
         self.now += FRAME
-        n = min(FRAME, self.queued)
+        n = 0 if self.paused else min(FRAME, self.queued)
         self.queued -= n
         self.played += n
         self._take(self.policy.played(self.played, BOT_LEVEL if n else -120.0, self.now))
@@ -396,3 +406,40 @@ def test_settings_are_validated() -> None:
         BargeInSettings(min_interrupt_ms=-1)
     with pytest.raises(ValueError):
         BargeInSettings(frame_ms=0)
+
+
+# ---------- first stage: pause fast, confirm later ----------
+
+
+def test_bot_pauses_within_a_few_frames_and_is_cut_when_the_caller_keeps_talking() -> None:
+    call = Call(BargeInSettings())  # pause after 60 ms, interrupt at 150 ms
+    call.bot_says("item_1", 4000)
+    call.frames(1000)
+    onset = call.now
+    call.frames(400, speech=True, level=LOUD)
+    (t_pause, pause), *rest = call.log
+    assert pause == PausePlayout()
+    assert onset + 60 <= t_pause <= onset + 60 + FRAME  # the caller hears the bot stop here
+    played_at_pause = 1000 + (t_pause - onset)
+    assert [a for _, a in rest] == INTERRUPT + [Truncate("item_1", played_at_pause)]
+    assert onset + 150 <= rest[0][0] <= onset + 150 + FRAME
+
+
+def test_a_cough_only_holds_the_bot_for_a_moment_and_nothing_is_lost() -> None:
+    call = Call(BargeInSettings())
+    call.bot_says("item_1", 3000)
+    call.frames(1000)
+    call.frames(80, speech=True, level=LOUD)  # a cough
+    call.frames(200)
+    assert call.actions() == [PausePlayout(), ResumePlayout()]
+    call.frames(3000)
+    assert call.played == 3000  # the held audio played on: the whole answer was heard
+    assert not call.policy.interruptions
+
+
+def test_no_pause_stage_when_it_would_not_come_before_the_interruption() -> None:
+    call = Call(BargeInSettings(min_interrupt_ms=60, pause_after_ms=60))
+    call.bot_says("item_1", 2000)
+    call.frames(500)
+    call.frames(200, speech=True, level=LOUD)
+    assert call.actions()[:2] == INTERRUPT
