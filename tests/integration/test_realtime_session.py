@@ -29,7 +29,9 @@ def _plan(tmp: Path, server: ScriptedRealtimeServer, **defaults: object) -> Path
         "voice": "alloy",
         "greeting": "",
         "openai": {
-            "model": "gpt-4o-realtime-preview-2024-12-17",
+            "model": "gpt-4o-realtime-preview-2024-12-17"
+            if server.dialect == "preview"
+            else "gpt-realtime",
             "dialect": server.dialect,
             "base_url": server.url,
             "api_key_env": KEY_ENV,
@@ -77,8 +79,12 @@ def _call(tmp: Path, port: int, *args: str, name: str = "call") -> tuple[dict, n
     return rep, got
 
 
-def test_greeting_then_a_caller_turn_is_answered(tmp_path: Path, server_factory) -> None:
+@pytest.mark.parametrize("dialect", ["preview", "ga"])
+def test_greeting_then_a_caller_turn_is_answered(
+    tmp_path: Path, server_factory, dialect: str
+) -> None:
     server = server_factory(
+        dialect=dialect,
         greeting=ScriptedReply(pcm=_tone(600, 1.0), transcript="Hello, how can I help?"),
         replies=[ScriptedReply(pcm=_tone(900, 1.2), transcript="Your slot is at nine.")],
     )
@@ -94,7 +100,9 @@ def test_greeting_then_a_caller_turn_is_answered(tmp_path: Path, server_factory)
         # the answer to the caller's turn: 900 Hz, after the caller stopped (2 s + 1 s)
         assert abs(audio.dominant_hz(_segment(rec, 3700, 4600), RATE) - 900) < 15
         upd = server.wait_for("session.update")[0].data["session"]
-        assert upd["instructions"] == "You are a test agent." and upd["voice"] == "alloy"
+        assert upd["instructions"] == "You are a test agent."
+        voice = upd["voice"] if dialect == "preview" else upd["audio"]["output"]["voice"]
+        assert voice == "alloy"
         assert server.requests[0]["headers"]["authorization"] == f"Bearer {SECRET}"
         assert server.audio_received_ms() > 4000  # caller audio streamed all along
         ended = eng.wait_for("call ended")[-1]
@@ -155,3 +163,58 @@ def test_tool_outside_the_route_is_refused_and_the_model_told(
         out = server.wait_for("conversation.item.create")[-1].data["item"]
         assert "not available" in json.loads(out["output"])["error"]
         assert eng.events("tool result")[0]["ok"] is False
+
+
+def test_dropped_provider_socket_keeps_the_call_up_and_the_next_turn_works(
+    tmp_path: Path, server_factory
+) -> None:
+    server = server_factory(
+        greeting=ScriptedReply(pcm=_tone(600, 0.6), transcript="Hello there."),
+        replies=[ScriptedReply(pcm=_tone(900, 1.0), transcript="Still here.")],
+    )
+    speech = audio.write_wav(tmp_path / "q.wav", audio.speech_like(0.8, RATE), RATE)
+    with engine.running(tmp_path, "worker", "--dialplan", str(_plan(tmp_path, server))) as eng:
+        call = engine.dial_async(
+            tmp_path, eng.sip_port,
+            "--play", str(speech), "--play-at", "4", "--duration", "7",
+            "--record", str(tmp_path / "rec.wav"), "--rate", str(RATE), name="drop",
+        )  # fmt: skip
+        server.wait_for("input_audio_buffer.append", 50)  # ~1 s into the call
+        server.kill_connection()
+        server.wait_connections(2, timeout=10)
+        restored = server.wait_for("session.update", 2)[1]
+        assert restored.data["session"]["instructions"] == "You are a test agent."
+        # the conversation so far (the greeting) is restored on the new connection
+        items = server.wait_for("conversation.item.create", conn=1)
+        assert any("Hello there." in json.dumps(e.data) for e in items)
+        assert call.wait(30) == 0
+        rep = engine.read_report(tmp_path, "drop")
+        rec, _ = audio.read_wav(tmp_path / "rec.wav")
+        voiced = audio.voiced_frames(rep["energy_dbfs"])
+        kill_ms = 1000
+        # the caller heard the engine's recovery phrase right after the drop: no dead air
+        assert [i for i in voiced if kill_ms <= i * 20 <= kill_ms + 2000]
+        # and the turn after the reconnect was answered (900 Hz after the 4 s question)
+        assert abs(audio.dominant_hz(_segment(rec, 5700, 6400), RATE) - 900) < 15
+        assert eng.events("provider reconnected")
+        assert eng.wait_for("call ended")[-1]["ended_by"] == "remote"  # the caller hung up
+
+
+def test_a_bad_request_error_from_the_server_is_logged_and_the_call_goes_on(
+    tmp_path: Path, server_factory
+) -> None:
+    server = server_factory(greeting=ScriptedReply(pcm=_tone(600, 2.5), transcript="Hello."))
+    with engine.running(tmp_path, "worker", "--dialplan", str(_plan(tmp_path, server))) as eng:
+        call = engine.dial_async(
+            tmp_path, eng.sip_port, "--duration", "3.5", "--record", str(tmp_path / "r.wav"),
+            "--rate", str(RATE), name="err",
+        )  # fmt: skip
+        server.wait_for("input_audio_buffer.append", 25)
+        server.send_error(message="Invalid value: 'x'", code="invalid_value", event_id="evt_123")
+        assert call.wait(30) == 0
+        rep = engine.read_report(tmp_path, "err")
+        err = eng.wait_for("provider error")[0]
+        assert err["event_id"] == "evt_123" and err["fatal"] is False
+        voiced = audio.voiced_frames(rep["energy_dbfs"])
+        assert (voiced[-1] - voiced[0] + 1) * 20 >= 2400  # the greeting played on, uncut
+        assert eng.wait_for("call ended")[-1]["ended_by"] == "remote"
