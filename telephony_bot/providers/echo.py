@@ -51,6 +51,9 @@ class EchoSession:
     async def add_text_item(self, text: str, role: Literal["user", "system"] = "user") -> None:
         pass
 
+    async def add_image_item(self, data_url: str) -> None:
+        pass
+
     async def events(self) -> AsyncIterator[ProviderEvent]:
         while True:
             ev = await self._queue.get()

@@ -218,3 +218,39 @@ def test_a_bad_request_error_from_the_server_is_logged_and_the_call_goes_on(
         voiced = audio.voiced_frames(rep["energy_dbfs"])
         assert (voiced[-1] - voiced[0] + 1) * 20 >= 2400  # the greeting played on, uncut
         assert eng.wait_for("call ended")[-1]["ended_by"] == "remote"
+
+
+def test_fatal_provider_error_ends_the_call_with_a_spoken_apology(
+    tmp_path: Path, server_factory
+) -> None:
+    server = server_factory(greeting=ScriptedReply(pcm=_tone(600, 0.5), transcript="Hi."))
+    with engine.running(tmp_path, "worker", "--dialplan", str(_plan(tmp_path, server))) as eng:
+        call = engine.dial_async(tmp_path, eng.sip_port, "--duration", "15", name="fatal")
+        server.wait_for("input_audio_buffer.append", 50)
+        server.send_error(
+            message="Incorrect API key", code="invalid_api_key", type_="invalid_request_error"
+        )
+        assert call.wait(30) == 0
+        rep = engine.read_report(tmp_path, "fatal")
+        assert rep["ended_by"] == "remote"  # the engine hung up, not the caller
+        assert rep["duration_ms"] < 10000
+        voiced = audio.voiced_frames(rep["energy_dbfs"])
+        apology = [i for i in voiced if i * 20 > 1000]
+        assert len(apology) * 20 > 3000, "no apology before the hangup"  # ~5 s phrase
+        assert eng.wait_for("call ended")[-1]["ended_by"] == "local"
+
+
+def test_model_hangs_up_after_its_last_sentence(tmp_path: Path, server_factory) -> None:
+    server = server_factory(
+        greeting=ScriptedReply(pcm=_tone(600, 1.5), transcript="Goodbye!"),
+        replies=[ScriptedReply(function_call=("hangup", {"reason": "done"}))],
+    )
+    speech = audio.write_wav(tmp_path / "q.wav", audio.speech_like(0.6, RATE), RATE)
+    plan = _plan(tmp_path, server, tools=["hangup"])
+    with engine.running(tmp_path, "worker", "--dialplan", str(plan)) as eng:
+        rep, _ = _call(
+            tmp_path, eng.sip_port, "--play", str(speech), "--play-at", "1.6", "--duration", "10"
+        )
+        assert rep["ended_by"] == "remote" and rep["duration_ms"] < 6000
+        assert eng.wait_for("tool result")[0]["ok"] is True
+        assert eng.wait_for("call ended")[-1]["reason"].startswith("200")

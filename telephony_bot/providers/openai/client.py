@@ -200,6 +200,12 @@ class RealtimeSession:
     async def add_text_item(self, text: str, role: Literal["user", "system"] = "user") -> None:
         await self._send(p.user_text_item(text) if role == "user" else p.system_text_item(text))
 
+    async def add_image_item(self, data_url: str) -> None:
+        """An image for the model (GA sessions; the preview API takes none)."""
+        if self.dialect != "ga":
+            raise ProviderError("images need a GA realtime session", retryable=False)
+        await self._send(p.user_image_item(data_url, self.dialect))
+
     async def events(self) -> AsyncIterator[ProviderEvent]:
         while True:
             ev = await self._queue.get()
