@@ -254,3 +254,28 @@ def test_model_hangs_up_after_its_last_sentence(tmp_path: Path, server_factory) 
         assert rep["ended_by"] == "remote" and rep["duration_ms"] < 6000
         assert eng.wait_for("tool result")[0]["ok"] is True
         assert eng.wait_for("call ended")[-1]["reason"].startswith("200")
+
+
+def test_model_transfers_the_caller_to_a_named_target_and_hears_the_outcome(
+    tmp_path: Path, server_factory
+) -> None:
+    server = server_factory(
+        replies=[ScriptedReply(function_call=("transfer", {"destination": "nurse"}))]
+    )
+    speech = audio.write_wav(tmp_path / "q.wav", audio.speech_like(0.6, RATE), RATE)
+    with engine.running(tmp_path, "worker", "--provider", "echo", name="nurse") as nurse:
+        target = f"sip:nurse@127.0.0.1:{nurse.sip_port}"
+        plan = _plan(
+            tmp_path, server, greeting=None, tools=["transfer"], transfer_targets={"nurse": target}
+        )
+        with engine.running(tmp_path, "worker", "--dialplan", str(plan)) as eng:
+            rep, _ = _call(
+                tmp_path, eng.sip_port, "--play", str(speech), "--play-at", "0.5",
+                "--duration", "5",
+            )  # fmt: skip
+            assert rep["transfer"] and rep["transfer"]["target"] == target
+            assert rep["transfer"]["answered"]  # the caller reached the nurse's line
+            out = server.wait_for("conversation.item.create")[-1].data["item"]
+            result = json.loads(out["output"])
+            assert result["ok"] is True and result["status"].startswith("200")
+            assert [e["called"] for e in nurse.wait_for("incoming call")] == ["nurse"]
