@@ -279,3 +279,14 @@ def test_model_transfers_the_caller_to_a_named_target_and_hears_the_outcome(
             result = json.loads(out["output"])
             assert result["ok"] is True and result["status"].startswith("200")
             assert [e["called"] for e in nurse.wait_for("incoming call")] == ["nurse"]
+
+
+def test_silent_line_gets_a_goodbye_and_is_hung_up(tmp_path: Path, server_factory) -> None:
+    server = server_factory(greeting=ScriptedReply(pcm=_tone(600, 0.5), transcript="Hello?"))
+    plan = _plan(tmp_path, server, idle_seconds=2)
+    with engine.running(tmp_path, "worker", "--dialplan", str(plan)) as eng:
+        rep, rec = _call(tmp_path, eng.sip_port, "--duration", "15", name="idle")
+        assert rep["ended_by"] == "remote" and rep["duration_ms"] < 8000
+        voiced = audio.voiced_frames(rep["energy_dbfs"])
+        assert voiced[-1] * 20 > 2400  # the goodbye after ~2.5 s of silence, then the BYE
+        assert eng.events("idle timeout")
