@@ -2,10 +2,14 @@
 # Installs the Debian packages the engine and its tests need. Idempotent: does nothing when all are present.
 #   sip-tester  SIPp, a real SIP peer for the integration tests and benches
 #   libopus0    libopus for the project's own Opus codec (opuslib loads it)
+#   mosquitto   an MQTT broker the MQTT tool tests start on a free loopback port (the
+#               package's own service is not used; in containers it is not started)
 set -euo pipefail
 need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0' || need+=(libopus0)
+# /usr/sbin is not on every user's PATH: look there too
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

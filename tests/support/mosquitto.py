@@ -1,0 +1,124 @@
+"""A real Mosquitto broker for tests, on a free loopback port, killed at the end.
+
+    with running_mosquitto() as broker:      # or the `mosquitto_broker` fixture
+        ... broker.host, broker.port ...
+        broker.stop()                        # e.g. to test an unreachable broker
+
+`mosquitto_available()` says whether the binary is installed (scripts/install-system-deps.sh).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+HOST = "127.0.0.1"
+
+
+def mosquitto_binary() -> str | None:
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()),
+        None,
+    )
+
+
+def mosquitto_available() -> bool:
+    return mosquitto_binary() is not None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Mosquitto:
+    host: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    _stopped: bool = field(default=False, repr=False)
+
+    def stop(self) -> None:
+        """Kill the broker (idempotent); its port then refuses connections."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=3)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def running_mosquitto(start_timeout_s: float = 5.0) -> Iterator[Mosquitto]:
+    """Start `mosquitto` on a free 127.0.0.1 port, wait until it accepts, stop it after."""
+    binary = mosquitto_binary()
+    if binary is None:
+        raise RuntimeError("mosquitto is not installed (scripts/install-system-deps.sh)")
+    with tempfile.TemporaryDirectory(prefix="mosquitto-") as tmp:
+        broker: Mosquitto | None = None
+        for _ in range(3):  # a free port can be taken between the probe and the bind
+            port = free_port()
+            conf = Path(tmp) / "mosquitto.conf"
+            conf.write_text(
+                f"listener {port} {HOST}\nallow_anonymous true\npersistence false\n"
+                "log_dest stderr\n"
+            )
+            log_path = Path(tmp) / f"mosquitto-{port}.log"
+            with open(log_path, "wb") as log_file:
+                proc = subprocess.Popen(
+                    [binary, "-c", str(conf)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                )
+            candidate = Mosquitto(HOST, port, proc, log_path)
+            deadline = time.monotonic() + start_timeout_s
+            while time.monotonic() < deadline and proc.poll() is None and not _accepts(port):
+                time.sleep(0.05)
+            if proc.poll() is None and _accepts(port):
+                broker = candidate
+                break
+            candidate.stop()
+        if broker is None:
+            raise RuntimeError(f"mosquitto did not start:\n{candidate.log()}")
+        try:
+            yield broker
+        finally:
+            broker.stop()
+
+
+@pytest.fixture
+def mosquitto_broker() -> Iterator[Mosquitto]:
+    if not mosquitto_available():
+        pytest.skip("mosquitto is not installed (scripts/install-system-deps.sh)")
+    with running_mosquitto() as broker:
+        yield broker
