@@ -1,14 +1,18 @@
-"""Composition root: builds the provider, session config and options from a dialplan."""
+"""Composition root: turns a loaded dialplan and a routed call into the provider, session
+config, options and limits that call runs with. Holds no policy of its own."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from telephony_bot.dialplan.schema import Dialplan
+from telephony_bot.dialplan.loader import LoadedPlan
+from telephony_bot.dialplan.router import CallInfo, EffectiveRoute, effective, match
+from telephony_bot.dialplan.schema import Dialplan, ProviderDef, ToolDef
 from telephony_bot.errors import ConfigError
 from telephony_bot.providers.base import Provider, SessionConfig, ToolSpec
-from telephony_bot.session.core import SessionOptions
+from telephony_bot.session.core import CallLimits, SessionOptions
 from telephony_bot.session.turns import BargeInSettings
 from telephony_bot.tools.base import Tool
 from telephony_bot.tools.builtin import hangup_tool, send_dtmf_tool, transfer_tool
@@ -20,75 +24,162 @@ class CallSetup:
     provider: Provider
     config: SessionConfig
     options: SessionOptions
+    limits: CallLimits | None = None
+    route: str | None = None
+    plan_version: str = ""
 
 
-def build_provider(plan: Dialplan, override: str | None) -> Provider:
-    d = plan.defaults
-    name = override or d.provider
-    if name == "echo":
+def build_provider(pdef: ProviderDef, route: EffectiveRoute | None = None) -> Provider:
+    if pdef.type == "echo":
         from telephony_bot.providers.echo import EchoProvider
 
-        return EchoProvider(delay_ms=d.echo_delay_ms)
-    if name == "openai":
-        from telephony_bot.providers.openai.client import OpenAIRealtimeProvider
-        from telephony_bot.providers.openai.endpoints import (
-            azure_endpoint,
-            compatible_endpoint,
-            openai_endpoint,
+        delay = pdef.echo_delay_ms if pdef.echo_delay_ms is not None else 0
+        return EchoProvider(delay_ms=route.echo_delay_ms if route and not delay else delay)
+    if pdef.type == "local":
+        raise ConfigError("provider type local: the offline engine is not available yet")
+    from telephony_bot.providers.openai.client import OpenAIRealtimeProvider
+    from telephony_bot.providers.openai.endpoints import (
+        azure_endpoint,
+        compatible_endpoint,
+        openai_endpoint,
+    )
+
+    key = pdef.key()
+    model = (route.model if route else None) or pdef.model or "gpt-4o-realtime-preview-2024-12-17"
+    if pdef.type == "azure":
+        if not key:
+            raise ConfigError(f"provider azure: set {pdef.api_key_env or 'its api_key'}")
+        ep = azure_endpoint(
+            pdef.resource or "",
+            pdef.deployment or "",
+            pdef.api_version or "2024-10-01-preview",
+            key,
         )
+    elif pdef.type == "openai":
+        if not key:
+            raise ConfigError(f"provider openai: set the environment variable {pdef.api_key_env}")
+        ep = openai_endpoint(model, key, pdef.dialect)
+    else:
+        ep = compatible_endpoint(pdef.base_url or "", model, key, pdef.dialect or "preview")
+    return OpenAIRealtimeProvider(ep)
 
-        o = d.openai
-        key = os.environ.get(o.api_key_env)
-        if o.azure is not None:
-            if not key:
-                raise ConfigError(f"provider openai (Azure): set {o.api_key_env}")
-            ep = azure_endpoint(o.azure.resource, o.azure.deployment, o.azure.api_version, key)
-        elif o.base_url.rstrip("/") in ("wss://api.openai.com/v1", "https://api.openai.com/v1"):
-            if not key:
-                raise ConfigError(f"provider openai: set the environment variable {o.api_key_env}")
-            ep = openai_endpoint(o.model, key, o.dialect)
+
+def _mqtt_broker():  # noqa: ANN202 - imported lazily: MQTT only when a plan uses it
+    from telephony_bot.tools.mqtt import MqttBroker
+
+    return MqttBroker(
+        host=os.environ.get("TELEPHONY_BOT_MQTT_HOST", "127.0.0.1"),
+        port=int(os.environ.get("TELEPHONY_BOT_MQTT_PORT", "1883")),
+        username=os.environ.get("TELEPHONY_BOT_MQTT_USERNAME"),
+        password=os.environ.get("TELEPHONY_BOT_MQTT_PASSWORD"),
+    )
+
+
+def build_tool(name: str, t: ToolDef, targets: dict[str, str]) -> Tool:
+    spec = ToolSpec(name, t.description, t.parameters)
+    if t.builtin is not None or name in ("hangup", "transfer", "send_dtmf", "end_call"):
+        kind = t.builtin or name
+        if kind in ("hangup", "end_call"):
+            tool = hangup_tool()
+        elif kind == "transfer":
+            if not targets:
+                raise ConfigError("tool transfer needs transfer_targets on the route")
+            tool = transfer_tool(targets)
         else:
-            ep = compatible_endpoint(o.base_url, o.model, key, o.dialect or "preview")
-        return OpenAIRealtimeProvider(ep)
-    raise ConfigError(f"unknown provider {name!r}; available: echo, openai")
+            tool = send_dtmf_tool()
+        if kind == "end_call":
+            tool.spec = ToolSpec("end_call", tool.spec.description, tool.spec.parameters)
+        return tool
+    if t.http is not None:
+        from telephony_bot.tools.http import http_tool
+
+        h = t.http
+        return http_tool(
+            spec,
+            method=h.method,
+            url=h.url,
+            headers={k: v.get_secret_value() for k, v in h.headers.items()},
+            body=h.body,
+            retries=h.retries,
+            response_path=h.response_path,
+            max_bytes=h.max_bytes,
+            timeout_s=t.timeout_s,
+        )
+    if t.mqtt is not None:
+        from telephony_bot.tools.mqtt import mqtt_tool
+
+        return mqtt_tool(
+            spec,
+            broker=_mqtt_broker(),
+            topic=t.mqtt.topic,
+            response_timeout_s=t.mqtt.response_timeout_s,
+            timeout_s=t.timeout_s,
+        )
+    assert t.python is not None
+    return python_tool(spec, t.python, t.timeout_s)
 
 
-def build_tools(plan: Dialplan) -> dict[str, Tool]:
-    d = plan.defaults
-    tools: dict[str, Tool] = {}
-    for name in d.tools:
-        if name == "hangup":
-            tools[name] = hangup_tool()
-        elif name == "transfer":
-            tools[name] = transfer_tool(d.transfer_targets)
-        elif name == "send_dtmf":
-            tools[name] = send_dtmf_tool()
-        else:
-            t = plan.tools[name]
-            spec = ToolSpec(name, t.description, t.parameters)
-            tools[name] = python_tool(spec, t.python, t.timeout_s)
-    return tools
-
-
-def build(plan: Dialplan, provider_override: str | None = None) -> CallSetup:
-    d = plan.defaults
-    tools = build_tools(plan)
+def for_route(
+    plan: Dialplan,
+    route: EffectiveRoute,
+    call: CallInfo | None = None,
+    provider_override: str | None = None,
+    plan_version: str = "",
+) -> CallSetup:
+    targets = dict(route.transfer_targets)
+    tools = {name: build_tool(name, t, targets) for name, t in route.tools.items()}
+    provider_name = provider_override or route.provider_name
+    pdef = route.provider if provider_override is None else _override(plan, provider_override)
+    instructions = route.render_instructions(call) if call else route.instructions
+    greeting = route.render_greeting(call) if call else route.greeting
     config = SessionConfig(
-        provider=provider_override or d.provider,
-        instructions=d.instructions,
-        voice=d.voice,
+        provider=provider_name,
+        instructions=instructions,
+        voice=route.voice,
         tools=tuple(t.spec for t in tools.values()),
-        audio_format=d.audio_format,
-        echo_delay_ms=d.echo_delay_ms,
+        audio_format=route.audio_format,
+        echo_delay_ms=route.echo_delay_ms,
     )
     options = SessionOptions(
-        greeting=d.greeting,
+        greeting=greeting,
         barge_in=BargeInSettings(
             # the echo's "bot audio" is the caller's own voice: it must never interrupt itself
-            enabled=d.barge_in.enabled and (provider_override or d.provider) != "echo",
-            min_interrupt_ms=d.barge_in.min_interrupt_ms,
+            enabled=route.barge_in.enabled and pdef.type != "echo",
+            min_interrupt_ms=route.barge_in.min_interrupt_ms,
         ),
         tools=tools,
-        filler_after_ms=d.filler_after_ms,
+        filler_after_ms=route.filler_after_ms,
     )
-    return CallSetup(build_provider(plan, provider_override), config, options)
+    limits = CallLimits(max_call_seconds=route.max_call_seconds, idle_seconds=route.idle_seconds)
+    return CallSetup(build_provider(pdef, route), config, options, limits, route.name, plan_version)
+
+
+def _override(plan: Dialplan, name: str) -> ProviderDef:
+    from telephony_bot.dialplan.router import provider_def
+
+    try:
+        return provider_def(plan, name)
+    except KeyError:
+        raise ConfigError(f"unknown provider {name!r}; available: echo, openai") from None
+
+
+def for_call(
+    loaded: LoadedPlan, call: CallInfo, provider_override: str | None = None
+) -> tuple[CallSetup | None, str]:
+    """Route a call: its setup, or None (refuse with 404), and the reason in words."""
+    decision = match(loaded.plan, call)
+    if decision.route is None and loaded.plan.routes:
+        return None, decision.reason
+    route = effective(loaded.plan, decision.route)
+    return for_route(loaded.plan, route, call, provider_override, loaded.version), decision.reason
+
+
+def check(loaded: LoadedPlan, provider_override: str | None = None) -> None:
+    """Fail at start-up on what would fail every call: providers, keys, tools."""
+    now = datetime.now(UTC)
+    routes = loaded.plan.routes or [None]
+    for r in routes:
+        eff = effective(loaded.plan, r)
+        if eff.provider.type == "local" and provider_override is None:
+            continue  # the offline engine is checked when it lands
+        for_route(loaded.plan, eff, CallInfo("", "", {}, now), provider_override, loaded.version)

@@ -10,6 +10,7 @@ import io
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from telephony_bot import log
 from telephony_bot.errors import ConfigError, TelephonyBotError
@@ -82,7 +83,80 @@ def build_parser() -> argparse.ArgumentParser:
     dial.add_argument("--rtp-port", type=int, default=0, help="local RTP port (0: any)")
     dial.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for answer")
     dial.add_argument("--header", action="append", default=[], help="extra SIP header 'Name: v'")
+    dp = sub.add_parser("dialplan", help="check, explain and export dialplans")
+    dsub = dp.add_subparsers(dest="dialplan_command", required=True)
+    v = dsub.add_parser("validate", help="check dialplan files; exit 1 with every error")
+    v.add_argument("files", nargs="+")
+    dsub.add_parser("schema", help="print the JSON Schema (for editor completion)")
+    r = dsub.add_parser("route", help="explain which route a call would take, and why")
+    r.add_argument("file")
+    r.add_argument("--to", required=True, help="dialed number, e.g. +4930123456")
+    r.add_argument("--from", dest="caller", default="", help="caller number")
+    r.add_argument("--at", help="ISO time with offset (default: now), e.g. 2026-12-24T22:00+01:00")
+    r.add_argument("--header", action="append", default=[], help="SIP header 'Name: value'")
     return parser
+
+
+def _cmd_dialplan(args: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, datetime
+
+    from telephony_bot.dialplan import loader
+
+    if args.dialplan_command == "schema":
+        print(json.dumps(loader.json_schema(), indent=2))
+        return EXIT_OK
+    if args.dialplan_command == "validate":
+        from telephony_bot.errors import DialplanError
+
+        failed = False
+        for f in args.files:
+            try:
+                lp = loader.load(f)
+            except DialplanError as exc:
+                failed = True
+                print(str(exc), file=sys.stderr)
+                continue
+            plan = lp.plan
+            numbers = sorted({_pattern_text(p) for r in plan.routes for p in _patterns(r)})
+            print(
+                f"{f}: OK (version {lp.version}): {len(plan.routes)} routes, "
+                f"{len(plan.tools)} tools; numbers: {', '.join(numbers) or '-'}"
+            )
+            for w in lp.warnings:
+                print(f"{f}: warning: {w}")
+        return EXIT_RUNTIME if failed else EXIT_OK
+    from telephony_bot.dialplan.router import CallInfo, effective, match
+
+    lp = loader.load(args.file)
+    at = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    if at.tzinfo is None:
+        raise ConfigError("--at needs a UTC offset, e.g. 2026-12-24T22:00+01:00")
+    headers = dict(h.split(":", 1) for h in args.header)
+    headers = {k.strip(): v.strip() for k, v in headers.items()}
+    decision = match(lp.plan, CallInfo(args.to, args.caller, headers, at))
+    print(decision.reason)
+    if decision.route is None and lp.plan.routes:
+        return EXIT_RUNTIME
+    eff = effective(lp.plan, decision.route)
+    print(f"route: {eff.name or '(defaults)'}; provider: {eff.provider_name}; tools: "
+          f"{', '.join(eff.tools) or '-'}; plan version {lp.version}")  # fmt: skip
+    return EXIT_OK
+
+
+def _patterns(route: Any) -> list[Any]:
+    m = route.match
+    if m is None or m.number is None:
+        return []
+    return list(m.number) if isinstance(m.number, list) else [m.number]
+
+
+def _pattern_text(p: Any) -> str:
+    if getattr(p, "exact", None):
+        return str(p.exact)
+    if getattr(p, "prefix", None):
+        return f"{p.prefix}*"
+    return f"/{getattr(p, 'regex', '')}/"
 
 
 def _sip_settings(args: argparse.Namespace, plan_max_call: float) -> object:
@@ -107,32 +181,50 @@ def _sip_settings(args: argparse.Namespace, plan_max_call: float) -> object:
     )
 
 
+def _load_plan(args: argparse.Namespace) -> Any:
+    from telephony_bot.dialplan import loader
+
+    if args.dialplan:
+        return loader.load(args.dialplan)
+    return loader.load_default()
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     from telephony_bot import app
-    from telephony_bot.dialplan import schema
-    from telephony_bot.worker import serve_worker
+    from telephony_bot.dialplan import loader
+    from telephony_bot.dialplan.reload import PlanWatcher
+    from telephony_bot.worker import Worker, serve_worker
 
-    plan = schema.load(args.dialplan) if args.dialplan else schema.Dialplan()
+    if args.dialplan:
+        plans = PlanWatcher([args.dialplan], loader.load)
+    else:
+        plans = PlanWatcher([], lambda _paths: loader.load_default())
+    plan = plans.current.plan
     if args.echo_delay_ms is not None:
         plan.defaults.echo_delay_ms = args.echo_delay_ms
-    setup = app.build(plan, args.provider)
-    settings = _sip_settings(args, plan.defaults.max_call_seconds)
+    for w in plans.current.warnings:
+        log.get("dialplan").warning("dialplan warning", warning=w)
+    app.check(plans.current, args.provider)
+    settings = _sip_settings(args, 0)
     with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError):
         faulthandler.enable()  # a crash inside PJSIP leaves a Python stack trace in the log
-    asyncio.run(serve_worker(settings, setup, plan.defaults.idle_seconds))  # type: ignore[arg-type]
+    worker = Worker(
+        settings,  # type: ignore[arg-type]
+        plans=plans,
+        provider_override=args.provider,
+    )
+    asyncio.run(serve_worker(worker))
     return EXIT_OK
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from telephony_bot import app
-    from telephony_bot.dialplan import schema
     from telephony_bot.supervisor import Supervisor, WorkerSpec, worker_argv
 
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
-    plan = schema.load(args.dialplan) if args.dialplan else schema.Dialplan()
-    app.build(plan, args.provider)  # fail fast: bad provider, missing key, bad tool
-    _sip_settings(args, plan.defaults.max_call_seconds)  # validate before spawning anything
+    app.check(_load_plan(args), args.provider)  # fail fast: bad plan, provider, key, tool
+    _sip_settings(args, 0)  # validate before spawning anything
     rtp_range = 100
     specs = []
     for i in range(args.workers):
@@ -199,7 +291,12 @@ def main(argv: Sequence[str] | None = None, *, hard_exit: bool = False) -> int:
     args = parser.parse_args(argv)
     fields = {"worker": args.worker_id} if args.command == "worker" else {}
     log.setup(getattr(args, "log_format", None), getattr(args, "log_level", None), **fields)
-    handlers = {"serve": _cmd_serve, "worker": _cmd_worker, "dial": _cmd_dial}
+    handlers = {
+        "serve": _cmd_serve,
+        "worker": _cmd_worker,
+        "dial": _cmd_dial,
+        "dialplan": _cmd_dialplan,
+    }
     try:
         code = handlers[args.command](args)
     except ConfigError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class TelephonyBotError(Exception):
     """Base class of every error the engine raises on purpose."""
@@ -25,3 +27,26 @@ class ProviderError(TelephonyBotError):
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class DialplanIssue:
+    """One problem in a dialplan file, located for the admin who edits it (1-based)."""
+
+    file: str
+    line: int
+    column: int
+    path: str  # field path, e.g. "routes[2].tools[1]"; "" for the file as a whole
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where} {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class DialplanError(ConfigError):
+    """A dialplan cannot be used; `issues` lists every problem found, one per line in str()."""
+
+    def __init__(self, issues: list[DialplanIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))

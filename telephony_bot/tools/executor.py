@@ -30,10 +30,24 @@ _JSON_TYPES: dict[str, type | tuple[type, ...]] = {
 
 
 def check_arguments(schema: dict[str, Any], args: Any) -> None:
-    """A light check of the model's arguments against the tool's JSON Schema: an object,
-    required keys present, top-level property types and enums respected."""
+    """The model's arguments against the tool's JSON Schema (draft 2020-12, every keyword);
+    the first problem becomes a tool error the model reads and can correct."""
     if not isinstance(args, dict):
         raise ToolError("arguments must be a JSON object")
+    try:
+        from jsonschema import Draft202012Validator
+    except ImportError:  # pragma: no cover - a dependency; the light check below remains
+        _light_check(schema, args)
+        return
+    errors = sorted(Draft202012Validator(schema).iter_errors(args), key=lambda e: list(e.path))
+    if errors:
+        err = errors[0]
+        where = ".".join(str(p) for p in err.path)
+        raise ToolError(f"invalid arguments{' at ' + where if where else ''}: {err.message}")
+
+
+def _light_check(schema: dict[str, Any], args: dict[str, Any]) -> None:
+    """Required keys present, top-level property types and enums respected."""
     for key in schema.get("required", []):
         if key not in args:
             raise ToolError(f"missing required argument {key!r}")

@@ -1,0 +1,53 @@
+"""`telephony-bot dialplan validate | schema | route`, as an admin runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "telephony_bot.cli", "dialplan"]
+ENV = {"HOSPITAL_API_TOKEN": "t", "BANK_API_TOKEN": "t", "FIELD_API_TOKEN": "t", "PATH": "/usr/bin"}
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=REPO, env=ENV)
+
+
+def test_validate_summarises_good_plans_and_lists_every_error_of_bad_ones(tmp_path: Path) -> None:
+    ok = _run("validate", *sorted(str(p) for p in (REPO / "dialplans").glob("*.yaml")))
+    assert ok.returncode == 0, ok.stderr
+    assert "hospital.yaml: OK" in ok.stdout and "+493012345600" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "version: 1\ntools:\n  book_slot: {builtin: hangup}\n"
+        "routes:\n  - name: a\n    tools: [book_slott]\n  - name: a\n"
+    )
+    res = _run("validate", str(bad))
+    assert res.returncode == 1
+    assert f"{bad}:6:13 routes[0].tools[0]: unknown tool 'book_slott'" in res.stderr
+    assert "did you mean 'book_slot'" in res.stderr
+    assert "route name 'a' is already used" in res.stderr  # every error, not just one
+
+
+def test_schema_is_json_schema_for_editors() -> None:
+    res = _run("schema")
+    schema = json.loads(res.stdout)
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    assert "routes" in schema["properties"]
+
+
+def test_route_explains_the_after_hours_decision() -> None:
+    res = _run(
+        "route", "dialplans/hospital.yaml", "--to", "+493012345600", "--at",
+        "2026-12-24T22:00+01:00",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "outside hours" in res.stdout and "hospital-night" in res.stdout
+    day = _run(
+        "route", "dialplans/hospital.yaml", "--to", "+493012345600", "--at",
+        "2026-12-01T10:00+01:00",
+    )  # fmt: skip
+    assert "route: hospital-day" in day.stdout
