@@ -167,8 +167,12 @@ def for_call(
     loaded: LoadedPlan, call: CallInfo, provider_override: str | None = None
 ) -> tuple[CallSetup | None, str]:
     """Route a call: its setup, or None (refuse with 404), and the reason in words."""
+    if not loaded.plan.routes:
+        route = effective(loaded.plan, None)
+        reason = "the plan has no routes: its defaults apply"
+        return for_route(loaded.plan, route, call, provider_override, loaded.version), reason
     decision = match(loaded.plan, call)
-    if decision.route is None and loaded.plan.routes:
+    if decision.route is None:
         return None, decision.reason
     route = effective(loaded.plan, decision.route)
     return for_route(loaded.plan, route, call, provider_override, loaded.version), decision.reason

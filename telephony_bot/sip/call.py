@@ -79,6 +79,8 @@ class PjCall(pj.Call):  # type: ignore[misc]
             self.answered = True
             self._emit(CallAnswered(self.call_id, self.codec))
         elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
+            # Rejected calls (486/503/400) end here too: freeing a pjsua2 Call before its
+            # DISCONNECTED state makes its destructor hang up again (and answer 500).
             self.ended = True
             if self.port is not None:
                 self.port.bridge.close()

@@ -282,15 +282,11 @@ class SipEndpoint:
             offer = self._offer(prm)
         except Exception as exc:  # noqa: BLE001 - a request we cannot read is refused, not fatal
             _log.warning("rejecting unreadable INVITE", error=str(exc))
-            pjcall.ended = True
-            pjcall.answer(_op(400, "Bad Request"))
-            self.release_later(pjcall)
+            pjcall.answer(_op(400, "Bad Request"))  # released when DISCONNECTED
             return
         if self.draining:
             _log.info("call refused with 503: worker is shutting down", call_id=offer.call_id)
-            pjcall.answer(_op(503, "Service Unavailable"))
-            pjcall.ended = True
-            self.release_later(pjcall)
+            pjcall.answer(_op(503, "Service Unavailable"))  # released when DISCONNECTED
             return
         if active >= self.settings.max_calls:
             _log.warning(
@@ -299,9 +295,7 @@ class SipEndpoint:
                 active=active,
                 max_calls=self.settings.max_calls,
             )
-            pjcall.answer(_op(486, "Busy Here"))
-            pjcall.ended = True
-            self.release_later(pjcall)
+            pjcall.answer(_op(486, "Busy Here"))  # released when DISCONNECTED
             return
         facade = SipCall(self, pjcall, offer)
         pjcall.facade = facade
