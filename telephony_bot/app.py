@@ -149,9 +149,19 @@ def for_route(
         ),
         tools=tools,
         filler_after_ms=route.filler_after_ms,
+        on_error_transfer=_on_error_target(route),
     )
     limits = CallLimits(max_call_seconds=route.max_call_seconds, idle_seconds=route.idle_seconds)
     return CallSetup(build_provider(pdef, route), config, options, limits, route.name, plan_version)
+
+
+def _on_error_target(route: EffectiveRoute) -> str | None:
+    name = route.on_error.transfer if route.on_error else None
+    if not name:
+        return None
+    if name not in route.transfer_targets:
+        raise ConfigError(f"on_error.transfer names {name!r}, which is not a transfer target")
+    return route.transfer_targets[name]
 
 
 def _override(plan: Dialplan, name: str) -> ProviderDef:

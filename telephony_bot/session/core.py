@@ -75,6 +75,9 @@ class SessionOptions:
     tools: dict[str, Tool] = field(default_factory=dict)
     filler_after_ms: int = 700
     prices: Prices = field(default_factory=Prices)
+    # When the model is gone for good: put the caller through here (a SIP URI) instead of
+    # apologising and hanging up.
+    on_error_transfer: str | None = None
 
 
 @dataclass
@@ -490,6 +493,19 @@ class CallSession:
 
     async def _apologise_and_hang_up(self, reason: str) -> None:
         self._clear_playout()
+        target = self.options.on_error_transfer
+        if target:
+            self._play_prompt("reconnecting", closing=True)  # "Sorry, just a moment."
+            media = self.call.media
+            until = self._loop.time() + 3
+            while media.queued_ms > 0 and self._loop.time() < until:
+                await asyncio.sleep(0.05)
+            _log.info("model unavailable: transferring the caller", target=target, reason=reason)
+            ok, detail = await self.transfer(target)
+            if ok:
+                await self.call.hangup(f"transferred after {reason}")
+                return
+            _log.warning("fallback transfer failed", target=target, detail=detail)
         self._play_prompt("apology", closing=True)
         await self._hang_up_after_playout(reason, max_wait_s=8)
 

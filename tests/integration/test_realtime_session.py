@@ -290,3 +290,23 @@ def test_silent_line_gets_a_goodbye_and_is_hung_up(tmp_path: Path, server_factor
         voiced = audio.voiced_frames(rep["energy_dbfs"])
         assert voiced[-1] * 20 > 2400  # the goodbye after ~2.5 s of silence, then the BYE
         assert eng.events("idle timeout")
+
+
+def test_model_gone_for_good_puts_the_caller_through_to_the_fallback_target(
+    tmp_path: Path, server_factory
+) -> None:
+    server = server_factory(greeting=ScriptedReply(pcm=_tone(600, 0.5), transcript="Hi."))
+    with engine.running(tmp_path, "worker", "--provider", "echo", name="desk") as desk:
+        target = f"sip:desk@127.0.0.1:{desk.sip_port}"
+        plan = _plan(
+            tmp_path, server, transfer_targets={"desk": target}, on_error={"transfer": "desk"}
+        )
+        with engine.running(tmp_path, "worker", "--dialplan", str(plan)) as eng:
+            call = engine.dial_async(tmp_path, eng.sip_port, "--duration", "8", name="fb")
+            server.wait_for("input_audio_buffer.append", 50)
+            server.send_error(message="Quota exceeded", code="insufficient_quota")
+            assert call.wait(30) == 0
+            rep = engine.read_report(tmp_path, "fb")
+            assert rep["transfer"] and rep["transfer"]["answered"], rep["transfer"]
+            assert [e["called"] for e in desk.wait_for("incoming call")] == ["desk"]
+            assert eng.events("model unavailable: transferring the caller")

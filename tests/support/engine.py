@@ -76,16 +76,25 @@ class EngineProc:
             + self.log_path.read_text(errors="replace")[-4000:]
         )
 
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+
     def stop(self, timeout: float = 20.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                return self.proc.wait(timeout)
+                code = self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+                self.kill()
                 raise AssertionError("engine did not stop within the time limit") from None
-        return self.proc.returncode
+        else:
+            code = self.proc.returncode
+        with contextlib.suppress(ProcessLookupError):  # anything left in its group
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        return code
 
 
 def start(
@@ -115,10 +124,20 @@ def start(
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log_path, "wb") as f:
         proc = subprocess.Popen(
-            argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO, env=env
+            argv,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+            env=env,
+            start_new_session=True,  # its own process group: serve's workers die with it
         )
     eng = EngineProc(proc, log_path, port)
-    eng.wait_for(ready_event, ready_count)
+    try:
+        eng.wait_for(ready_event, ready_count)
+    except BaseException:
+        eng.kill()  # never leave an engine running behind a failed test
+        raise
     return eng
 
 
