@@ -8,6 +8,7 @@ typed events. Wire protocols stay inside each provider; the session core sees on
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -151,6 +152,15 @@ ProviderEvent = (
     | ProviderErrorEvent
     | Reconnected
 )
+
+
+async def drain(queue: asyncio.Queue[ProviderEvent | None]) -> AsyncIterator[ProviderEvent]:
+    """A session's event stream: what its queue holds, until a None ends it."""
+    while True:
+        ev = await queue.get()
+        if ev is None:
+            return
+        yield ev
 
 
 class ProviderSession(Protocol):

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Literal
 
-from telephony_bot.providers.base import AudioDelta, ProviderEvent, SessionConfig
+from telephony_bot.providers.base import AudioDelta, ProviderEvent, SessionConfig, drain
 
 
 class EchoSession:
@@ -54,12 +54,8 @@ class EchoSession:
     async def add_image_item(self, data_url: str) -> None:
         pass
 
-    async def events(self) -> AsyncIterator[ProviderEvent]:
-        while True:
-            ev = await self._queue.get()
-            if ev is None:
-                return
-            yield ev
+    def events(self) -> AsyncIterator[ProviderEvent]:
+        return drain(self._queue)
 
     async def close(self) -> None:
         self._closed = True

@@ -27,6 +27,7 @@ from telephony_bot.providers.base import (
     Reconnected,
     SessionConfig,
     TranscriptDelta,
+    drain,
 )
 from telephony_bot.providers.openai import protocol as p
 from telephony_bot.providers.openai.endpoints import RealtimeEndpoint
@@ -206,12 +207,8 @@ class RealtimeSession:
             raise ProviderError("images need a GA realtime session", retryable=False)
         await self._send(p.user_image_item(data_url, self.dialect))
 
-    async def events(self) -> AsyncIterator[ProviderEvent]:
-        while True:
-            ev = await self._queue.get()
-            if ev is None:
-                return
-            yield ev
+    def events(self) -> AsyncIterator[ProviderEvent]:
+        return drain(self._queue)
 
     async def close(self) -> None:
         self._closing = True
