@@ -1,0 +1,549 @@
+"""The local engine's OpenAI-Realtime-compatible server, driven by the official `openai` SDK.
+
+The speech parts are fakes that behave like the real ones (energy VAD on 20 ms frames with a
+300 ms pre-roll, a recognizer that hears a fixed phrase in loud audio, a synthesizer that takes
+real time per clause and makes a 60 ms-per-word tone, a tiny scripted brain), so these tests
+check the protocol: event order and names (preview and GA), streaming, tool round trips,
+truncation, cancellation, barge-in, errors that keep the socket open, and the shared pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+openai = pytest.importorskip("openai")
+pytest.importorskip("websockets")
+
+from openai import AsyncOpenAI  # noqa: E402
+
+from telephony_bot.providers.local.pipeline import (  # noqa: E402
+    FRAME_BYTES,
+    CallTool,
+    Hangup,
+    Pipeline,
+    Say,
+    SpeechEnd,
+    SpeechStart,
+    Transfer,
+)
+from telephony_bot.providers.local.server import LocalRealtimeServer  # noqa: E402
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+PREVIEW_MODEL = "gpt-4o-realtime-preview-2024-12-17"
+GA_MODEL = "gpt-realtime"
+RATE = 24000
+
+
+# ---------------------------------------------------------------- fakes
+
+
+def _rms(pcm: bytes) -> float:
+    x = np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2").astype(np.float64)
+    return float(np.sqrt(np.mean(x**2))) if x.size else 0.0
+
+
+class EnergyDetector:
+    """Energy VAD, 20 ms frames: onset after 60 ms loud, end after 300 ms quiet, 300 ms pre-roll."""
+
+    def __init__(self, threshold: float = 1000.0, preroll_ms: int = 300, silence_ms: int = 300):
+        self.threshold = threshold
+        self.preroll_frames = preroll_ms // 20
+        self.silence_ms = silence_ms
+        self.ring: list[bytes] = []
+        self.utt: list[bytes] = []
+        self.in_speech = False
+        self.loud_run = 0
+        self.quiet_ms = 0
+        self.last_speech_end = 0
+
+    def process(self, frame24k: bytes, now_ms: int) -> list[SpeechStart | SpeechEnd]:
+        assert len(frame24k) == FRAME_BYTES
+        loud = _rms(frame24k) > self.threshold
+        if not self.in_speech:
+            self.ring.append(frame24k)
+            self.ring = self.ring[-(self.preroll_frames + 3) :]
+            self.loud_run = self.loud_run + 1 if loud else 0
+            if self.loud_run >= 3:
+                self.in_speech = True
+                self.quiet_ms = 0
+                self.utt = list(self.ring)
+                return [SpeechStart(at_ms=now_ms + 20 - self.loud_run * 20)]
+            return []
+        self.utt.append(frame24k)
+        if loud:
+            self.quiet_ms = 0
+            self.last_speech_end = now_ms + 20
+            return []
+        self.quiet_ms += 20
+        if self.quiet_ms >= self.silence_ms:
+            self.in_speech = False
+            self.loud_run = 0
+            self.ring = []
+            return [SpeechEnd(at_ms=self.last_speech_end, pcm=b"".join(self.utt))]
+        return []
+
+
+class FixedRecognizer:
+    def __init__(self, transcript: str = "hello there", delay: float = 0.05) -> None:
+        self.transcript = transcript
+        self.delay = delay
+        self.calls = 0
+
+    def transcribe(self, pcm24k: bytes) -> str:
+        self.calls += 1
+        time.sleep(self.delay)
+        return self.transcript if _rms(pcm24k) > 500 else ""
+
+
+class ToneSynthesizer:
+    """60 ms of tone per word, after a real delay per clause; stops when `cancel` is set."""
+
+    def __init__(self, delay: float = 0.03) -> None:
+        self.delay = delay
+        self.calls: list[str] = []
+        self.cancelled = 0
+
+    def synthesize(self, text: str, cancel: threading.Event) -> Iterator[bytes]:
+        self.calls.append(text)
+        if cancel.wait(self.delay):
+            self.cancelled += 1
+            return
+        n = len(text.split()) * 60 * RATE // 1000
+        t = np.arange(n) / RATE
+        yield (np.sin(2 * np.pi * 440 * t) * 6000).astype("<i2").tobytes()
+
+
+class ScriptBrain:
+    """greeting on start; 'weather' -> tool call; 'transfer'/'bye' -> builtins; 'story' -> long."""
+
+    def __init__(self, instructions: str, tools: list[dict[str, Any]], extra: dict[str, Any]):
+        self.instructions = instructions
+        self.tools = tools
+        self.heard: list[str] = []
+        self.results: list[tuple[str, bool, Any]] = []
+
+    def start(self) -> list[Any]:
+        return [Say("Hello, this is the test line. How can I help?")]
+
+    def hear(self, text: str) -> list[Any]:
+        self.heard.append(text)
+        if "weather" in text:
+            return [Say("Let me check."), CallTool("call_w1", "get_weather", {"city": "Paris"})]
+        if "transfer" in text:
+            return [Say("Putting you through."), Transfer("sip:100@example.org")]
+        if "bye" in text:
+            return [Hangup("caller said goodbye")]
+        if "story" in text:
+            clause = "once upon a time there was a very long story"
+            return [Say(", ".join([clause] * 40) + ".")]
+        return [Say(f"You said {text}. Anything else?")]
+
+    def tool_result(self, call_id: str, ok: bool, result: Any) -> list[Any]:
+        self.results.append((call_id, ok, result))
+        if ok:
+            return [Say(f"It is {result['temp']} degrees in Paris.")]
+        return [Say("Sorry, that did not work.")]
+
+
+class Parts:
+    def __init__(self, workers: int = 2) -> None:
+        self.recognizer = FixedRecognizer()
+        self.synthesizer = ToneSynthesizer()
+        self.brains: list[ScriptBrain] = []
+        self.pipeline = Pipeline(
+            detector_factory=EnergyDetector,
+            recognizer=self.recognizer,
+            synthesizer=self.synthesizer,
+            brain_factory=self._brain,
+            workers=workers,
+        )
+
+    def _brain(self, instructions: str, tools: list[dict[str, Any]], extra: dict[str, Any]):
+        brain = ScriptBrain(instructions, tools, extra)
+        self.brains.append(brain)
+        return brain
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _tone(ms: int, amp: float = 8000.0) -> bytes:
+    t = np.arange(ms * RATE // 1000) / RATE
+    return (np.sin(2 * np.pi * 300 * t) * amp).astype("<i2").tobytes()
+
+
+def _silence(ms: int) -> bytes:
+    return bytes(ms * RATE // 1000 * 2)
+
+
+async def _send_audio(conn: Any, pcm: bytes, chunk_ms: int = 100) -> None:
+    step = chunk_ms * RATE // 1000 * 2
+    for i in range(0, len(pcm), step):
+        await conn.input_audio_buffer.append(audio=base64.b64encode(pcm[i : i + step]).decode())
+
+
+async def _until(conn: Any, type_: str, log: list[Any], timeout: float = 5.0) -> Any:
+    """Receive events (appending them to `log`) until one of `type_` arrives; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no {type_} within {timeout}s; got {[e.type for e in log]}")
+        ev = await asyncio.wait_for(conn.recv(), left)
+        log.append(ev)
+        if ev.type == type_:
+            return ev
+
+
+def _types(log: list[Any]) -> list[str]:
+    return [e.type for e in log]
+
+
+@pytest.fixture
+async def parts() -> Parts:
+    return Parts()
+
+
+@pytest.fixture
+async def server(parts: Parts) -> AsyncIterator[LocalRealtimeServer]:
+    srv = LocalRealtimeServer("127.0.0.1", 0, parts.pipeline)
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop()
+
+
+def _client(server: LocalRealtimeServer) -> AsyncOpenAI:
+    return AsyncOpenAI(api_key="x", websocket_base_url=server.url)
+
+
+PREVIEW_SESSION = {
+    "instructions": "You are a test bot.",
+    "voice": "alloy",
+    "input_audio_format": "pcm16",
+    "output_audio_format": "pcm16",
+    "turn_detection": {"type": "server_vad", "silence_duration_ms": 300},
+    "tools": [
+        {
+            "type": "function",
+            "name": "get_weather",
+            "description": "weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ],
+}
+
+GA_SESSION = {
+    "type": "realtime",
+    "instructions": "You are a test bot.",
+    "audio": {
+        "input": {
+            "format": {"type": "audio/pcm", "rate": 24000},
+            "turn_detection": {"type": "server_vad", "silence_duration_ms": 300},
+        },
+        "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"},
+    },
+    "tools": PREVIEW_SESSION["tools"],
+}
+
+
+# ---------------------------------------------------------------- tests
+
+
+async def test_preview_voice_turn_streams_audio_and_reports_usage(
+    server: LocalRealtimeServer, parts: Parts
+) -> None:
+    async with _client(server).beta.realtime.connect(model=PREVIEW_MODEL) as conn:
+        log: list[Any] = []
+        created = await _until(conn, "session.created", log)
+        assert created.session.model == PREVIEW_MODEL
+        await conn.session.update(session=PREVIEW_SESSION)
+        updated = await _until(conn, "session.updated", log)
+        assert updated.session.instructions == "You are a test bot."
+        assert updated.session.turn_detection.silence_duration_ms == 300
+
+        # Greeting on the first response.create.
+        await conn.response.create()
+        done = await _until(conn, "response.done", log)
+        assert done.response.status == "completed"
+        types = _types(log)
+        assert "response.audio.delta" in types and "response.output_audio.delta" not in types
+        transcript = next(e for e in log if e.type == "response.audio_transcript.done").transcript
+        assert transcript == "Hello, this is the test line. How can I help?"
+        # Streamed clause by clause: audio of the first clause before the second clause's text.
+        i_tr = [i for i, t in enumerate(types) if t == "response.audio_transcript.delta"]
+        i_au = [i for i, t in enumerate(types) if t == "response.audio.delta"]
+        assert len(i_tr) == 3 and i_au[0] < i_tr[1]
+        assert parts.brains[0].instructions == "You are a test bot."
+        assert parts.brains[0].tools[0]["name"] == "get_weather"
+
+        # A voice turn through the server VAD.
+        log.clear()
+        await _send_audio(conn, _silence(400) + _tone(700) + _silence(500))
+        started = await _until(conn, "input_audio_buffer.speech_started", log)
+        assert 0 <= started.audio_start_ms <= 400
+        stopped = await _until(conn, "input_audio_buffer.speech_stopped", log)
+        assert 1000 <= stopped.audio_end_ms <= 1200
+        await _until(conn, "input_audio_buffer.committed", log)
+        item = await _until(conn, "conversation.item.created", log)
+        assert item.item.role == "user" and item.item.content[0].type == "input_audio"
+        tr = await _until(conn, "conversation.item.input_audio_transcription.completed", log)
+        assert tr.transcript == "hello there" and tr.item_id == started.item_id
+        done = await _until(conn, "response.done", log)
+        order = _types(log)
+        assert order.index("response.created") > order.index(
+            "conversation.item.input_audio_transcription.completed"
+        )
+        seq = [
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.audio_transcript.delta",
+            "response.audio.delta",
+            "response.audio.done",
+            "response.audio_transcript.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.done",
+        ]
+        firsts = [order.index(t) for t in seq]
+        assert firsts == sorted(firsts)
+        audio = b"".join(base64.b64decode(e.delta) for e in log if e.type == "response.audio.delta")
+        words = len("You said hello there. Anything else?".split())
+        assert len(audio) == words * 60 * RATE // 1000 * 2
+        assert all(
+            len(base64.b64decode(e.delta)) <= 4800 for e in log if e.type == "response.audio.delta"
+        )
+        usage = done.response.usage
+        assert usage.output_token_details.audio_tokens == round(words * 0.06 * 20)
+        assert usage.output_token_details.text_tokens == words
+        assert usage.input_token_details.audio_tokens == round(1.6 * 10)
+        assert usage.input_token_details.text_tokens == 2
+        assert usage.input_token_details.cached_tokens == 0
+        assert usage.total_tokens == usage.input_tokens + usage.output_tokens
+        assert "queue_wait_ms" in done.response.metadata
+        assert parts.brains[0].heard == ["hello there"]
+
+
+async def test_ga_function_call_round_trip_transfer_and_hangup(
+    server: LocalRealtimeServer, parts: Parts
+) -> None:
+    async with _client(server).realtime.connect(model=GA_MODEL) as conn:
+        log: list[Any] = []
+        await _until(conn, "session.created", log)
+        await conn.session.update(session=GA_SESSION)
+        await _until(conn, "session.updated", log)
+        await conn.response.create()
+        await _until(conn, "response.done", log)
+        types = _types(log)
+        assert "response.output_audio.delta" in types and "response.audio.delta" not in types
+        assert "response.output_audio_transcript.done" in types
+
+        log.clear()
+        await conn.conversation.item.create(
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "what is the weather"}],
+            }
+        )
+        await _until(conn, "conversation.item.done", log)
+        await conn.response.create()
+        args = await _until(conn, "response.function_call_arguments.done", log)
+        assert args.name == "get_weather" and args.call_id == "call_w1"
+        assert json.loads(args.arguments) == {"city": "Paris"}
+        done = await _until(conn, "response.done", log)
+        assert done.response.status == "completed"
+        assert [o.type for o in done.response.output] == ["message", "function_call"]
+        assert "response.output_item.done" in _types(log)
+
+        log.clear()
+        await conn.conversation.item.create(
+            item={"type": "function_call_output", "call_id": "call_w1", "output": '{"temp": 21}'}
+        )
+        await conn.response.create()
+        done = await _until(conn, "response.done", log)
+        said = next(e for e in log if e.type == "response.output_audio_transcript.done")
+        assert said.transcript == "It is 21 degrees in Paris."
+        assert parts.brains[0].results == [("call_w1", True, {"temp": 21})]
+
+        # Transfer and Hangup become calls to the builtin tools.
+        for text, name, expected in (
+            ("transfer me", "transfer", {"destination": "sip:100@example.org"}),
+            ("bye now", "hangup", {"reason": "caller said goodbye"}),
+        ):
+            log.clear()
+            await conn.conversation.item.create(
+                item={
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": text}],
+                }
+            )
+            await conn.response.create()
+            args = await _until(conn, "response.function_call_arguments.done", log)
+            assert args.name == name and json.loads(args.arguments) == expected
+            await _until(conn, "response.done", log)
+
+
+async def test_truncate_and_malformed_events_give_errors_and_keep_the_socket(
+    server: LocalRealtimeServer,
+) -> None:
+    async with _client(server).beta.realtime.connect(model=PREVIEW_MODEL) as conn:
+        log: list[Any] = []
+        await _until(conn, "session.created", log)
+        await conn.response.create()
+        done = await _until(conn, "response.done", log)
+        item_id = done.response.output[0].id
+        generated_ms = (
+            sum(len(base64.b64decode(e.delta)) for e in log if e.type == "response.audio.delta")
+            // 48
+        )
+
+        await conn.conversation.item.truncate(
+            item_id=item_id, content_index=0, audio_end_ms=generated_ms - 200, event_id="evt_t1"
+        )
+        ok = await _until(conn, "conversation.item.truncated", log)
+        assert ok.audio_end_ms == generated_ms - 200
+        await conn.conversation.item.truncate(
+            item_id=item_id, content_index=0, audio_end_ms=generated_ms + 500, event_id="evt_t2"
+        )
+        err = await _until(conn, "error", log)
+        assert err.error.event_id == "evt_t2" and "shorter" in err.error.message
+
+        await conn.input_audio_buffer.append(audio="!!not base64!!", event_id="evt_b64")
+        err = await _until(conn, "error", log)
+        assert err.error.event_id == "evt_b64"
+        assert err.error.type == "invalid_request_error"
+
+        await conn.send({"type": "no.such.event", "event_id": "evt_unknown"})  # type: ignore[arg-type]
+        err = await _until(conn, "error", log)
+        assert err.error.event_id == "evt_unknown" and err.error.param == "type"
+
+        await conn._connection.send("{not json")  # the SDK has no raw send on the beta API
+        err = await _until(conn, "error", log)
+        assert err.error.code == "invalid_json"
+
+        await conn.session.update(session={"output_audio_format": "g711_ulaw"})
+        err = await _until(conn, "error", log)
+        assert "not supported yet" in err.error.message
+
+        await conn.response.cancel(event_id="evt_c")
+        err = await _until(conn, "error", log)
+        assert err.error.event_id == "evt_c"
+
+        await conn.conversation.item.delete(item_id=item_id)
+        await _until(conn, "conversation.item.deleted", log)
+
+        # Still alive and working.
+        await conn.session.update(session={"instructions": "still here"})
+        updated = await _until(conn, "session.updated", log)
+        assert updated.session.instructions == "still here"
+
+
+async def test_cancel_mid_response_and_barge_in(server: LocalRealtimeServer, parts: Parts) -> None:
+    async with _client(server).beta.realtime.connect(model=PREVIEW_MODEL) as conn:
+        log: list[Any] = []
+        await _until(conn, "session.created", log)
+        await conn.session.update(session=PREVIEW_SESSION)
+        await _until(conn, "session.updated", log)
+        await conn.response.create()
+        await _until(conn, "response.done", log)
+
+        # Client cancel in the middle of a long reply.
+        log.clear()
+        await conn.conversation.item.create(
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "a story"}],
+            }
+        )
+        await conn.response.create()
+        await _until(conn, "response.audio.delta", log)
+        t0 = time.monotonic()
+        await conn.response.cancel()
+        done = await _until(conn, "response.done", log)
+        assert time.monotonic() - t0 < 1.0
+        assert done.response.status == "cancelled"
+        assert done.response.status_details.reason == "client_cancelled"
+        assert done.response.output[0].status == "incomplete"
+        assert len(parts.synthesizer.calls) < 30  # synthesis stopped, not run to the end
+        await asyncio.sleep(0.2)  # nothing more for the cancelled response
+        log.clear()
+
+        # Barge-in: the caller speaks during a long reply -> server cancels it.
+        await conn.conversation.item.create(
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "story again"}],
+            }
+        )
+        await conn.response.create()
+        first = await _until(conn, "response.audio.delta", log)
+        await _send_audio(conn, _silence(200) + _tone(400))
+        await _until(conn, "input_audio_buffer.speech_started", log)
+        done = await _until(conn, "response.done", log)
+        assert done.response.id == first.response_id
+        assert done.response.status == "cancelled"
+        assert done.response.status_details.reason == "turn_detected"
+        # The caller's turn then gets its own answer.
+        await _send_audio(conn, _silence(500))
+        await _until(conn, "conversation.item.input_audio_transcription.completed", log)
+        done = await _until(conn, "response.done", log)
+        assert done.response.status == "completed"
+        said = [e for e in log if e.type == "response.audio_transcript.done"][-1].transcript
+        assert said == "You said hello there. Anything else?"
+
+
+async def test_client_turns_and_shared_pool_queue_wait(parts: Parts) -> None:
+    parts.pipeline.workers = 1
+    parts.recognizer.delay = 0.3
+    srv = LocalRealtimeServer("127.0.0.1", 0, parts.pipeline)
+    await srv.start()
+    try:
+        client = _client(srv)
+
+        async def one_turn() -> Any:
+            async with client.beta.realtime.connect(model=PREVIEW_MODEL) as conn:
+                log: list[Any] = []
+                await _until(conn, "session.created", log)
+                await conn.session.update(session={"turn_detection": None})
+                await _until(conn, "session.updated", log)
+                await _send_audio(conn, _tone(50))
+                await conn.input_audio_buffer.commit(event_id="evt_small")
+                err = await _until(conn, "error", log)
+                assert err.error.code == "input_audio_buffer_commit_empty"
+                await _send_audio(conn, _tone(500))
+                await conn.input_audio_buffer.commit()
+                await _until(conn, "input_audio_buffer.committed", log)
+                assert "input_audio_buffer.speech_started" not in _types(log)
+                tr = await _until(
+                    conn, "conversation.item.input_audio_transcription.completed", log
+                )
+                assert tr.transcript == "hello there"
+                await conn.response.create()
+                done = await _until(conn, "response.done", log)
+                said = [e for e in log if e.type == "response.audio_transcript.done"]
+                assert said[-1].transcript == "You said hello there. Anything else?"
+                return done
+
+        t0 = time.monotonic()
+        dones = await asyncio.gather(one_turn(), one_turn(), one_turn())
+        elapsed = time.monotonic() - t0
+        assert elapsed >= 0.85  # three 0.3 s transcriptions through one worker
+        assert all(d.response.status == "completed" for d in dones)
+        assert parts.recognizer.calls == 3
+    finally:
+        await srv.stop()
