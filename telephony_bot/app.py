@@ -18,6 +18,8 @@ from telephony_bot.tools.base import Tool
 from telephony_bot.tools.builtin import hangup_tool, send_dtmf_tool, transfer_tool
 from telephony_bot.tools.python import python_tool
 
+LOCAL_ENGINE_URL = "ws://127.0.0.1:8765/v1"
+
 
 @dataclass(frozen=True)
 class CallSetup:
@@ -35,8 +37,6 @@ def build_provider(pdef: ProviderDef, route: EffectiveRoute | None = None) -> Pr
 
         delay = pdef.echo_delay_ms if pdef.echo_delay_ms is not None else 0
         return EchoProvider(delay_ms=route.echo_delay_ms if route and not delay else delay)
-    if pdef.type == "local":
-        raise ConfigError("provider type local: the offline engine is not available yet")
     from telephony_bot.providers.openai.client import OpenAIRealtimeProvider
     from telephony_bot.providers.openai.endpoints import (
         azure_endpoint,
@@ -59,6 +59,10 @@ def build_provider(pdef: ProviderDef, route: EffectiveRoute | None = None) -> Pr
         if not key:
             raise ConfigError(f"provider openai: set the environment variable {pdef.api_key_env}")
         ep = openai_endpoint(model, key, pdef.dialect)
+    elif pdef.type == "local":
+        # The offline engine is a Realtime-compatible server of its own (one per machine).
+        url = pdef.base_url or os.environ.get("TELEPHONY_BOT_LOCAL_ENGINE", LOCAL_ENGINE_URL)
+        ep = compatible_endpoint(url, "local", None, "preview")
     else:
         ep = compatible_endpoint(pdef.base_url or "", model, key, pdef.dialect or "preview")
     return OpenAIRealtimeProvider(ep)
@@ -139,6 +143,11 @@ def for_route(
         tools=tuple(t.spec for t in tools.values()),
         audio_format=route.audio_format,
         echo_delay_ms=route.echo_delay_ms,
+        extra=(
+            {"flow": route.flow.model_dump(mode="json", exclude_none=True)}
+            if pdef.type == "local" and route.flow is not None
+            else {}
+        ),
     )
     options = SessionOptions(
         greeting=greeting,
@@ -194,6 +203,4 @@ def check(loaded: LoadedPlan, provider_override: str | None = None) -> None:
     routes = loaded.plan.routes or [None]
     for r in routes:
         eff = effective(loaded.plan, r)
-        if eff.provider.type == "local" and provider_override is None:
-            continue  # the offline engine is checked when it lands
         for_route(loaded.plan, eff, CallInfo("", "", {}, now), provider_override, loaded.version)

@@ -83,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     dial.add_argument("--rtp-port", type=int, default=0, help="local RTP port (0: any)")
     dial.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for answer")
     dial.add_argument("--header", action="append", default=[], help="extra SIP header 'Name: v'")
+    rs = sub.add_parser(
+        "realtime-server",
+        help="the offline engine (ASR, TTS, scripted flows) as an OpenAI-Realtime server",
+    )
+    rs.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    rs.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    rs.add_argument("--workers", type=int, default=2, help="concurrent ASR/TTS jobs")
+    rs.add_argument("--log-format", choices=("console", "json"), help="log format")
+    rs.add_argument("--log-level", default=None, help="debug | info | warning | error")
+
     dp = sub.add_parser("dialplan", help="check, explain and export dialplans")
     dsub = dp.add_subparsers(dest="dialplan_command", required=True)
     v = dsub.add_parser("validate", help="check dialplan files; exit 1 with every error")
@@ -95,6 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--at", help="ISO time with offset (default: now), e.g. 2026-12-24T22:00+01:00")
     r.add_argument("--header", action="append", default=[], help="SIP header 'Name: value'")
     return parser
+
+
+def _cmd_realtime_server(args: argparse.Namespace) -> int:
+    from telephony_bot.providers.local.engine import serve
+    from telephony_bot.providers.local.speech import SpeechUnavailableError
+
+    try:
+        asyncio.run(serve(args.host, args.port, args.workers))
+    except SpeechUnavailableError as exc:
+        raise ConfigError(str(exc)) from None
+    return EXIT_OK
 
 
 def _cmd_dialplan(args: argparse.Namespace) -> int:
@@ -296,6 +317,7 @@ def main(argv: Sequence[str] | None = None, *, hard_exit: bool = False) -> int:
         "worker": _cmd_worker,
         "dial": _cmd_dial,
         "dialplan": _cmd_dialplan,
+        "realtime-server": _cmd_realtime_server,
     }
     try:
         code = handlers[args.command](args)

@@ -50,6 +50,9 @@ class SessionConfig:
     input_transcription_model: str | None = None
     temperature: float | None = None
     echo_delay_ms: int = 0
+    # Extra `session.update` fields for servers that take them (the local engine's `flow`);
+    # never sent to OpenAI, which refuses unknown parameters.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------- what a provider session emits ----------

@@ -750,6 +750,7 @@ def session_update(
         session["audio"] = {"input": audio_in, "output": audio_out}
         session["tools"] = tools(config.tools)
         session["tool_choice"] = "auto"
+    session.update(config.extra)
     return _event("session.update", event_id, session=session)
 
 

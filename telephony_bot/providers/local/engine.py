@@ -1,0 +1,80 @@
+"""The offline engine's parts, put together: Whisper ASR, piper TTS, the turn detector and
+the scripted-flow brain, behind the Realtime-compatible server (`telephony-bot
+realtime-server`). Models load once, when the server starts."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from telephony_bot import log
+from telephony_bot.providers.local.pipeline import Hangup, Pipeline, Say
+
+_log = log.get("local")
+
+NO_FLOW = (
+    "Hello. This line runs on the offline assistant, but no conversation flow is set up "
+    "for it yet. Please call again later. Goodbye."
+)
+
+
+class NoFlowBrain:
+    """What a session without a `flow` gets: a clear sentence, then the end of the call."""
+
+    def start(self) -> list[Any]:
+        return [Say(NO_FLOW), Hangup("no flow configured")]
+
+    def hear(self, text: str) -> list[Any]:
+        return []
+
+    def tool_result(self, call_id: str, ok: bool, result: Any) -> list[Any]:
+        return []
+
+
+def brain_factory(instructions: str, tools: list[dict[str, Any]], session: dict[str, Any]) -> Any:
+    """A FlowRunner for the route's flow (sent in `session.update` as `flow`)."""
+    data = session.get("flow")
+    if not data:
+        return NoFlowBrain()
+    from telephony_bot.dialplan.flow import Flow
+    from telephony_bot.providers.local.brain import FlowRunner
+
+    return FlowRunner(Flow.model_validate(data), now=datetime.now(UTC))
+
+
+def build_pipeline(workers: int = 2) -> Pipeline:
+    from telephony_bot.providers.local.speech import Asr, SpeechDetector, Tts
+
+    t0 = time.monotonic()
+    asr = Asr()
+    asr.warmup()
+    tts = Tts()
+    _log.info("models loaded", seconds=round(time.monotonic() - t0, 2))
+    return Pipeline(
+        detector_factory=SpeechDetector,
+        recognizer=asr,
+        synthesizer=tts,
+        brain_factory=brain_factory,
+        workers=workers,
+    )
+
+
+async def serve(host: str, port: int, workers: int) -> None:
+    from telephony_bot.providers.local.server import LocalRealtimeServer
+
+    pipeline = await asyncio.to_thread(build_pipeline, workers)
+    server = LocalRealtimeServer(host, port, pipeline)
+    await server.start()
+    _log.info("realtime server listening", url=server.url, workers=workers)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+        _log.info("realtime server stopped")
