@@ -144,7 +144,10 @@ def for_route(
         audio_format=route.audio_format,
         echo_delay_ms=route.echo_delay_ms,
         extra=(
-            {"flow": route.flow.model_dump(mode="json", exclude_none=True)}
+            {
+                "flow": route.flow.model_dump(mode="json", exclude_none=True),
+                "variables": _variables(call),
+            }
             if pdef.type == "local" and route.flow is not None
             else {}
         ),
@@ -162,6 +165,14 @@ def for_route(
     )
     limits = CallLimits(max_call_seconds=route.max_call_seconds, idle_seconds=route.idle_seconds)
     return CallSetup(build_provider(pdef, route), config, options, limits, route.name, plan_version)
+
+
+def _variables(call: CallInfo | None) -> dict[str, str]:
+    if call is None:
+        return {}
+    out = {"caller": call.caller, "called": call.called}
+    out.update({f"header.{k}": v for k, v in call.headers.items()})
+    return out
 
 
 def _on_error_target(route: EffectiveRoute) -> str | None:

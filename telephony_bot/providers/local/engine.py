@@ -42,7 +42,13 @@ def brain_factory(instructions: str, tools: list[dict[str, Any]], session: dict[
     from telephony_bot.dialplan.flow import Flow
     from telephony_bot.providers.local.brain import FlowRunner
 
-    return FlowRunner(Flow.model_validate(data), now=datetime.now(UTC))
+    schemas = {t.get("name", ""): t.get("parameters", {}) for t in tools}
+    return FlowRunner(
+        Flow.model_validate(data),
+        now=datetime.now(UTC),
+        variables=session.get("variables") or {},
+        tools=schemas,  # so arguments take the types the tools declare (a PIN stays "0412")
+    )
 
 
 def build_pipeline(workers: int = 2) -> Pipeline:

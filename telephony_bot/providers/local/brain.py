@@ -1,0 +1,776 @@
+"""The offline "brain": runs a dialplan `flow` (telephony_bot.dialplan.flow) one caller
+utterance at a time, without a language model.
+
+`FlowRunner` is pure: no I/O, no asyncio, no clock (pass `now`). The caller's words come
+in through `hear(text)`, tool replies through `tool_result(...)`; every step returns the
+`Action`s to carry out, in order (`Say`, `CallTool`, `Transfer`, `Hangup`).
+
+How an utterance is understood, in the current state:
+
+* every intent is scored against its example phrases: the words are normalised (lower
+  case, no punctuation, yes/yeah/yep -> yes), slot values are replaced by the slot's name
+  on both sides ("monday" and "on Tuesday" both become `<day>`, "one two three four" and
+  "1234" both `<pin>`), then token overlap (weighted: filler words count little, words only
+  one intent uses count most, near-spellings count) is combined with a difflib ratio;
+* the best intent at or above `ACCEPT` is taken; between `UNSURE` and `ACCEPT` the caller
+  is asked first (the intent's `confirm`, or 'Sorry, did you mean "<example>"?'); below
+  `UNSURE`, or when nothing matches, the state's fallback speaks and counts a retry; after
+  `max_retries` retries the fallback's `then` is followed;
+* the intent's slots are taken from the utterance (slots.py); a slot not heard is asked for
+  ("Which department: general, cardiology, radiology or orthopedics?"), one at a time;
+* with every slot filled, an intent with `confirm` asks it and waits for yes/no ("no" asks
+  the state's question again); then its tool is called, and after the tool its `then`.
+
+Templates: `{slot}`, `{result.path.0.field}`, the call `variables` (`caller`, `called`,
+`header.X-Name`, ...) and `{date}`, `{time}`, `{weekday}` from `now`; a placeholder without a
+value renders as "" (never raises). In `Say` text a date slot reads "Monday 4 May", a
+yes/no slot "yes"/"no", an enum choice with spaces for underscores. In tool arguments a
+value that is one placeholder alone keeps its type (number slot -> int, yes_no -> bool,
+tool result -> as returned); pass `tools` (tool name -> JSON Schema of its parameters) and
+the arguments are also coerced to the declared types (a PIN heard as a number is sent as
+the string "0412" when the tool declares a string, leading zeros kept).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from telephony_bot.dialplan.flow import HANGUP, TRANSFER_PREFIX, Flow, Intent, Slot, State, ToolCall
+from telephony_bot.providers.local import slots as sx
+from telephony_bot.providers.local.slots import Found, Tok
+
+__all__ = [
+    "ACCEPT",
+    "UNSURE",
+    "Action",
+    "CallTool",
+    "FlowRunner",
+    "Hangup",
+    "Say",
+    "Transfer",
+    "score_intents",
+]
+
+ACCEPT = 0.62  # at or above: the intent is taken
+UNSURE = 0.42  # at or above (and below ACCEPT): ask the caller first
+MARGIN = 0.06  # the best must beat the next intent by this much to be taken without asking
+MAX_STEPS = 25  # state entries per step before a flow loop is assumed
+
+
+@dataclass(frozen=True)
+class Say:
+    text: str
+
+
+@dataclass(frozen=True)
+class CallTool:
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Transfer:
+    target: str  # a transfer target name of the route (not the SIP URI)
+
+
+@dataclass(frozen=True)
+class Hangup:
+    reason: str
+
+
+Action = Say | CallTool | Transfer | Hangup
+
+
+# ---------- intent scoring ----------
+
+STOPWORDS = {
+    "i", "me", "my", "a", "an", "the", "to", "for", "on", "in", "at", "of", "is", "it", "it's",
+    "its", "be", "am", "are", "was", "do", "can", "could", "would", "will", "like", "i'd",
+    "i'm", "im", "id", "want", "please", "thanks", "thank", "you", "and", "or", "so", "um",
+    "uh", "er", "erm", "well", "just", "some", "this", "that", "that's", "thats", "there",
+    "here", "hello", "hi", "hey", "okay", "ok", "with", "have", "get", "need", "we", "our",
+    "your", "us", "what", "about", "mine", "too", "also", "then", "now", "oh",
+}  # fmt: skip
+_YES_WORDS = {"yes", "yeah", "yep", "yup", "yea", "ya", "yah"}
+_NO_WORDS = {"no", "nope", "nah"}
+
+
+def _canon(word: str) -> str:
+    if word in _YES_WORDS:
+        return "yes"
+    if word in _NO_WORDS:
+        return "no"
+    return word
+
+
+def _find_slot(slot: Slot, toks: Sequence[Tok], today: date) -> Found | None:
+    if slot.type == "number":
+        return sx.find_number(toks)
+    if slot.type == "date":
+        return sx.find_date(toks, today)
+    if slot.type == "time":
+        return sx.find_time(toks)
+    if slot.type == "yes_no":
+        return sx.find_yes_no(toks)
+    if slot.type == "enum":
+        return sx.find_enum(toks, slot.values)
+    return None
+
+
+_CODE_SLOT = re.compile(r"(^|_)(id|code|ref|reference)$")
+_PRONOUNS = {"i", "i'd", "i'm", "i've", "i'll"}
+
+
+def _features(
+    toks: Sequence[Tok], slots: Mapping[str, Slot], today: date, *, example: bool = False
+) -> list[str]:
+    """Normalised words, with the intent's typed slot values replaced by `<slot name>`.
+
+    In an `example` of an intent with free-text slots, capitalised words past the first
+    (names: "for Anna Schmidt") are sample slot values, not words to listen for."""
+    marks: dict[int, tuple[int, str]] = {}
+    used = [False] * len(toks)
+
+    def mark(found: Found | None, name: str) -> None:
+        if found is None or any(used[found.start : found.end]):
+            return
+        for k in range(found.start, found.end):
+            used[k] = True
+        marks[found.start] = (found.end, f"<{name}>")
+
+    has_text = False
+    for name, slot in slots.items():
+        if slot.type == "text":
+            has_text = True
+            if _CODE_SLOT.search(name):
+                mark(sx.find_code(toks), name)
+            continue
+        mark(_find_slot(slot, toks, today), name)
+    out: list[str] = []
+    k = 0
+    while k < len(toks):
+        if k in marks:
+            end, label = marks[k]
+            out.append(label)
+            k = max(end, k + 1)
+            continue
+        tok = toks[k]
+        name_like = example and has_text and k > 0 and tok.orig[:1].isupper()
+        if not used[k] and not (name_like and tok.norm not in _PRONOUNS):
+            out.append(_canon(tok.norm))
+        k += 1
+    return out
+
+
+def _polarity(toks: Sequence[Tok]) -> str | None:
+    """"yes" / "no" when the utterance starts with a yes/no answer ("yeah that's fine")."""
+    found = sx.find_yes_no(toks)
+    if found is None:
+        return None
+    lead = 0
+    while lead < len(toks) and toks[lead].norm in ("um", "uh", "er", "erm", "oh", "well", "hmm"):
+        lead += 1
+    return found.text if found.start <= lead else None
+
+
+def _same(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if a.startswith("<") or b.startswith("<") or min(len(a), len(b)) < 4:
+        return False
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.8
+
+
+def _contains(words: Sequence[str], part: Sequence[str]) -> bool:
+    k = len(part)
+    return any(list(words[i : i + k]) == list(part) for i in range(len(words) - k + 1))
+
+
+def _similarity(heard: Sequence[str], example: Sequence[str], weight: Mapping[str, float]) -> float:
+    if not heard or not example:
+        return 0.0
+
+    def w(t: str) -> float:
+        return weight.get(t, 0.25 if t in STOPWORDS else 1.0)
+
+    ex_total = sum(w(t) for t in example)
+    ex_hit = sum(w(t) for t in example if any(_same(t, h) for h in heard))
+    he_total = sum(w(t) for t in heard)
+    he_hit = sum(w(t) for t in heard if any(_same(t, e) for e in example))
+    recall = ex_hit / ex_total if ex_total else 0.0
+    precision = he_hit / he_total if he_total else 0.0
+    ratio = difflib.SequenceMatcher(None, " ".join(heard), " ".join(example)).ratio()
+    score = 0.55 * recall + 0.2 * precision + 0.25 * ratio
+    content = [t for t in example if t not in STOPWORDS]
+    if len(example) >= 2 and len(content) >= 1 and _contains(heard, example):
+        score = max(score, 0.9)  # the whole example phrase was said
+    return score
+
+
+@dataclass(frozen=True)
+class _Scored:
+    score: float
+    intent: Intent
+    example: str  # the example that matched best, as written in the plan
+
+
+def score_intents(
+    intents: Sequence[Intent], text: str | Sequence[Tok], today: date
+) -> list[_Scored]:
+    """Every intent scored against `text`, best first (0..1)."""
+    toks = sx.tokenize(text) if isinstance(text, str) else list(text)
+    prepared = [
+        (
+            intent,
+            [
+                (ex, _features(sx.tokenize(ex), intent.slots, today, example=True))
+                for ex in intent.examples
+            ],
+        )
+        for intent in intents
+    ]
+    # words used by a single intent are its keywords: they count more
+    users: dict[str, int] = {}
+    for _, exs in prepared:
+        for word in {t for _, f in exs for t in f}:
+            users[word] = users.get(word, 0) + 1
+    weight = {
+        t: (0.25 if t in STOPWORDS else 1.0) * (1.0 if n <= 1 else 0.6) for t, n in users.items()
+    }
+    # an intent whose examples open with yes (or no) is this state's answer to a yes/no
+    # question: a caller opening with that answer means it, when no other intent does
+    polar = _polarity(toks)
+    answering = [
+        intent
+        for intent, exs in prepared
+        if polar is not None and any(f[:1] == [polar] for _, f in exs)
+    ]
+    out: list[_Scored] = []
+    for intent, exs in prepared:
+        heard = _features(toks, intent.slots, today)
+        best = _Scored(0.0, intent, intent.examples[0])
+        for ex, feats in exs:
+            s = _similarity(heard, feats, weight)
+            if len(answering) == 1 and answering[0] is intent and feats[:1] == [polar]:
+                s = max(s, ACCEPT + 0.1)
+            if s > best.score:
+                best = _Scored(s, intent, ex)
+        out.append(best)
+    out.sort(key=lambda s: -s.score)
+    return out
+
+
+# ---------- templates ----------
+
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_.\-]*)\}")
+_MISSING = object()
+_MONTH_NAMES = (
+    "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December",
+)  # fmt: skip
+
+
+def _walk(value: Any, path: Sequence[str]) -> Any:
+    for part in path:
+        if isinstance(value, Mapping):
+            value = value.get(part, _MISSING)
+        elif isinstance(value, list | tuple) and part.lstrip("-").isdigit():
+            idx = int(part)
+            value = value[idx] if -len(value) <= idx < len(value) else _MISSING
+        else:
+            return _MISSING
+        if value is _MISSING:
+            return _MISSING
+    return value
+
+
+def _plain(value: Any) -> str:
+    if value is None or value is _MISSING:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else str(value)
+    if isinstance(value, str | int):
+        return str(value)
+    if isinstance(value, list | tuple) and all(
+        isinstance(v, str | int | float) and not isinstance(v, bool) for v in value
+    ):
+        return ", ".join(_plain(v) for v in value)
+    return ""
+
+
+def _tidy(text: str) -> str:
+    """Whitespace of folded YAML, and the ", ." an empty placeholder leaves behind."""
+    text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"\s+([,.!?;:])", r"\1", text)
+    text = re.sub(r",(?=[.!?])", "", text)
+    text = re.sub(r"([.!?])\1+", r"\1", text)
+    return text[:1].upper() + text[1:]
+
+
+# ---------- the runner ----------
+
+
+@dataclass
+class _Pending:
+    kind: str  # "slot" | "confirm" | "unsure"
+    intent: Intent
+    values: dict[str, Found]
+    slot: str | None = None
+    example: str = ""
+
+
+@dataclass
+class _Waiting:
+    call_id: str
+    tool: ToolCall
+    kind: str  # "state" (entering a state) | "intent"
+    then: str | None = None
+
+
+@dataclass
+class _Slot:
+    kind: str
+    text: str  # canonical text ("0412", "2026-05-04", "yes")
+    value: Any  # typed value (int, bool, "2026-05-04", ...)
+
+
+class FlowRunner:
+    """One call's run through a `Flow`. See the module docstring for the behaviour.
+
+    `state`: the current state's name; `slots`: slot values heard so far, typed (int,
+    bool, "YYYY-MM-DD", "HH:MM", str); `results`: tool replies by result name; `done`:
+    True once the flow transferred or hung up."""
+
+    state: str
+    slots: dict[str, Any]
+    results: dict[str, Any]
+    done: bool
+
+    def __init__(
+        self,
+        flow: Flow,
+        *,
+        now: datetime,
+        variables: Mapping[str, str] | None = None,
+        tools: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.flow = flow
+        self.now = now
+        self.variables = dict(variables or {})
+        self.tools = dict(tools or {})
+        self.state = flow.start
+        self.slots = {}
+        self.results = {}
+        self.done = False
+        self._typed = {}
+        self._pending = None
+        self._waiting = None
+        self._retries = 0
+        self._calls = 0
+        self._steps = 0
+        self._started = False
+
+    # ----- public steps -----
+
+    @property
+    def pending_call(self) -> str | None:
+        """The call id of the tool the flow is waiting for, if any."""
+        return self._waiting.call_id if self._waiting else None
+
+    def start(self) -> list[Action]:
+        """Enter the start state: call its tool (if any), or say its text."""
+        if self._started:
+            return []
+        self._started = True
+        self._steps = 0
+        return self._enter(self.flow.start)
+
+    def hear(self, text: str) -> list[Action]:
+        """One caller utterance (ASR text). Ignored while a tool call is outstanding and
+        once the call is done."""
+        if not self._started:
+            raise RuntimeError("FlowRunner.start() must be called before hear()")
+        if self.done or self._waiting is not None:
+            return []
+        self._steps = 0
+        toks = sx.tokenize(text)
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return self._fresh(toks)
+        if pending.kind == "slot":
+            return self._answer_slot(pending, toks)
+        return self._answer_confirm(pending, toks)
+
+    def tool_result(self, call_id: str, ok: bool, result: Any) -> list[Action]:
+        """The reply to `CallTool(call_id, ...)`: kept under the ToolCall's `result` name;
+        on failure the ToolCall's `on_error` is followed (default: the state's fallback).
+        An unknown or stale call id is ignored."""
+        waiting = self._waiting
+        if self.done or waiting is None or waiting.call_id != call_id:
+            return []
+        self._waiting = None
+        self._steps = 0
+        if ok:
+            if waiting.tool.result:
+                self.results[waiting.tool.result] = result
+            if waiting.kind == "state":
+                return self._speak_state()
+            return self._goto(waiting.then or HANGUP)
+        if waiting.tool.on_error:
+            return self._goto(waiting.tool.on_error, reason="tool failed")
+        if waiting.kind == "state":  # the state cannot speak without its data
+            return self._goto(self._state().fallback.then, reason="tool failed")
+        return self._fallback()
+
+    # ----- states -----
+
+    def _state(self) -> State:
+        return self.flow.states[self.state]
+
+    def _enter(self, name: str) -> list[Action]:
+        self._steps += 1
+        if self._steps > MAX_STEPS:
+            self.done = True
+            return [Hangup(f"flow loop at state {name!r}")]
+        if name not in self.flow.states:
+            self.done = True
+            return [Hangup(f"unknown state {name!r}")]
+        self.state = name
+        self._retries = 0
+        self._pending = None
+        state = self._state()
+        if state.tool is not None:
+            return [self._call(state.tool, {}, kind="state")]
+        return self._speak_state()
+
+    def _speak_state(self) -> list[Action]:
+        state = self._state()
+        out: list[Action] = []
+        text = self._render(state.say)
+        if text:
+            out.append(Say(text))
+        if not state.intents and state.then is not None:
+            out.extend(self._goto(state.then))
+        return out
+
+    def _goto(self, target: str, *, reason: str = "completed") -> list[Action]:
+        if target == HANGUP:
+            self.done = True
+            return [Hangup(reason)]
+        if target.startswith(TRANSFER_PREFIX):
+            self.done = True
+            return [Transfer(target[len(TRANSFER_PREFIX) :])]
+        return self._enter(target)
+
+    def _fallback(self) -> list[Action]:
+        fb = self._state().fallback
+        self._retries += 1
+        if self._retries > fb.max_retries:
+            return self._goto(fb.then, reason="not understood")
+        text = self._render(fb.say)
+        return [Say(text)] if text else []
+
+    # ----- understanding -----
+
+    def _fresh(self, toks: Sequence[Tok]) -> list[Action]:
+        state = self._state()
+        if not state.intents or not toks:
+            return self._fallback()
+        ranked = score_intents(state.intents, toks, self.now.date())
+        best = ranked[0]
+        runner_up = ranked[1].score if len(ranked) > 1 else 0.0
+        if best.score >= ACCEPT and (best.score - runner_up >= MARGIN or best.score >= 0.85):
+            self._retries = 0
+            return self._pursue(best.intent, self._extract(best.intent, toks), confirmed=False)
+        if best.score >= UNSURE:
+            values = self._extract(best.intent, toks)
+            missing = [n for n in best.intent.slots if n not in values]
+            if best.intent.confirm and not missing:
+                self._pending = _Pending("confirm", best.intent, values)
+                return [Say(self._render(best.intent.confirm, values))]
+            self._pending = _Pending("unsure", best.intent, values, example=best.example)
+            example = best.example.strip().rstrip(".!?")
+            return [Say(f'Sorry, did you mean "{example}"?')]
+        return self._fallback()
+
+    def _pursue(self, intent: Intent, values: dict[str, Found], *, confirmed: bool) -> list[Action]:
+        missing = [n for n in intent.slots if n not in values]
+        if missing:
+            self._pending = _Pending("slot", intent, values, slot=missing[0])
+            return [Say(self._ask(missing[0], intent.slots[missing[0]]))]
+        if intent.confirm and not confirmed:
+            self._pending = _Pending("confirm", intent, values)
+            return [Say(self._render(intent.confirm, values))]
+        return self._act(intent, values)
+
+    def _act(self, intent: Intent, values: dict[str, Found]) -> list[Action]:
+        for name, found in values.items():
+            kind = intent.slots[name].type
+            self._typed[name] = _Slot(kind, found.text, self._typed_value(kind, found))
+            self.slots[name] = self._typed[name].value
+        if intent.tool is not None:
+            return [self._call(intent.tool, {}, kind="intent", then=intent.then)]
+        return self._goto(intent.then)
+
+    def _answer_slot(self, pending: _Pending, toks: Sequence[Tok]) -> list[Action]:
+        intent, name = pending.intent, pending.slot or ""
+        slot = intent.slots[name]
+        if slot.type == "text" or not self._has(slot, toks):
+            # the caller may have changed their mind ("nurse!", "another day")
+            others = [i for i in self._state().intents if i is not intent]
+            if others and toks:
+                best = score_intents(others, toks, self.now.date())[0]
+                if best.score >= ACCEPT:
+                    self._retries = 0
+                    values = self._extract(best.intent, toks)
+                    return self._pursue(best.intent, values, confirmed=False)
+        missing = [n for n in intent.slots if n not in pending.values]
+        order = [name, *[n for n in missing if n != name]]
+        found = self._extract(intent, toks, order)
+        values = {**pending.values, **found}
+        if name not in found:
+            fb = self._state().fallback
+            self._retries += 1
+            if self._retries > fb.max_retries:
+                return self._goto(fb.then, reason="not understood")
+            self._pending = _Pending("slot", intent, values, slot=name)
+            ask = self._ask(name, slot)
+            return [Say(f"Sorry, {ask[0].lower()}{ask[1:]}")]
+        return self._pursue(intent, values, confirmed=False)
+
+    def _answer_confirm(self, pending: _Pending, toks: Sequence[Tok]) -> list[Action]:
+        answer = sx.find_yes_no(toks, strict=True)
+        if answer is None:
+            return self._fresh(toks)  # not an answer: take it as a new request
+        if answer.value:
+            if pending.kind == "confirm":
+                return self._act(pending.intent, pending.values)
+            return self._pursue(pending.intent, pending.values, confirmed=False)
+        rest = [t for t in toks[answer.end :] if t.norm not in STOPWORDS]
+        if rest:  # "no, tuesday": the correction is a new request
+            return self._fresh(toks[answer.end :])
+        if pending.kind == "unsure":
+            return self._fallback()
+        text = self._render(self._state().say)  # "no": ask the state's question again
+        return [Say(text)] if text else self._fallback()
+
+    def _has(self, slot: Slot, toks: Sequence[Tok]) -> bool:
+        return _find_slot(slot, toks, self.now.date()) is not None
+
+    def _extract(
+        self, intent: Intent, toks: Sequence[Tok], names: Sequence[str] | None = None
+    ) -> dict[str, Found]:
+        """The intent's slots (`names`, default all) heard in `toks`."""
+        wanted = list(intent.slots) if names is None else list(names)
+        today = self.now.date()
+        out: dict[str, Found] = {}
+        taken: list[tuple[int, int]] = []
+
+        def free(f: Found) -> bool:
+            return all(f.end <= s or f.start >= e for s, e in taken)
+
+        for name in wanted:
+            slot = intent.slots[name]
+            if slot.type == "text":
+                continue
+            found = _find_slot(slot, toks, today)
+            if found is not None and free(found):
+                out[name] = found
+                taken.append((found.start, found.end))
+        texts = [n for n in wanted if intent.slots[n].type == "text"]
+        for name in list(texts):
+            if re.search(r"(^|_)(id|code|ref|reference)$", name):
+                code = sx.find_code(toks)
+                if code is not None and free(code):
+                    out[name] = code
+                    taken.append((code.start, code.end))
+                    texts.remove(name)
+        if texts:
+            pieces = sx.remainder(toks, taken, parts=len(texts))
+            for name, piece in zip(texts, pieces, strict=False):
+                if name.endswith("name") and piece.islower():
+                    piece = piece.title()
+                out[name] = Found(piece, piece, -1, -1)
+        return out
+
+    def _ask(self, name: str, slot: Slot) -> str:
+        label = name.replace("_", " ").strip()
+        if slot.type == "enum":
+            choices = [v.replace("_", " ") for v in slot.values]
+            listed = (
+                ", ".join(choices[:-1]) + " or " + choices[-1]
+                if len(choices) > 1
+                else "".join(choices)
+            )
+            return f"Which {label}: {listed}?"
+        if slot.type == "yes_no":
+            return f"{label[:1].upper()}{label[1:]}: yes or no?"
+        if slot.type == "date" and label in ("day", "date"):
+            return f"Which {label}?"
+        if slot.type == "time" and label == "time":
+            return "What time?"
+        return f"What is the {label}?"
+
+    # ----- values -----
+
+    @staticmethod
+    def _typed_value(kind: str, found: Found) -> Any:
+        if kind == "date" and isinstance(found.value, date):
+            return found.value.isoformat()
+        return found.value
+
+    def _lookup(self, name: str, overlay: Mapping[str, Found] | None) -> tuple[Any, _Slot | None]:
+        """(value, slot info) for a placeholder; value is _MISSING when it has none."""
+        head, *rest = name.split(".")
+        if overlay and head in overlay and not rest:
+            f = overlay[head]
+            kind = self._overlay_kind(head)
+            info = _Slot(kind, f.text, self._typed_value(kind, f))
+            return info.value, info
+        if head in self._typed and not rest:
+            info = self._typed[head]
+            return info.value, info
+        if head in self.results:
+            return _walk(self.results[head], rest), None
+        if name in self.variables:
+            return self.variables[name], None
+        if name.lower().startswith("header."):
+            want = name.lower()
+            for key, value in self.variables.items():
+                if key.lower() == want:
+                    return value, None
+            return "", None
+        if name == "date":
+            return self.now.date().isoformat(), None
+        if name == "time":
+            return self.now.strftime("%H:%M"), None
+        if name == "weekday":
+            return self.now.strftime("%A"), None
+        return _MISSING, None
+
+    def _overlay_kind(self, name: str) -> str:
+        pending = self._pending
+        for intent in ([pending.intent] if pending else []) + self._state().intents:
+            if name in intent.slots:
+                return intent.slots[name].type
+        return "text"
+
+    def _spoken(self, value: Any, info: _Slot | None) -> str:
+        if info is not None and info.kind == "date":
+            try:
+                d = date.fromisoformat(str(info.value))
+            except ValueError:
+                return str(info.value)
+            text = f"{d.strftime('%A')} {d.day} {_MONTH_NAMES[d.month - 1]}"
+            if abs((d - self.now.date()).days) > 300:
+                text = f"{d.day} {_MONTH_NAMES[d.month - 1]} {d.year}"
+            return text
+        if info is not None and info.kind == "enum":
+            return str(value).replace("_", " ")
+        return _plain(value)
+
+    def _render(self, template: str, overlay: Mapping[str, Found] | None = None) -> str:
+        def fill(m: re.Match[str]) -> str:
+            text = m.group(0)
+            if text == "{{":
+                return "{"
+            if text == "}}":
+                return "}"
+            value, info = self._lookup(m.group(1), overlay)
+            return self._spoken(value, info)
+
+        return _tidy(_PLACEHOLDER.sub(fill, template))
+
+    # ----- tools -----
+
+    def _call(
+        self, tool: ToolCall, overlay: Mapping[str, Found], *, kind: str, then: str | None = None
+    ) -> CallTool:
+        self._calls += 1
+        call_id = f"flow-{self._calls}"
+        schema = self.tools.get(tool.name)
+        args = self._arg(tool.args, schema, overlay)
+        self._waiting = _Waiting(call_id, tool, kind, then)
+        return CallTool(call_id, tool.name, args if isinstance(args, dict) else {})
+
+    def _arg(self, value: Any, schema: Any, overlay: Mapping[str, Found]) -> Any:
+        schema = schema if isinstance(schema, Mapping) else {}
+        if isinstance(value, str):
+            m = _PLACEHOLDER.fullmatch(value.strip())
+            if m and m.group(1):
+                raw, info = self._lookup(m.group(1), overlay)
+                if raw is _MISSING:
+                    return _MISSING
+                return _coerce(raw, info, schema)
+            text = _PLACEHOLDER.sub(
+                lambda mm: (
+                    {"{{": "{", "}}": "}"}.get(mm.group(0))
+                    or _plain(self._lookup(mm.group(1), overlay)[0])
+                ),
+                value,
+            )
+            return _coerce(text, None, schema)
+        if isinstance(value, Mapping):
+            props = (
+                schema.get("properties") if isinstance(schema.get("properties"), Mapping) else {}
+            )
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                got = self._arg(item, props.get(key), overlay)
+                if got is not _MISSING:
+                    out[str(key)] = got
+            return _MISSING if value and not out else out
+        if isinstance(value, list):
+            items = [self._arg(item, schema.get("items"), overlay) for item in value]
+            return [i for i in items if i is not _MISSING]
+        return value
+
+
+def _schema_type(schema: Mapping[str, Any]) -> str | None:
+    t = schema.get("type")
+    if isinstance(t, list):
+        t = next((x for x in t if x != "null"), None)
+    return t if isinstance(t, str) else None
+
+
+def _coerce(value: Any, info: _Slot | None, schema: Mapping[str, Any]) -> Any:
+    """`value` as the tool's JSON Schema type asks (when it says), else unchanged."""
+    want = _schema_type(schema)
+    if want is None:
+        return value
+    if want == "string":
+        if info is not None and info.kind in ("number", "yes_no"):
+            return info.text if info.kind == "number" else ("true" if info.value else "false")
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return _plain(value)
+        return value
+    if want in ("integer", "number"):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            text = value.strip().replace(",", "")
+            try:
+                num = float(text)
+            except ValueError:
+                parsed = sx.parse_number(text)
+                return value if parsed is None else parsed
+            return int(num) if want == "integer" and num.is_integer() else num
+        if want == "integer" and isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+    if want == "boolean":
+        if isinstance(value, str):
+            yn = sx.parse_yes_no(value)
+            return value if yn is None else yn
+        return value
+    return value
