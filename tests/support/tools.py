@@ -10,3 +10,8 @@ async def slow_lookup(day: str) -> dict[str, Any]:
     """A back-office lookup that takes 1.5 s: long enough that the engine must fill."""
     await asyncio.sleep(1.5)
     return {"day": day, "slots": ["9:00", "11:30"]}
+
+
+def opening_hours() -> dict[str, Any]:
+    """A sync tool: the engine runs it in a thread."""
+    return {"open": "from nine to five"}

@@ -1,0 +1,93 @@
+"""A real SIP call to the engine running on the embedded offline engine: no key, no
+network. The caller asks a question through G.711; the bot's spoken answer, transcribed
+back by the same ASR, is the expected text; the flow's tool call reaches the executor."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from telephony_bot.media.resample import resample_once
+from tests.support import audio, engine
+
+RATE = 16000
+FLOW = {
+    "start": "welcome",
+    "states": {
+        "welcome": {
+            "say": "Hello, this is the test clinic. How can I help?",
+            "intents": [
+                {
+                    "name": "opening_hours",
+                    "examples": ["when are you open", "what are your opening hours"],
+                    "tool": {"name": "hours", "args": {}, "result": "h"},
+                    "then": "answer",
+                }
+            ],
+            "fallback": {"say": "Sorry, could you repeat that?", "max_retries": 2,
+                         "then": "hangup"},
+        },
+        "answer": {"say": "We are open {h.open}.", "then": "hangup"},
+    },
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def speech() -> object:
+    from telephony_bot.providers.local.speech import Asr, Tts
+
+    return Asr(), Tts()
+
+
+@pytest.fixture(scope="module")
+def local_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("local")
+    port = engine.free_port()
+    log_path = tmp / "realtime-server.log"
+    with open(log_path, "wb") as f:
+        proc = subprocess.Popen(
+            [*engine.cli("realtime-server", "--port", str(port), "--log-format", "json")],
+            stdout=f, stderr=subprocess.STDOUT, cwd=engine.REPO, start_new_session=True,
+        )  # fmt: skip
+    eng = engine.EngineProc(proc, log_path, port)
+    try:
+        eng.wait_for("realtime server listening", timeout=60)
+        yield f"ws://127.0.0.1:{port}/v1"
+    finally:
+        eng.stop()
+
+
+def test_offline_engine_answers_a_spoken_question(
+    tmp_path: Path, local_engine: str, speech: tuple
+) -> None:
+    asr, tts = speech
+    question = resample_once(b"".join(tts.synthesize("When are you open?")), 24000, RATE)
+    wav = audio.write_wav(tmp_path / "q.wav", np.frombuffer(question, "<i2"), RATE)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(json.dumps({
+        "version": 1,
+        "providers": {"offline": {"type": "local", "base_url": local_engine}},
+        "tools": {"hours": {"python": "tests.support.tools:opening_hours",
+                            "description": "Opening hours"}},
+        "defaults": {"provider": "offline", "greeting": "", "tools": ["hours"], "flow": FLOW},
+    }))  # fmt: skip
+    with engine.running(tmp_path, "worker", "--dialplan", str(plan)) as eng:
+        rec = tmp_path / "heard.wav"
+        rep = engine.dial(
+            tmp_path, eng.sip_port, "--play", str(wav), "--play-at", "4.5", "--duration", "14",
+            "--record", str(rec), "--rate", str(RATE),
+        )  # fmt: skip
+        assert rep["answered"]
+        heard, _ = audio.read_wav(rec)
+        greeting = asr.transcribe(heard[: int(4.4 * RATE)].tobytes(), sample_rate=RATE).text
+        assert "test clinic" in greeting.lower(), greeting
+        answer = asr.transcribe(heard[int(5.5 * RATE) :].tobytes(), sample_rate=RATE).text
+        words = answer.lower()  # Whisper writes "from nine to five" as "9-5" or in words
+        assert "open" in words and ("nine" in words or "9" in words), answer
+        assert "five" in words or "5" in words, answer
+        assert eng.wait_for("tool result")[0]["tool"] == "hours"
