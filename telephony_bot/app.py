@@ -18,7 +18,8 @@ from telephony_bot.tools.base import Tool
 from telephony_bot.tools.builtin import hangup_tool, send_dtmf_tool, transfer_tool
 from telephony_bot.tools.python import python_tool
 
-LOCAL_ENGINE_URL = "ws://127.0.0.1:8765/v1"
+LOCAL_ENGINE_PORT = 8765
+LOCAL_ENGINE_URL = f"ws://127.0.0.1:{LOCAL_ENGINE_PORT}/v1"
 
 
 @dataclass(frozen=True)
@@ -215,3 +216,14 @@ def check(loaded: LoadedPlan, provider_override: str | None = None) -> None:
     for r in routes:
         eff = effective(loaded.plan, r)
         for_route(loaded.plan, eff, CallInfo("", "", {}, now), provider_override, loaded.version)
+
+
+def needs_local_engine(loaded: LoadedPlan, provider_override: str | None = None) -> bool:
+    """Whether some route runs on the offline engine at its default address."""
+    if provider_override is not None:
+        return provider_override == "local"
+    for r in loaded.plan.routes or [None]:
+        pdef = effective(loaded.plan, r).provider
+        if pdef.type == "local" and not pdef.base_url:
+            return True
+    return False

@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--log-format", choices=("console", "json"), help="log format")
     rs.add_argument("--log-level", default=None, help="debug | info | warning | error")
 
+    say = sub.add_parser("say", help="speak a text into a WAV file (offline voice), for dial")
+    say.add_argument("text")
+    say.add_argument("--out", required=True, help="WAV file to write")
+    say.add_argument("--rate", type=int, default=16000, help="sample rate (default 16000)")
+
     dp = sub.add_parser("dialplan", help="check, explain and export dialplans")
     dsub = dp.add_subparsers(dest="dialplan_command", required=True)
     v = dsub.add_parser("validate", help="check dialplan files; exit 1 with every error")
@@ -105,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--at", help="ISO time with offset (default: now), e.g. 2026-12-24T22:00+01:00")
     r.add_argument("--header", action="append", default=[], help="SIP header 'Name: value'")
     return parser
+
+
+def _cmd_say(args: argparse.Namespace) -> int:
+    from telephony_bot.dial import write_wav
+    from telephony_bot.media.resample import resample_once
+    from telephony_bot.providers.local.speech import SpeechUnavailableError, Tts
+
+    try:
+        pcm = b"".join(Tts().synthesize(args.text))
+    except SpeechUnavailableError as exc:
+        raise ConfigError(str(exc)) from None
+    write_wav(args.out, resample_once(pcm, 24000, args.rate), args.rate)
+    print(f"{args.out}: {len(pcm) / 48000:.2f} s")
+    return EXIT_OK
 
 
 def _cmd_realtime_server(args: argparse.Namespace) -> int:
@@ -244,7 +263,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
-    app.check(_load_plan(args), args.provider)  # fail fast: bad plan, provider, key, tool
+    loaded = _load_plan(args)
+    app.check(loaded, args.provider)  # fail fast: bad plan, provider, key, tool
     _sip_settings(args, 0)  # validate before spawning anything
     rtp_range = 100
     specs = []
@@ -273,6 +293,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             if value is not None:
                 argv += [flag, str(value)]
         specs.append(WorkerSpec(index=i, argv=worker_argv(argv), sip_port=port))
+    if app.needs_local_engine(loaded, args.provider) and not os.environ.get(
+        "TELEPHONY_BOT_LOCAL_ENGINE"
+    ):
+        # Routes on the offline engine: run it here, once for all workers (models load once).
+        extra = ["--log-format", args.log_format] if args.log_format else []
+        specs.append(
+            WorkerSpec(
+                index=len(specs),
+                argv=worker_argv(["--port", str(app.LOCAL_ENGINE_PORT), *extra], "realtime-server"),
+                sip_port=0,
+                name="local engine",
+            )
+        )
     return asyncio.run(Supervisor(specs, grace_seconds=args.grace).run())
 
 
@@ -318,6 +351,7 @@ def main(argv: Sequence[str] | None = None, *, hard_exit: bool = False) -> int:
         "dial": _cmd_dial,
         "dialplan": _cmd_dialplan,
         "realtime-server": _cmd_realtime_server,
+        "say": _cmd_say,
     }
     try:
         code = handlers[args.command](args)

@@ -25,7 +25,8 @@ RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
 class WorkerSpec:
     index: int
     argv: tuple[str, ...]
-    sip_port: int
+    sip_port: int  # 0: not a SIP worker (the local engine)
+    name: str = "worker"
 
 
 class Supervisor:
@@ -39,7 +40,7 @@ class Supervisor:
     async def _spawn(self, spec: WorkerSpec) -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(*spec.argv, stdin=asyncio.subprocess.DEVNULL)
         self.procs[spec.index] = proc
-        _log.info("worker started", worker=spec.index, pid=proc.pid, sip_port=spec.sip_port)
+        _log.info(f"{spec.name} started", worker=spec.index, pid=proc.pid, sip_port=spec.sip_port)
         return proc
 
     async def _keep(self, spec: WorkerSpec) -> None:
@@ -57,7 +58,7 @@ class Supervisor:
             failures += 1
             self.restarts[spec.index] += 1
             _log.error(
-                "worker exited; restarting",
+                f"{spec.name} exited; restarting",
                 worker=spec.index,
                 pid=proc.pid,
                 exit_code=code,
@@ -75,7 +76,7 @@ class Supervisor:
         _log.info(
             "serving",
             workers=len(self.specs),
-            sip_ports=",".join(str(s.sip_port) for s in self.specs),
+            sip_ports=",".join(str(s.sip_port) for s in self.specs if s.sip_port),
         )
         await stop.wait()
         self._stopping = True
@@ -98,5 +99,5 @@ class Supervisor:
         return 0
 
 
-def worker_argv(base_args: list[str]) -> tuple[str, ...]:
-    return (sys.executable, "-m", "telephony_bot.cli", "worker", *base_args)
+def worker_argv(base_args: list[str], command: str = "worker") -> tuple[str, ...]:
+    return (sys.executable, "-m", "telephony_bot.cli", command, *base_args)

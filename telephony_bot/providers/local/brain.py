@@ -169,7 +169,7 @@ def _features(
 
 
 def _polarity(toks: Sequence[Tok]) -> str | None:
-    """"yes" / "no" when the utterance starts with a yes/no answer ("yeah that's fine")."""
+    """ "yes" / "no" when the utterance starts with a yes/no answer ("yeah that's fine")."""
     found = sx.find_yes_no(toks)
     if found is None:
         return None
