@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the engine: N SIP workers under a supervisor")
     _sip_args(serve)
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--local-engine-port",
+        type=int,
+        default=8765,
+        help="port of the offline engine serve starts when a route needs it (default 8765)",
+    )
 
     worker = sub.add_parser("worker", help="run one SIP worker (up to 4 calls)")
     _sip_args(worker)
@@ -296,12 +302,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if app.needs_local_engine(loaded, args.provider) and not os.environ.get(
         "TELEPHONY_BOT_LOCAL_ENGINE"
     ):
-        # Routes on the offline engine: run it here, once for all workers (models load once).
+        # Routes on the offline engine: run it here, once for all workers (models load once);
+        # the workers started below inherit its address.
+        port = args.local_engine_port
+        os.environ["TELEPHONY_BOT_LOCAL_ENGINE"] = f"ws://127.0.0.1:{port}/v1"
         extra = ["--log-format", args.log_format] if args.log_format else []
         specs.append(
             WorkerSpec(
                 index=len(specs),
-                argv=worker_argv(["--port", str(app.LOCAL_ENGINE_PORT), *extra], "realtime-server"),
+                argv=worker_argv(["--port", str(port), *extra], "realtime-server"),
                 sip_port=0,
                 name="local engine",
             )

@@ -91,3 +91,29 @@ def test_offline_engine_answers_a_spoken_question(
         assert "open" in words and ("nine" in words or "9" in words), answer
         assert "five" in words or "5" in words, answer
         assert eng.wait_for("tool result")[0]["tool"] == "hours"
+
+
+def test_make_run_setup_answers_on_the_offline_engine(tmp_path: Path, speech: tuple) -> None:
+    """`serve` with the example plan: it starts the offline engine itself, and a newcomer's
+    first call gets the front desk's greeting and an answer from its tool."""
+    asr, tts = speech
+    question = resample_once(b"".join(tts.synthesize("When are you open?")), 24000, RATE)
+    wav = audio.write_wav(tmp_path / "q.wav", np.frombuffer(question, "<i2"), RATE)
+    eng = engine.start(
+        tmp_path, "serve", "--dialplan", "dialplans/example.yaml",
+        "--local-engine-port", str(engine.free_port()),
+        ready_event="realtime server listening",
+    )  # fmt: skip
+    try:
+        eng.wait_for("worker listening")
+        rec = tmp_path / "heard.wav"
+        rep = engine.dial(
+            tmp_path, eng.sip_port, "--play", str(wav), "--play-at", "5", "--duration", "12",
+            "--record", str(rec), "--rate", str(RATE),
+        )  # fmt: skip
+        assert rep["answered"]
+        heard, _ = audio.read_wav(rec)
+        text = asr.transcribe(heard.tobytes(), sample_rate=RATE).text.lower()
+        assert "example clinic" in text and "monday to friday" in text, text
+    finally:
+        assert eng.stop() == 0
