@@ -37,6 +37,25 @@ FLOW = {
 }  # fmt: skip
 
 
+def _spoken(tts: object, text: str, path: Path) -> tuple[bytes, Path]:
+    """`text` in the offline voice, at the caller's rate: the PCM and a WAV to dial with."""
+    pcm = resample_once(b"".join(tts.synthesize(text)), 24000, RATE)  # type: ignore[attr-defined]
+    return pcm, audio.write_wav(path, np.frombuffer(pcm, "<i2"), RATE)
+
+
+def _local_plan(tmp: Path, engine_url: str, **extra: object) -> Path:
+    """A plan whose every call runs on the offline engine at `engine_url`."""
+    plan = {
+        "version": 1,
+        "providers": {"offline": {"type": "local", "base_url": engine_url}},
+        **extra,
+    }
+    plan["defaults"] = {"provider": "offline", "greeting": "", **plan.get("defaults", {})}
+    path = tmp / "plan.yaml"
+    path.write_text(json.dumps(plan))
+    return path
+
+
 @pytest.fixture(scope="module")
 def speech() -> object:
     from telephony_bot.providers.local.speech import Asr, Tts
@@ -66,16 +85,13 @@ def test_offline_engine_answers_a_spoken_question(
     tmp_path: Path, local_engine: str, speech: tuple
 ) -> None:
     asr, tts = speech
-    question = resample_once(b"".join(tts.synthesize("When are you open?")), 24000, RATE)
-    wav = audio.write_wav(tmp_path / "q.wav", np.frombuffer(question, "<i2"), RATE)
-    plan = tmp_path / "plan.yaml"
-    plan.write_text(json.dumps({
-        "version": 1,
-        "providers": {"offline": {"type": "local", "base_url": local_engine}},
-        "tools": {"hours": {"python": "tests.support.tools:opening_hours",
-                            "description": "Opening hours"}},
-        "defaults": {"provider": "offline", "greeting": "", "tools": ["hours"], "flow": FLOW},
-    }))  # fmt: skip
+    _, wav = _spoken(tts, "When are you open?", tmp_path / "q.wav")
+    plan = _local_plan(
+        tmp_path, local_engine,
+        tools={"hours": {"python": "tests.support.tools:opening_hours",
+                         "description": "Opening hours"}},
+        defaults={"tools": ["hours"], "flow": FLOW},
+    )  # fmt: skip
     with engine.running(tmp_path, "worker", "--dialplan", str(plan)) as eng:
         rec = tmp_path / "heard.wav"
         rep = engine.dial(
@@ -97,8 +113,7 @@ def test_make_run_setup_answers_on_the_offline_engine(tmp_path: Path, speech: tu
     """`serve` with the example plan: it starts the offline engine itself, and a newcomer's
     first call gets the front desk's greeting and an answer from its tool."""
     asr, tts = speech
-    question = resample_once(b"".join(tts.synthesize("When are you open?")), 24000, RATE)
-    wav = audio.write_wav(tmp_path / "q.wav", np.frombuffer(question, "<i2"), RATE)
+    _, wav = _spoken(tts, "When are you open?", tmp_path / "q.wav")
     eng = engine.start(
         tmp_path, "serve", "--dialplan", "dialplans/example.yaml",
         "--local-engine-port", str(engine.free_port()),
@@ -138,14 +153,8 @@ def test_caller_interrupts_the_offline_engine(
     tmp_path: Path, local_engine: str, speech: tuple
 ) -> None:
     _, tts = speech
-    talk = resample_once(b"".join(tts.synthesize("Sorry, can I book an appointment?")), 24000, RATE)
-    wav = audio.write_wav(tmp_path / "talk.wav", np.frombuffer(talk, "<i2"), RATE)
-    plan = tmp_path / "plan.yaml"
-    plan.write_text(json.dumps({
-        "version": 1,
-        "providers": {"offline": {"type": "local", "base_url": local_engine}},
-        "defaults": {"provider": "offline", "greeting": "", "flow": LONG_FLOW},
-    }))  # fmt: skip
+    talk, wav = _spoken(tts, "Sorry, can I book an appointment?", tmp_path / "talk.wav")
+    plan = _local_plan(tmp_path, local_engine, defaults={"flow": LONG_FLOW})
     with engine.running(tmp_path, "worker", "--dialplan", str(plan)) as eng:
         rep = engine.dial(
             tmp_path, eng.sip_port, "--play", str(wav), "--play-at", "3", "--duration", "8",
