@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from telephony_bot.errors import ConfigError
 
@@ -31,7 +31,6 @@ class SipSettings:
     max_call_seconds: float = 0.0  # 0: no limit (dialplan routes refine this later)
     drain_grace_seconds: float = 30.0
     media_loopback: bool = False  # diagnostic: echo the caller in C, bypassing Python
-    extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         try:
