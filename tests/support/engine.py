@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-_rtp_bases = itertools.count(20000, 200)
+# Each test run starts its RTP ranges at a place of its own, so two runs on one machine
+# (a developer's and CI's) do not hand the same ports to two engines.
+_rtp_bases = itertools.count(20000 + (os.getpid() % 100) * 400, 200)
 
 
 def free_port() -> int:
@@ -36,7 +38,12 @@ def free_port() -> int:
 
 
 def next_rtp_base() -> int:
-    return next(_rtp_bases)
+    """The first of 200 RTP ports that are free now (ranges wrap below 60000)."""
+    for _ in range(200):
+        base = 20000 + (next(_rtp_bases) - 20000) % 40000
+        if all(_is_free(base + i) for i in range(0, 200, 2)):
+            return base
+    raise RuntimeError("no free RTP range")
 
 
 def cli(*args: str) -> list[str]:

@@ -1,0 +1,159 @@
+"""In-process fan-out of typed call events.
+
+`Bus.publish()` is synchronous, O(sinks) and never waits: every subscriber has its own
+bounded queue, and when a subscriber stalls its oldest events are dropped and counted
+(`Subscription.dropped`) rather than slowing the call that published them.
+
+Event types (`Event.type`) and their `data`:
+- `call.started`      called, caller, route, plan_version, headers (trimmed)
+- `call.answered`     codec
+- `turn.user`         text, item_id
+- `turn.agent`        text, item_id, interrupted, played_ms
+- `barge_in`          by ("caller" | "provider"), played_ms, dropped_ms
+- `tool.called`       tool, tool_call_id, arguments
+- `tool.result`       tool, tool_call_id, ok, duration_ms, error
+- `transfer.started`  target;  `transfer.completed` / `transfer.failed`  target, status, reason
+- `dtmf`              digit, method
+- `provider.error`    code, message, retryable, fatal;  `provider.reconnected`  attempt
+- `call.ended`        ended_by, reason, duration_s
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+EVENT_TYPES = frozenset(
+    {
+        "call.started",
+        "call.answered",
+        "turn.user",
+        "turn.agent",
+        "barge_in",
+        "tool.called",
+        "tool.result",
+        "transfer.started",
+        "transfer.completed",
+        "transfer.failed",
+        "dtmf",
+        "provider.error",
+        "provider.reconnected",
+        "call.ended",
+    }
+)
+
+_seq = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    call_id: str
+    data: dict[str, Any] = field(default_factory=dict)
+    ts: float = field(default_factory=time.time)  # wall clock, seconds since the epoch
+    seq: int = field(default_factory=lambda: next(_seq))  # per process, increasing
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "call_id": self.call_id, "ts": self.ts, "seq": self.seq,
+                **self.data}  # fmt: skip
+
+
+class Subscription:
+    """One subscriber's bounded queue. Drop-oldest when full; never blocks the publisher."""
+
+    def __init__(self, bus: Bus, maxsize: int, name: str) -> None:
+        self._bus = bus
+        self.name = name
+        self.maxsize = maxsize
+        self._q: collections.deque[Event] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.dropped = 0
+        self.closed = False
+
+    def _put(self, ev: Event) -> None:
+        if len(self._q) >= self.maxsize:
+            self._q.popleft()
+            self.dropped += 1
+            self._bus.dropped_total += 1
+        self._q.append(ev)
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def get_nowait(self) -> Event | None:
+        return self._q.popleft() if self._q else None
+
+    def pending(self) -> int:
+        return len(self._q)
+
+    async def get(self) -> Event:
+        while not self._q:
+            if self.closed:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._q.popleft()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[Event]:
+        while True:
+            try:
+                yield await self.get()
+            except StopAsyncIteration:
+                return
+
+    def close(self) -> None:
+        self.closed = True
+        self._bus._subs.discard(self)
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+
+class Bus:
+    def __init__(self) -> None:
+        self._subs: set[Subscription] = set()
+        self._listeners: list[Callable[[Event], None]] = []
+        self.published_total = 0
+        self.dropped_total = 0
+
+    def subscribe(self, name: str, maxsize: int = 1000) -> Subscription:
+        sub = Subscription(self, maxsize, name)
+        self._subs.add(sub)
+        return sub
+
+    def listen(self, fn: Callable[[Event], None]) -> None:
+        """A synchronous listener (metrics, live call state): must be cheap and not raise."""
+        self._listeners.append(fn)
+
+    def publish(self, ev: Event) -> None:
+        self.published_total += 1
+        for fn in self._listeners:
+            try:
+                fn(ev)
+            except Exception:  # noqa: BLE001, S110 - a broken listener must not touch the call
+                pass
+        for sub in self._subs:
+            sub._put(ev)
+
+    def emit(self, type_: str, call_id: str, **data: Any) -> Event:
+        ev = Event(type_, call_id, data)
+        self.publish(ev)
+        return ev
+
+
+class NullBus(Bus):
+    """For sessions run outside a worker (tests, `dial`): events go nowhere."""
+
+    def publish(self, ev: Event) -> None:
+        self.published_total += 1
