@@ -37,6 +37,23 @@ class TurnDetection:
     interrupt_response: bool = True
 
 
+# How the engine makes a model say a fixed sentence (a greeting, an operator's `say`): the
+# instructions of a `response.create`. OpenAI follows them; the local engine recognises the
+# prefix and speaks the text verbatim instead of asking its brain.
+SAY_EXACTLY = "Say exactly this to the caller, and nothing else: "
+
+
+def say_exactly(text: str) -> str:
+    return SAY_EXACTLY + text.strip()
+
+
+def said_exactly(instructions: str | None) -> str | None:
+    """The sentence `say_exactly()` wrapped, or None for any other instructions."""
+    if instructions and instructions.startswith(SAY_EXACTLY):
+        return instructions[len(SAY_EXACTLY) :].strip() or None
+    return None
+
+
 @dataclass(frozen=True)
 class SessionConfig:
     """What a route asks of a provider session for one call."""

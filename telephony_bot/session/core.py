@@ -38,6 +38,7 @@ from telephony_bot.providers.base import (
     SpeechStarted,
     SpeechStopped,
     TranscriptDelta,
+    say_exactly,
 )
 from telephony_bot.session import prompts
 from telephony_bot.session.turns import (
@@ -254,9 +255,7 @@ class CallSession:
         if g == "":
             await self.session.create_response()
         else:
-            await self.session.create_response(
-                instructions=f"Greet the caller by saying exactly this, and nothing else: {g}"
-            )
+            await self.session.create_response(instructions=say_exactly(g))
 
     # ---------- call events ----------
 

@@ -434,9 +434,9 @@ async def test_truncate_and_malformed_events_give_errors_and_keep_the_socket(
         err = await _until(conn, "error", log)
         assert err.error.code == "invalid_json"
 
-        await conn.session.update(session={"output_audio_format": "g711_ulaw"})
+        await conn.session.update(session={"output_audio_format": "speex"})
         err = await _until(conn, "error", log)
-        assert "not supported yet" in err.error.message
+        assert err.error.param == "session.output_audio_format"
 
         await conn.response.cancel(event_id="evt_c")
         err = await _until(conn, "error", log)
@@ -547,3 +547,111 @@ async def test_client_turns_and_shared_pool_queue_wait(parts: Parts) -> None:
         assert parts.recognizer.calls == 3
     finally:
         await srv.stop()
+
+
+def _dominant_hz(pcm: bytes, rate: int) -> float:
+    x = np.frombuffer(pcm, "<i2").astype(np.float64)
+    spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    return float(np.fft.rfftfreq(x.size, 1 / rate)[int(np.argmax(spec))])
+
+
+@pytest.mark.parametrize(
+    ("fmt", "ga_fmt", "encode", "decode"),
+    [
+        ("g711_ulaw", "audio/pcmu", "ulaw_encode", "ulaw_decode"),
+        ("g711_alaw", "audio/pcma", "alaw_encode", "alaw_decode"),
+    ],
+)
+@pytest.mark.parametrize("dialect", ["preview", "ga"])
+async def test_g711_audio_both_ways(
+    server: LocalRealtimeServer,
+    parts: Parts,
+    dialect: str,
+    fmt: str,
+    ga_fmt: str,
+    encode: str,
+    decode: str,
+) -> None:
+    """A client on G.711 (a telephony leg relayed as is): 8 kHz companded audio in, the VAD
+    turn and transcript work, and the reply comes back as 8 kHz G.711 of the right length and
+    pitch."""
+    from telephony_bot.media.codecs import g711
+
+    enc, dec = getattr(g711, encode), getattr(g711, decode)
+    if dialect == "preview":
+        model = PREVIEW_MODEL
+        sess: dict[str, Any] = dict(
+            PREVIEW_SESSION, input_audio_format=fmt, output_audio_format=fmt
+        )
+        delta_type = "response.audio.delta"
+    else:
+        model = GA_MODEL
+        sess = json.loads(json.dumps(GA_SESSION))
+        sess["audio"]["input"]["format"] = {"type": ga_fmt}
+        sess["audio"]["output"]["format"] = {"type": ga_fmt}
+        delta_type = "response.output_audio.delta"
+    t = np.arange(8000 * 7 // 10) / 8000
+    tone8k = (np.sin(2 * np.pi * 300 * t) * 8000).astype("<i2").tobytes()
+    caller = enc(bytes(3200) + tone8k + bytes(4000))  # 0.2 s quiet, 0.7 s tone, 0.25 s quiet
+    async with _client(server).beta.realtime.connect(model=model) as conn:
+        log: list[Any] = []
+        await _until(conn, "session.created", log)
+        await conn.session.update(session=sess)
+        await _until(conn, "session.updated", log)
+        for i in range(0, len(caller), 800):  # 100 ms of G.711 per append
+            await conn.input_audio_buffer.append(
+                audio=base64.b64encode(caller[i : i + 800]).decode()
+            )
+        await conn.input_audio_buffer.append(audio=base64.b64encode(enc(bytes(4800))).decode())
+        stopped = await _until(conn, "input_audio_buffer.speech_stopped", log)
+        assert 850 <= stopped.audio_end_ms <= 1000  # the tone ends at 900 ms of stream time
+        tr = await _until(conn, "conversation.item.input_audio_transcription.completed", log)
+        assert tr.transcript == "hello there"  # the decoded audio reached the recognizer loud
+        done = await _until(conn, "response.done", log)
+        assert done.response.status == "completed"
+        wire = b"".join(base64.b64decode(e.delta) for e in log if e.type == delta_type)
+    # Greeting + "You said hello there. Anything else?": 60 ms of tone per word, 8 bytes/ms.
+    words = len("Hello, this is the test line. How can I help?".split()) + len(
+        "You said hello there. Anything else?".split()
+    )
+    assert abs(len(wire) - words * 60 * 8) <= 2 * 8 * 10  # within the resampler's few ms
+    pcm8k = dec(wire)
+    assert abs(_dominant_hz(pcm8k, 8000) - 440) < 10
+
+
+async def test_unknown_audio_format_is_refused_and_the_session_goes_on(
+    server: LocalRealtimeServer,
+) -> None:
+    async with _client(server).beta.realtime.connect(model=PREVIEW_MODEL) as conn:
+        log: list[Any] = []
+        await _until(conn, "session.created", log)
+        await conn.session.update(session={"input_audio_format": "opus"})
+        err = await _until(conn, "error", log)
+        assert err.error.param == "session.input_audio_format"
+        assert "g711_ulaw" in err.error.message  # says what is supported
+        await conn.session.update(session={"instructions": "still here"})
+        ok = await _until(conn, "session.updated", log)
+        assert ok.session.input_audio_format == "pcm16"
+
+
+async def test_say_exactly_is_spoken_verbatim_then_the_flow_goes_on(
+    server: LocalRealtimeServer, parts: Parts
+) -> None:
+    """What the engine uses for a route's greeting and an operator's `say`: the text is
+    spoken as given, and the brain's own start follows the greeting."""
+    from telephony_bot.providers.base import say_exactly
+
+    async with _client(server).beta.realtime.connect(model=PREVIEW_MODEL) as conn:
+        log: list[Any] = []
+        await _until(conn, "session.created", log)
+        await conn.session.update(session=PREVIEW_SESSION)
+        await _until(conn, "session.updated", log)
+        await conn.response.create(response={"instructions": say_exactly("Welcome to Example.")})
+        await _until(conn, "response.done", log)
+        said = [e.transcript for e in log if e.type == "response.audio_transcript.done"]
+        assert said == ["Welcome to Example.", "Hello, this is the test line. How can I help?"]
+        log.clear()
+        await conn.response.create(response={"instructions": say_exactly("Your code is 42.")})
+        await _until(conn, "response.done", log)
+        said = [e.transcript for e in log if e.type == "response.audio_transcript.done"]
+        assert said == ["Your code is 42."]

@@ -7,7 +7,8 @@ said comes from a `pipeline.Pipeline`: a per-session Detector (server VAD), a sh
 and Synthesizer run in a bounded FIFO pool, and a per-session Brain that turns transcripts and
 tool results into actions (Say / CallTool / Transfer / Hangup).
 
-Only pcm16 (24 kHz) audio is supported for now; G.711 formats are refused with an error event.
+Audio formats: pcm16 (24 kHz), g711_ulaw and g711_alaw (8 kHz; GA names audio/pcm, audio/pcmu,
+audio/pcma), each way independently; the engine works on 24 kHz PCM16 inside (`formats.py`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from telephony_bot import log as logmod
+from telephony_bot.providers.base import said_exactly
 
+from .formats import WireInput, WireOutput, canonical
 from .pipeline import (
     FRAME_BYTES,
     FRAME_MS,
@@ -145,6 +148,7 @@ class _OutItem:
     call_id: str = ""
     name: str = ""
     arguments: str = ""
+    wire: WireOutput | None = None  # the client's output format (audio items)
 
     @property
     def audio_ms(self) -> float:
@@ -199,6 +203,8 @@ class _Session:
         self.active: _Resp | None = None
         self.auto_response_due = False
         self._frame_buf = b""
+        self.wire_in = WireInput()
+        self.out_format = "pcm16"
         self.buffer = bytearray()  # input audio since the last commit/clear
         self.stream_ms = 0  # stream time of all appended audio
         self.audio_ms_since_response = 0.0
@@ -459,20 +465,31 @@ class _Session:
                 event_id=event_id,
             )
             return
+        chosen: dict[str, str] = {}
         for param, name in self._formats_in(sess, self.dialect):
-            if name not in ("pcm16", "audio/pcm"):
+            fmt = canonical(name)
+            if fmt is None:
+                supported = (
+                    "pcm16, g711_ulaw, g711_alaw"
+                    if self.dialect == "preview"
+                    else "audio/pcm (rate 24000), audio/pcmu, audio/pcma"
+                )
                 await self.error(
-                    f"Audio format '{name}' is not supported yet by the local engine; "
-                    "use pcm16 (24 kHz).",
-                    code="unsupported_audio_format",
+                    f"Invalid value: '{name}'. The local engine supports {supported}.",
+                    code="invalid_value",
                     param=param,
                     event_id=event_id,
                 )
                 return
+            chosen["input" if "input" in param else "output"] = fmt
         sess = {k: v for k, v in sess.items() if k != "tools"} | (
             {"tools": copy.deepcopy(sess["tools"])} if "tools" in sess else {}
         )
         self.session = _deep_merge(self.session, sess)
+        if "input" in chosen and chosen["input"] != self.wire_in.name:
+            self.wire_in = WireInput(chosen["input"])
+            self._frame_buf = b""
+        self.out_format = chosen.get("output", self.out_format)
         await self.send("session.updated", session=copy.deepcopy(self.session))
 
     async def on_append(self, ev: Event, event_id: str | None) -> None:
@@ -486,7 +503,7 @@ class _Session:
             )
             return
         try:
-            raw = base64.b64decode(audio, validate=True)
+            raw = self.wire_in.to_pcm24(base64.b64decode(audio, validate=True))
         except (binascii.Error, ValueError):
             await self.error(
                 "Invalid 'audio'. Expected base64-encoded audio bytes.",
@@ -750,6 +767,20 @@ class _Session:
             )
             return
         self.auto_response_due = False
+        response = ev.get("response")
+        text = said_exactly(response.get("instructions")) if isinstance(response, dict) else None
+        if text is not None:
+            # A fixed sentence (greeting, operator's `say`): spoken as is. A greeting is
+            # followed by the flow's start (a lookup tool, say); later, the brain's own next
+            # actions wait for the next response.
+            if self.started:
+                await self._start_response([Say(text)])
+            else:
+                self.started = True
+                first = [Say(text), *(self._ensure_brain().start() or []), *self.pending]
+                self.pending = []
+                await self._start_response(first)
+            return
         await self._start_response()
 
     async def on_response_cancel(self, ev: Event, event_id: str | None) -> None:
@@ -778,7 +809,7 @@ class _Session:
             obj.update(
                 modalities=["audio", "text"],
                 voice=self.session.get("voice", "alloy"),
-                output_audio_format="pcm16",
+                output_audio_format=self.out_format,
                 temperature=0.8,
                 max_output_tokens="inf",
             )
@@ -786,13 +817,16 @@ class _Session:
             obj.update(output_modalities=["audio"], max_output_tokens="inf")
         return obj
 
-    async def _start_response(self) -> None:
-        if not self.started:
+    async def _start_response(self, only: list[Any] | None = None) -> None:
+        if only is not None:
+            actions = only
+        elif not self.started:
             self.started = True
             actions = list(self._ensure_brain().start() or []) + self.pending
         else:
             actions = self.pending
-        self.pending = []
+        if only is None:
+            self.pending = []
         resp = _Resp(_new_id("resp"), self.audio_ms_since_response, self.text_words_since_response)
         self.audio_ms_since_response = 0.0
         self.text_words_since_response = 0
@@ -880,7 +914,9 @@ class _Session:
             await self.rsend(resp, "conversation.item.added", previous_item_id=previous, item=item)
 
     async def _say(self, resp: _Resp, text: str) -> None:
-        out = _OutItem(_new_id("item"), "message", len(resp.items))
+        out = _OutItem(
+            _new_id("item"), "message", len(resp.items), wire=WireOutput(self.out_format)
+        )
         await self._add_output_item(resp, out)
         ids = {
             "response_id": resp.id,
@@ -928,8 +964,9 @@ class _Session:
     async def _audio_delta(self, resp: _Resp, out: _OutItem, ids: Event, pcm: bytes) -> None:
         if not pcm:
             return
+        wire = out.wire.from_pcm24(pcm) if out.wire else pcm
         await self.rsend(
-            resp, self.names["audio_delta"], **ids, delta=base64.b64encode(pcm).decode("ascii")
+            resp, self.names["audio_delta"], **ids, delta=base64.b64encode(wire).decode("ascii")
         )
         out.audio_bytes += len(pcm)
 
