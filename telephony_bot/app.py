@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from telephony_bot.dialplan.loader import LoadedPlan
 from telephony_bot.dialplan.router import CallInfo, EffectiveRoute, effective, match
@@ -124,6 +125,21 @@ def build_tool(name: str, t: ToolDef, targets: dict[str, str]) -> Tool:
     return python_tool(spec, t.python, t.timeout_s)
 
 
+def _local_extra(pdef: ProviderDef, route: EffectiveRoute, call: CallInfo | None) -> dict[str, Any]:
+    """What the local engine needs beyond the Realtime session: the brain (a chat LLM, or the
+    route's scripted flow) and the caller's variables. Never sent to OpenAI."""
+    if pdef.type != "local":
+        return {}
+    extra: dict[str, Any] = {}
+    if pdef.llm is not None:
+        extra["llm"] = pdef.llm.model_dump(mode="json", exclude_none=True)
+    elif route.flow is not None:
+        extra["flow"] = route.flow.model_dump(mode="json", exclude_none=True)
+    if extra:
+        extra["variables"] = _variables(call)
+    return extra
+
+
 def for_route(
     plan: Dialplan,
     route: EffectiveRoute,
@@ -144,14 +160,7 @@ def for_route(
         tools=tuple(t.spec for t in tools.values()),
         audio_format=route.audio_format,
         echo_delay_ms=route.echo_delay_ms,
-        extra=(
-            {
-                "flow": route.flow.model_dump(mode="json", exclude_none=True),
-                "variables": _variables(call),
-            }
-            if pdef.type == "local" and route.flow is not None
-            else {}
-        ),
+        extra=_local_extra(pdef, route, call),
     )
     options = SessionOptions(
         greeting=greeting,

@@ -396,6 +396,25 @@ class OpenAISettings(_Strict):
     azure: AzureSettings | None = None
 
 
+class LlmDef(_Strict):
+    """An OpenAI-compatible chat-completions endpoint (Ollama, llama.cpp server, vLLM) that
+    replaces the scripted flow as the local engine's brain."""
+
+    base_url: str  # e.g. http://127.0.0.1:11434/v1
+    model: str
+    api_key_env: str | None = None  # variable the local engine reads (the key never travels)
+    temperature: float = Field(default=0.3, ge=0, le=2)
+    max_tokens: int = Field(default=300, ge=16, le=4096)
+    first_token_timeout_s: float = Field(default=8.0, gt=0, le=60)  # then: an apology
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"llm base_url must start with http:// or https://, got {v!r}")
+        return v.rstrip("/")
+
+
 class ProviderDef(_Strict):
     """A named provider endpoint a route can pick with `provider: <name>`."""
 
@@ -409,6 +428,7 @@ class ProviderDef(_Strict):
     deployment: str | None = None  # azure
     api_version: str | None = None  # azure
     echo_delay_ms: int | None = Field(default=None, ge=0, le=5000)  # echo
+    llm: LlmDef | None = None  # local: a chat LLM instead of the route's scripted flow
 
     @model_validator(mode="after")
     def _consistent(self) -> ProviderDef:
@@ -427,6 +447,8 @@ class ProviderDef(_Strict):
             raise ValueError(f"type {self.type} takes no api key")
         if self.echo_delay_ms is not None and self.type != "echo":
             raise ValueError("echo_delay_ms only applies to type echo")
+        if self.llm is not None and self.type != "local":
+            raise ValueError("llm only applies to type local (the offline engine's brain)")
         return self
 
     def key(self, environ: Mapping[str, str] | None = None) -> str | None:

@@ -162,10 +162,27 @@ def test_env_reference_rules() -> None:
         ({"type": "local", "api_key_env": "K"}, "type local takes no api key"),
         ({"type": "openai", "api_key_env": "K", "api_key": "${HOME}"}, "not both"),
         ({"type": "ollama"}, "Input should be 'openai', 'azure', 'compatible', 'local' or 'echo'"),
+        (
+            {"type": "openai", "llm": {"base_url": "http://127.0.0.1:11434/v1", "model": "m"}},
+            "llm only applies to type local",
+        ),
+        (
+            {"type": "local", "llm": {"base_url": "127.0.0.1:11434", "model": "m"}},
+            "llm base_url must start with http:// or https://",
+        ),
+        ({"type": "local", "llm": {"base_url": "http://h/v1"}}, "Field required"),
     ],
 )
 def test_provider_consistency(data: dict[str, Any], message: str) -> None:
     assert any(message in m for m in errors(ProviderDef, data)), errors(ProviderDef, data)
+
+
+def test_local_provider_with_a_chat_llm() -> None:
+    p = ProviderDef.model_validate(
+        {"type": "local", "llm": {"base_url": "http://127.0.0.1:11434/v1/", "model": "llama3.2"}}
+    )
+    assert p.llm is not None and p.llm.base_url == "http://127.0.0.1:11434/v1"
+    assert p.llm.first_token_timeout_s == 8.0
 
 
 # ---------- tools ----------

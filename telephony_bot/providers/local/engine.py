@@ -5,6 +5,7 @@ realtime-server`). Models load once, when the server starts."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from datetime import UTC, datetime
@@ -35,7 +36,15 @@ class NoFlowBrain:
 
 
 def brain_factory(instructions: str, tools: list[dict[str, Any]], session: dict[str, Any]) -> Any:
-    """A FlowRunner for the route's flow (sent in `session.update` as `flow`)."""
+    """A ChatBrain when the route configures a chat LLM (`llm` in `session.update`), else a
+    FlowRunner for the route's flow (`flow`), else a clear "no flow" sentence."""
+    llm = session.get("llm")
+    if isinstance(llm, dict) and llm.get("base_url") and llm.get("model"):
+        from telephony_bot.providers.local.chat_brain import ChatBrain, LlmSettings
+
+        settings = LlmSettings.from_session(llm, dict(os.environ))
+        _log.info("chat brain", base_url=settings.base_url, model=settings.model)
+        return ChatBrain(settings, instructions, tools)
     data = session.get("flow")
     if not data:
         return NoFlowBrain()

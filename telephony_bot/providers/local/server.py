@@ -22,7 +22,7 @@ import secrets
 import string
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -36,6 +36,7 @@ from websockets.http11 import Request, Response
 from telephony_bot import log as logmod
 from telephony_bot.providers.base import said_exactly
 
+from .chat_brain import ClauseChunker, Stream
 from .formats import WireInput, WireOutput, canonical
 from .pipeline import (
     FRAME_BYTES,
@@ -128,6 +129,11 @@ class WorkPool:
 _DONE = object()
 
 
+async def _aiter(items: list[str]) -> AsyncIterator[str]:
+    for item in items:
+        yield item
+
+
 def _next_chunk(it: Iterator[bytes]) -> Any:
     return next(it, _DONE)
 
@@ -182,6 +188,7 @@ class _Resp:
     ended: bool = False
     queue_wait_ms: float = 0.0
     task: asyncio.Task[None] | None = None
+    ended_evt: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class _Session:
@@ -843,6 +850,9 @@ class _Session:
                 if isinstance(action, Say):
                     if action.text.strip():
                         await self._say(resp, action.text)
+                elif isinstance(action, Stream):
+                    if await self._run_stream(resp, action):
+                        break
                 elif isinstance(action, CallTool):
                     args = action.arguments
                     await self._function_call(
@@ -914,26 +924,83 @@ class _Session:
             await self.rsend(resp, "conversation.item.added", previous_item_id=previous, item=item)
 
     async def _say(self, resp: _Resp, text: str) -> None:
-        out = _OutItem(
-            _new_id("item"), "message", len(resp.items), wire=WireOutput(self.out_format)
-        )
-        await self._add_output_item(resp, out)
-        ids = {
-            "response_id": resp.id,
-            "item_id": out.id,
-            "output_index": out.output_index,
-            "content_index": 0,
-        }
-        out.part_added = True
-        await self.rsend(
-            resp,
-            "response.content_part.added",
-            **ids,
-            part={"type": self.names["part_type"], "transcript": ""},
-        )
+        await self._speak(resp, _aiter(split_clauses(text)))
+
+    async def _run_stream(self, resp: _Resp, stream: Stream) -> bool:
+        """Speak a reply while it is still being made; then its tool calls. True: tools."""
+        tools: list[CallTool] = []
+
+        async def clauses() -> AsyncIterator[str]:
+            chunker = ClauseChunker()
+            gen = stream.open()
+            try:
+                while (piece := await self._next_or_end(resp, gen)) is not None:
+                    if isinstance(piece, CallTool):
+                        tools.append(piece)
+                        continue
+                    for clause in chunker.feed(piece):
+                        yield clause
+                if rest := chunker.flush():
+                    yield rest
+            finally:
+                await gen.aclose()  # an interrupted reply stops the LLM's stream too
+
+        await self._speak(resp, clauses())
+        for t in tools:
+            args = t.arguments
+            await self._function_call(
+                resp, t.call_id, t.name, args if isinstance(args, str) else json.dumps(args)
+            )
+        return bool(tools)
+
+    @staticmethod
+    async def _next_or_end(resp: _Resp, gen: AsyncIterator[Any]) -> Any:
+        """The stream's next piece (None at its end); _Ended as soon as the response is
+        cancelled — the LLM is not waited for, and its generator sees the cancellation."""
+        nxt = asyncio.ensure_future(anext(gen, None))
+        if not nxt.done():
+            ended = asyncio.ensure_future(resp.ended_evt.wait())
+            await asyncio.wait({nxt, ended}, return_when=asyncio.FIRST_COMPLETED)
+            ended.cancel()
+        if resp.ended:
+            nxt.cancel()
+            await asyncio.gather(nxt, return_exceptions=True)
+            raise _Ended
+        return nxt.result()
+
+    async def _speak(self, resp: _Resp, clauses: AsyncIterator[str]) -> None:
+        """One audio message item, clause by clause as `clauses` yields them (none: no item)."""
+        try:
+            await self._speak_clauses(resp, clauses)
+        finally:
+            await clauses.aclose()  # type: ignore[attr-defined]
+
+    async def _speak_clauses(self, resp: _Resp, clauses: AsyncIterator[str]) -> None:
+        out: _OutItem | None = None
+        ids: Event = {}
         synth = self.srv.pipeline.synthesizer
         pending = b""
-        for clause in split_clauses(text):
+        async for clause in clauses:
+            if out is None:
+                out = _OutItem(
+                    _new_id("item"), "message", len(resp.items), wire=WireOutput(self.out_format)
+                )
+                await self._add_output_item(resp, out)
+                ids = {
+                    "response_id": resp.id,
+                    "item_id": out.id,
+                    "output_index": out.output_index,
+                    "content_index": 0,
+                }
+                out.part_added = True
+                await self.rsend(
+                    resp,
+                    "response.content_part.added",
+                    **ids,
+                    part={"type": self.names["part_type"], "transcript": ""},
+                )
+            elif not out.transcript.endswith(" "):
+                clause = " " + clause
             it = iter(synth.synthesize(clause, resp.cancel))
             said = False
             while True:
@@ -958,8 +1025,9 @@ class _Session:
             cut = len(pending) // 2 * 2
             await self._audio_delta(resp, out, ids, pending[:cut])
             pending = pending[cut:]
-        out.status = "completed"
-        await self._close_item(resp, out)
+        if out is not None:
+            out.status = "completed"
+            await self._close_item(resp, out)
 
     async def _audio_delta(self, resp: _Resp, out: _OutItem, ids: Event, pcm: bytes) -> None:
         if not pcm:
@@ -1024,6 +1092,7 @@ class _Session:
         if resp.ended:
             return
         resp.ended = True
+        resp.ended_evt.set()
         resp.cancel.set()  # stops the synthesizer in its thread
         if self.active is resp:
             self.active = None
