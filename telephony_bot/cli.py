@@ -89,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     dial.add_argument("--rtp-port", type=int, default=0, help="local RTP port (0: any)")
     dial.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for answer")
     dial.add_argument("--header", action="append", default=[], help="extra SIP header 'Name: v'")
+    dial.add_argument(
+        "--say",
+        action="append",
+        default=[],
+        help="WAV to say once the far end spoke and paused (repeat: a conversation)",
+    )
+    dial.add_argument("--turn-gap", type=float, default=1.0, help="pause that ends a bot turn (s)")
     rs = sub.add_parser(
         "realtime-server",
         help="the offline engine (ASR, TTS, scripted flows) as an OpenAI-Realtime server",
@@ -103,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("text")
     say.add_argument("--out", required=True, help="WAV file to write")
     say.add_argument("--rate", type=int, default=16000, help="sample rate (default 16000)")
+
+    demo = sub.add_parser(
+        "demo", help="call a running engine with spoken questions and print the conversation"
+    )
+    demo.add_argument("uri", nargs="?", default="sip:100@127.0.0.1:5060", help="whom to call")
+    demo.add_argument("--ask", action="append", help="a question to say (repeat; default: 3)")
+    demo.add_argument("--timeout", type=float, default=90.0, help="seconds for the whole call")
+    demo.add_argument("--turn-gap", type=float, default=1.2, help="bot pause that ends its turn")
+    demo.add_argument("--log-level", default="warning", help="debug | info | warning | error")
 
     dp = sub.add_parser("dialplan", help="check, explain and export dialplans")
     dsub = dp.add_subparsers(dest="dialplan_command", required=True)
@@ -130,6 +146,13 @@ def _cmd_say(args: argparse.Namespace) -> int:
     write_wav(args.out, resample_once(pcm, 24000, args.rate), args.rate)
     print(f"{args.out}: {len(pcm) / 48000:.2f} s")
     return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from telephony_bot.demo import QUESTIONS, run_demo
+
+    questions = tuple(args.ask) if args.ask else QUESTIONS
+    return run_demo(args.uri, questions, args.timeout, args.turn_gap)
 
 
 def _cmd_realtime_server(args: argparse.Namespace) -> int:
@@ -338,6 +361,8 @@ def _cmd_dial(args: argparse.Namespace) -> int:
             rtp_port=args.rtp_port,
             timeout=args.timeout,
             headers=tuple(args.header),
+            say=tuple(args.say),
+            turn_gap=args.turn_gap,
         )
     )
     status = "answered" if report["answered"] else f"failed ({report['sip_status']})"
@@ -361,6 +386,7 @@ def main(argv: Sequence[str] | None = None, *, hard_exit: bool = False) -> int:
         "dialplan": _cmd_dialplan,
         "realtime-server": _cmd_realtime_server,
         "say": _cmd_say,
+        "demo": _cmd_demo,
     }
     try:
         code = handlers[args.command](args)

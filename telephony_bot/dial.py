@@ -5,6 +5,10 @@ hears, and writes a report: call setup time, negotiated codec, and the energy of
 20 ms frame received — so latency can be measured from outside the engine. Sending and
 recording share one media port on one clock, so `play_start_ms` and the received frame
 timeline are on the same time axis.
+
+With `say` (several WAVs) it holds a conversation instead: it waits for the far end to speak
+and fall silent for `turn_gap` seconds, says the next WAV, and so on; the report's `turns`
+give each utterance's start and end on the same time axis.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class DialOptions:
     rtp_port: int = 0
     timeout: float = 10.0
     headers: tuple[str, ...] = ()
+    say: tuple[str, ...] = ()  # WAVs to say in turn, each after the far end spoke and paused
+    turn_gap: float = 1.0  # seconds of silence that end the far end's turn
 
 
 def read_wav(path: str, rate: int) -> bytes:
@@ -97,6 +103,14 @@ class _Port(pj.AudioMediaPort):  # type: ignore[misc]
         self.tx_frames = 0
         self.play_offset = 0
         self.play_start_rx: int | None = None
+        self.next_play: bytes | None = None  # set by the caller's thread; taken at a frame
+
+    def say(self, pcm: bytes) -> None:
+        self.next_play = pcm
+
+    @property
+    def saying(self) -> bool:
+        return self.next_play is not None or self.play_offset < len(self.play)
 
     def onFrameReceived(self, frame: Any) -> None:  # noqa: N802
         pin()
@@ -110,6 +124,10 @@ class _Port(pj.AudioMediaPort):  # type: ignore[misc]
         pin()
         idx = self.tx_frames
         self.tx_frames += 1
+        if self.next_play is not None:  # a new utterance starts with this frame
+            self.play, self.play_offset, self.play_frame = self.next_play, 0, idx
+            self.play_start_rx = None
+            self.next_play = None
         try:
             if self.play and idx >= self.play_frame and self.play_offset < len(self.play):
                 if self.play_start_rx is None:
@@ -211,6 +229,37 @@ class _Call(pj.Call):  # type: ignore[misc]
             pass
 
 
+def _converse(call: _Call, port: _Port, opts: DialOptions, turns: list[dict[str, int]]) -> str:
+    """Say each `opts.say` WAV once the far end has spoken and paused; "local" when done."""
+    gap = max(1, int(opts.turn_gap * 1000) // FRAME_MS)
+    utterances = [read_wav(p, opts.rate) for p in opts.say]
+    deadline = time.monotonic() + opts.duration  # the whole conversation's limit
+    heard_from = 0  # rx frame from which the far end's answer is awaited
+
+    def answered_and_paused() -> bool:
+        rx = port.rx[heard_from:]
+        voiced = [i for i, f in enumerate(rx) if frame_dbfs(f) > SILENCE_DBFS + 5]
+        return bool(voiced) and len(rx) - 1 - voiced[-1] >= gap
+
+    queue = list(utterances)
+    while call.disconnected_at is None and time.monotonic() < deadline:
+        if not port.saying and answered_and_paused():
+            if not queue:
+                call.hangup(pj.CallOpParam(True))
+                return "local"
+            pcm = queue.pop(0)
+            start = len(port.rx)
+            port.say(pcm)
+            said_ms = len(pcm) * 1000 // (2 * opts.rate)
+            turns.append({"start_ms": start * FRAME_MS, "end_ms": start * FRAME_MS + said_ms})
+            heard_from = start + len(pcm) // (2 * opts.rate // 1000 * FRAME_MS)
+        time.sleep(0.02)
+    if call.disconnected_at is None:
+        call.hangup(pj.CallOpParam(True))
+        return "timeout"
+    return "remote"
+
+
 def _local_host(uri: str) -> str:
     m = re.match(r"^sips?:(?:[^@]*@)?\[?([^\]:;>]+)", uri)
     if not m:
@@ -224,6 +273,9 @@ def _local_host(uri: str) -> str:
 def dial(opts: DialOptions) -> dict[str, Any]:
     local = _local_host(opts.uri)
     play = read_wav(opts.play, opts.rate) if opts.play else b""
+    for path in opts.say:
+        if not Path(path).is_file():
+            raise ConfigError(f"--say {path}: no such file")
     ep = pj.Endpoint()
     with quiet_stdout():
         ep.libCreate()
@@ -321,7 +373,10 @@ def _dial(
             call.hangup(pj.CallOpParam(True))
             break
         time.sleep(0.005)
-    if call.confirmed_at is not None:
+    turns: list[dict[str, int]] = []
+    if call.confirmed_at is not None and opts.say:
+        ended_by = _converse(call, port, opts, turns)
+    elif call.confirmed_at is not None:
         answered_at = call.confirmed_at
         end_at = answered_at + opts.duration
         while call.disconnected_at is None:
@@ -360,6 +415,7 @@ def _dial(
         "energy_dbfs": energy,
         "heard_ms": sum(FRAME_MS for e in energy if e > SILENCE_DBFS),
         "rtp": call.rtp,
+        "turns": turns,
         "transfer": (
             {
                 "target": call.transfer_target,

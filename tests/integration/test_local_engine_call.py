@@ -109,11 +109,10 @@ def test_offline_engine_answers_a_spoken_question(
         assert eng.wait_for("tool result")[0]["tool"] == "hours"
 
 
-def test_make_run_setup_answers_on_the_offline_engine(tmp_path: Path, speech: tuple) -> None:
-    """`serve` with the example plan: it starts the offline engine itself, and a newcomer's
-    first call gets the front desk's greeting and an answer from its tool."""
-    asr, tts = speech
-    _, wav = _spoken(tts, "When are you open?", tmp_path / "q.wav")
+def test_make_run_setup_holds_a_conversation_shown_by_demo(tmp_path: Path) -> None:
+    """`serve` with the example plan (what `make run` starts: it brings up the offline engine
+    itself), called by `telephony-bot demo`: a three-turn conversation over SIP/G.711 whose
+    printed transcript — the bot's turns heard back through the ASR — is the front desk's."""
     eng = engine.start(
         tmp_path, "serve", "--dialplan", "dialplans/example.yaml",
         "--local-engine-port", str(engine.free_port()),
@@ -121,17 +120,23 @@ def test_make_run_setup_answers_on_the_offline_engine(tmp_path: Path, speech: tu
     )  # fmt: skip
     try:
         eng.wait_for("worker listening")
-        rec = tmp_path / "heard.wav"
-        rep = engine.dial(
-            tmp_path, eng.sip_port, "--play", str(wav), "--play-at", "5", "--duration", "12",
-            "--record", str(rec), "--rate", str(RATE),
+        out = subprocess.run(
+            [*engine.cli("demo", f"sip:100@127.0.0.1:{eng.sip_port}", "--turn-gap", "2")],
+            capture_output=True, text=True, timeout=150, cwd=engine.REPO,
         )  # fmt: skip
-        assert rep["answered"]
-        heard, _ = audio.read_wav(rec)
-        text = asr.transcribe(heard.tobytes(), sample_rate=RATE).text.lower()
-        assert "example clinic" in text and "monday to friday" in text, text
     finally:
         assert eng.stop() == 0
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = [ln for ln in out.stdout.splitlines() if " s  " in ln]
+    said = [(ln.split(" s  ", 1)[1][:6].strip(), ln.lower()) for ln in lines]
+    who = [w for w, _ in said]
+    assert who == ["bot", "caller", "bot", "caller", "bot", "caller", "bot"], out.stdout
+    assert "example clinic" in said[0][1] and "after the answer" in said[0][1]
+    assert "when are you open?" in said[1][1]
+    assert "monday to friday" in said[2][1] and "after you stopped" in said[2][1]  # the tool
+    assert "example street" in said[4][1]
+    assert "goodbye" in said[6][1]
+    assert "call ended by remote" in out.stdout  # the bot hung up after its goodbye
 
 
 LONG_FLOW = {

@@ -17,6 +17,8 @@ import asyncio
 import base64
 import binascii
 import copy
+import heapq
+import itertools
 import json
 import secrets
 import string
@@ -60,6 +62,7 @@ T = TypeVar("T")
 BYTES_PER_MS = 48  # 24 kHz PCM16 mono
 CHUNK_BYTES = 100 * BYTES_PER_MS  # audio deltas of 100 ms
 MIN_COMMIT_MS = 100
+PLAYOUT_MARGIN_S = 0.3  # a playing reply's next TTS chunk is due this long before its audio ends
 _ALNUM = string.ascii_letters + string.digits
 
 _NAMES: dict[Dialect, dict[str, str]] = {
@@ -106,21 +109,51 @@ class _Ended(Exception):
 
 
 class WorkPool:
-    """Runs blocking ASR/TTS jobs in `workers` threads; waiters are served first come first served
-    (asyncio.Semaphore wakes its waiters in FIFO order). Returns each job's queue wait."""
+    """Runs blocking ASR/TTS jobs in `workers` threads, earliest deadline first.
+
+    A job's deadline is when a caller would notice it missing: now for a transcription or a
+    reply's first audio (the caller is waiting in silence), and for later TTS chunks the
+    moment the audio already sent runs out. So a reply that is already playing yields to
+    another caller's silence, and no caller's reply starts behind someone else's long
+    sentence. Ties (equal deadlines) go first come, first served. `run()` returns the job's
+    result and its wait in the queue."""
 
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)
-        self._sem = asyncio.Semaphore(self.workers)
+        self._free = self.workers
+        self._waiting: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="local-speech")
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> tuple[T, float]:
+    async def run(
+        self, fn: Callable[..., T], *args: Any, deadline: float | None = None
+    ) -> tuple[T, float]:
+        loop = asyncio.get_running_loop()
         t0 = time.monotonic()
-        async with self._sem:
-            wait_ms = (time.monotonic() - t0) * 1000
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._executor, fn, *args)
-        return result, wait_ms
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+        else:
+            turn: asyncio.Future[None] = loop.create_future()
+            heapq.heappush(self._waiting, (t0 if deadline is None else deadline,
+                                           next(self._seq), turn))  # fmt: skip
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():
+                    self._release()  # our turn came as we were cancelled: pass it on
+                raise
+        wait_ms = (time.monotonic() - t0) * 1000
+        job = loop.run_in_executor(self._executor, fn, *args)
+        job.add_done_callback(lambda _f: self._release())  # when the thread is really free
+        return await asyncio.shield(job), wait_ms
+
+    def _release(self) -> None:
+        while self._waiting:
+            _, _, turn = heapq.heappop(self._waiting)
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._free += 1
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -186,7 +219,11 @@ class _Resp:
     cancel: threading.Event = field(default_factory=threading.Event)
     items: list[_OutItem] = field(default_factory=list)
     ended: bool = False
-    queue_wait_ms: float = 0.0
+    queue_wait_ms: float = 0.0  # ASR of the turn it answers + its TTS, waiting for the pool
+    asr_ms: float = 0.0
+    first_audio_at: float | None = None  # monotonic time of its first audio delta
+    audio_sent_ms: float = 0.0
+    late_ms: float = 0.0  # audio made later than a real-time listener needed it (gaps)
     task: asyncio.Task[None] | None = None
     ended_evt: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -218,6 +255,8 @@ class _Session:
         self.text_words_since_response = 0
         self.speech_item_id = ""
         self.speech_start_ms = 0
+        self._asr_wait_ms = 0.0  # of the last transcribed turn, for its response's metadata
+        self._asr_ms = 0.0
         self._turn_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -583,7 +622,7 @@ class _Session:
         async with self._turn_lock:
             t0 = time.monotonic()
             try:
-                result, wait_ms = await self.srv.pool.run(
+                result, wait_ms = await self.srv.pool.run(  # due now: the caller waits
                     self.srv.pipeline.recognizer.transcribe, pcm
                 )
             except Exception as exc:
@@ -600,11 +639,13 @@ class _Session:
                     },
                 )
                 return
+            self._asr_wait_ms = wait_ms
+            self._asr_ms = (time.monotonic() - t0) * 1000 - wait_ms
             log.info(
                 "local_transcribed",
                 item_id=item["id"],
                 queue_wait_ms=round(wait_ms, 1),
-                asr_ms=round((time.monotonic() - t0) * 1000 - wait_ms, 1),
+                asr_ms=round(self._asr_ms, 1),
                 audio_ms=len(pcm) // BYTES_PER_MS,
             )
             text = str(result if isinstance(result, str) else getattr(result, "text", "")).strip()
@@ -837,6 +878,8 @@ class _Session:
         resp = _Resp(_new_id("resp"), self.audio_ms_since_response, self.text_words_since_response)
         self.audio_ms_since_response = 0.0
         self.text_words_since_response = 0
+        resp.queue_wait_ms, resp.asr_ms = self._asr_wait_ms, self._asr_ms
+        self._asr_wait_ms = self._asr_ms = 0.0
         self.active = resp
         created = self._response_obj(resp, "in_progress", None)
         created["usage"] = None
@@ -1004,8 +1047,20 @@ class _Session:
             it = iter(synth.synthesize(clause, resp.cancel))
             said = False
             while True:
-                chunk, wait_ms = await self.srv.pool.run(_next_chunk, it)
-                resp.queue_wait_ms += wait_ms
+                playing_until = (
+                    None
+                    if resp.first_audio_at is None
+                    else resp.first_audio_at + resp.audio_sent_ms / 1000
+                )
+                chunk, wait_ms = await self.srv.pool.run(
+                    _next_chunk,
+                    it,
+                    deadline=None if playing_until is None else playing_until - PLAYOUT_MARGIN_S,
+                )
+                if playing_until is None:
+                    resp.queue_wait_ms += wait_ms  # the caller hears silence meanwhile
+                else:
+                    resp.late_ms += max(0.0, (time.monotonic() - playing_until) * 1000)
                 if resp.ended:
                     raise _Ended
                 if chunk is _DONE:
@@ -1032,6 +1087,9 @@ class _Session:
     async def _audio_delta(self, resp: _Resp, out: _OutItem, ids: Event, pcm: bytes) -> None:
         if not pcm:
             return
+        if resp.first_audio_at is None:
+            resp.first_audio_at = time.monotonic()
+        resp.audio_sent_ms += len(pcm) / BYTES_PER_MS
         wire = out.wire.from_pcm24(pcm) if out.wire else pcm
         await self.rsend(
             resp, self.names["audio_delta"], **ids, delta=base64.b64encode(wire).decode("ascii")
@@ -1137,12 +1195,17 @@ class _Session:
     async def _send_done(self, resp: _Resp, status: str, details: Event | None) -> None:
         obj = self._response_obj(resp, status, details)
         obj["usage"] = self._usage(resp)
-        obj["metadata"] = {"queue_wait_ms": round(resp.queue_wait_ms, 1)}
+        obj["metadata"] = {
+            "queue_wait_ms": round(resp.queue_wait_ms, 1),
+            "asr_ms": round(resp.asr_ms, 1),
+            "late_ms": round(resp.late_ms, 1),
+        }
         log.info(
             "local_response_done",
             response_id=resp.id,
             status=status,
             queue_wait_ms=round(resp.queue_wait_ms, 1),
+            late_ms=round(resp.late_ms, 1),
             audio_ms=round(sum(o.audio_ms for o in resp.items)),
         )
         await self.send("response.done", response=obj)
