@@ -4,6 +4,7 @@ back by the same ASR, is the expected text; the flow's tool call reaches the exe
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from collections.abc import Iterator
@@ -184,3 +185,81 @@ def test_caller_interrupts_the_offline_engine(
         barge = eng.wait_for("barge_in")[0]
         trunc = eng.wait_for("truncate")[0]
         assert barge["played_ms"] > 2000 and trunc["audio_end_ms"] > 2000
+
+
+async def test_openai_sdk_against_the_real_offline_engine(local_engine: str, speech: tuple) -> None:
+    """The official `openai` SDK as client of the real engine (Whisper, piper, the flow): a
+    spoken question ends a server-VAD turn, is transcribed, becomes the flow's function call;
+    the function's output becomes a spoken answer that transcribes back to the right words;
+    truncating that answer is acknowledged."""
+    import base64
+
+    from openai import AsyncOpenAI
+
+    asr, tts = speech
+    question = b"".join(tts.synthesize("When are you open?"))  # 24 kHz PCM16
+    client = AsyncOpenAI(api_key="unused", websocket_base_url=local_engine)
+    async with client.beta.realtime.connect(model="gpt-4o-realtime-preview-2024-12-17") as conn:
+        events: list[object] = []
+
+        async def until(kind: str) -> object:
+            while True:
+                ev = await asyncio.wait_for(conn.recv(), 30)
+                events.append(ev)
+                if ev.type == kind:
+                    return ev
+
+        await until("session.created")
+        await conn.session.update(
+            session={  # type: ignore[typeddict-unknown-key]
+                "instructions": "The test clinic.",
+                "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
+                "tools": [{"type": "function", "name": "hours", "parameters": {}}],
+                "flow": FLOW,
+            }
+        )
+        await until("session.updated")
+        for pcm in (bytes(48 * 300), question, bytes(48 * 1200)):
+            for i in range(0, len(pcm), 4800):
+                await conn.input_audio_buffer.append(
+                    audio=base64.b64encode(pcm[i : i + 4800]).decode()
+                )
+        started = await until("input_audio_buffer.speech_started")
+        stopped = await until("input_audio_buffer.speech_stopped")
+        assert 0 <= started.audio_start_ms < stopped.audio_end_ms  # type: ignore[attr-defined]
+        heard = await until("conversation.item.input_audio_transcription.completed")
+        assert "open" in heard.transcript.lower()  # type: ignore[attr-defined]
+        done = await until("response.done")
+        calls = [o for o in done.response.output if o.type == "function_call"]  # type: ignore[attr-defined]
+        assert [c.name for c in calls] == ["hours"]
+        greeting = b"".join(
+            base64.b64decode(e.delta)
+            for e in events
+            if e.type == "response.audio.delta"  # type: ignore[attr-defined]
+        )
+        assert "test clinic" in asr.transcribe(greeting).text.lower()  # the flow's start state
+
+        events.clear()
+        await conn.conversation.item.create(
+            item={
+                "type": "function_call_output",
+                "call_id": calls[0].call_id,
+                "output": json.dumps({"open": "from nine to five"}),
+            }  # fmt: skip
+        )
+        await conn.response.create()
+        done = await until("response.done")
+        answer = b"".join(
+            base64.b64decode(e.delta)
+            for e in events
+            if e.type == "response.audio.delta"  # type: ignore[attr-defined]
+        )
+        words = asr.transcribe(answer).text.lower()
+        assert "open" in words and ("nine" in words or "9" in words), words
+        said = next(e for e in events if e.type == "response.audio_transcript.done")
+        assert said.transcript == "We are open from nine to five."  # type: ignore[attr-defined]
+
+        item_id = done.response.output[0].id  # type: ignore[attr-defined]
+        await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=500)
+        cut = await until("conversation.item.truncated")
+        assert cut.audio_end_ms == 500  # type: ignore[attr-defined]

@@ -67,6 +67,10 @@ def build_pipeline(workers: int = 2) -> Pipeline:
     asr = Asr()
     asr.warmup()
     tts = Tts()
+    # The first synthesis of a fresh voice is slower (~20 % here, onnxruntime sizing its
+    # buffers): spend it now rather than on the first caller's greeting.
+    for _ in tts.synthesize("Hello, this is a warm-up. One moment, please."):
+        pass
     _log.info("models loaded", seconds=round(time.monotonic() - t0, 2))
     return Pipeline(
         detector_factory=SpeechDetector,
