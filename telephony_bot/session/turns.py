@@ -31,6 +31,17 @@ echo return loss and delayed by the round trip. A caller frame whose level is at
 does not count as caller speech, however sure the VAD is. A caller talking over the bot is
 louder than that bound and counts.
 
+`echo_return_loss_db` is the worst case; most lines return far less echo (a handset with a
+good echo canceller, a softphone, a digital trunk: often nothing at all). So the policy also
+measures the line: for every caller frame while the bot speaks it notes how far below the
+played level the caller side was, and the smallest such distance over the last
+`erl_window_ms` (leaving out the newest `erl_guard_ms`, where a caller's own onset would be)
+is the echo this line really returns. The gate then sits `erl_margin_db` under that,
+between `echo_return_loss_db` and `max_echo_return_loss_db` — so on a quiet line the quiet
+first syllables of a caller's barge-in count at once, and on an echoing line nothing changes.
+Measuring starts `echo_window_ms` after the bot starts speaking (its echo may still be on the
+way before that), and until `erl_min_ms` has been measured the worst case applies.
+
 Truncation rule
 ---------------
 `Truncate(item_id, audio_end_ms)` with `audio_end_ms = min(played_ms, generated_ms)` for the
@@ -69,7 +80,13 @@ class BargeInSettings:
     # First stage: after this much caller speech over the bot, pause (not drop) its audio, so
     # the bot goes quiet fast; a noise that ends before `min_interrupt_ms` resumes it. 0, or
     # not less than min_interrupt_ms: off.
-    pause_after_ms: int = 60
+    pause_after_ms: int = 40
+    # The line's measured echo (see "Echo gating"): off when max <= echo_return_loss_db.
+    max_echo_return_loss_db: float = 40.0
+    erl_margin_db: float = 6.0
+    erl_window_ms: int = 2000
+    erl_guard_ms: int = 200
+    erl_min_ms: int = 300
 
     def __post_init__(self) -> None:
         if self.min_interrupt_ms < 0 or self.echo_window_ms < 0 or self.false_interrupt_ms < 0:
@@ -172,6 +189,33 @@ class _Played:
     levels: deque[tuple[int, float]] = field(default_factory=deque)
 
 
+class _EchoMeter:
+    """How far below the bot's played level the caller side stays while the bot speaks."""
+
+    def __init__(self, s: BargeInSettings) -> None:
+        self.s = s
+        self._gaps: deque[tuple[int, float]] = deque()  # (now_ms, played max - caller level)
+
+    def note(self, now_ms: int, played_max: float, caller_level: float) -> None:
+        if played_max <= SILENCE_DBFS:
+            return
+        self._gaps.append((now_ms, played_max - caller_level))
+        horizon = now_ms - self.s.erl_window_ms
+        while self._gaps and self._gaps[0][0] < horizon:
+            self._gaps.popleft()
+
+    def loss_db(self, now_ms: int) -> float:
+        """The echo return loss to assume now (dB)."""
+        s = self.s
+        if s.max_echo_return_loss_db <= s.echo_return_loss_db:
+            return s.echo_return_loss_db
+        settled = [g for t, g in self._gaps if t <= now_ms - s.erl_guard_ms]
+        if len(settled) * s.frame_ms < s.erl_min_ms:
+            return s.echo_return_loss_db
+        measured = min(settled) - s.erl_margin_db
+        return max(s.echo_return_loss_db, min(s.max_echo_return_loss_db, measured))
+
+
 class TurnPolicy:
     """Decides barge-in from local VAD frames, provider VAD events and playout progress."""
 
@@ -180,6 +224,8 @@ class TurnPolicy:
         self._segments: list[_Segment] = []
         self._base = 0  # the played-ms axis position where the (empty) queue restarts
         self._played = _Played()
+        self._echo = _EchoMeter(self.settings)
+        self._speaking_since: int | None = None
         self._run: _Run | None = None
         self._pending: _PendingCheck | None = None
         self._paused = False
@@ -292,8 +338,15 @@ class TurnPolicy:
         """The engine's VAD result for one caller frame (`now_ms` = end of the frame)."""
         s = self.settings
         self._trim_levels(now_ms)
-        qualifying = speech and not self._is_echo(level_dbfs)
+        qualifying = speech and not self._is_echo(level_dbfs, now_ms)
         speaking = self._speaking(now_ms)
+        if not speaking:
+            self._speaking_since = None
+        elif self._speaking_since is None:
+            self._speaking_since = now_ms
+        elif now_ms - self._speaking_since >= s.echo_window_ms and self._played.levels:
+            # The bot has spoken long enough for its echo, if any, to have come back.
+            self._echo.note(now_ms, max(v for _, v in self._played.levels), level_dbfs)
         run = self._run
         if qualifying:
             if run is None:
@@ -371,12 +424,16 @@ class TurnPolicy:
 
     # ---- internals ----
 
-    def _is_echo(self, level_dbfs: float) -> bool:
+    def _is_echo(self, level_dbfs: float, now_ms: int) -> bool:
         levels = self._played.levels
         if not levels:
             return False
-        bound = max(level for _, level in levels) - self.settings.echo_return_loss_db
+        bound = max(level for _, level in levels) - self._echo.loss_db(now_ms)
         return level_dbfs <= bound
+
+    def echo_return_loss_db(self, now_ms: int) -> float:
+        """The echo gate's current distance below the played level (for logs and tests)."""
+        return self._echo.loss_db(now_ms)
 
     def _trim_levels(self, now_ms: int) -> None:
         levels = self._played.levels

@@ -235,6 +235,49 @@ def test_echo_bound_follows_the_played_level_window() -> None:
     assert call.log == []
 
 
+QUIET = -38.0  # a soft-spoken caller's first syllables: under the worst-case bound (-25)
+
+
+def test_on_a_line_without_echo_a_soft_caller_interrupts_at_once() -> None:
+    call = Call()
+    call.bot_says("item_1", 5000)
+    call.frames(1500)  # the caller side is silent while the bot speaks: no echo on this line
+    assert call.policy.echo_return_loss_db(call.now) == 40.0
+    onset = call.now
+    call.frames(200, speech=True, level=QUIET)
+    assert call.actions()[:2] == INTERRUPT
+    assert call.log[0][0] - onset == 160  # min_interrupt_ms + the frame it takes to see
+
+
+def test_on_an_echoing_line_the_gate_stays_where_the_echo_is() -> None:
+    call = Call()
+    call.bot_says("item_1", 6000)
+    call.frames(200)  # the echo is on its way back
+    call.frames(3000, speech=True, level=ECHO)  # then comes back 20 dB down, all the time
+    assert call.log == []  # never an interruption by the bot's own voice
+    assert call.policy.echo_return_loss_db(call.now) == 15.0  # 20 dB measured - 6 margin
+    call.frames(300, speech=True, level=QUIET)  # quieter than the echo: explained as echo
+    assert call.log == []
+    call.frames(200, speech=True, level=LOUD)
+    assert call.actions()[:2] == INTERRUPT
+
+
+def test_echo_arriving_late_after_the_bot_starts_is_not_taken_for_a_quiet_line() -> None:
+    call = Call()
+    call.bot_says("item_1", 4000)
+    call.frames(280)  # a long echo path: nothing comes back for 280 ms
+    call.frames(3000, speech=True, level=ECHO)
+    assert call.log == []
+
+
+def test_the_measured_gate_can_be_turned_off() -> None:
+    call = Call(BargeInSettings(pause_after_ms=0, max_echo_return_loss_db=15.0))
+    call.bot_says("item_1", 5000)
+    call.frames(1500)
+    call.frames(400, speech=True, level=QUIET)
+    assert call.log == []
+
+
 # ---------- the provider's VAD ----------
 
 
@@ -412,14 +455,14 @@ def test_settings_are_validated() -> None:
 
 
 def test_bot_pauses_within_a_few_frames_and_is_cut_when_the_caller_keeps_talking() -> None:
-    call = Call(BargeInSettings())  # pause after 60 ms, interrupt at 150 ms
+    call = Call(BargeInSettings())  # pause after 40 ms, interrupt at 150 ms
     call.bot_says("item_1", 4000)
     call.frames(1000)
     onset = call.now
     call.frames(400, speech=True, level=LOUD)
     (t_pause, pause), *rest = call.log
     assert pause == PausePlayout()
-    assert onset + 60 <= t_pause <= onset + 60 + FRAME  # the caller hears the bot stop here
+    assert onset + 40 <= t_pause <= onset + 40 + FRAME  # the caller hears the bot stop here
     played_at_pause = 1000 + (t_pause - onset)
     assert [a for _, a in rest] == INTERRUPT + [Truncate("item_1", played_at_pause)]
     assert onset + 150 <= rest[0][0] <= onset + 150 + FRAME
