@@ -6,6 +6,7 @@ back into its history, and a dead LLM endpoint gives the caller an apology, not 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -81,16 +82,24 @@ def _session(base_url: str) -> dict[str, Any]:
     }
 
 
-async def test_llm_reply_streams_calls_a_tool_and_uses_its_result(
-    server: LocalRealtimeServer, chat: ChatServer
-) -> None:
+@contextlib.asynccontextmanager
+async def _connected(
+    server: LocalRealtimeServer, session: dict[str, Any]
+) -> AsyncIterator[tuple[Any, list[Any]]]:
+    """An SDK realtime connection with `session` applied, and the list its events go to."""
     client = AsyncOpenAI(api_key="x", websocket_base_url=server.url)
     async with client.beta.realtime.connect(model=MODEL) as conn:
         log: list[Any] = []
         await until(conn, "session.created", log)
-        await conn.session.update(session=_session(chat.base_url))  # type: ignore[arg-type]
+        await conn.session.update(session=session)  # type: ignore[arg-type]
         await until(conn, "session.updated", log)
+        yield conn, log
 
+
+async def test_llm_reply_streams_calls_a_tool_and_uses_its_result(
+    server: LocalRealtimeServer, chat: ChatServer
+) -> None:
+    async with _connected(server, _session(chat.base_url)) as (conn, log):
         # The greeting: the LLM writes it; the first clause is heard before the LLM is done.
         await conn.response.create()
         await until(conn, "response.done", log)
@@ -154,12 +163,7 @@ async def test_barge_in_stops_the_llm_stream_and_history_keeps_what_was_said(
 ) -> None:
     chat.word_delay_s = 0.15  # a slow LLM: the caller interrupts mid-reply
     recognizer.transcript = "tell me something"
-    client = AsyncOpenAI(api_key="x", websocket_base_url=server.url)
-    async with client.beta.realtime.connect(model=MODEL) as conn:
-        log: list[Any] = []
-        await until(conn, "session.created", log)
-        await conn.session.update(session=_session(chat.base_url))  # type: ignore[arg-type]
-        await until(conn, "session.updated", log)
+    async with _connected(server, _session(chat.base_url)) as (conn, log):
         await conn.response.create()
         await until(conn, "response.audio.delta", log)
         for pcm in (_tone(400), bytes(24000)):  # the caller talks over the greeting
@@ -186,12 +190,7 @@ async def test_unreachable_or_silent_llm_gives_an_apology(
     else:
         chat.hang = True  # accepts, never sends a token
         session["llm"]["first_token_timeout_s"] = 1.0
-    client = AsyncOpenAI(api_key="x", websocket_base_url=server.url)
-    async with client.beta.realtime.connect(model=MODEL) as conn:
-        log: list[Any] = []
-        await until(conn, "session.created", log)
-        await conn.session.update(session=session)  # type: ignore[arg-type]
-        await until(conn, "session.updated", log)
+    async with _connected(server, session) as (conn, log):
         await conn.response.create()
         done = await until(conn, "response.done", log, timeout=10)
         assert done.response.status == "completed"
