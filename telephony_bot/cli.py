@@ -20,6 +20,11 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
 def _sip_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dialplan", help="dialplan YAML file (default: built-in echo defaults)")
+    p.add_argument(
+        "--config",
+        help="engine settings YAML (mqtt, cdr, admin, outbound); "
+        "TELEPHONY_BOT_<SECTION>_<FIELD> variables override it",
+    )
     p.add_argument("--sip-host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     p.add_argument("--sip-port", type=int, default=5060, help="SIP port (default 5060)")
     p.add_argument("--provider", help="use this provider for every route (e.g. echo)")
@@ -67,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--worker-id", type=int, default=0)
     worker.add_argument("--rtp-port-range", type=int, default=100)
     worker.add_argument("--max-calls", type=int, default=4)
+    worker.add_argument("--mqtt-node", help="MQTT node name of this worker (default: mqtt.node)")
     worker.add_argument(
         "--media-loopback",
         action="store_true",
@@ -251,6 +257,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     for w in plans.current.warnings:
         log.get("dialplan").warning("dialplan warning", warning=w)
     app.check(plans.current, args.provider)
+    engine = _engine_settings(args)
     settings = _sip_settings(args, 0)
     with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError):
         faulthandler.enable()  # a crash inside PJSIP leaves a Python stack trace in the log
@@ -258,9 +265,20 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         settings,  # type: ignore[arg-type]
         plans=plans,
         provider_override=args.provider,
+        engine=engine,
     )
     asyncio.run(serve_worker(worker))
     return EXIT_OK
+
+
+def _engine_settings(args: argparse.Namespace) -> Any:
+    from telephony_bot.config import load_engine_settings
+
+    engine = load_engine_settings(args.config)
+    node = getattr(args, "mqtt_node", None)
+    if node and engine.mqtt is not None:
+        engine = engine.model_copy(update={"mqtt": engine.mqtt.model_copy(update={"node": node})})
+    return engine
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -272,6 +290,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     loaded = _load_plan(args)
     app.check(loaded, args.provider)  # fail fast: bad plan, provider, key, tool
     _sip_settings(args, 0)  # validate before spawning anything
+    engine = _engine_settings(args)
     rtp_range = 100
     specs = []
     for i in range(args.workers):
@@ -295,9 +314,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             ("--echo-delay-ms", args.echo_delay_ms),
             ("--log-format", args.log_format),
             ("--log-level", args.log_level),
+            ("--config", args.config),
         ):
             if value is not None:
                 argv += [flag, str(value)]
+        if engine.mqtt is not None and args.workers > 1:
+            argv += ["--mqtt-node", f"{engine.mqtt.node}-w{i}"]  # a node per worker
         specs.append(WorkerSpec(index=i, argv=worker_argv(argv), sip_port=port))
     if app.needs_local_engine(loaded, args.provider) and not os.environ.get(
         "TELEPHONY_BOT_LOCAL_ENGINE"

@@ -33,6 +33,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from telephony_bot import log as logmod
+from telephony_bot.providers.openai.protocol import said_exactly
 
 from .pipeline import (
     FRAME_BYTES,
@@ -750,6 +751,14 @@ class _Session:
             )
             return
         self.auto_response_due = False
+        response = ev.get("response")
+        instructions = response.get("instructions") if isinstance(response, dict) else None
+        text = said_exactly(instructions) if isinstance(instructions, str) else None
+        if text is not None:
+            # "say exactly this" (the engine's `say` command): speak it verbatim, and leave
+            # the flow's own pending actions for the next response
+            await self._start_response(said=[Say(text)] if text else [])
+            return
         await self._start_response()
 
     async def on_response_cancel(self, ev: Event, event_id: str | None) -> None:
@@ -786,13 +795,16 @@ class _Session:
             obj.update(output_modalities=["audio"], max_output_tokens="inf")
         return obj
 
-    async def _start_response(self) -> None:
-        if not self.started:
+    async def _start_response(self, said: list[Any] | None = None) -> None:
+        if said is not None:
+            actions = said
+        elif not self.started:
             self.started = True
             actions = list(self._ensure_brain().start() or []) + self.pending
         else:
             actions = self.pending
-        self.pending = []
+        if said is None:
+            self.pending = []
         resp = _Resp(_new_id("resp"), self.audio_ms_since_response, self.text_words_since_response)
         self.audio_ms_since_response = 0.0
         self.text_words_since_response = 0

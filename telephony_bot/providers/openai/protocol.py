@@ -776,6 +776,22 @@ def response_create(
     return _event("response.create", event_id, response={"instructions": instructions})
 
 
+# Response instructions that make the model speak a given text verbatim (the `say`
+# command). The local engine recognises this exact prefix and speaks the rest as is.
+SAY_EXACTLY_PREFIX = "Say exactly this to the caller, word for word, and nothing else: "
+
+
+def say_exactly(text: str) -> str:
+    return SAY_EXACTLY_PREFIX + text
+
+
+def said_exactly(instructions: str) -> str | None:
+    """The text a `say_exactly()` instruction asks for, or None for other instructions."""
+    if instructions.startswith(SAY_EXACTLY_PREFIX):
+        return instructions[len(SAY_EXACTLY_PREFIX) :].strip()
+    return None
+
+
 def response_cancel(
     response_id: str | None = None, *, event_id: str | None = None
 ) -> dict[str, Any]:
