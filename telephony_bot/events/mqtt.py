@@ -188,7 +188,7 @@ class MqttLink:
         self.commands += 1
         call_id: str | None = parsed.call_id
         try:
-            if parsed.verb not in s.commands:
+            if parsed.verb in cmds.MODELS and parsed.verb not in s.commands:
                 raise cmds.CommandError(f"verb {parsed.verb!r} is disabled on this engine")
             payload = message.payload if isinstance(message.payload, bytes | str) else None
             cmd = cmds.parse_payload(parsed.verb, payload)
