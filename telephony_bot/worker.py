@@ -216,6 +216,10 @@ class Worker:
             **self.engine.describe(),
         )
         watcher = asyncio.create_task(self.plans.run()) if self.plans is not None else None
+        from telephony_bot.admin.worker_app import for_worker
+
+        admin = for_worker(self)  # metrics on the bus; the admin API when a port is set
+        await admin.start()
         link = None
         if self.engine.mqtt is not None:
             from telephony_bot.events.mqtt import MqttLink
@@ -230,6 +234,7 @@ class Worker:
             if watcher is not None:
                 watcher.cancel()
             await self._drain()
+            await admin.stop()
             if link is not None:
                 await link.stop()
 

@@ -13,8 +13,12 @@ stop counting once the supervisor calls `mark_process_dead(pid)`.
 Metric names (all prefixed `telephony_bot_`):
 - `calls_active{worker}`, `worker_capacity{worker}`: load per worker (sum them for the machine)
 - `calls_total{result}`: ended calls by result (see `call_result`)
-- `turn_latency_seconds`: caller's end of speech → first bot audio of the reply
-- `barge_in_latency_seconds`: caller's voice onset over the bot → bot audio stopped
+- `turn_latency_seconds`: caller's end of speech → first bot audio of the reply, as the
+  engine sees it (`turn.agent`'s `latency_ms`: the last caller frame its VAD called speech →
+  the reply's first audio queued). The network and both jitter buffers come on top: one
+  test call measured 433 ms here and 600 ms on the caller's side of the wire.
+- `barge_in_latency_seconds`: caller's voice onset over the bot → bot audio cleared
+  (`barge_in`'s `latency_ms`; barge-ins the provider's own VAD decided carry none)
 - `provider_errors_total{code}`, `provider_reconnects_total`
 - `tool_duration_seconds{tool,ok}`: tool run time
 - `turns_total{role}`: final transcript turns

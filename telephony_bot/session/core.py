@@ -192,6 +192,10 @@ class CallSession:
         self._last_response_status = ""
         self._mute_provider = False
         self._pending_calls: dict[str, list[FunctionCall]] = {}
+        # turn latency (metrics): caller's last voiced frame → first audio of the next reply
+        self._caller_voice_ms: int | None = None  # loop ms of the last voiced caller frame
+        self._reply_due_from: int | None = None  # set when the caller's turn ended
+        self._latency_ms: dict[str, int] = {}  # by assistant item, until its turn.agent
         self.bus = bus if bus is not None else NullBus()
         self.meta = meta or CallMeta()
         self.agent_turns = AgentTurns()
@@ -383,6 +387,7 @@ class CallSession:
             v = vad.process(pcm)
             if v.speech:
                 self._last_activity = self._loop.time()
+                self._caller_voice_ms = now
             self._act(self.policy.caller_frame(v.speech, v.dbfs, now))
             self._act(self.policy.tick(now))
             await self.session.send_audio(pcm)
@@ -401,6 +406,9 @@ class CallSession:
                 if ev.item_id and ev.item_id != self._item_id:
                     self._item_id = ev.item_id
                     self.policy.reset_item(ev.item_id)
+                    if self._reply_due_from is not None:
+                        self._latency_ms[ev.item_id] = self._now_ms() - self._reply_due_from
+                        self._reply_due_from = None
                 ms = len(ev.pcm) // 48
                 self.usage.audio_out_ms += ms
                 if self.result.first_audio_at is None:
@@ -418,6 +426,7 @@ class CallSession:
                 self._act(self.policy.provider_speech_started(self._now_ms()))
             elif isinstance(ev, SpeechStopped):
                 self._act(self.policy.provider_speech_stopped(self._now_ms()))
+                self._reply_due_from = self._caller_voice_ms
             elif isinstance(ev, TranscriptDelta):
                 if ev.final:
                     if ev.role == "user":
@@ -464,7 +473,9 @@ class CallSession:
                 self.result.barge_ins += 1
                 _log.info("barge_in", dropped_ms=dropped, played_ms=played)
                 _, item_ms = self.policy.played_item_ms()
-                self.emit("barge_in", by="caller", played_ms=item_ms, dropped_ms=dropped)
+                its = self.policy.interruptions  # latency: caller's voice onset → silence
+                lat = {"latency_ms": self._now_ms() - its[-1].started_ms} if its else {}
+                self.emit("barge_in", by="caller", played_ms=item_ms, dropped_ms=dropped, **lat)
             elif isinstance(a, PausePlayout):
                 self.call.media.pause()
             elif isinstance(a, ResumePlayout):
@@ -700,12 +711,14 @@ class CallSession:
 
     def _emit_turns(self, turns: list[Any]) -> None:
         for t in turns:
+            latency = self._latency_ms.pop(t.item_id, None)
             self.emit(
                 "turn.agent",
                 text=t.text,
                 item_id=t.item_id,
                 interrupted=t.interrupted,
                 played_ms=t.played_ms,
+                **({} if latency is None else {"latency_ms": latency}),
             )
 
     async def _hangup(self, reason: str) -> None:

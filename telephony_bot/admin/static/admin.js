@@ -234,6 +234,15 @@ function cell(tr, text, cls) {
   tr.append(td);
 }
 
+function outcome(r) {
+  if (r.answered === false) return ["not answered", "error"];
+  if (/transferred/.test(r.end_reason || "")) return ["transferred", "transferred"];
+  if (/error|unavailable/.test(r.end_reason || "")) return ["failed", "error"];
+  if (r.ended_by === "remote") return ["caller hung up", "completed"];
+  if (r.ended_by === "local") return ["bot hung up", "completed"];
+  return [r.ended_by || "", "completed"];
+}
+
 async function loadRecords() {
   let resp;
   try { resp = await api("/records?limit=25"); } catch (e) { return; }
@@ -243,15 +252,15 @@ async function loadRecords() {
   body.replaceChildren();
   for (const r of records) {
     const tr = document.createElement("tr");
-    const ended = epoch(r.ended_at) ?? epoch(r.ts);
+    const ended = epoch((r.times || {}).end) ?? epoch(r.ended_at);
     cell(tr, ended ? new Date(ended * 1000).toLocaleTimeString() : "");
     cell(tr, r.caller);
     cell(tr, r.called);
     cell(tr, r.route || "(default)");
     cell(tr, typeof r.duration_s === "number" ? fmtDuration(r.duration_s) : "", "num");
-    const result = r.result || r.ended_by || "";
-    cell(tr, result, "result-" + result);
-    cell(tr, r.reason);
+    const [result, cls] = outcome(r);
+    cell(tr, result, "result-" + cls);
+    cell(tr, r.end_reason ?? r.reason);
     body.append(tr);
   }
   $("#no-records").hidden = records.length > 0;
