@@ -203,6 +203,8 @@ class CallSession:
         self._says: collections.deque[str] = collections.deque()  # texts waiting to be said
         self._say_sent: str | None = None  # the say whose response.create is in flight
         self._ready = asyncio.Event()  # connected to the provider
+        self._agent_text: dict[str, str] = {}  # assistant transcript deltas, by item
+        self._cut_items: set[str] = set()  # replies a `say` cut off: their late audio is dropped
 
     def emit(self, type_: str, **data: Any) -> None:
         """Publish a call event (synchronous, never blocks, never raises)."""
@@ -398,7 +400,9 @@ class CallSession:
         assert self.session is not None
         async for ev in self.session.events():
             if isinstance(ev, AudioDelta):
-                if ev.item_id and self.policy.interrupted(ev.item_id):
+                if ev.item_id and (
+                    self.policy.interrupted(ev.item_id) or ev.item_id in self._cut_items
+                ):
                     continue  # late audio of a reply the caller interrupted: never play it
                 if self._mute_provider:
                     continue  # the call is closing with the engine's own last words
@@ -428,13 +432,17 @@ class CallSession:
                 self._act(self.policy.provider_speech_stopped(self._now_ms()))
                 self._reply_due_from = self._caller_voice_ms
             elif isinstance(ev, TranscriptDelta):
+                if not ev.final and ev.role == "assistant":
+                    self._agent_text[ev.item_id] = self._agent_text.get(ev.item_id, "") + ev.text
                 if ev.final:
                     if ev.role == "user":
                         self.result.turns_user += 1
                         self.emit("turn.user", text=ev.text, item_id=ev.item_id)
                     else:
                         self.result.turns_agent += 1
-                        self.agent_turns.transcript(ev.item_id, ev.text)
+                        # a truncated reply's final transcript can be empty: keep what was said
+                        said = self._agent_text.pop(ev.item_id, "")
+                        self.agent_turns.transcript(ev.item_id, ev.text or said.strip())
                     _log.info(f"turn.{ev.role}", text=ev.text, item_id=ev.item_id)
             elif isinstance(ev, FunctionCall):
                 # Run it once its response completes: a cancelled response's call is void.
@@ -661,7 +669,7 @@ class CallSession:
             self._interrupt_bot()
             self._says.clear()  # `now` replaces anything still waiting
         self._says.append(text)
-        queued = self._response_active or self._say_sent is not None
+        queued = not interrupt and (self._response_active or self._say_sent is not None)
         if not self._response_active:
             await self._next_say()
         return True, "queued after the current reply" if queued else ""
@@ -683,6 +691,8 @@ class CallSession:
         if item and not self.policy.interrupted(item):
             end = min(played, self.policy.generated_ms(item))
             self._spawn(self.session.truncate(item, end) if self.session else None)
+        if self._item_id:
+            self._cut_items.add(self._item_id)
         if self._response_active:
             self._spawn(self.session.cancel_response() if self.session else None)
         self._clear_playout()

@@ -292,6 +292,56 @@ def test_say_inject_hangup_and_bad_commands_on_a_live_call(
         _no_secret(eng.log_path.read_text(), *(json.dumps(m.payload) for m in probe.messages))
 
 
+def test_say_now_cuts_the_bot_off_and_a_second_say_waits_for_the_first(
+    tmp_path: Path, server_factory: Any, broker: Mosquitto, probe: MqttProbe
+) -> None:
+    server = server_factory(
+        greeting=ScriptedReply(pcm=_tone(500, 4.0), transcript="A very long greeting."),
+        replies=[
+            ScriptedReply(pcm=_tone(700, 1.0), transcript="Sorry to interrupt."),
+            ScriptedReply(pcm=_tone(800, 0.6), transcript="One more thing."),
+        ],
+    )
+    plan = _plan(tmp_path, server)
+    cfg = _config(tmp_path, broker)
+    with engine.running(tmp_path, "worker", "--grace", "2", "--dialplan", str(plan),
+                        "--config", str(cfg)) as eng:  # fmt: skip
+        eng.wait_for("mqtt connected")
+        rec = tmp_path / "call.wav"
+        dialer = engine.dial_async(
+            tmp_path, eng.sip_port, "--duration", "6", "--record", str(rec), "--rate", str(RATE)
+        )
+        try:
+            call_id = probe.wait_event("call.answered")[0]["call_id"]
+            base = f"{PREFIX}/{NODE}/calls/{call_id}/cmd"
+            server.wait_for_sent("response.audio.delta", count=10)  # the greeting is playing
+            time.sleep(1.0)
+            r = probe.command(f"{base}/say", {"text": "Sorry to interrupt.", "interrupt": True})
+            assert r["ok"] is True and r["queued"] is False
+            r = probe.command(f"{base}/say", {"text": "One more thing."})
+            assert r["ok"] is True and r["queued"] is True  # after the reply being given
+            turns = probe.wait_event("turn.agent", count=3)
+        finally:
+            dialer.wait(30)
+        greeting, now, later = turns
+        # cut off: the words said so far, and marked interrupted
+        assert greeting["interrupted"] is True and greeting["text"]
+        assert "A very long greeting.".startswith(greeting["text"])
+        assert 800 <= greeting["played_ms"] <= 2500  # cut ~1.4 s in, not played out (4 s)
+        assert now["text"] == "Sorry to interrupt." and not now["interrupted"]
+        assert later["text"] == "One more thing." and not later["interrupted"]
+        assert server.truncations and server.truncations[0]["audio_end_ms"] <= 2500
+    report = engine.read_report(tmp_path, "dial")
+    got, _ = audio.read_wav(rec)
+    voiced = audio.voiced_frames(report["energy_dbfs"])
+    # what the caller heard: 500 Hz greeting, then 700 Hz, then 800 Hz - nothing of the
+    # greeting's remaining ~2.5 s in between
+    hz = [audio.dominant_hz(_segment(got, v * 20, v * 20 + 200), RATE) for v in voiced[::10]]
+    firsts = [next(i for i, h in enumerate(hz) if abs(h - f) < 20) for f in (500, 700, 800)]
+    assert firsts == sorted(firsts), hz
+    assert sum(1 for h in hz if abs(h - 500) < 20) * 200 < 2500
+
+
 def test_transfer_and_originate_over_mqtt(
     tmp_path: Path,
     server_factory: Any,
