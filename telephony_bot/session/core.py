@@ -120,6 +120,13 @@ class CallResult:
     usage: dict[str, Any] = field(default_factory=dict)
 
 
+def event_headers(headers: dict[str, str]) -> dict[str, str]:
+    """SIP headers as call.started shows them: trimmed, secret-named ones masked."""
+    return {
+        k: "***" if log.is_secret_key(k) else str(v)[:MAX_HEADER_CHARS] for k, v in headers.items()
+    }
+
+
 class _PlayoutLevels:
     """Level of every 20 ms of bot audio queued, so the policy learns what was just played."""
 
@@ -230,7 +237,7 @@ class CallSession:
                 route=self.meta.route,
                 plan_version=self.meta.plan_version,
                 provider=self.meta.provider,
-                headers={k: str(v)[:MAX_HEADER_CHARS] for k, v in offer.headers.items()},
+                headers=event_headers(offer.headers),
             )
             try:
                 await self._run()

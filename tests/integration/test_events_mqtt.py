@@ -146,8 +146,9 @@ def test_a_call_publishes_its_events_in_order_and_a_cdr_that_matches_it(
     with engine.running(tmp_path, "worker", "--grace", "2", *args) as eng:
         eng.wait_for("mqtt connected")
         rep = engine.dial(
-            tmp_path, eng.sip_port, "--play", str(speech), "--play-at", "2", "--duration", "8"
-        )
+            tmp_path, eng.sip_port, "--play", str(speech), "--play-at", "2", "--duration", "8",
+            "--header", f"X-Api-Key: {API_KEY}", "--header", "X-Customer: 42",
+        )  # fmt: skip
         assert rep["answered"]
         cdr_msg = probe.wait_for(lambda m: m.topic.endswith("/cdr"), timeout=20)[0]
         call_id = cdr_msg.payload["call_id"]
@@ -170,6 +171,8 @@ def test_a_call_publishes_its_events_in_order_and_a_cdr_that_matches_it(
         assert started["called"] == "100" and started["caller"] == "dial"
         assert started["route"] == "sales" and started["plan_version"]
         assert started["direction"] == "inbound" and started["node"] == NODE
+        assert started["headers"]["X-Customer"] == "42"
+        assert started["headers"]["X-Api-Key"] == "***"  # a secret-named header is masked
         assert answered["codec"].startswith("PCMU")
         assert greet["text"] == "Hello, how can I help?" and greet["interrupted"] is False
         assert 950 <= greet["played_ms"] <= 1050  # the whole 1 s greeting was heard

@@ -74,3 +74,12 @@ def test_secret_named_log_fields_are_masked(capfd: pytest.CaptureFixture[str]) -
     log.get("t").info("x", password="pw-1", admin_token="tok-2", api_key="k-3", user="bob")
     err = capfd.readouterr().err
     assert "pw-1" not in err and "tok-2" not in err and "k-3" not in err and "bob" in err
+
+
+def test_serve_validates_the_config_before_starting_workers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "engine.yaml"
+    cfg.write_text("outbound:\n  trunk: http://x\n")
+    assert main(["serve", "--provider", "echo", "--config", str(cfg)]) == 2
+    assert "outbound.trunk" in capsys.readouterr().err

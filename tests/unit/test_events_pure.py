@@ -252,3 +252,11 @@ def test_events_are_json_with_type_call_and_sequence() -> None:
     body = ev.to_json()
     assert body["type"] == "dtmf" and body["call_id"] == "c1" and body["digit"] == "5"
     assert Event("dtmf", "c1").seq > ev.seq
+
+
+def test_secret_named_sip_headers_are_masked_in_call_started() -> None:
+    from telephony_bot.session.core import event_headers
+
+    shown = event_headers({"X-Api-Key": "k-1", "X-Auth-Token": "t-2", "X-Customer": "42" * 200})
+    assert shown["X-Api-Key"] == "***" and shown["X-Auth-Token"] == "***"
+    assert shown["X-Customer"] == ("42" * 200)[:200]
