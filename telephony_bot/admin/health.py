@@ -1,5 +1,9 @@
 """Readiness: a worker is ready when its SIP transport listens, the providers its routes use
-answer on their TCP port, and the dialplan file on disk loads.
+answer HTTP at their address, and the dialplan file on disk loads.
+
+A provider is probed with a plain HTTP(S) GET beside its WebSocket path (no credentials):
+any HTTP answer, a 404 included, means the server is there. Not a bare TCP connect: a
+WebSocket server logs every connection that closes without a request as an error.
 
 The provider probe runs in the background (`HealthMonitor.run`) so `/health` answers at
 once from the last results; a provider not probed yet counts as not ready.
@@ -13,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+import aiohttp
 
 from telephony_bot import log
 from telephony_bot.errors import ConfigError
@@ -65,6 +71,11 @@ class Target:
     provider: str
     host: str
     port: int
+    url: str = ""  # what the probe GETs: http(s), beside the WebSocket path
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 def target_of(provider: str, url: str) -> Target:
@@ -72,7 +83,10 @@ def target_of(provider: str, url: str) -> Target:
     if not parts.hostname:
         raise ConfigError(f"provider {provider}: URL has no host: {url!r}")
     port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 443)
-    return Target(provider, parts.hostname, port)
+    scheme = "https" if parts.scheme in ("wss", "https") else "http"
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    path = parts.path.rsplit("/", 1)[0] + "/"
+    return Target(provider, parts.hostname, port, f"{scheme}://{host}:{port}{path}")
 
 
 def provider_targets(loaded: Any, provider_override: str | None = None) -> list[Check | Target]:
@@ -105,21 +119,20 @@ def provider_targets(loaded: Any, provider_override: str | None = None) -> list[
 
 async def probe(target: Target, timeout: float = PROBE_TIMEOUT_S) -> Check:
     name = f"provider {target.provider}"
-    where = f"{target.host}:{target.port}"
+    where = target.where
     try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(target.host, target.port), timeout
-        )
+        async with aiohttp.ClientSession() as http:
+            async with http.get(
+                target.url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
+                status = resp.status
     except TimeoutError:
         return Check(name, False, f"{where} did not answer within {timeout:g} s")
-    except OSError as exc:
-        return Check(name, False, f"{where} unreachable: {exc.strerror or exc}")
-    writer.close()
-    try:
-        await writer.wait_closed()
-    except OSError:
-        pass
-    return Check(name, True, where)
+    except aiohttp.ClientConnectorError as exc:
+        return Check(name, False, f"{where} unreachable: {exc.os_error.strerror or exc}")
+    except aiohttp.ClientError as exc:
+        return Check(name, False, f"{where} unreachable: {exc}")
+    return Check(name, True, f"{where} answers (HTTP {status})")
 
 
 class HealthMonitor:

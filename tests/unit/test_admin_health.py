@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from telephony_bot.admin.health import Check, HealthMonitor, Target, probe, target_of
@@ -47,19 +46,24 @@ async def test_report_needs_a_probe_and_echo_needs_no_network(tmp_path: Path) ->
     assert r.ready and r.to_json()["calls"] == 0
 
 
-async def test_probe_reaches_a_listening_port_and_names_a_closed_one() -> None:
-    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    ok = await probe(Target("local", "127.0.0.1", port))
-    assert ok.ok and ok.name == "provider local"
-    server.close()
-    await server.wait_closed()
-    bad = await probe(Target("local", "127.0.0.1", port))
+async def test_probe_gets_any_http_answer_and_names_a_closed_port() -> None:
+    from aiohttp import web
+
+    app = web.Application()  # answers 404 to everything, like a Realtime server off-path
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    ok = await probe(target_of("local", f"ws://127.0.0.1:{port}/v1/realtime"))
+    assert ok.ok and ok.name == "provider local" and "HTTP 404" in ok.detail
+    await runner.cleanup()
+    bad = await probe(target_of("local", f"ws://127.0.0.1:{port}/v1/realtime"))
     assert not bad.ok and f"127.0.0.1:{port} unreachable" in bad.detail
 
 
 def test_target_of_urls() -> None:
-    assert target_of("openai", "wss://api.openai.com/v1/realtime?model=x") == Target(
-        "openai", "api.openai.com", 443
-    )
-    assert target_of("local", "ws://127.0.0.1:8765/v1") == Target("local", "127.0.0.1", 8765)
+    t = target_of("openai", "wss://api.openai.com/v1/realtime?model=x")
+    assert t == Target("openai", "api.openai.com", 443, "https://api.openai.com:443/v1/")
+    t = target_of("local", "ws://127.0.0.1:8765/v1/realtime")
+    assert t.url == "http://127.0.0.1:8765/v1/" and t.where == "127.0.0.1:8765"
