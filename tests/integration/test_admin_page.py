@@ -1,5 +1,5 @@
 """`serve` with two workers and the admin API: one API over both workers (health, metrics,
-calls, commands), and the admin page in headless Chromium showing a live call with its
+calls, a transfer from one worker's call to the other worker's line, hangup), and the admin page in headless Chromium showing a live call with its
 transcript, then dropping it when the call ends. Screenshots go to artifacts/ (git-ignored).
 """
 
@@ -63,16 +63,28 @@ def test_one_api_over_two_workers(
             m = http("GET", f"{base}/metrics")[1]
             assert sample(m, "telephony_bot_calls_active", worker="1") == 1
             assert sample(m, "telephony_bot_calls_active", worker="0") == 0
-            st, res = http("POST", f"{base}/calls/{cid}/hangup", body={"reason": "supervisor"})
+            # transfer the caller to the number again, on worker 0's port: REFER, and the
+            # caller's new call shows up on worker 0
+            target = f"sip:{NUMBER}@127.0.0.1:{eng.sip_port}"
+            st, res = http("POST", f"{base}/calls/{cid}/transfer", body={"target": target})
             assert st == 200 and res["ok"] and res["worker"] == 1, res
+            leg = until(lambda: [c for c in http("GET", f"{base}/calls")[1]["calls"]
+                                 if c["worker"] == 0], what="the transferred call")  # fmt: skip
+            assert http("POST", f"{base}/calls/{cid}/hangup")[0] == 404  # gone from worker 1
+            st, res = http("POST", f"{base}/calls/{leg[0]['call_id']}/hangup",
+                           body={"reason": "supervisor"})  # fmt: skip
+            assert st == 200 and res["ok"] and res["worker"] == 0, res
             caller.wait(15)
         finally:
             if caller.poll() is None:
                 caller.kill()
-        assert http("POST", f"{base}/calls/{cid}/hangup")[0] == 404  # gone now
+        report = json.loads((tmp_path / "dial.json").read_text())
+        assert report["transfer"]["target"] == target and report["transfer"]["answered"]
         m = until(lambda: (t := http("GET", f"{base}/metrics")[1])
                   and sample(t, "telephony_bot_calls_total", result="completed") == 1 and t,
-                  what="the ended call counted")  # fmt: skip
+                  what="the ended calls counted")  # fmt: skip
+        assert sample(m, "telephony_bot_calls_total", result="transferred") == 1
+        assert sample(m, "telephony_bot_calls_active", worker="0") == 0
         assert sample(m, "telephony_bot_calls_active", worker="1") == 0
     finally:
         eng.stop()
