@@ -1,6 +1,7 @@
 """`serve` with two workers and the admin API: one API over both workers (health, metrics,
-calls, a transfer from one worker's call to the other worker's line, hangup), and the admin page in headless Chromium showing a live call with its
-transcript, then dropping it when the call ends. Screenshots go to artifacts/ (git-ignored).
+calls, a transfer from one worker's call to the other worker's line, hangup), and the admin
+page in headless Chromium showing a live call with its transcript, then dropping it when the
+call ends. Screenshots go to artifacts/ (git-ignored).
 """
 
 from __future__ import annotations
