@@ -290,6 +290,11 @@ def _engine_settings(args: argparse.Namespace) -> Any:
         admin = {"port": None}
     if admin:
         engine = engine.model_copy(update={"admin": engine.admin.model_copy(update=admin)})
+    if engine.admin.port is not None:
+        from telephony_bot.admin.server import check_bind
+
+        token = engine.admin.token.get_secret_value() if engine.admin.token else None
+        check_bind(engine.admin.host, token)  # no open API beyond loopback
     node = getattr(args, "mqtt_node", None)
     if node and engine.mqtt is not None:
         engine = engine.model_copy(update={"mqtt": engine.mqtt.model_copy(update={"node": node})})
