@@ -274,6 +274,7 @@ class CallSession:
                 reason=self.result.reason,
                 sip_status=self.result.sip_status,
                 duration_s=round(self.result.ended_at - since, 2) if since else 0.0,
+                underruns=self.result.media.get("underruns", 0),  # gaps heard (metrics)
             )
             _log.info(
                 "call ended",
