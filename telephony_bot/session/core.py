@@ -103,8 +103,9 @@ class CallMeta:
 class CallResult:
     call_id: str
     ended_by: str = "local"
-    reason: str = ""
+    reason: str = ""  # the SIP status of the end, e.g. "200 Normal call clearing"
     sip_status: int = 0
+    hangup_reason: str = ""  # why the engine hung up (a tool, a limit, a command), if it did
     # wall-clock times (seconds since the epoch); None: it did not happen
     setup_at: float = 0.0
     answered_at: float | None = None
@@ -118,6 +119,11 @@ class CallResult:
     barge_ins: int = 0
     tools: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def end_reason(self) -> str:
+        """Why the call ended, in words: the engine's own reason, else the SIP status."""
+        return self.hangup_reason or self.reason
 
 
 def event_headers(headers: dict[str, str]) -> dict[str, str]:
@@ -266,12 +272,12 @@ class CallSession:
             self._emit_turns(self.agent_turns.flush(self.call.media.played_ms))
             self.result.ended_at = time.time()
             if self.result.ended_by == "local" and self._hangup_reason:
-                self.result.reason = self._hangup_reason
+                self.result.hangup_reason = self._hangup_reason
             since = self.result.answered_at
             self.emit(
                 "call.ended",
                 ended_by=self.result.ended_by,
-                reason=self.result.reason,
+                reason=self.result.end_reason,
                 sip_status=self.result.sip_status,
                 duration_s=round(self.result.ended_at - since, 2) if since else 0.0,
                 underruns=self.result.media.get("underruns", 0),  # gaps heard (metrics)
@@ -280,6 +286,7 @@ class CallSession:
                 "call ended",
                 ended_by=self.result.ended_by,
                 reason=self.result.reason,
+                hangup_reason=self.result.hangup_reason or None,
                 dtmf="".join(self.result.dtmf),
                 turns_user=self.result.turns_user,
                 turns_agent=self.result.turns_agent,

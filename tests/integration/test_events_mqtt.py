@@ -355,7 +355,8 @@ def test_transfer_and_originate_over_mqtt(
         greeting=ScriptedReply(pcm=_tone(600, 0.5), transcript="Hello."),
         vad_threshold_dbfs=-3.0,  # the echo agent returns the greeting: not a caller turn
     )
-    plan = _plan(tmp_path, server)
+    # the echo agent sends the greeting straight back: that is no caller barging in
+    plan = _plan(tmp_path, server, barge_in={"enabled": False})
     with engine.running(
         tmp_path, "worker", "--grace", "2", "--provider", "echo", name="agent"
     ) as agent:

@@ -200,6 +200,13 @@ def test_a_cdr_holds_times_turns_tools_quality_and_usage() -> None:
     assert rec["usage"]["cost_usd"] == 0.0285 and rec["end_reason"] == "200 Normal"
 
 
+def test_a_cdr_names_the_engines_own_reason_when_it_hung_up() -> None:
+    r, offer, meta = _result()
+    r.ended_by, r.hangup_reason = "local", "max_call_seconds"
+    rec = build_record(r, offer, meta)
+    assert rec["end_reason"] == "max_call_seconds" and rec["sip_reason"] == "200 Normal"
+
+
 def test_an_unanswered_call_has_no_answer_time_and_no_duration() -> None:
     r, offer, meta = _result()
     r.answered_at = r.first_audio_at = None
