@@ -25,7 +25,7 @@ from telephony_bot.errors import ConfigError
 
 _log = log.get("admin")
 
-PROBE_INTERVAL_S = 5.0
+PROBE_INTERVAL_S = 10.0
 PROBE_TIMEOUT_S = 2.0
 _DEFAULT_PORTS = {"ws": 80, "http": 80, "wss": 443, "https": 443}
 
