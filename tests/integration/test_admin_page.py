@@ -1,7 +1,7 @@
 """`serve` with two workers and the admin API: one API over both workers (health, metrics,
-calls, a transfer from one worker's call to the other worker's line, hangup), and the admin
-page in headless Chromium showing a live call with its transcript, then dropping it when the
-call ends. Screenshots go to artifacts/ (git-ignored).
+calls, a transfer from one worker's call to the other worker's line, originate, hangup),
+and the admin page in headless Chromium showing a live call with its transcript, then
+dropping it when the call ends. Screenshots go to artifacts/ (git-ignored).
 """
 
 from __future__ import annotations
@@ -46,9 +46,17 @@ def test_one_api_over_two_workers(
         greeting=ScriptedReply(pcm=_tone(600, 1.0), transcript="Hello, this is the front desk."),
     )
     admin_env(monkeypatch, tmp_path)
+    # the trunk outbound calls go through: an echo worker of its own
+    agent = engine.start(tmp_path, "worker", "--provider", "echo", "--grace", "2", name="agent")
+    monkeypatch.setenv("TELEPHONY_BOT_OUTBOUND_TRUNK", f"sip:127.0.0.1:{agent.sip_port}")
+    monkeypatch.setenv("TELEPHONY_BOT_OUTBOUND_ALLOW", "+4930*")
     port = engine.free_port()
     base = f"http://127.0.0.1:{port}"
-    eng = _serve(tmp_path, plan_file(tmp_path, server), port)
+    try:
+        eng = _serve(tmp_path, plan_file(tmp_path, server), port)
+    except BaseException:
+        agent.kill()
+        raise
     try:
         st, health = http("GET", f"{base}/health", None)
         assert st == 200 and health["workers"] == 2 and health["max_calls"] == 8
@@ -87,8 +95,24 @@ def test_one_api_over_two_workers(
         assert sample(m, "telephony_bot_calls_total", result="transferred") == 1
         assert sample(m, "telephony_bot_calls_active", worker="0") == 0
         assert sample(m, "telephony_bot_calls_active", worker="1") == 0
+
+        # originate: refused outside the allow list, then a real call out through the trunk
+        st, res = http("POST", f"{base}/originate", body={"to": "+1555"})
+        assert st == 409 and "allow list" in res["reason"]
+        st, res = http("POST", f"{base}/originate", body={"to": "+4930777", "from": "+4930999"})
+        assert st == 200 and res["ok"] and res["worker"] == 0, res  # both idle: the first
+        out_id = res["call_id"]
+        out = until(lambda: [c for c in http("GET", f"{base}/calls")[1]["calls"]
+                             if c["call_id"] == out_id], what="the outbound call")  # fmt: skip
+        assert out[0]["direction"] == "outbound" and out[0]["called"] == "+4930777"
+        incoming = agent.wait_for("incoming call")[0]
+        assert incoming["called"] == "+4930777" and incoming["caller"] == "+4930999"
+        st, res = http("POST", f"{base}/calls/{out_id}/hangup", body={})
+        assert st == 200 and res["ok"]
+        until(lambda: http("GET", f"{base}/calls")[1]["calls"] == [], what="no calls left")
     finally:
         eng.stop()
+        agent.stop()
     assert TOKEN not in eng.log_path.read_text()
 
 
