@@ -12,6 +12,7 @@ once from the last results; a provider not probed yet counts as not ready.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,7 +130,9 @@ async def probe(target: Target, timeout: float = PROBE_TIMEOUT_S) -> Check:
     except TimeoutError:
         return Check(name, False, f"{where} did not answer within {timeout:g} s")
     except aiohttp.ClientConnectorError as exc:
-        return Check(name, False, f"{where} unreachable: {exc.os_error.strerror or exc}")
+        err = exc.os_error
+        why = os.strerror(err.errno) if err.errno else (err.strerror or str(err))
+        return Check(name, False, f"{where} unreachable: {why}")
     except aiohttp.ClientError as exc:
         return Check(name, False, f"{where} unreachable: {exc}")
     return Check(name, True, f"{where} answers (HTTP {status})")

@@ -166,3 +166,31 @@ def test_health_follows_the_dialplan_file_on_disk(
         assert rep["answered"]
         plan.write_text(good)
         until(lambda: http("GET", url, token=None)[0] == 200, what="ready again")
+
+
+def test_health_names_a_provider_that_does_not_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin_env(monkeypatch, tmp_path)
+    monkeypatch.setenv(KEY_ENV, "sk-test-key")
+    gone = engine.free_port()  # nothing listens here
+    plan = plan_file(tmp_path, None)
+    data = json.loads(plan.read_text())
+    data["defaults"] = {
+        "provider": "openai",
+        "openai": {"model": "gpt-realtime", "dialect": "ga", "api_key_env": KEY_ENV,
+                   "base_url": f"ws://127.0.0.1:{gone}/v1"},
+    }  # fmt: skip
+    plan.write_text(json.dumps(data))
+    port = engine.free_port()
+    url = f"http://127.0.0.1:{port}/health"
+    with engine.running(
+        tmp_path, "worker", "--dialplan", str(plan), "--admin-port", str(port),
+        ready_event="worker admin API listening",
+    ) as eng:  # fmt: skip
+        st, body = until(lambda: (r := http("GET", url, token=None))[1].get("checks")
+                         and len(r[1]["checks"]) == 3 and r, what="a probe")  # fmt: skip
+        assert st == 503
+        assert body["reasons"] == [f"provider openai: 127.0.0.1:{gone} unreachable: "
+                                   "Connection refused"], body  # fmt: skip
+    assert "sk-test-key" not in eng.log_path.read_text()
