@@ -4,12 +4,15 @@
 #   libopus0    libopus for the project's own Opus codec (opuslib loads it)
 #   mosquitto   an MQTT broker the MQTT tool tests start on a free loopback port (the
 #               package's own service is not used; in containers it is not started)
+#   chromium    headless browser for the admin page test (driven by playwright, which
+#               downloads no browser of its own)
 set -euo pipefail
 need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0' || need+=(libopus0)
 # /usr/sbin is not on every user's PATH: look there too
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

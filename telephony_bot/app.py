@@ -236,3 +236,17 @@ def needs_local_engine(loaded: LoadedPlan, provider_override: str | None = None)
         if pdef.type == "local" and not pdef.base_url:
             return True
     return False
+
+
+def for_named_route(
+    loaded: LoadedPlan, name: str | None, call: CallInfo, provider_override: str | None = None
+) -> CallSetup:
+    """An outbound call's setup: the route called `name`, or the plan's defaults (None)."""
+    route = None
+    if name is not None:
+        route = next((r for r in loaded.plan.routes if r.name == name), None)
+        if route is None:
+            known = ", ".join(r.name for r in loaded.plan.routes) or "none"
+            raise ConfigError(f"no route named {name!r} in the dialplan (routes: {known})")
+    eff = effective(loaded.plan, route)
+    return for_route(loaded.plan, eff, call, provider_override, loaded.version)

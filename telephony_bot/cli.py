@@ -20,6 +20,11 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
 def _sip_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dialplan", help="dialplan YAML file (default: built-in echo defaults)")
+    p.add_argument(
+        "--config",
+        help="engine settings YAML (mqtt, cdr, admin, outbound); "
+        "TELEPHONY_BOT_<SECTION>_<FIELD> variables override it",
+    )
     p.add_argument("--sip-host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     p.add_argument("--sip-port", type=int, default=5060, help="SIP port (default 5060)")
     p.add_argument("--provider", help="use this provider for every route (e.g. echo)")
@@ -42,6 +47,13 @@ def _sip_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grace", type=float, default=30.0, help="seconds calls may finish at stop")
     p.add_argument("--log-format", choices=("console", "json"), help="log format")
     p.add_argument("--log-level", default=None, help="debug | info | warning | error")
+    p.add_argument(
+        "--admin-port",
+        type=int,
+        help="admin HTTP API port (overrides admin.port; the token comes from admin.token "
+        "or TELEPHONY_BOT_ADMIN_TOKEN, never from the command line)",
+    )
+    p.add_argument("--admin-host", help="admin API address (default admin.host, 127.0.0.1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--worker-id", type=int, default=0)
     worker.add_argument("--rtp-port-range", type=int, default=100)
     worker.add_argument("--max-calls", type=int, default=4)
+    worker.add_argument("--mqtt-node", help="MQTT node name of this worker (default: mqtt.node)")
+    worker.add_argument(
+        "--no-admin", action="store_true", help="no admin API even if the config has a port"
+    )
     worker.add_argument(
         "--media-loopback",
         action="store_true",
@@ -274,6 +290,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     for w in plans.current.warnings:
         log.get("dialplan").warning("dialplan warning", warning=w)
     app.check(plans.current, args.provider)
+    engine = _engine_settings(args)
     settings = _sip_settings(args, 0)
     with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError):
         faulthandler.enable()  # a crash inside PJSIP leaves a Python stack trace in the log
@@ -281,20 +298,42 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         settings,  # type: ignore[arg-type]
         plans=plans,
         provider_override=args.provider,
+        engine=engine,
     )
     asyncio.run(serve_worker(worker))
     return EXIT_OK
 
 
+def _engine_settings(args: argparse.Namespace) -> Any:
+    from telephony_bot.config import load_engine_settings
+
+    engine = load_engine_settings(args.config)
+    admin = {k: v for k, v in (("port", args.admin_port), ("host", args.admin_host)) if v}
+    if getattr(args, "no_admin", False):
+        admin = {"port": None}
+    if admin:
+        engine = engine.model_copy(update={"admin": engine.admin.model_copy(update=admin)})
+    if engine.admin.port is not None:
+        from telephony_bot.admin.server import check_bind
+
+        token = engine.admin.token.get_secret_value() if engine.admin.token else None
+        check_bind(engine.admin.host, token)  # no open API beyond loopback
+    node = getattr(args, "mqtt_node", None)
+    if node and engine.mqtt is not None:
+        engine = engine.model_copy(update={"mqtt": engine.mqtt.model_copy(update={"node": node})})
+    return engine
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from telephony_bot import app
-    from telephony_bot.supervisor import Supervisor, WorkerSpec, worker_argv
+    from telephony_bot.supervisor import WorkerSpec, worker_argv
 
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
     loaded = _load_plan(args)
     app.check(loaded, args.provider)  # fail fast: bad plan, provider, key, tool
     _sip_settings(args, 0)  # validate before spawning anything
+    engine = _engine_settings(args)
     rtp_range = 100
     specs = []
     for i in range(args.workers):
@@ -318,9 +357,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             ("--echo-delay-ms", args.echo_delay_ms),
             ("--log-format", args.log_format),
             ("--log-level", args.log_level),
+            ("--config", args.config),
         ):
             if value is not None:
                 argv += [flag, str(value)]
+        if engine.mqtt is not None and args.workers > 1:
+            argv += ["--mqtt-node", f"{engine.mqtt.node}-w{i}"]  # a node per worker
+        argv += _worker_admin_args(engine.admin.port, i)
         specs.append(WorkerSpec(index=i, argv=worker_argv(argv), sip_port=port))
     if app.needs_local_engine(loaded, args.provider) and not os.environ.get(
         "TELEPHONY_BOT_LOCAL_ENGINE"
@@ -338,7 +381,41 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 name="local engine",
             )
         )
-    return asyncio.run(Supervisor(specs, grace_seconds=args.grace).run())
+    return _supervise(specs, args.grace, engine, args.workers)
+
+
+def _worker_admin_args(admin_port: int | None, index: int) -> list[str]:
+    """A worker under serve: its internal admin API on loopback, or none at all."""
+    if admin_port is None:
+        return ["--no-admin"]
+    from telephony_bot.admin.cluster import worker_admin_port
+    from telephony_bot.admin.supervisor_app import WORKER_ADMIN_HOST
+
+    port = worker_admin_port(admin_port, index)
+    return ["--admin-host", WORKER_ADMIN_HOST, "--admin-port", str(port)]
+
+
+def _supervise(specs: list[Any], grace: float, engine: Any, workers: int) -> int:
+    import shutil
+    import tempfile
+
+    from telephony_bot.events.metrics import MULTIPROC_ENV
+    from telephony_bot.supervisor import Supervisor
+
+    # One fresh metrics directory for this run's workers: the admin API sums their files.
+    metrics_dir = tempfile.mkdtemp(prefix="telephony-bot-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    admin = None
+    a = engine.admin
+    if a.port is not None:
+        from telephony_bot.admin.supervisor_app import SupervisorAdmin
+
+        token = a.token.get_secret_value() if a.token is not None else None
+        admin = SupervisorAdmin(a.host, a.port, token, list(range(workers)), engine.cdr.path)
+    try:
+        return asyncio.run(Supervisor(specs, grace_seconds=grace, admin=admin).run())
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _cmd_dial(args: argparse.Namespace) -> int:

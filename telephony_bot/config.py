@@ -1,9 +1,20 @@
-"""Settings for a SIP worker, validated when the process starts."""
+"""Settings, validated when the process starts: the SIP worker's (`SipSettings`, from the
+command line) and the engine's (`EngineSettings`: MQTT, CDR, admin API, outbound calls, from
+`--config FILE` and the environment)."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from telephony_bot.errors import ConfigError
 
@@ -53,3 +64,186 @@ class SipSettings:
             )
         if not 1024 <= self.rtp_port <= 65535 - self.rtp_port_range:
             raise ConfigError(f"RTP port {self.rtp_port} out of range")
+
+
+# ---------------------------------------------------------------- engine settings
+#
+# What the engine around the calls needs: the MQTT broker (events, commands), the CDR file,
+# the admin HTTP API, outbound calling. Read from an optional `--config FILE` (YAML) with
+# environment overrides (TELEPHONY_BOT_<SECTION>_<FIELD>), validated when the process starts.
+# Secrets are `SecretStr`: printing or logging the settings shows `**********`.
+
+_ENV_PREFIX = "TELEPHONY_BOT_"
+COMMAND_VERBS = ("hangup", "transfer", "say", "inject", "originate")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    ca_file: Path | None = None  # CA bundle for the broker's certificate (tls); default: system
+    prefix: str = "telephony-bot"
+    node: str = Field(default_factory=lambda: socket.gethostname() or "node")
+    keepalive: int = Field(30, ge=5, le=3600)
+    queue: int = Field(10000, ge=10)  # events held while the broker is away (drop-oldest)
+    # verbs integrators may send; anything else is refused with a reason
+    commands: tuple[str, ...] = ("hangup", "transfer", "say", "inject", "originate")
+
+    @field_validator("prefix", "node")
+    @classmethod
+    def _topic_level(cls, v: str) -> str:
+        v = v.strip().strip("/")
+        if not v or any(c in v for c in "+#") or v.startswith("$"):
+            raise ValueError("must be non-empty, without '+', '#' or a leading '$'")
+        return v
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"no such file: {v}")
+        return v
+
+    @field_validator("commands")
+    @classmethod
+    def _known_verbs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [x for x in v if x not in COMMAND_VERBS]
+        if bad:
+            raise ValueError(f"unknown verbs {bad}; known: {', '.join(COMMAND_VERBS)}")
+        return v
+
+
+class CdrSettings(_Section):
+    path: Path | None = None  # JSON lines, one record per call; None: no file
+
+    @field_validator("path")
+    @classmethod
+    def _dir_exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.parent.is_dir():
+            raise ValueError(f"directory {v.parent} does not exist")
+        return v
+
+
+class AdminSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=0, le=65535)  # None: no admin API
+    token: SecretStr | None = None  # bearer token the admin API requires
+
+
+class OutboundSettings(_Section):
+    """Where `originate` dials out, and to which numbers it may."""
+
+    # The trunk or PBX calls go through: `sip:HOST[:PORT][;params]`; a call to NUMBER
+    # becomes `sip:NUMBER@HOST[:PORT][;params]`. None: originate is refused.
+    trunk: str | None = None
+    from_user: str = "bot"  # caller id when the command gives none
+    allow: tuple[str, ...] = ()  # number patterns: exact, or with * and ? wildcards
+    route: str | None = None  # dialplan route when the command names none
+    ring_timeout_s: float = Field(30.0, gt=0, le=300)
+
+    @field_validator("trunk")
+    @classmethod
+    def _sip_uri(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"sips?:[^@\s]+", v):
+            raise ValueError("must be a SIP URI without a user part, e.g. sip:10.0.0.5:5060")
+        return v
+
+
+class EngineSettings(_Section):
+    mqtt: MqttSettings | None = None  # None: no MQTT events or commands
+    cdr: CdrSettings = CdrSettings()
+    admin: AdminSettings = AdminSettings()
+    outbound: OutboundSettings = OutboundSettings()
+
+    def describe(self) -> dict[str, Any]:
+        """For the start-up log line: what is configured, never a secret."""
+        m = self.mqtt
+        return {
+            "mqtt": f"{m.host}:{m.port} tls={m.tls} prefix={m.prefix} node={m.node}"
+            if m
+            else "off",
+            "cdr": str(self.cdr.path) if self.cdr.path else "off",
+            "admin": f"{self.admin.host}:{self.admin.port}" if self.admin.port else "off",
+            "outbound": self.outbound.trunk or "off",
+        }
+
+
+_ENV_FIELDS: dict[str, tuple[str, ...]] = {
+    "mqtt": ("host", "port", "username", "password", "tls", "ca_file", "prefix", "node",
+             "keepalive", "queue", "commands"),
+    "cdr": ("path",),
+    "admin": ("host", "port", "token"),
+    "outbound": ("trunk", "from_user", "allow", "route", "ring_timeout_s"),
+}  # fmt: skip
+_LIST_FIELDS = {"commands", "allow"}
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for section, names in _ENV_FIELDS.items():
+        for name in names:
+            value = env.get(f"{_ENV_PREFIX}{section.upper()}_{name.upper()}")
+            if value is None:
+                continue
+            parsed: Any = value
+            if name in _LIST_FIELDS:
+                parsed = [x.strip() for x in value.split(",") if x.strip()]
+            out.setdefault(section, {})[name] = parsed
+    return out
+
+
+def load_engine_settings(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> EngineSettings:
+    """The file (if any), then `TELEPHONY_BOT_<SECTION>_<FIELD>` variables over it.
+
+    MQTT is on when the file has an `mqtt:` section or TELEPHONY_BOT_MQTT_HOST is set."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    where = str(path) if path else "environment"
+    if path:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        data = loaded
+    for section, values in _env_overrides(env).items():
+        if section == "mqtt" and data.get("mqtt") is None and "host" not in values:
+            continue  # MQTT settings without a broker host: MQTT stays off
+        current = data.get(section)
+        if current is None:
+            current = {}
+        if not isinstance(current, dict):
+            raise ConfigError(f"{where}: section {section!r} must be a mapping")
+        data[section] = {**current, **values}
+    if "mqtt" in data and data["mqtt"] is None:
+        data["mqtt"] = {}
+    try:
+        return EngineSettings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(where, exc)) from None
+
+
+def _explain(where: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        lines.append(f"{where}: {loc}: {msg}")
+    return "\n".join(lines)

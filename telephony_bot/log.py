@@ -19,10 +19,16 @@ import structlog
 _SECRET_KEYS = ("password", "secret", "token", "api_key", "apikey", "authorization")
 
 
+def is_secret_key(key: str) -> bool:
+    """A field or header name that carries a secret (password, token, API key...)."""
+    k = key.lower().replace("-", "_")
+    return any(s in k for s in _SECRET_KEYS)
+
+
 def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     """Never let a secret reach a log line, whatever a caller passes."""
     for key in list(event):
-        if any(s in key.lower() for s in _SECRET_KEYS):
+        if is_secret_key(key):
             event[key] = "***"
     return event
 

@@ -4,6 +4,10 @@ Workers listen on consecutive SIP ports from `--sip-port` (with one worker, it l
 the public port itself) and on disjoint RTP port ranges. SIGTERM/SIGINT is passed on to
 every worker, which refuses new calls with 503 and lets running calls finish for the grace
 period before hanging them up.
+
+With an admin port, the supervisor serves the admin API for all workers (admin/cluster.py);
+every worker then has its own internal admin API on 127.0.0.1 at admin port + 1 + index, and
+all of them write their metrics into one fresh `PROMETHEUS_MULTIPROC_DIR`.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from telephony_bot import log
+from telephony_bot.events.metrics import mark_process_dead
 
 _log = log.get("supervisor")
 
@@ -29,10 +35,21 @@ class WorkerSpec:
     name: str = "worker"
 
 
+class Service(Protocol):
+    """Something that runs beside the workers (the admin API)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class Supervisor:
-    def __init__(self, specs: list[WorkerSpec], grace_seconds: float) -> None:
+    def __init__(
+        self, specs: list[WorkerSpec], grace_seconds: float, admin: Service | None = None
+    ) -> None:
         self.specs = specs
         self.grace = grace_seconds
+        self.admin = admin
         self.procs: dict[int, asyncio.subprocess.Process] = {}
         self.restarts: dict[int, int] = {s.index: 0 for s in specs}
         self._stopping = False
@@ -50,6 +67,7 @@ class Supervisor:
             started = time.monotonic()
             proc = await self._spawn(spec)
             code = await proc.wait()
+            mark_process_dead(proc.pid)  # its live gauges (calls in progress) stop counting
             if self._stopping:
                 return
             if time.monotonic() - started > 30:
@@ -73,6 +91,8 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         keepers = [asyncio.create_task(self._keep(s)) for s in self.specs]
+        if self.admin is not None:
+            await self.admin.start()
         _log.info(
             "serving",
             workers=len(self.specs),
@@ -95,6 +115,8 @@ class Supervisor:
         for k in keepers:
             k.cancel()
         await asyncio.gather(*keepers, *pending, return_exceptions=True)
+        if self.admin is not None:
+            await self.admin.stop()
         _log.info("stopped")
         return 0
 

@@ -1,7 +1,8 @@
 """A SIP worker process: one pjsua2 Endpoint, at most 4 calls, one session task per call.
 
 Each call is routed by the dialplan current when it arrives (hot reload swaps the plan for
-new calls only); a call no route takes is refused with 404.
+new calls only); a call no route takes is refused with 404. The worker owns the process's
+event bus (`bus`), the verbs integrators call (`control`), the CDR file and the MQTT link.
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ from datetime import UTC, datetime
 
 from telephony_bot import app, log
 from telephony_bot.app import CallSetup
-from telephony_bot.config import SipSettings
+from telephony_bot.config import EngineSettings, SipSettings
 from telephony_bot.dialplan.reload import PlanWatcher
 from telephony_bot.dialplan.router import CallInfo
-from telephony_bot.errors import ConfigError
-from telephony_bot.session.core import CallLimits, run_call
+from telephony_bot.errors import ConfigError, SipError
+from telephony_bot.events.bus import Bus, Event
+from telephony_bot.events.cdr import CdrFile, build_record
+from telephony_bot.events.control import CommandResult
+from telephony_bot.session.core import CallLimits, CallMeta, CallResult, CallSession
 from telephony_bot.sip.call import SipCall
 from telephony_bot.sip.endpoint import SipEndpoint
+from telephony_bot.worker_control import NUMBER_RE, WorkerControl, number_allowed
 
 _log = log.get("worker")
 
@@ -34,9 +39,17 @@ class Worker:
         *,
         plans: PlanWatcher | None = None,
         provider_override: str | None = None,
+        engine: EngineSettings | None = None,
     ) -> None:
         """Calls get `setup` as it is, or are routed by the dialplan `plans` holds."""
         self.settings = settings
+        self.engine = engine or EngineSettings()
+        self.node = self.engine.mqtt.node if self.engine.mqtt else ""
+        self.bus = Bus()
+        self.sessions: dict[str, CallSession] = {}  # live calls' sessions, by call_id
+        self.control = WorkerControl(self)
+        self.cdr = CdrFile(self.engine.cdr.path) if self.engine.cdr.path else None
+        self.mqtt: object | None = None  # events.mqtt.MqttLink while running
         self.setup = setup
         self.plans = plans
         self.provider_override = provider_override
@@ -88,14 +101,100 @@ class Worker:
                     max_call_seconds=self.limits.max_call_seconds or setup.limits.max_call_seconds,
                     idle_seconds=self.limits.idle_seconds or setup.limits.idle_seconds,
                 )
-            task = asyncio.create_task(
-                run_call(call, setup.provider, setup.config, limits, setup.options),
-                name=f"call-{call.call_id}",
-            )
+            task = self._start_session(call, setup, limits, "inbound")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self._calls[call.call_id] = call
         task.add_done_callback(lambda _t, cid=call.call_id: self._calls.pop(cid, None))
+
+    def _start_session(
+        self, call: SipCall, setup: CallSetup, limits: CallLimits, direction: str
+    ) -> asyncio.Task[object]:
+        meta = CallMeta(
+            direction=direction,
+            route=setup.route,
+            plan_version=setup.plan_version,
+            provider=setup.config.provider,
+        )
+        session = CallSession(
+            call, setup.provider, setup.config, setup.options, limits, bus=self.bus, meta=meta
+        )
+        self.sessions[call.call_id] = session
+        return asyncio.create_task(self._run_session(session), name=f"call-{call.call_id}")
+
+    async def _run_session(self, session: CallSession) -> CallResult:
+        try:
+            result = await session.run()
+        finally:
+            self.sessions.pop(session.call_id, None)
+        self._record(session, result)
+        return result
+
+    def _record(self, session: CallSession, result: CallResult) -> None:
+        """The call's CDR: appended to the CDR file and published on the bus (→ MQTT)."""
+        try:
+            record = build_record(
+                result, session.call.offer, session.meta,
+                node=self.node, worker=self.settings.worker_id,
+            )  # fmt: skip
+            if self.cdr is not None and not self.cdr.append(record):
+                _log.error("CDR not written", call_id=session.call_id, path=str(self.cdr.path))
+            data = {k: v for k, v in record.items() if k != "call_id"}
+            self.bus.publish(Event("cdr", session.call_id, data))
+        except Exception:  # noqa: BLE001 - a record must never take the worker down
+            _log.exception("CDR failed", call_id=session.call_id)
+
+    # ---- outbound ----
+
+    async def originate(self, to: str, from_: str | None, route: str | None) -> CommandResult:
+        """Dial `to` through the configured trunk and run a session on the call."""
+        ob = self.engine.outbound
+        if not ob.trunk:
+            return CommandResult(False, "outbound calling is not configured (outbound.trunk)")
+        if not NUMBER_RE.match(to):
+            return CommandResult(False, f"'to' must be a number or SIP user, got {to!r}")
+        if not number_allowed(to, ob.allow):
+            return CommandResult(False, f"{to} is not allowed by the outbound allow list")
+        caller = from_ or ob.from_user
+        if not NUMBER_RE.match(caller):
+            return CommandResult(False, f"'from' must be a number or SIP user, got {caller!r}")
+        if self.endpoint is None or self.endpoint.draining:
+            return CommandResult(False, "the worker is not taking calls")
+        if self.endpoint.active_calls >= self.settings.max_calls:
+            return CommandResult(False, f"the worker is full ({self.settings.max_calls} calls)")
+        if self.plans is None:
+            if self.setup is None:
+                return CommandResult(False, "no dialplan to run the call with")
+            setup = self.setup
+        else:
+            info = CallInfo(to, caller, {}, datetime.now(UTC))
+            try:
+                setup = app.for_named_route(
+                    self.plans.current, route or ob.route, info, self.provider_override
+                )
+            except ConfigError as exc:
+                return CommandResult(False, str(exc))
+        uri = trunk_uri(ob.trunk, to)
+        try:
+            call = await self.endpoint.make_call(uri, caller=caller, called=to)
+        except SipError as exc:
+            return CommandResult(False, str(exc))
+        call.ring_timeout_s = ob.ring_timeout_s
+        self.calls_total += 1
+        limits = CallLimits(
+            ring_ms=0,
+            max_call_seconds=self.limits.max_call_seconds
+            or (setup.limits.max_call_seconds if setup.limits else 0),
+            idle_seconds=self.limits.idle_seconds
+            or (setup.limits.idle_seconds if setup.limits else 0),
+        )
+        task = self._start_session(call, setup, limits, "outbound")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._calls[call.call_id] = call
+        task.add_done_callback(lambda _t, cid=call.call_id: self._calls.pop(cid, None))
+        _log.info("originated", call_id=call.call_id, to=to, uri=uri, route=setup.route)
+        return CommandResult(True, data={"call_id": call.call_id, "uri": uri})
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -114,14 +213,30 @@ class Worker:
             rtp_ports=f"{s.rtp_port}-{s.rtp_port + s.rtp_port_range - 1}",
             fast_frames=self.endpoint.frames.fast,
             pid=os.getpid(),
+            **self.engine.describe(),
         )
         watcher = asyncio.create_task(self.plans.run()) if self.plans is not None else None
+        from telephony_bot.admin.worker_app import for_worker
+
+        admin = for_worker(self)  # metrics on the bus; the admin API when a port is set
+        await admin.start()
+        link = None
+        if self.engine.mqtt is not None:
+            from telephony_bot.events.mqtt import MqttLink
+
+            link = self.mqtt = MqttLink(
+                self.engine.mqtt, self.bus, self.control, worker_id=s.worker_id
+            )
+            link.start()
         try:
             await stop.wait()
         finally:
             if watcher is not None:
                 watcher.cancel()
             await self._drain()
+            await admin.stop()
+            if link is not None:
+                await link.stop()
 
     async def _drain(self) -> None:
         ep = self.endpoint
@@ -133,8 +248,9 @@ class Worker:
             _log.info("draining: new calls get 503", active=len(self._tasks), grace_seconds=grace)
             await asyncio.wait(set(self._tasks), timeout=grace)
         for call in list(self._calls.values()):
+            session = self.sessions.get(call.call_id)
             with contextlib.suppress(Exception):
-                await call.hangup("shutdown")
+                await (session.hangup_now("shutdown") if session else call.hangup("shutdown"))
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5)
         await ep.stop()
@@ -143,6 +259,12 @@ class Worker:
 
             await close_sessions()
         _log.info("worker stopped", calls_total=self.calls_total)
+
+
+def trunk_uri(trunk: str, number: str) -> str:
+    """`sip:HOST[:PORT][;params]` and a number → `sip:NUMBER@HOST[:PORT][;params]`."""
+    scheme, rest = trunk.split(":", 1)
+    return f"{scheme}:{number}@{rest}"
 
 
 async def serve_worker(worker: Worker) -> None:

@@ -69,12 +69,12 @@ class PlanWatcher:
                 errors=str(exc),
             )
             return False
+        self.last_error = ""  # the files load again (perhaps back to the current plan)
         if new.version == self.current.version:
             return False
         old = self.current.version
         self.current = new
         self._stamp = _stamp(new.files)
-        self.last_error = ""
         _log.info("dialplan reloaded", version=new.version, previous=old)
         if self.on_change is not None:
             self.on_change(new)

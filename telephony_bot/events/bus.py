@@ -15,7 +15,8 @@ Event types (`Event.type`) and their `data`:
 - `transfer.started`  target;  `transfer.completed` / `transfer.failed`  target, status, reason
 - `dtmf`              digit, method
 - `provider.error`    code, message, retryable, fatal;  `provider.reconnected`  attempt
-- `call.ended`        ended_by, reason, duration_s
+- `call.ended`        ended_by, reason, sip_status, duration_s
+- `cdr`               the call's record (events/cdr.py), published once after call.ended
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ EVENT_TYPES = frozenset(
         "provider.error",
         "provider.reconnected",
         "call.ended",
+        "cdr",
     }
 )
 

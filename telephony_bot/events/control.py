@@ -41,7 +41,9 @@ class Control(Protocol):
 
     async def inject(
         self, call_id: str, *, text: str | None = None, image: bytes | None = None,
-        image_mime: str = "image/jpeg",
-    ) -> CommandResult: ...  # fmt: skip
+        image_mime: str = "image/jpeg", role: str = "user",
+    ) -> CommandResult:  # fmt: skip
+        """Add a conversation item (text as `role` "user" or "system", or an image)."""
+        ...
 
     async def originate(self, to: str, from_: str | None, route: str | None) -> CommandResult: ...

@@ -40,7 +40,7 @@ class TurnDetection:
 # How the engine makes a model say a fixed sentence (a greeting, an operator's `say`): the
 # instructions of a `response.create`. OpenAI follows them; the local engine recognises the
 # prefix and speaks the text verbatim instead of asking its brain.
-SAY_EXACTLY = "Say exactly this to the caller, and nothing else: "
+SAY_EXACTLY = "Say exactly this to the caller, word for word, and nothing else: "
 
 
 def say_exactly(text: str) -> str:

@@ -11,12 +11,16 @@ silently: the caller hears the engine's own recovery phrase or apology.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from telephony_bot import log
 from telephony_bot.callport import (
+    CallAnswered,
     CallEnded,
     CallPort,
     DtmfReceived,
@@ -24,6 +28,7 @@ from telephony_bot.callport import (
     TransferOutcome,
 )
 from telephony_bot.errors import CallGoneError, ProviderError
+from telephony_bot.events.bus import Bus, NullBus
 from telephony_bot.media.vad import FrameVad, frame_dbfs
 from telephony_bot.providers.base import (
     AudioDelta,
@@ -41,6 +46,7 @@ from telephony_bot.providers.base import (
     say_exactly,
 )
 from telephony_bot.session import prompts
+from telephony_bot.session.agent_turns import AgentTurns
 from telephony_bot.session.turns import (
     BargeInSettings,
     CancelResponse,
@@ -58,6 +64,8 @@ from telephony_bot.tools.executor import ToolExecutor
 _log = log.get("session")
 
 FRAME_MS = 20
+MAX_HEADER_CHARS = 200  # per SIP header value in call.started
+SAY_WAIT_S = 20.0  # a queued `say` waits at most this long for the current reply to end
 
 
 @dataclass(frozen=True)
@@ -81,11 +89,29 @@ class SessionOptions:
     on_error_transfer: str | None = None
 
 
+@dataclass(frozen=True)
+class CallMeta:
+    """Where the call came from and which plan it runs (for events and the CDR)."""
+
+    direction: str = "inbound"  # inbound | outbound
+    route: str | None = None
+    plan_version: str = ""
+    provider: str = ""
+
+
 @dataclass
 class CallResult:
     call_id: str
     ended_by: str = "local"
-    reason: str = ""
+    reason: str = ""  # the SIP status of the end, e.g. "200 Normal call clearing"
+    sip_status: int = 0
+    hangup_reason: str = ""  # why the engine hung up (a tool, a limit, a command), if it did
+    # wall-clock times (seconds since the epoch); None: it did not happen
+    setup_at: float = 0.0
+    answered_at: float | None = None
+    first_audio_at: float | None = None  # first bot audio queued to the caller (the greeting)
+    ended_at: float = 0.0
+    codec: str = ""
     dtmf: list[str] = field(default_factory=list)
     media: dict[str, int] = field(default_factory=dict)
     turns_user: int = 0
@@ -93,6 +119,18 @@ class CallResult:
     barge_ins: int = 0
     tools: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def end_reason(self) -> str:
+        """Why the call ended, in words: the engine's own reason, else the SIP status."""
+        return self.hangup_reason or self.reason
+
+
+def event_headers(headers: dict[str, str]) -> dict[str, str]:
+    """SIP headers as call.started shows them: trimmed, secret-named ones masked."""
+    return {
+        k: "***" if log.is_secret_key(k) else str(v)[:MAX_HEADER_CHARS] for k, v in headers.items()
+    }
 
 
 class _PlayoutLevels:
@@ -135,6 +173,9 @@ class CallSession:
         config: SessionConfig,
         options: SessionOptions | None = None,
         limits: CallLimits | None = None,
+        *,
+        bus: Bus | None = None,
+        meta: CallMeta | None = None,
     ) -> None:
         self.call = call
         self.call_id = call.call_id
@@ -164,6 +205,26 @@ class CallSession:
         self._last_response_status = ""
         self._mute_provider = False
         self._pending_calls: dict[str, list[FunctionCall]] = {}
+        # turn latency (metrics): caller's last voiced frame → first audio of the next reply
+        self._caller_voice_ms: int | None = None  # loop ms of the last voiced caller frame
+        self._reply_due_from: int | None = None  # set when the caller's turn ended
+        self._latency_ms: dict[str, int] = {}  # by assistant item, until its turn.agent
+        self.bus = bus if bus is not None else NullBus()
+        self.meta = meta or CallMeta()
+        self.agent_turns = AgentTurns()
+        self._hangup_reason: str | None = None  # why this side hung up
+        self._says: collections.deque[str] = collections.deque()  # texts waiting to be said
+        self._say_sent: str | None = None  # the say whose response.create is in flight
+        self._ready = asyncio.Event()  # connected to the provider
+        self._agent_text: dict[str, str] = {}  # assistant transcript deltas, by item
+        self._cut_items: set[str] = set()  # replies a `say` cut off: their late audio is dropped
+
+    def emit(self, type_: str, **data: Any) -> None:
+        """Publish a call event (synchronous, never blocks, never raises)."""
+        try:
+            self.bus.emit(type_, self.call_id, **data)
+        except Exception:  # noqa: BLE001 - events must never touch the call
+            _log.exception("event publish failed", type=type_)
 
     def _now_ms(self) -> int:
         return int(self._loop.time() * 1000)
@@ -172,12 +233,24 @@ class CallSession:
 
     async def run(self) -> CallResult:
         with log.bind_call(self.call_id):
+            self.result.setup_at = time.time()
+            offer = self.call.offer
+            self.emit(
+                "call.started",
+                direction=self.meta.direction,
+                called=offer.called,
+                caller=offer.caller,
+                route=self.meta.route,
+                plan_version=self.meta.plan_version,
+                provider=self.meta.provider,
+                headers=event_headers(offer.headers),
+            )
             try:
                 await self._run()
             except Exception as exc:  # noqa: BLE001 - one broken call must not touch others
                 _log.exception("session failed", error=str(exc))
                 with contextlib.suppress(Exception):
-                    await self.call.hangup("session error")
+                    await self._hangup("session error")
             finally:
                 self.executor.cancel_all()
                 for t in self._tool_tasks:
@@ -187,14 +260,33 @@ class CallSession:
                         await self.session.close()
                 self.call.media.close()
             self.result.tools = [
-                {"name": r.name, "ok": r.ok, "duration_ms": round(r.duration_ms, 1)}
+                {
+                    "name": r.name,
+                    "ok": r.ok,
+                    "duration_ms": round(r.duration_ms, 1),
+                    **({"error": r.error} if r.error else {}),
+                }
                 for r in self.executor.results
             ]
             self.result.usage = self.usage.summary(self.options.prices)
+            self._emit_turns(self.agent_turns.flush(self.call.media.played_ms))
+            self.result.ended_at = time.time()
+            if self.result.ended_by == "local" and self._hangup_reason:
+                self.result.hangup_reason = self._hangup_reason
+            since = self.result.answered_at
+            self.emit(
+                "call.ended",
+                ended_by=self.result.ended_by,
+                reason=self.result.end_reason,
+                sip_status=self.result.sip_status,
+                duration_s=round(self.result.ended_at - since, 2) if since else 0.0,
+                underruns=self.result.media.get("underruns", 0),  # gaps heard (metrics)
+            )
             _log.info(
                 "call ended",
                 ended_by=self.result.ended_by,
                 reason=self.result.reason,
+                hangup_reason=self.result.hangup_reason or None,
                 dtmf="".join(self.result.dtmf),
                 turns_user=self.result.turns_user,
                 turns_agent=self.result.turns_agent,
@@ -227,6 +319,7 @@ class CallSession:
     async def _converse(self, watcher: asyncio.Task[None]) -> None:
         try:
             self.session = await self.provider.connect(self.config)
+            self._ready.set()
         except ProviderError as exc:
             _log.error("provider unavailable", error=str(exc), retryable=exc.retryable)
             await self._apologise_and_hang_up("provider unavailable")
@@ -264,10 +357,17 @@ class CallSession:
             ev = await self.call.events.get()
             if isinstance(ev, MediaReady):
                 _log.info("media ready", codec=ev.codec)
+                self.result.codec = ev.codec
+            elif isinstance(ev, CallAnswered):
+                if self.result.answered_at is None:
+                    self.result.answered_at = time.time()
+                    self.result.codec = ev.codec or self.result.codec
+                    self.emit("call.answered", codec=self.result.codec)
             elif isinstance(ev, DtmfReceived):
                 self.result.dtmf.append(ev.digit)
                 self._last_activity = self._loop.time()
                 _log.info("dtmf", digit=ev.digit, method=ev.method, duration_ms=ev.duration_ms)
+                self.emit("dtmf", digit=ev.digit, method=ev.method, duration_ms=ev.duration_ms)
             elif isinstance(ev, TransferOutcome):
                 _log.info(
                     "transfer status", target=ev.target, status=ev.status_code, final=ev.final
@@ -280,7 +380,10 @@ class CallSession:
             elif isinstance(ev, CallEnded):
                 self.result.ended_by = ev.ended_by
                 self.result.reason = f"{ev.status_code} {ev.reason}".strip()
+                self.result.sip_status = ev.status_code
                 self.result.media = dict(ev.media)
+                if self.result.answered_at is None and ev.status_code // 100 == 2:
+                    self.result.answered_at = time.time()  # CONFIRMED was never reported
                 self._ended.set()
                 return
 
@@ -294,10 +397,12 @@ class CallSession:
             now = self._now_ms()
             self.usage.audio_in_ms += FRAME_MS
             level = self.levels.played_up_to(media.played_ms)
+            self._emit_turns(self.agent_turns.finished(media.played_ms))
             self._act(self.policy.played(media.played_ms, level, now))
             v = vad.process(pcm)
             if v.speech:
                 self._last_activity = self._loop.time()
+                self._caller_voice_ms = now
             self._act(self.policy.caller_frame(v.speech, v.dbfs, now))
             self._act(self.policy.tick(now))
             await self.session.send_audio(pcm)
@@ -308,7 +413,9 @@ class CallSession:
         assert self.session is not None
         async for ev in self.session.events():
             if isinstance(ev, AudioDelta):
-                if ev.item_id and self.policy.interrupted(ev.item_id):
+                if ev.item_id and (
+                    self.policy.interrupted(ev.item_id) or ev.item_id in self._cut_items
+                ):
                     continue  # late audio of a reply the caller interrupted: never play it
                 if self._mute_provider:
                     continue  # the call is closing with the engine's own last words
@@ -316,8 +423,14 @@ class CallSession:
                 if ev.item_id and ev.item_id != self._item_id:
                     self._item_id = ev.item_id
                     self.policy.reset_item(ev.item_id)
+                    if self._reply_due_from is not None:
+                        self._latency_ms[ev.item_id] = self._now_ms() - self._reply_due_from
+                        self._reply_due_from = None
                 ms = len(ev.pcm) // 48
                 self.usage.audio_out_ms += ms
+                if self.result.first_audio_at is None:
+                    self.result.first_audio_at = time.time()
+                self.agent_turns.audio(ev.item_id, ms, self.call.media.played_ms)
                 self.call.media.write(ev.pcm)
                 self.levels.queued(ev.pcm)
                 self._last_activity = self._loop.time()
@@ -325,16 +438,24 @@ class CallSession:
             elif isinstance(ev, AudioDone):
                 self.call.media.end_of_stream()
                 self.policy.item_done(ev.item_id)
+                self.agent_turns.audio_done(ev.item_id)
             elif isinstance(ev, SpeechStarted):
                 self._act(self.policy.provider_speech_started(self._now_ms()))
             elif isinstance(ev, SpeechStopped):
                 self._act(self.policy.provider_speech_stopped(self._now_ms()))
+                self._reply_due_from = self._caller_voice_ms
             elif isinstance(ev, TranscriptDelta):
+                if not ev.final and ev.role == "assistant":
+                    self._agent_text[ev.item_id] = self._agent_text.get(ev.item_id, "") + ev.text
                 if ev.final:
                     if ev.role == "user":
                         self.result.turns_user += 1
+                        self.emit("turn.user", text=ev.text, item_id=ev.item_id)
                     else:
                         self.result.turns_agent += 1
+                        # a truncated reply's final transcript can be empty: keep what was said
+                        said = self._agent_text.pop(ev.item_id, "")
+                        self.agent_turns.transcript(ev.item_id, ev.text or said.strip())
                     _log.info(f"turn.{ev.role}", text=ev.text, item_id=ev.item_id)
             elif isinstance(ev, FunctionCall):
                 # Run it once its response completes: a cancelled response's call is void.
@@ -355,18 +476,27 @@ class CallSession:
                 self.usage.add_response(ev.usage)
                 self.policy.response_done(self._now_ms())
                 _log.info("response done", response_id=ev.response_id, status=ev.status)
+                self._say_sent = None
+                await self._next_say()
             elif isinstance(ev, ProviderErrorEvent):
                 await self._provider_error(ev)
             elif isinstance(ev, Reconnected):
                 _log.info("provider reconnected", attempt=ev.attempt)
+                self.emit("provider.reconnected", attempt=ev.attempt)
 
     def _act(self, actions: list[Any]) -> None:
         for a in actions:
             if isinstance(a, StopPlayout):
                 dropped = self.call.media.clear()
-                self.levels.cleared(self.call.media.played_ms)
+                played = self.call.media.played_ms
+                self.levels.cleared(played)
+                self.agent_turns.cleared(played)
                 self.result.barge_ins += 1
-                _log.info("barge_in", dropped_ms=dropped, played_ms=self.call.media.played_ms)
+                _log.info("barge_in", dropped_ms=dropped, played_ms=played)
+                _, item_ms = self.policy.played_item_ms()
+                its = self.policy.interruptions  # latency: caller's voice onset → silence
+                lat = {"latency_ms": self._now_ms() - its[-1].started_ms} if its else {}
+                self.emit("barge_in", by="caller", played_ms=item_ms, dropped_ms=dropped, **lat)
             elif isinstance(a, PausePlayout):
                 self.call.media.pause()
             elif isinstance(a, ResumePlayout):
@@ -392,9 +522,11 @@ class CallSession:
         if not item or self.policy.interrupted(item) or self.call.media.queued_ms == 0:
             return
         end = min(played, self.policy.generated_ms(item))
+        dropped = self.call.media.queued_ms
         self._clear_playout()
         self.result.barge_ins += 1
         _log.info("barge_in", by="provider", item_id=item, audio_end_ms=end)
+        self.emit("barge_in", by="provider", played_ms=end, dropped_ms=dropped)
         self._spawn(self.session.truncate(item, end) if self.session else None)
 
     def _spawn(self, coro: Any) -> None:
@@ -412,6 +544,17 @@ class CallSession:
             retryable=ev.retryable,
             fatal=ev.fatal,
         )
+        self.emit(
+            "provider.error",
+            code=ev.code,
+            message=ev.message,
+            retryable=ev.retryable,
+            fatal=ev.fatal,
+        )
+        if ev.code == "conversation_already_has_active_response" and self._say_sent:
+            # our `say` met a reply that had just started: say it after that one
+            self._says.appendleft(self._say_sent)
+            self._say_sent = None
         if ev.fatal:
             await self._apologise_and_hang_up(f"provider error: {ev.code or ev.message}")
         elif ev.code == "connection_lost":
@@ -427,7 +570,20 @@ class CallSession:
 
     async def _run_tool(self, fc: FunctionCall) -> None:
         _log.info("tool called", tool=fc.name, call_id=fc.call_id)
+        try:
+            arguments: Any = json.loads(fc.arguments or "{}")
+        except json.JSONDecodeError:
+            arguments = fc.arguments
+        self.emit("tool.called", tool=fc.name, tool_call_id=fc.call_id, arguments=arguments)
         result = await self.executor.run(fc)
+        self.emit(
+            "tool.result",
+            tool=fc.name,
+            tool_call_id=fc.call_id,
+            ok=result.ok,
+            duration_ms=round(result.duration_ms, 1),
+            error=result.error or None,
+        )
         if self.session is None:
             return
         await self.session.send_function_output(fc.call_id, result.output)
@@ -444,6 +600,7 @@ class CallSession:
     def _clear_playout(self) -> None:
         self.call.media.clear()
         self.levels.cleared(self.call.media.played_ms)
+        self.agent_turns.cleared(self.call.media.played_ms)
         self._act(self.policy.playout_cleared(self._now_ms()))
 
     def _play_prompt(self, name: str, closing: bool = False) -> None:
@@ -472,21 +629,125 @@ class CallSession:
         while media.played_ms < target and self._loop.time() < deadline:
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.2)  # the final frame leaves the encoder
-        await self.call.hangup(reason)
+        await self._hangup(reason)
 
     async def transfer(self, target: str) -> tuple[bool, str]:
         fut: asyncio.Future[TransferOutcome] = self._loop.create_future()
         self._transfer_waiters.append(fut)
-        await self.call.transfer(target)
+        self.emit("transfer.started", target=target)
+        try:
+            await self.call.transfer(target)
+        except Exception as exc:  # noqa: BLE001 - reported as the transfer's outcome
+            self._transfer_waiters.remove(fut)
+            self.emit("transfer.failed", target=target, status=0, reason=str(exc))
+            return False, str(exc)
         try:
             out = await asyncio.wait_for(fut, timeout=25)
         except TimeoutError:
-            return False, "no answer from the transfer target"
+            reason = "no answer from the transfer target"
+            self.emit("transfer.failed", target=target, status=0, reason=reason)
+            return False, reason
         ok = 200 <= out.status_code < 300
-        return ok, f"{out.status_code} {out.reason}".strip()
+        detail = f"{out.status_code} {out.reason}".strip()
+        self.emit(
+            "transfer.completed" if ok else "transfer.failed",
+            target=target,
+            status=out.status_code,
+            reason=out.reason,
+        )
+        return ok, detail
 
     async def send_dtmf(self, digits: str) -> None:
         await self.call.send_dtmf(digits)
+
+    # ---------- what integrators ask of a live call (events/control verbs) ----------
+
+    async def hangup_now(self, reason: str) -> None:
+        """End the call at once (an operator's or integrator's decision)."""
+        self._mute_provider = True
+        await self._hangup(reason)
+
+    async def say(self, text: str, *, interrupt: bool = False) -> tuple[bool, str]:
+        """Have the bot speak `text`: now, cutting off its current reply (`interrupt`), or
+        once the reply it is giving has ended. Works with any Realtime-protocol model: a
+        `response.create` whose instructions ask for exactly this text (the local engine
+        speaks such a text verbatim)."""
+        if self._no_model():
+            return False, "this call's provider (echo) has no voice of its own to speak text"
+        if self.session is None or not self._ready.is_set():
+            return False, "the call is not connected to its model yet"
+        if self._mute_provider:
+            return False, "the call is closing"
+        if interrupt:
+            self._interrupt_bot()
+            self._says.clear()  # `now` replaces anything still waiting
+        self._says.append(text)
+        queued = not interrupt and (self._response_active or self._say_sent is not None)
+        if not self._response_active:
+            await self._next_say()
+        return True, "queued after the current reply" if queued else ""
+
+    async def _next_say(self) -> None:
+        if not self._says or self._say_sent is not None or self.session is None:
+            return
+        if self._mute_provider:
+            self._says.clear()
+            return
+        text = self._says.popleft()
+        self._say_sent = text
+        await self.session.create_response(instructions=say_exactly(text))
+
+    def _interrupt_bot(self) -> None:
+        """Stop the bot's current reply as a barge-in would: the caller hears silence now,
+        and the model remembers only what the caller heard."""
+        item, played = self.policy.played_item_ms()
+        if item and not self.policy.interrupted(item):
+            end = min(played, self.policy.generated_ms(item))
+            self._spawn(self.session.truncate(item, end) if self.session else None)
+        if self._item_id:
+            self._cut_items.add(self._item_id)
+        if self._response_active:
+            self._spawn(self.session.cancel_response() if self.session else None)
+        self._clear_playout()
+
+    def _no_model(self) -> bool:
+        return self.provider.name == "echo" or self.config.provider == "echo"
+
+    async def inject(
+        self, *, text: str | None = None, image_data_url: str | None = None, role: str = "user"
+    ) -> tuple[bool, str]:
+        """Add a conversation item the model sees from its next reply on."""
+        if self._no_model():
+            return False, "this call's provider (echo) has no conversation to add to"
+        if self.session is None or not self._ready.is_set():
+            return False, "the call is not connected to its model yet"
+        try:
+            if text is not None:
+                await self.session.add_text_item(text, "system" if role == "system" else "user")
+            if image_data_url is not None:
+                await self.session.add_image_item(image_data_url)
+        except ProviderError as exc:
+            return False, f"the model of this call cannot take that: {exc}"
+        except ValueError as exc:
+            return False, str(exc)
+        return True, ""
+
+    def _emit_turns(self, turns: list[Any]) -> None:
+        for t in turns:
+            latency = self._latency_ms.pop(t.item_id, None)
+            self.emit(
+                "turn.agent",
+                text=t.text,
+                item_id=t.item_id,
+                interrupted=t.interrupted,
+                played_ms=t.played_ms,
+                **({} if latency is None else {"latency_ms": latency}),
+            )
+
+    async def _hangup(self, reason: str) -> None:
+        if self._hangup_reason is None:
+            self._hangup_reason = reason
+        await self.call.hangup(reason)
 
     # ---------- endings ----------
 
@@ -502,7 +763,7 @@ class CallSession:
             _log.info("model unavailable: transferring the caller", target=target, reason=reason)
             ok, detail = await self.transfer(target)
             if ok:
-                await self.call.hangup(f"transferred after {reason}")
+                await self._hangup(f"transferred after {reason}")
                 return
             _log.warning("fallback transfer failed", target=target, detail=detail)
         self._play_prompt("apology", closing=True)
@@ -533,6 +794,9 @@ async def run_call(
     config: SessionConfig,
     limits: CallLimits,
     options: SessionOptions | None = None,
+    *,
+    bus: Bus | None = None,
+    meta: CallMeta | None = None,
 ) -> CallResult:
     """Drive one call from offer to end. Never raises for call-level failures."""
-    return await CallSession(call, provider, config, options, limits).run()
+    return await CallSession(call, provider, config, options, limits, bus=bus, meta=meta).run()

@@ -180,13 +180,27 @@ class SipCall:
     the asyncio thread dropping its last reference.
     """
 
-    def __init__(self, endpoint: SipEndpoint, pjcall: PjCall, offer: CallOffered) -> None:
+    def __init__(
+        self, endpoint: SipEndpoint, pjcall: PjCall, offer: CallOffered, *, outbound: bool = False
+    ) -> None:
         self.call_id = offer.call_id
         self.offer = offer
+        self.outbound = outbound  # we dialled: answer() waits for the far end to pick up
+        self.ring_timeout_s = 30.0
         self.media = MediaBridge(endpoint.loop, sample_rate=endpoint.settings.port_rate)
         self.events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._endpoint = endpoint
         self._ref: weakref.ref[PjCall] | None = weakref.ref(pjcall)
+        self._answered = asyncio.Event()
+        self._ended = asyncio.Event()
+
+    def deliver(self, ev: CallEvent) -> None:
+        """A call event from PJSIP, on the asyncio thread."""
+        if isinstance(ev, CallAnswered):
+            self._answered.set()
+        elif isinstance(ev, CallEnded):
+            self._ended.set()
+        self.events.put_nowait(ev)
 
     def detach(self) -> None:
         self._ref = None
@@ -205,7 +219,22 @@ class SipCall:
         return await self._endpoint.run(on_owner)
 
     async def answer(self) -> None:
-        await self._act(lambda c: c.answer(_op(200)))
+        if not self.outbound:
+            await self._act(lambda c: c.answer(_op(200)))
+            return
+        waits = {asyncio.ensure_future(self._answered.wait()),
+                 asyncio.ensure_future(self._ended.wait())}  # fmt: skip
+        try:
+            await asyncio.wait(waits, timeout=self.ring_timeout_s, return_when="FIRST_COMPLETED")
+        finally:
+            for w in waits:
+                w.cancel()
+        if self._answered.is_set():
+            return
+        if not self._ended.is_set():
+            _log.info("no answer: giving up", call_id=self.call_id, after_s=self.ring_timeout_s)
+            await self.hangup("no answer")
+        raise CallGoneError(f"call {self.call_id} was not answered")
 
     async def reject(self, status_code: int, reason: str = "") -> None:
         def _do(c: PjCall) -> None:

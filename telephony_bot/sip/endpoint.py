@@ -70,6 +70,7 @@ class SipEndpoint:
         self._calls: dict[int, PjCall] = {}  # every live pjsua2 call, by object id
         self._ep: Any = None
         self._account: SipAccount | None = None
+        self._out_accounts: dict[str, SipAccount] = {}  # per caller id, for outbound calls
         self._log_writer: PjLogWriter | None = None
         self.codecs: list[str] = []
         self.ports = PortPool(self.frames, settings.port_rate)
@@ -108,7 +109,7 @@ class SipEndpoint:
     def emit(self, call: SipCall, ev: CallEvent) -> None:
         """Hand a call event to asyncio (any thread)."""
         try:
-            self.loop.call_soon_threadsafe(call.events.put_nowait, ev)
+            self.loop.call_soon_threadsafe(call.deliver, ev)
         except RuntimeError:  # loop closed during shutdown
             pass
 
@@ -259,17 +260,86 @@ class SipEndpoint:
             c.port = None
         del calls
         self.ports.destroy()
-        if self._account is not None:
+        for acc in [*self._out_accounts.values(), self._account]:
+            if acc is None:
+                continue
             try:
-                self._account.shutdown()
+                acc.shutdown()
             except Exception:  # noqa: BLE001
                 pass
-            self._account = None
+        self._out_accounts.clear()
+        self._account = None
         try:
             ep.libDestroy()
         except Exception:  # noqa: BLE001
             pass
         self._ep = None
+
+    # ---- outbound calls (asyncio → owner thread) ----
+
+    async def make_call(self, uri: str, *, caller: str, called: str) -> SipCall:
+        """Dial `uri` with `caller` as the From user; the SipCall's `answer()` waits for the
+        far end to pick up. SipError when the worker is full, draining or PJSIP refuses."""
+        if self.draining:
+            raise SipError("the worker is shutting down")
+
+        def on_owner() -> SipCall:
+            with self._lock:
+                active = sum(1 for c in self._calls.values() if not c.ended and c.facade)
+            if active >= self.settings.max_calls:
+                raise SipError(f"the worker is full ({active} of {self.settings.max_calls} calls)")
+            account = self._account_for(caller)
+            pjcall = PjCall(self, account, pj.PJSUA_INVALID_ID)
+            offer = CallOffered(
+                call_id=uuid.uuid4().hex[:16],
+                sip_call_id="",
+                called=called,
+                caller=caller,
+                from_uri=self._id_uri(caller),
+                to_uri=uri,
+                source="",
+            )
+            facade = SipCall(self, pjcall, offer, outbound=True)
+            pjcall.facade = facade
+            with self._lock:
+                self._calls[id(pjcall)] = pjcall
+            try:
+                pjcall.makeCall(uri, pj.CallOpParam(True))
+            except pj.Error as exc:
+                with self._lock:
+                    self._calls.pop(id(pjcall), None)
+                facade.detach()
+                raise SipError(f"cannot call {uri}: {exc.info()}") from None
+            _log.info("outgoing call", call_id=offer.call_id, uri=uri, caller=caller)
+            return facade
+
+        return await self.run(on_owner)
+
+    def _id_uri(self, user: str) -> str:
+        s = self.settings
+        host = s.host if s.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        return f"sip:{user}@{host}:{s.port}"
+
+    def _account_for(self, user: str) -> SipAccount:
+        """An account whose identity (From) is `user` (owner thread; kept until shutdown)."""
+        if user == "bot" and self._account is not None:
+            return self._account
+        acc = self._out_accounts.get(user)
+        if acc is None:
+            if len(self._out_accounts) >= 32:
+                raise SipError("too many distinct caller ids for outbound calls (32)")
+            s = self.settings
+            acfg = pj.AccountConfig()
+            acfg.idUri = self._id_uri(user)
+            acfg.mediaConfig.transportConfig.port = s.rtp_port
+            acfg.mediaConfig.transportConfig.portRange = s.rtp_port_range
+            if s.host not in ("0.0.0.0", "::"):
+                acfg.mediaConfig.transportConfig.boundAddress = s.host
+                acfg.mediaConfig.transportConfig.publicAddress = s.host
+            acc = SipAccount(self)
+            acc.create(acfg, False)
+            self._out_accounts[user] = acc
+        return acc
 
     # ---- incoming calls (PJSIP thread) ----
 

@@ -564,7 +564,18 @@ async def test_say_exactly_is_spoken_verbatim_then_the_flow_goes_on(
         said = [e.transcript for e in log if e.type == "response.audio_transcript.done"]
         assert said == ["Welcome to Example.", "Hello, this is the test line. How can I help?"]
         log.clear()
-        await conn.response.create(response={"instructions": say_exactly("Your code is 42.")})
+        text = "Your parcel left the depot at nine; it arrives tomorrow."
+        await conn.response.create(response={"instructions": say_exactly(text)})
         await _until(conn, "response.done", log)
         said = [e.transcript for e in log if e.type == "response.audio_transcript.done"]
-        assert said == ["Your code is 42."]
+        assert said == [text]
+        assert parts.synthesizer.calls[-2:] == [
+            "Your parcel left the depot at nine; ",
+            "it arrives tomorrow.",
+        ]  # clause by clause, as any reply
+
+        # Other instructions do not make the flow say them: it follows its script.
+        log.clear()
+        await conn.response.create(response={"instructions": "Be brief."})
+        await _until(conn, "response.done", log)
+        assert not [e for e in log if e.type == "response.audio_transcript.done"]

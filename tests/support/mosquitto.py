@@ -48,6 +48,31 @@ class Mosquitto:
     proc: subprocess.Popen[bytes]
     log_path: Path
     _stopped: bool = field(default=False, repr=False)
+    conf: Path | None = None
+
+    def restart(self, start_timeout_s: float = 5.0) -> None:
+        """Start the broker again on the same port (after `stop()`), e.g. after an outage."""
+        assert self._stopped and self.conf is not None, "restart() follows stop()"
+        binary = mosquitto_binary()
+        assert binary is not None
+        deadline = time.monotonic() + start_timeout_s
+        while time.monotonic() < deadline:
+            with open(self.log_path, "ab") as log_file:
+                self.proc = subprocess.Popen(
+                    [binary, "-c", str(self.conf)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                )
+            while self.proc.poll() is None and not _accepts(self.port):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            if self.proc.poll() is None and _accepts(self.port):
+                self._stopped = False
+                return
+            time.sleep(0.1)  # the port may still be in TIME_WAIT: try again
+        raise RuntimeError(f"mosquitto did not restart on port {self.port}:\n{self.log()}")
 
     def stop(self) -> None:
         """Kill the broker (idempotent); its port then refuses connections."""
@@ -100,7 +125,7 @@ def running_mosquitto(start_timeout_s: float = 5.0) -> Iterator[Mosquitto]:
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                 )
-            candidate = Mosquitto(HOST, port, proc, log_path)
+            candidate = Mosquitto(HOST, port, proc, log_path, conf=conf)
             deadline = time.monotonic() + start_timeout_s
             while time.monotonic() < deadline and proc.poll() is None and not _accepts(port):
                 time.sleep(0.05)

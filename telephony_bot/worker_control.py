@@ -1,0 +1,117 @@
+"""`WorkerControl`: the `events.control.Control` verbs on one worker's live calls.
+
+MQTT commands and the admin API both call these; each answers with a `CommandResult`
+instead of raising, so a refusal always carries a reason. Live state (state, transcript)
+comes from the bus (`events.live.LiveCalls`); actions go to the call's `CallSession`.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import re
+from typing import TYPE_CHECKING, Any
+
+from telephony_bot import log
+from telephony_bot.events.control import CommandResult
+from telephony_bot.events.live import LiveCalls
+
+if TYPE_CHECKING:
+    from telephony_bot.worker import Worker
+
+_log = log.get("control")
+
+NUMBER_RE = re.compile(r"^\+?[0-9A-Za-z*#._-]{1,64}$")
+TRANSFER_TARGET_RE = re.compile(r"^(sips?|tel):[^\s<>\"]{1,250}$")
+
+
+def number_allowed(number: str, patterns: tuple[str, ...] | list[str]) -> bool:
+    """Whether `number` matches one of the `outbound.allow` patterns (exact, or with the
+    wildcards * and ?; no other glob syntax)."""
+    for p in patterns:
+        if fnmatch.fnmatchcase(number, p.replace("[", "[[]")):
+            return True
+    return False
+
+
+class WorkerControl:
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.live = LiveCalls(worker.bus)
+
+    # ---- reading ----
+
+    def calls(self) -> list[dict[str, Any]]:
+        return self.live.calls()
+
+    def call(self, call_id: str) -> dict[str, Any] | None:
+        return self.live.call(call_id)
+
+    # ---- acting on a call ----
+
+    def _session(self, call_id: str) -> Any:
+        return self.worker.sessions.get(call_id)
+
+    async def hangup(self, call_id: str, reason: str = "") -> CommandResult:
+        s = self._session(call_id)
+        if s is None:
+            return CommandResult(False, f"no live call {call_id!r} on this worker")
+        _log.info("hangup requested", call_id=call_id, reason=reason)
+        await s.hangup_now(f"command: {reason}" if reason else "command")
+        return CommandResult(True, data={"call_id": call_id})
+
+    async def transfer(self, call_id: str, target: str) -> CommandResult:
+        s = self._session(call_id)
+        if s is None:
+            return CommandResult(False, f"no live call {call_id!r} on this worker")
+        if not TRANSFER_TARGET_RE.match(target):
+            return CommandResult(False, f"transfer target must be a sip:, sips: or tel: URI, "
+                                        f"got {target!r}")  # fmt: skip
+        if self.call(call_id) is None or self.call(call_id)["state"] == "ringing":  # type: ignore[index]
+            return CommandResult(False, "the call is not answered yet")
+        _log.info("transfer requested", call_id=call_id, target=target)
+        ok, detail = await s.transfer(target)
+        if ok:
+            await s.hangup_now(f"transferred to {target}")
+        return CommandResult(ok, "" if ok else f"transfer failed: {detail}",
+                             {"call_id": call_id, "target": target, "status": detail})  # fmt: skip
+
+    async def say(self, call_id: str, text: str, *, interrupt: bool = False) -> CommandResult:
+        s = self._session(call_id)
+        if s is None:
+            return CommandResult(False, f"no live call {call_id!r} on this worker")
+        if not text.strip():
+            return CommandResult(False, "text is empty")
+        ok, detail = await s.say(text, interrupt=interrupt)
+        if not ok:
+            return CommandResult(False, detail)
+        return CommandResult(True, data={"call_id": call_id, "queued": bool(detail)})
+
+    async def inject(
+        self,
+        call_id: str,
+        *,
+        text: str | None = None,
+        image: bytes | None = None,
+        image_mime: str = "image/jpeg",
+        role: str = "user",
+    ) -> CommandResult:
+        s = self._session(call_id)
+        if s is None:
+            return CommandResult(False, f"no live call {call_id!r} on this worker")
+        if (text is None) == (image is None):
+            return CommandResult(False, "give either text or image")
+        url = None
+        if image is not None:
+            if not image_mime.startswith("image/"):
+                return CommandResult(False, f"image mime must be image/..., got {image_mime!r}")
+            url = f"data:{image_mime};base64,{base64.b64encode(image).decode()}"
+        if role not in ("user", "system"):
+            return CommandResult(False, f"role must be user or system, got {role!r}")
+        ok, detail = await s.inject(text=text, image_data_url=url, role=role)
+        return CommandResult(ok, detail, {"call_id": call_id} if ok else {})
+
+    # ---- new calls ----
+
+    async def originate(self, to: str, from_: str | None, route: str | None) -> CommandResult:
+        return await self.worker.originate(to, from_, route)
