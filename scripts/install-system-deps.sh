@@ -4,12 +4,16 @@
 #   libopus0    libopus for the project's own Opus codec (opuslib loads it)
 #   mosquitto   an MQTT broker the MQTT tool tests start on a free loopback port (the
 #               package's own service is not used; in containers it is not started)
+#   kamailio    the SIP dispatcher `serve --workers N` (N > 1) puts in front of the workers;
+#               serve runs it in the foreground with its own generated cfg (the package's
+#               systemd service is not used; in containers it is not started)
 set -euo pipefail
 need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0' || need+=(libopus0)
 # /usr/sbin is not on every user's PATH: look there too
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
@@ -19,5 +23,5 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "installing Debian packages: ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}"
