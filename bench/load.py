@@ -1,6 +1,6 @@
 """Load benchmark: echo calls through the front door at rising concurrency until it breaks.
 
-For each level (4, 16, 32, 48, 64, 96, 128, 160 concurrent calls) it starts `telephony-bot
+For each level (4, 16, 32, 48, 64, 80, 96, 128, 160 concurrent calls) it starts `telephony-bot
 serve --workers ceil(level/4) --provider echo` with Kamailio in front, places `level` SIPp
 calls (tests/sipp/uac_rtp.xml, G.711 RTP from a pcap long enough to talk for the whole
 call) through the one public port, holds them all up together, and measures:
@@ -8,10 +8,11 @@ call) through the one public port, holds them all up together, and measures:
 - failed calls (SIPp) and 486s;
 - underruns: bot audio that ran dry mid-stream, as % of bot frames (the workers' "call ended"
   log lines carry the bridge counters); caller frames dropped because asyncio fell behind;
-- media clock: RTP packets a worker sent per 20 ms of call (below 0.97 means its media
-  thread fell behind);
+- media clock: RTP packets a worker sent per 20 ms of the call's length as the worker logged
+  it (from "media ready" to "call ended"; below 0.97 means its media thread fell behind, or
+  its event loop logged the end late: both mean a saturated worker);
 - CPU of the workers per call (% of one core), of Kamailio and of SIPp, and how busy the
-  whole machine was (other tenants included) during the window;
+  whole machine was (% of all cores, other tenants included) during the window;
 - RSS per worker idle and with 4 calls, and per extra call.
 
 A level fails on any failed call, underruns above 0.5 %, dropped caller frames, or a media
@@ -41,7 +42,7 @@ from tests.support import audio, engine
 from tests.support.sipp import finish, free_udp_port, start_sipp
 
 RESULTS = Path(__file__).parent / "results" / "load.json"
-LEVELS = (4, 16, 32, 48, 64, 96, 128, 160)
+LEVELS = (4, 16, 32, 48, 64, 80, 96, 128, 160)
 SHORT_HOLD_S = 15.0
 FINAL_HOLD_S = 60.0
 RATE_CPS = 16  # new calls per second while ramping up
@@ -278,20 +279,21 @@ def measure(tmp: Path, levels: tuple[int, ...], hold_s: float, final_hold_s: flo
             stopped = f"{level} failed: {r['failure']}"
             break
         best = level
-    held: dict[str, Any] | None = None
-    if best is not None and final_hold_s > hold_s:
-        held = run_level(tmp, best, final_hold_s)
-        _print_row(held)
-        if not held["passed"]:
-            lower = [lv for lv in levels if lv < best]
-            left = budget_s - (time.monotonic() - t0)
-            if lower and _estimate_s(lower[-1], final_hold_s) < left:
-                held = run_level(tmp, lower[-1], final_hold_s)
-                _print_row(held)
+    # the best level held for the final (60 s) hold; if it does not last, the one below
+    holds: list[dict[str, Any]] = []
+    candidates = [lv for lv in levels if best is not None and lv <= best][::-1]
+    for level in candidates[:2] if final_hold_s > hold_s else []:
+        if holds and _estimate_s(level, final_hold_s) > budget_s - (time.monotonic() - t0):
+            break
+        holds.append(run_level(tmp, level, final_hold_s))
+        _print_row(holds[-1])
+        if holds[-1]["passed"]:
+            break
+    held = next((h for h in holds if h["passed"]), None)
     return {
         "levels": runs,
-        "held": held,
-        "max_concurrency_held_60s": held["level"] if held and held["passed"] else None,
+        "holds": holds,
+        "max_concurrency_held_60s": held["level"] if held else None,
         "max_level_passed_short_hold": best,
         "stopped": stopped,
         "criteria": {
@@ -323,7 +325,7 @@ COLUMNS = (
     ("worker_cpu_pct", "workers CPU %"),
     ("kamailio_cpu_pct", "Kamailio %"),
     ("sipp_cpu_pct", "SIPp %"),
-    ("machine_busy_pct", "machine busy %"),
+    ("machine_busy_pct", "machine busy % (all cores)"),
     ("rss_worker_4_calls_mb", "RSS/worker MB"),
     ("passed", "ok"),
 )
@@ -343,9 +345,7 @@ def _print_row(r: dict[str, Any]) -> None:
 
 def table(data: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += [_row(r) for r in data["levels"]]
-    if data.get("held"):
-        lines.append(_row(data["held"]))
+    lines += [_row(r) for r in data["levels"] + data.get("holds", [])]
     first = (data["levels"] or [{}])[0]
     lines.append(
         f"\nMax concurrency held {data['final_hold_s']:.0f} s: "

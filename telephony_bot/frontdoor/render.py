@@ -97,7 +97,8 @@ def render_template(text: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
 
 
-def render_cfg(cfg: FrontDoorConfig) -> str:
+def render_cfg(cfg: FrontDoorConfig, list_file: Path | None = None) -> str:
+    """The Kamailio configuration; `list_file` is where dispatcher.list is (default run dir)."""
     cfg.check()
     host = cfg.listen_host
     if host in ("0.0.0.0", "::", ""):
@@ -117,6 +118,7 @@ def render_cfg(cfg: FrontDoorConfig) -> str:
             "log_level": str(_LOG_LEVELS[cfg.log_level]),
             "children": str(cfg.children),
             "run_dir": str(cfg.run_dir),
+            "list_file": str(list_file or cfg.run_dir / "dispatcher.list"),
             "module_path": cfg.module_path,
             "listen": listen,
             "fr_timer_ms": str(cfg.fr_timer_ms),
@@ -145,5 +147,5 @@ def write(cfg: FrontDoorConfig, out_dir: Path | None = None) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     (target / "dispatcher.list").write_text(render_dispatcher_list(cfg))
     path = target / "kamailio.cfg"
-    path.write_text(render_cfg(cfg))
+    path.write_text(render_cfg(cfg, target / "dispatcher.list"))
     return path
