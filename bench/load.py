@@ -217,6 +217,9 @@ def run_level(tmp: Path, level: int, hold_s: float) -> dict[str, Any]:
         calls_ok=res.successful,
         calls_failed=res.failed,
         busy=res.busy,
+        sipp_failures={
+            k: v for k, v in res.stats.items() if k.startswith("Failed") and v not in ("", "0")
+        },
         answered=answered,
         **quality,
         cpu_window_s=round(cpu["window_s"], 1),
@@ -365,7 +368,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--final-hold", type=float, default=FINAL_HOLD_S, help="hold of the best")
     p.add_argument("--budget", type=float, default=TIME_BUDGET_S, help="time budget, s")
     p.add_argument("--out", default=str(RESULTS), help="JSON file to write")
+    p.add_argument("--table", action="store_true", help="only print the table of the JSON in --out")
     args = p.parse_args(argv)
+    if args.table:
+        print(table(json.loads(Path(args.out).read_text())))
+        return
     levels = tuple(int(x) for x in args.levels.split(","))
     print("| " + " | ".join(h for _, h in COLUMNS) + " |", flush=True)
     with tempfile.TemporaryDirectory(prefix="load-") as d:
