@@ -170,3 +170,25 @@ def test_state_changes_and_kamailio_lines_become_log_lines(
     assert '"message": "front door: every worker is full; 486 for x"' in err
     assert '"level": "warning"' in err
     assert '"message": "Listening on"' in err
+
+
+def test_serve_refuses_worker_ports_that_overlap_the_public_port(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from telephony_bot.cli import main
+
+    argv = ["serve", "--workers", "2", "--provider", "echo", "--sip-port", "5060"]
+    assert main([*argv, "--worker-port", "5059"]) == 2
+    assert "overlaps the front door" in capsys.readouterr().err
+
+
+def test_serve_with_several_workers_and_no_kamailio_names_the_package_before_starting_any(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from telephony_bot.cli import main
+
+    monkeypatch.setattr(kamailio.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(kamailio, "_SEARCH", ("/nonexistent",))
+    argv = ["serve", "--workers", "2", "--provider", "echo", "--run-dir", str(tmp_path / "r")]
+    assert main(argv) == 2
+    assert "Debian package `kamailio`" in capsys.readouterr().err
