@@ -31,8 +31,10 @@ test: install lint
 unit: install
 	$(BIN)/pytest -q tests/unit
 
+# all benches; each writes bench/results/<name>.json (load.py keeps to ~8 minutes)
 bench: install
 	$(BIN)/python -m bench.echo_calls
+	$(BIN)/python -m bench.load
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -6,6 +6,9 @@
 #               package's own service is not used; in containers it is not started)
 #   chromium    headless browser for the admin page test (driven by playwright, which
 #               downloads no browser of its own)
+#   kamailio    the SIP dispatcher `serve --workers N` (N > 1) puts in front of the workers;
+#               serve runs it in the foreground with its own generated cfg (the package's
+#               systemd service is not used; in containers it is not started)
 set -euo pipefail
 need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
@@ -13,6 +16,7 @@ ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0' || need+=(libopus0)
 # /usr/sbin is not on every user's PATH: look there too
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
@@ -22,5 +26,5 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "installing Debian packages: ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}"

@@ -1,4 +1,5 @@
-"""`telephony-bot`: serve | worker | dial. Exit codes: 0 ok, 1 runtime error, 2 usage error."""
+"""`telephony-bot`: serve | worker | dial | frontdoor | ... Exit codes: 0 ok, 1 runtime error,
+2 usage error."""
 
 from __future__ import annotations
 
@@ -68,6 +69,24 @@ def build_parser() -> argparse.ArgumentParser:
     _sip_args(serve)
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.add_argument(
+        "--front-door",
+        choices=("auto", "kamailio", "none"),
+        default="auto",
+        help="SIP front door on --sip-port: kamailio (dispatcher balancing the workers), "
+        "none (each worker on its own port), auto (default: kamailio when --workers > 1)",
+    )
+    serve.add_argument(
+        "--worker-port",
+        type=int,
+        help="first private SIP port of the workers behind the front door "
+        "(default: --sip-port + 1)",
+    )
+    serve.add_argument(
+        "--run-dir",
+        help="front door files: kamailio.cfg, dispatcher list, control sockets "
+        "(default: $TMPDIR/telephony-bot-front-<sip-port>)",
+    )
+    serve.add_argument(
         "--local-engine-port",
         type=int,
         default=8765,
@@ -112,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="WAV to say once the far end spoke and paused (repeat: a conversation)",
     )
     dial.add_argument("--turn-gap", type=float, default=1.0, help="pause that ends a bot turn (s)")
+    _frontdoor_args(sub)
     rs = sub.add_parser(
         "realtime-server",
         help="the offline engine (ASR, TTS, scripted flows) as an OpenAI-Realtime server",
@@ -148,6 +168,76 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--at", help="ISO time with offset (default: now), e.g. 2026-12-24T22:00+01:00")
     r.add_argument("--header", action="append", default=[], help="SIP header 'Name: value'")
     return parser
+
+
+def _frontdoor_args(sub: Any) -> None:
+    fd = sub.add_parser("frontdoor", help="the Kamailio front door: render its config, show state")
+    fsub = fd.add_subparsers(dest="frontdoor_command", required=True)
+    r = fsub.add_parser(
+        "render",
+        help="write kamailio.cfg + dispatcher.list for workers anywhere (several machines)",
+    )
+    r.add_argument(
+        "--worker",
+        action="append",
+        required=True,
+        help="a worker's SIP address host:port[/tcp]; repeat for each worker",
+    )
+    r.add_argument("--sip-host", default="0.0.0.0", help="address Kamailio listens on")
+    r.add_argument("--sip-port", type=int, default=5060, help="public SIP port (default 5060)")
+    r.add_argument("--transports", default="udp,tcp", help="udp,tcp (default)")
+    r.add_argument("--maxload", type=int, default=4, help="calls per worker (default 4)")
+    r.add_argument("--ping-interval", type=int, default=2, help="keepalive seconds (default 2)")
+    r.add_argument("--out", required=True, help="directory to write the two files into")
+    r.add_argument(
+        "--run-dir",
+        help="directory Kamailio uses at run time for its sockets and the list (default: --out)",
+    )
+    r.add_argument("--check", action="store_true", help="also check it with `kamailio -c`")
+    st = fsub.add_parser("status", help="each worker's state as the front door sees it")
+    st.add_argument("--sip-port", type=int, default=5060, help="the public port serve uses")
+    st.add_argument("--run-dir", help="front door run dir (default: from --sip-port)")
+    st.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _cmd_frontdoor(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from telephony_bot.frontdoor import kamailio, rpc
+    from telephony_bot.frontdoor.render import FrontDoorConfig, WorkerAddress, write
+    from telephony_bot.frontdoor.service import default_run_dir
+
+    if args.frontdoor_command == "render":
+        out = Path(args.out).resolve()
+        cfg = FrontDoorConfig(
+            listen_host=args.sip_host,
+            listen_port=args.sip_port,
+            workers=tuple(WorkerAddress.parse(w) for w in args.worker),
+            run_dir=Path(args.run_dir).resolve() if args.run_dir else out,
+            transports=_transports(args.transports),
+            maxload=args.maxload,
+            ping_interval_s=args.ping_interval,
+        )
+        path = write(cfg, out)
+        if args.check:
+            kamailio.check_config(path)
+        print(f"wrote {path} and {out / 'dispatcher.list'} ({len(cfg.workers)} workers)")
+        print(f"run: kamailio -f {path} -DD -E   (the run dir {cfg.run_dir} must exist)")
+        return EXIT_OK
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.sip_port)
+    workers = rpc.dispatcher_list(run_dir)
+    if args.json:
+        rows = [dict(asdict(w), state=w.state, probing=w.probing) for w in workers]
+        print(json.dumps(rows, indent=1))
+    else:
+        print(rpc.status_table(workers))
+    return EXIT_OK
+
+
+def _transports(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
 def _cmd_say(args: argparse.Namespace) -> int:
@@ -334,10 +424,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     app.check(loaded, args.provider)  # fail fast: bad plan, provider, key, tool
     _sip_settings(args, 0)  # validate before spawning anything
     engine = _engine_settings(args)
+    front = args.front_door == "kamailio" or (args.front_door == "auto" and args.workers > 1)
+    first_port = args.sip_port
+    if front:
+        first_port = args.worker_port if args.worker_port is not None else args.sip_port + 1
+        if first_port <= args.sip_port < first_port + args.workers:
+            raise ConfigError("--worker-port range overlaps the front door's --sip-port")
+    elif args.worker_port is not None:
+        first_port = args.worker_port
     rtp_range = 100
     specs = []
     for i in range(args.workers):
-        port = args.sip_port + i
+        port = first_port + i
         argv = [
             "--worker-id", str(i),
             "--sip-host", args.sip_host,
@@ -381,7 +479,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 name="local engine",
             )
         )
-    return _supervise(specs, args.grace, engine, args.workers)
+    background = []
+    if front:
+        door = _front_door(args, first_port)
+        specs.append(door.prepare())
+        background.append(door.monitor)
+    return _supervise(specs, args.grace, engine, args.workers, background)
 
 
 def _worker_admin_args(admin_port: int | None, index: int) -> list[str]:
@@ -395,7 +498,9 @@ def _worker_admin_args(admin_port: int | None, index: int) -> list[str]:
     return ["--admin-host", WORKER_ADMIN_HOST, "--admin-port", str(port)]
 
 
-def _supervise(specs: list[Any], grace: float, engine: Any, workers: int) -> int:
+def _supervise(
+    specs: list[Any], grace: float, engine: Any, workers: int, background: list[Any]
+) -> int:
     import shutil
     import tempfile
 
@@ -413,9 +518,28 @@ def _supervise(specs: list[Any], grace: float, engine: Any, workers: int) -> int
         token = a.token.get_secret_value() if a.token is not None else None
         admin = SupervisorAdmin(a.host, a.port, token, list(range(workers)), engine.cdr.path)
     try:
-        return asyncio.run(Supervisor(specs, grace_seconds=grace, admin=admin).run())
+        sup = Supervisor(specs, grace_seconds=grace, admin=admin, background=background)
+        return asyncio.run(sup.run())
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _front_door(args: argparse.Namespace, first_port: int) -> Any:
+    from pathlib import Path
+
+    from telephony_bot.frontdoor.render import FrontDoorConfig, WorkerAddress
+    from telephony_bot.frontdoor.service import FrontDoor, default_run_dir
+
+    host = "127.0.0.1" if args.sip_host in ("0.0.0.0", "::") else args.sip_host
+    run_dir = Path(args.run_dir).resolve() if args.run_dir else default_run_dir(args.sip_port)
+    cfg = FrontDoorConfig(
+        listen_host=args.sip_host,
+        listen_port=args.sip_port,
+        workers=tuple(WorkerAddress(host, first_port + i) for i in range(args.workers)),
+        run_dir=run_dir,
+        transports=_transports(args.transports),
+    )
+    return FrontDoor(cfg)
 
 
 def _cmd_dial(args: argparse.Namespace) -> int:
@@ -464,6 +588,7 @@ def main(argv: Sequence[str] | None = None, *, hard_exit: bool = False) -> int:
         "realtime-server": _cmd_realtime_server,
         "say": _cmd_say,
         "demo": _cmd_demo,
+        "frontdoor": _cmd_frontdoor,
     }
     try:
         code = handlers[args.command](args)

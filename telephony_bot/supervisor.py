@@ -1,9 +1,10 @@
 """`telephony-bot serve`: start N worker processes, restart crashed ones, stop them cleanly.
 
-Workers listen on consecutive SIP ports from `--sip-port` (with one worker, it listens on
-the public port itself) and on disjoint RTP port ranges. SIGTERM/SIGINT is passed on to
-every worker, which refuses new calls with 503 and lets running calls finish for the grace
-period before hanging them up.
+With one worker, it listens on the public port (`--sip-port`) itself. With several, the
+front door (Kamailio, see `frontdoor/`) listens there and the workers on consecutive private
+ports, with disjoint RTP port ranges. SIGTERM/SIGINT is passed on to every worker, which
+refuses new calls with 503 and lets running calls finish for the grace period before hanging
+them up; the front door stops last, so the BYEs of those calls still reach their workers.
 
 With an admin port, the supervisor serves the admin API for all workers (admin/cluster.py);
 every worker then has its own internal admin API on 127.0.0.1 at admin port + 1 + index, and
@@ -13,11 +14,15 @@ all of them write their metrics into one fresh `PROMETHEUS_MULTIPROC_DIR`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import shutil
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from telephony_bot import log
 from telephony_bot.events.metrics import mark_process_dead
@@ -33,6 +38,13 @@ class WorkerSpec:
     argv: tuple[str, ...]
     sip_port: int  # 0: not a SIP worker (the local engine)
     name: str = "worker"
+    # stdout and stderr go through this, line by line (else they are inherited as they are)
+    output: Callable[[str], None] | None = None
+    stop_last: bool = False  # stopped once every other process has stopped (the front door)
+    # The process forks children of its own (Kamailio): it runs in its own process group, gets
+    # SIGTERM if the supervisor dies (setpriv --pdeathsig), and whatever is left of its group
+    # is killed when it exits, so no orphan keeps its ports.
+    own_group: bool = False
 
 
 class Service(Protocol):
@@ -45,18 +57,47 @@ class Service(Protocol):
 
 class Supervisor:
     def __init__(
-        self, specs: list[WorkerSpec], grace_seconds: float, admin: Service | None = None
+        self,
+        specs: list[WorkerSpec],
+        grace_seconds: float,
+        admin: Service | None = None,
+        background: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self.specs = specs
         self.grace = grace_seconds
         self.admin = admin
+        self.background = background  # run while serving, cancelled at stop (monitors)
         self.procs: dict[int, asyncio.subprocess.Process] = {}
         self.restarts: dict[int, int] = {s.index: 0 for s in specs}
         self._stopping = False
+        self._readers: set[asyncio.Task[None]] = set()
 
     async def _spawn(self, spec: WorkerSpec) -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(*spec.argv, stdin=asyncio.subprocess.DEVNULL)
+        argv = spec.argv
+        kwargs: dict[str, Any] = {}
+        if spec.own_group:
+            kwargs["process_group"] = 0
+            setpriv = shutil.which("setpriv")
+            if setpriv:
+                argv = (setpriv, "--pdeathsig", "TERM", *argv)
+        read_fd = write_fd = -1
+        if spec.output is not None:
+            # A plain pipe, not asyncio's: the process's exit is seen even while a child of
+            # its own still holds the write end.
+            read_fd, write_fd = os.pipe()
+            kwargs.update(stdout=write_fd, stderr=write_fd)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, **kwargs
+            )
+        finally:
+            if write_fd >= 0:
+                os.close(write_fd)
         self.procs[spec.index] = proc
+        if spec.output is not None:
+            task = asyncio.create_task(_forward(read_fd, spec.output))
+            self._readers.add(task)
+            task.add_done_callback(self._readers.discard)
         _log.info(f"{spec.name} started", worker=spec.index, pid=proc.pid, sip_port=spec.sip_port)
         return proc
 
@@ -68,6 +109,8 @@ class Supervisor:
             proc = await self._spawn(spec)
             code = await proc.wait()
             mark_process_dead(proc.pid)  # its live gauges (calls in progress) stop counting
+            if spec.own_group:
+                _kill_group(proc.pid)
             if self._stopping:
                 return
             if time.monotonic() - started > 30:
@@ -93,32 +136,86 @@ class Supervisor:
         keepers = [asyncio.create_task(self._keep(s)) for s in self.specs]
         if self.admin is not None:
             await self.admin.start()
+        extras = [asyncio.create_task(_guard(fn)) for fn in self.background]
         _log.info(
             "serving",
-            workers=len(self.specs),
+            workers=sum(1 for s in self.specs if s.name == "worker"),
             sip_ports=",".join(str(s.sip_port) for s in self.specs if s.sip_port),
         )
         await stop.wait()
         self._stopping = True
         _log.info("stopping workers", grace_seconds=self.grace)
-        for proc in self.procs.values():
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-        waits = [p.wait() for p in self.procs.values() if p.returncode is None]
-        done, pending = await asyncio.wait(
-            [asyncio.ensure_future(w) for w in waits], timeout=self.grace + 10
-        )
-        for proc in self.procs.values():
-            if proc.returncode is None:
-                _log.warning("worker did not stop in time; killing", pid=proc.pid)
-                proc.kill()
-        for k in keepers:
+        first = [s.index for s in self.specs if not s.stop_last]
+        last = [s.index for s in self.specs if s.stop_last]
+        pending = await self._stop(first, self.grace + 10)
+        pending |= await self._stop(last, 10)
+        for k in [*keepers, *extras]:
             k.cancel()
-        await asyncio.gather(*keepers, *pending, return_exceptions=True)
+        await asyncio.gather(*keepers, *extras, *pending, return_exceptions=True)
+        if self._readers:
+            await asyncio.wait(set(self._readers), timeout=2)
         if self.admin is not None:
             await self.admin.stop()
         _log.info("stopped")
         return 0
+
+    async def _stop(self, indexes: list[int], timeout: float) -> set[asyncio.Future[int]]:
+        procs = [self.procs[i] for i in indexes if i in self.procs]
+        for proc in procs:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        waits = {asyncio.ensure_future(p.wait()) for p in procs if p.returncode is None}
+        pending: set[asyncio.Future[int]] = set()
+        if waits:
+            _, pending = await asyncio.wait(waits, timeout=timeout)
+        for proc in procs:
+            if proc.returncode is None:
+                _log.warning("process did not stop in time; killing", pid=proc.pid)
+                proc.kill()
+        for i in indexes:
+            spec = next(s for s in self.specs if s.index == i)
+            if spec.own_group and i in self.procs:
+                _kill_group(self.procs[i].pid)
+        return pending
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+async def _forward(fd: int, output: Callable[[str], None]) -> None:
+    """Hand a child's output (the read end of its pipe) to `output` line by line until EOF."""
+    loop = asyncio.get_running_loop()
+    stream = asyncio.StreamReader()
+    pipe = os.fdopen(fd, "rb", buffering=0)
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream), pipe)
+    try:
+        await _lines(stream, output)
+    finally:
+        transport.close()
+
+
+async def _lines(stream: asyncio.StreamReader, output: Callable[[str], None]) -> None:
+    while True:
+        try:
+            line = await stream.readline()
+        except ValueError:  # a line longer than the stream limit: drop it, keep reading
+            continue
+        if not line:
+            return
+        with contextlib.suppress(Exception):
+            output(line.decode(errors="replace"))
+
+
+async def _guard(fn: Callable[[], Awaitable[None]]) -> None:
+    """Run a background task; its failure is logged, never fatal to serving."""
+    try:
+        await fn()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a monitor must not take the service down
+        _log.error("background task failed", error=str(exc), task=getattr(fn, "__name__", ""))
 
 
 def worker_argv(base_args: list[str], command: str = "worker") -> tuple[str, ...]:

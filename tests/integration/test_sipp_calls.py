@@ -45,7 +45,7 @@ def test_two_workers_under_serve_take_calls_and_a_crashed_worker_comes_back(
 ) -> None:
     eng = engine.start(
         tmp_path, "serve", "--workers", "2", "--provider", "echo", "--grace", "2",
-        ready_count=2,
+        "--front-door", "none", ready_count=2,  # each worker on its own port, dialed directly
     )  # fmt: skip
     try:
         for port in (eng.sip_port, eng.sip_port + 1):

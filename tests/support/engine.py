@@ -117,6 +117,8 @@ def start(
     port = free_port()
     if command == "serve" and "--workers" in args:
         n = int(args[list(args).index("--workers") + 1])
+        if _front_door(args, n):
+            n += 1  # the front door on the public port, the workers on the ports after it
         while not all(_is_free(port + i) for i in range(n)):
             port = free_port()
     log_path = tmp / f"{name}-{port}.log"
@@ -146,6 +148,11 @@ def start(
         eng.kill()  # never leave an engine running behind a failed test
         raise
     return eng
+
+
+def _front_door(args: tuple[str, ...], workers: int) -> bool:
+    mode = args[list(args).index("--front-door") + 1] if "--front-door" in args else "auto"
+    return mode == "kamailio" or (mode == "auto" and workers > 1)
 
 
 def _is_free(port: int) -> bool:

@@ -1,0 +1,151 @@
+"""Render the front door's Kamailio configuration and dispatcher list from the template.
+
+The template (`kamailio.cfg.tmpl`, next to this module) has `{{name}}` placeholders; every
+one must be given and every value given must be used, so a template and its renderer never
+drift apart silently. The dispatcher list names each worker once with `duid` (call-load
+accounting) and `maxload` (the most calls a worker takes).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from telephony_bot.errors import ConfigError
+
+TEMPLATE = "kamailio.cfg.tmpl"
+DEFAULT_MODULE_PATH = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+_LOG_LEVELS = {"debug": 3, "info": 2, "notice": 1, "warning": 0, "error": -1}
+
+
+@dataclass(frozen=True)
+class WorkerAddress:
+    """One SIP worker as the front door reaches it."""
+
+    host: str
+    port: int
+    transport: str = "udp"
+
+    @property
+    def uri(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        suffix = "" if self.transport == "udp" else f";transport={self.transport}"
+        return f"sip:{host}:{self.port}{suffix}"
+
+    @classmethod
+    def parse(cls, text: str) -> WorkerAddress:
+        """`host:port` or `host:port/tcp` (IPv6: `[::1]:5061`)."""
+        spec, _, transport = text.partition("/")
+        transport = transport or "udp"
+        if transport not in ("udp", "tcp"):
+            raise ConfigError(f"worker {text!r}: transport must be udp or tcp")
+        m = re.fullmatch(r"\[(?P<v6>[^\]]+)\]:(?P<p6>\d+)|(?P<host>[^:\s]+):(?P<port>\d+)", spec)
+        if m is None:
+            raise ConfigError(f"worker {text!r}: expected host:port, e.g. 10.0.0.5:5061")
+        host = m.group("v6") or m.group("host")
+        port = int(m.group("p6") or m.group("port"))
+        if not 0 < port < 65536:
+            raise ConfigError(f"worker {text!r}: port out of range")
+        return cls(host, port, transport)
+
+
+@dataclass(frozen=True)
+class FrontDoorConfig:
+    """What the rendered configuration needs to know."""
+
+    listen_host: str  # 0.0.0.0: every local address
+    listen_port: int
+    workers: tuple[WorkerAddress, ...]
+    run_dir: Path  # ctl and RPC sockets, pid file, dispatcher list
+    transports: tuple[str, ...] = ("udp", "tcp")
+    maxload: int = 4
+    ping_interval_s: int = 2
+    fr_timer_ms: int = 2000
+    hash_expire_s: int = 3600
+    children: int = 2
+    log_level: str = "notice"
+    module_path: str = DEFAULT_MODULE_PATH
+
+    def check(self) -> None:
+        if not self.workers:
+            raise ConfigError("the front door needs at least one worker")
+        if len({(w.host, w.port) for w in self.workers}) != len(self.workers):
+            raise ConfigError("the same worker address is listed twice")
+        if self.maxload < 1:
+            raise ConfigError("maxload must be at least 1")
+        if not self.transports or set(self.transports) - {"udp", "tcp"}:
+            raise ConfigError("front door transports: udp and/or tcp")
+        if self.log_level not in _LOG_LEVELS:
+            raise ConfigError(f"log level {self.log_level!r}: one of {', '.join(_LOG_LEVELS)}")
+        if self.ping_interval_s < 1 or self.fr_timer_ms < 100:
+            raise ConfigError("ping interval must be >= 1 s and fr_timer >= 100 ms")
+
+
+def render_template(text: str, values: dict[str, str]) -> str:
+    """Fill `{{name}}` placeholders; a missing or unused value is an error."""
+    names = set(_PLACEHOLDER.findall(text))
+    missing = names - values.keys()
+    unused = values.keys() - names
+    if missing or unused:
+        raise ConfigError(
+            f"template placeholders do not match: missing {sorted(missing)}, "
+            f"unused {sorted(unused)}"
+        )
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+def render_cfg(cfg: FrontDoorConfig, list_file: Path | None = None) -> str:
+    """The Kamailio configuration; `list_file` is where dispatcher.list is (default run dir)."""
+    cfg.check()
+    host = cfg.listen_host
+    if host in ("0.0.0.0", "::", ""):
+        # every local address, each bound on its own (Via and Record-Route then name the
+        # address a request really arrived on, never 0.0.0.0)
+        listen = f"port={cfg.listen_port}"
+    else:
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        listen = "\n".join(f"listen={t}:{host}:{cfg.listen_port}" for t in cfg.transports)
+    if "tcp" not in cfg.transports:
+        listen += "\ndisable_tcp=yes"
+    template = resources.files(__package__).joinpath(TEMPLATE).read_text()
+    return render_template(
+        template,
+        {
+            "log_level": str(_LOG_LEVELS[cfg.log_level]),
+            "children": str(cfg.children),
+            "run_dir": str(cfg.run_dir),
+            "list_file": str(list_file or cfg.run_dir / "dispatcher.list"),
+            "module_path": cfg.module_path,
+            "listen": listen,
+            "fr_timer_ms": str(cfg.fr_timer_ms),
+            "hash_expire": str(cfg.hash_expire_s),
+            "ping_interval": str(cfg.ping_interval_s),
+        },
+    )
+
+
+def duid(index: int) -> str:
+    """The dispatcher's id of worker `index` (the order of the list)."""
+    return f"w{index}"
+
+
+def render_dispatcher_list(cfg: FrontDoorConfig) -> str:
+    """Set 1, one line per worker: uri, flags 8 (probe with OPTIONS), priority, attrs."""
+    lines = ["# setid uri flags priority attrs  (rendered by telephony-bot; one line per worker)"]
+    for i, w in enumerate(cfg.workers):
+        lines.append(f"1 {w.uri} 8 0 duid={duid(i)};maxload={cfg.maxload}")
+    return "\n".join(lines) + "\n"
+
+
+def write(cfg: FrontDoorConfig, out_dir: Path | None = None) -> Path:
+    """Write kamailio.cfg and dispatcher.list into `out_dir` (default: the run dir)."""
+    target = out_dir or cfg.run_dir
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "dispatcher.list").write_text(render_dispatcher_list(cfg))
+    path = target / "kamailio.cfg"
+    path.write_text(render_cfg(cfg, target / "dispatcher.list"))
+    return path
