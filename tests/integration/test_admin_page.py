@@ -29,9 +29,10 @@ CHROMIUM_FLAGS = [
 
 
 def _serve(tmp: Path, plan: Path, admin_port: int) -> engine.EngineProc:
+    # The tests call each worker on its own port (no front door), to know where a call is.
     eng = engine.start(
         tmp, "serve", "--workers", "2", "--dialplan", str(plan), "--admin-port", str(admin_port),
-        "--grace", "3",
+        "--grace", "3", "--front-door", "none",
         ready_event="worker admin API listening", ready_count=2, name="serve",
     )  # fmt: skip
     until(lambda: http("GET", f"http://127.0.0.1:{admin_port}/health", None)[0] == 200,
