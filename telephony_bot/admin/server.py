@@ -175,7 +175,12 @@ def _result(res: CommandResult, **extra: Any) -> web.Response:
     body = {**res.to_json(), **extra}
     if res.ok:
         return web.json_response(body)
-    status = 404 if res.data.get("not_found") else 409
+    if res.data.get("not_found"):
+        status = 404
+    elif res.data.get("unavailable"):
+        status = 503
+    else:
+        status = 409
     return web.json_response(body, status=status)
 
 
