@@ -192,3 +192,37 @@ def test_admin_page_shows_a_live_call_with_its_transcript_until_it_ends(
     assert TOKEN not in eng.log_path.read_text()
     cdr = [json.loads(x) for x in (tmp_path / "cdr.jsonl").read_text().splitlines()]
     assert [r["worker"] for r in cdr] == [0, 1]
+
+
+def test_admin_page_says_why_the_engine_is_not_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing: run scripts/install-system-deps.sh")
+    admin_env(monkeypatch, tmp_path)
+    plan = plan_file(tmp_path, None)
+    good = plan.read_text()
+    port = engine.free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with engine.running(
+        tmp_path, "worker", "--dialplan", str(plan), "--admin-port", str(port),
+        ready_event="worker admin API listening",
+    ):  # fmt: skip
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1200, "height": 500})
+                page.goto(f"http://127.0.0.1:{port}/?token={TOKEN}")
+                page.locator("#health", has_text="ready").wait_for(timeout=15000)
+                assert page.locator("#alerts").is_hidden()
+                plan.write_text(good.replace('"routes"', '"routez"'))
+                alert = page.locator("#alerts", has_text="dialplan: the file on disk does not load")
+                alert.wait_for(timeout=20000)
+                assert "routez" in alert.inner_text()
+                assert page.locator("#health").inner_text() == "not ready"
+                page.screenshot(path=str(ARTIFACTS / "admin-page-unready.png"))
+                plan.write_text(good)
+                page.locator("#alerts").wait_for(state="hidden", timeout=20000)
+            finally:
+                browser.close()
