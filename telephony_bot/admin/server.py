@@ -341,7 +341,14 @@ class AdminServer:
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise ConfigError(
+                f"{self.name} API cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
+            ) from None
         _log.info(f"{self.name} API listening", admin_host=self.host, admin_port=self.port,
                   auth="bearer token" if self.app[TOKEN] else "none (loopback only)")  # fmt: skip
 
