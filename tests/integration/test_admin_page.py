@@ -7,7 +7,9 @@ dropping it when the call ends. Screenshots go to artifacts/ (git-ignored).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -226,3 +228,36 @@ def test_admin_page_says_why_the_engine_is_not_ready(
                 page.locator("#alerts").wait_for(state="hidden", timeout=20000)
             finally:
                 browser.close()
+
+
+def test_a_crashed_worker_is_unready_until_restarted_and_its_calls_stop_counting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin_env(monkeypatch, tmp_path)
+    port = engine.free_port()
+    base = f"http://127.0.0.1:{port}"
+    eng = _serve(tmp_path, plan_file(tmp_path, None), port)  # echo
+    try:
+        caller = dial_number(tmp_path, eng.sip_port + 1, "--duration", "30")  # on worker 1
+        try:
+            until(lambda: http("GET", f"{base}/calls")[1]["calls"], what="a live call")
+            m = http("GET", f"{base}/metrics")[1]
+            assert sample(m, "telephony_bot_calls_active", worker="1") == 1
+            pid = next(e["pid"] for e in eng.events("worker started") if e["worker"] == 1)
+            os.kill(pid, signal.SIGKILL)
+            st, body = until(lambda: (r := http("GET", f"{base}/health", None))[0] == 503 and r,
+                             what="unready")  # fmt: skip
+            assert body["reasons"] == [
+                "worker 1: admin API unreachable (starting, restarting or stuck)"
+            ]
+            m = until(lambda: (t := http("GET", f"{base}/metrics")[1])
+                      and sample(t, "telephony_bot_calls_active", worker="1") == 0 and t,
+                      what="the dead worker's call no longer counted")  # fmt: skip
+            until(lambda: http("GET", f"{base}/health", None)[0] == 200, 30, "ready again")
+            assert http("GET", f"{base}/calls")[1]["calls"] == []
+        finally:
+            caller.kill()
+            caller.wait(10)
+    finally:
+        eng.stop()
+    assert len([e for e in eng.events("worker started") if e["worker"] == 1]) == 2
