@@ -55,6 +55,9 @@ def test_admin_page_shows_a_live_call_with_its_transcript_until_it_ends(
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
             try:
                 page = browser.new_page(viewport={"width": 1200, "height": 760})
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.on("console", lambda m: m.type == "error" and errors.append(m.text))
                 page.goto(f"http://127.0.0.1:{port}/")  # no token: the page asks for one
                 page.locator("#login").wait_for()
                 page.fill("#token", "not-the-token")
@@ -95,6 +98,8 @@ def test_admin_page_shows_a_live_call_with_its_transcript_until_it_ends(
                     "document.querySelectorAll('#records tbody tr').length >= 2", timeout=15000
                 )
                 page.screenshot(path=str(ARTIFACTS / "admin-page-after.png"))
+                # the wrong token's 401s are the only errors the browser saw
+                assert all("401" in e for e in errors), errors
             finally:
                 browser.close()
     finally:
