@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from prometheus_client import REGISTRY
+
 from telephony_bot.admin.health import HealthReport
 from telephony_bot.events.bus import Bus, Subscription
 from telephony_bot.events.control import CommandResult, Control
@@ -92,13 +94,9 @@ class WorkerBackend:
         return self.bus.subscribe(name, maxsize=SSE_QUEUE)
 
     def metrics(self) -> tuple[bytes, str]:
-        if self._metrics is not None:
-            self._metrics.sync()
-            return render(None if self._metrics.registry is _default() else self._metrics.registry)
-        return render()
-
-
-def _default() -> Any:
-    from prometheus_client import REGISTRY
-
-    return REGISTRY
+        """This worker's metrics (all workers' when they share a multiprocess directory)."""
+        m = self._metrics
+        if m is None:
+            return render()
+        m.sync()
+        return render(None if m.registry is REGISTRY else m.registry)

@@ -120,18 +120,22 @@ class ClusterBackend:
             ) as resp:  # fmt: skip
                 return resp.status, await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            _log.debug("worker admin API unreachable", worker=w.index, path=path, error=str(exc))
+            _log.info("worker admin API unreachable", worker=w.index, path=path, error=str(exc))
             return None
 
     async def _each(self, path: str) -> list[tuple[WorkerApi, tuple[int, Any] | None]]:
         answers = await asyncio.gather(*(self._request(w, "GET", path) for w in self.workers))
         return list(zip(self.workers, answers, strict=True))
 
-    async def _owner(self, call_id: str) -> tuple[WorkerApi, dict[str, Any]] | None:
+    async def _owner(self, call_id: str) -> tuple[WorkerApi, dict[str, Any]] | list[int]:
+        """The worker that has the call and the call, or the workers that did not answer."""
+        silent: list[int] = []
         for w, ans in await self._each(f"/calls/{call_id}"):
-            if ans is not None and ans[0] == 200 and isinstance(ans[1], dict):
+            if ans is None:
+                silent.append(w.index)
+            elif ans[0] == 200 and isinstance(ans[1], dict):
                 return w, ans[1]
-        return None
+        return silent
 
     # ---- AdminBackend
 
@@ -165,11 +169,15 @@ class ClusterBackend:
 
     async def call(self, call_id: str) -> dict[str, Any] | None:
         found = await self._owner(call_id)
-        return None if found is None else found[1]
+        return found[1] if isinstance(found, tuple) else None
 
     async def _command(self, call_id: str, verb: str, body: dict[str, Any]) -> CommandResult:
         found = await self._owner(call_id)
-        if found is None:
+        if isinstance(found, list):
+            if found:  # the call may be on a worker that did not answer: not a plain 404
+                workers = ", ".join(str(i) for i in found)
+                why = f"call {call_id} not found, but worker(s) {workers} did not answer; retry"
+                return CommandResult(False, why, {"unavailable": True})
             return CommandResult(False, f"no call {call_id} on any worker", {"not_found": True})
         w = found[0]
         ans = await self._request(w, "POST", f"/calls/{call_id}/{verb}", body)

@@ -175,7 +175,12 @@ def _result(res: CommandResult, **extra: Any) -> web.Response:
     body = {**res.to_json(), **extra}
     if res.ok:
         return web.json_response(body)
-    status = 404 if res.data.get("not_found") else 409
+    if res.data.get("not_found"):
+        status = 404
+    elif res.data.get("unavailable"):
+        status = 503
+    else:
+        status = 409
     return web.json_response(body, status=status)
 
 
@@ -284,8 +289,23 @@ def _static(name: str) -> bytes:
     return (resources.files("telephony_bot.admin") / "static" / name).read_bytes()
 
 
+PAGE_HEADERS = {
+    # the page loads only its own files and talks only to this API
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
 async def _index(request: web.Request) -> web.Response:
-    return web.Response(body=_static("index.html"), content_type="text/html", charset="utf-8")
+    resp = web.Response(body=_static("index.html"), content_type="text/html", charset="utf-8")
+    resp.headers.update(PAGE_HEADERS)
+    return resp
+
+
+async def _no_icon(request: web.Request) -> web.Response:
+    return web.Response(status=204)
 
 
 async def _static_file(request: web.Request) -> web.Response:
@@ -293,7 +313,7 @@ async def _static_file(request: web.Request) -> web.Response:
     if name not in STATIC_FILES:
         raise web.HTTPNotFound()
     resp = web.Response(body=_static(name), content_type=STATIC_FILES[name], charset="utf-8")
-    resp.headers["Cache-Control"] = "no-cache"
+    resp.headers.update(PAGE_HEADERS)
     return resp
 
 
@@ -309,6 +329,7 @@ def build_app(
     r = app.router
     r.add_get("/", _index)
     r.add_get("/static/{name}", _static_file)
+    r.add_get("/favicon.ico", _no_icon)
     r.add_get("/health", _health)
     r.add_get("/metrics", _metrics)
     r.add_get("/calls", _calls)
@@ -336,7 +357,14 @@ class AdminServer:
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise ConfigError(
+                f"{self.name} API cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
+            ) from None
         _log.info(f"{self.name} API listening", admin_host=self.host, admin_port=self.port,
                   auth="bearer token" if self.app[TOKEN] else "none (loopback only)")  # fmt: skip
 

@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 TOKEN = "adm-T0ken-never-in-logs-4711"
@@ -55,3 +56,21 @@ def sample(text: str, name: str, **labels: str) -> float:
         if got == want:
             return float(m.group(3))
     return 0.0
+
+
+def serve_with_admin(tmp: Path, plan: Path, admin_port: int) -> Any:
+    """`telephony-bot serve` with two workers and the admin API, once every worker is ready.
+    No front door: the tests call each worker on its own port, to know where a call is."""
+    from tests.support import engine
+
+    eng = engine.start(
+        tmp, "serve", "--workers", "2", "--dialplan", str(plan), "--admin-port", str(admin_port),
+        "--grace", "3", "--front-door", "none", ready_event="worker admin API listening", ready_count=2, name="serve",
+    )  # fmt: skip
+    try:
+        until(lambda: http("GET", f"http://127.0.0.1:{admin_port}/health", None)[0] == 200,
+              20, "every worker ready")  # fmt: skip
+    except BaseException:
+        eng.kill()
+        raise
+    return eng

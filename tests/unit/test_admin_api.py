@@ -192,3 +192,17 @@ def test_sse_frame() -> None:
     assert sse_frame({"type": "dtmf", "digit": "5"}) == (
         b'event: dtmf\ndata: {"type":"dtmf","digit":"5"}\n\n'
     )
+
+
+async def test_a_busy_port_is_a_clear_error() -> None:
+    import socket
+
+    from telephony_bot.admin.server import AdminServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        app = build_app(WorkerBackend(FakeControl(), Bus(), FakeHealth()), TOKEN)
+        with pytest.raises(ConfigError, match=f"admin API cannot listen on 127.0.0.1:{port}"):
+            await AdminServer(app, "127.0.0.1", port).start()

@@ -92,6 +92,8 @@ async def test_health_is_every_workers_health(cluster) -> None:
     body = await (await client.get("/health")).json()
     assert body["reasons"] == ["worker 1: dialplan: does not load"]
     await runners[0].cleanup()  # worker 0's API is gone (a crashed worker)
+    r = await client.post("/calls/c1/hangup", headers=AUTH)  # c1 was on worker 0
+    assert r.status == 503 and "worker(s) 0 did not answer" in (await r.json())["reason"]
     r = await client.get("/health")
     body = await r.json()
     assert r.status == 503

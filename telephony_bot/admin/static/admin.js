@@ -219,12 +219,26 @@ async function loadHealth() {
     const h = await resp.json();
     const reasons = (h.reasons || []).join("\n");
     setPill($("#health"), h.ready ? "ready" : "not ready", h.ready ? "ok" : "bad", reasons);
+    showAlerts(h.ready ? [] : h.reasons || ["not ready"]);
     if (typeof h.calls === "number") {
       $("#load").textContent = `${h.calls} / ${h.max_calls ?? "?"} calls`;
     }
   } catch (e) {
     setPill($("#health"), "unreachable", "bad");
+    showAlerts(["The admin API does not answer."]);
   }
+}
+
+function showAlerts(reasons) {
+  const box = $("#alerts");
+  box.hidden = reasons.length === 0;
+  const ul = document.createElement("ul");
+  for (const r of reasons) {
+    const li = document.createElement("li");
+    li.textContent = r;
+    ul.append(li);
+  }
+  box.replaceChildren(document.createTextNode("Not ready:"), ul);
 }
 
 function cell(tr, text, cls) {
