@@ -65,7 +65,8 @@ def serve_with_admin(tmp: Path, plan: Path, admin_port: int) -> Any:
 
     eng = engine.start(
         tmp, "serve", "--workers", "2", "--dialplan", str(plan), "--admin-port", str(admin_port),
-        "--grace", "3", "--front-door", "none", ready_event="worker admin API listening", ready_count=2, name="serve",
+        "--grace", "3", "--front-door", "none",
+        ready_event="worker admin API listening", ready_count=2, name="serve",
     )  # fmt: skip
     try:
         until(lambda: http("GET", f"http://127.0.0.1:{admin_port}/health", None)[0] == 200,
