@@ -1,0 +1,163 @@
+"""The README's "Measured here" tables, made from `bench/results/*.json` (never typed by hand).
+
+Run `python -m bench.report` after `make bench` and paste its output into README.md, or
+`python -m bench.report --readme README.md` to replace the section between the markers
+`<!-- bench:begin -->` and `<!-- bench:end -->`. A bench whose JSON is missing is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _rows(title: str, header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+    out = [f"**{title}**", "", "| " + " | ".join(header) + " |",
+           "|" + "---|" * len(header)]  # fmt: skip
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def latency(d: dict[str, Any]) -> str:
+    s = d["stats"]
+    names = [
+        ("greeting_after_200ok_prewarm", "greeting heard after 200 OK, pre-warmed"),
+        ("greeting_after_200ok_no_prewarm", "greeting heard after 200 OK, not pre-warmed"),
+        ("uplink", "engine-added, caller RTP → provider socket"),
+        ("downlink", "engine-added, provider delta → RTP"),
+        ("barge_in", "barge-in: caller's speech onset → bot silent, on the wire"),
+        ("echo_round_trip", "echo round trip through the engine"),
+        ("pjmedia_loopback_round_trip", "the same path looped in pjmedia (floor)"),
+    ]
+    rows = [(label, s[k]["p50"], s[k]["p95"], s[k]["max"], s[k]["n"])
+            for k, label in names if k in s]  # fmt: skip
+    return _rows("Latency (ms), `bench/latency.py`", ("measure", "p50", "p95", "max", "n"), rows)
+
+
+def media_path(d: dict[str, Any]) -> str:
+    rows = []
+    for rate, v in d["summary"].items():
+        rows.append((f"{int(rate) // 1000} kHz ports", v["uplink_us_per_frame"],
+                     v["downlink_us_per_frame"], v["python_cpu_pct_per_call"],
+                     v["calls_per_core_python_only"]))  # fmt: skip
+    e2e = d.get("end_to_end", {})
+    text = _rows(
+        "Media path per 20 ms frame, Python side, `bench/media_path.py`",
+        ("ports", "uplink µs", "downlink µs", "% of a core per call", "calls per core"),
+        rows,
+    )
+    if e2e:
+        floor = d.get("end_to_end_pjmedia_loopback", {})
+        text += (
+            f"\n\nA real worker with {e2e['calls']} echo calls: "
+            f"{e2e['cpu_pct_per_call']} % of a core per call"
+            + (f" (pjmedia alone, looped in C: {floor['cpu_pct_per_call']} %)" if floor else "")
+            + f"; idle worker {e2e['idle_worker_cpu_pct']} %."
+        )
+    return text
+
+
+def load(d: dict[str, Any]) -> str:
+    rows = [(r["level"], r["workers"], r["hold_s"], r["calls_failed"], r["underrun_pct"],
+             r["cpu_pct_per_call"], r["rss_worker_max_mb"], r["rss_per_extra_call_mb"],
+             "yes" if r["passed"] else f"no: {r['failure']}")
+            for r in d["levels"] + d.get("holds", [])]  # fmt: skip
+    text = _rows(
+        "Concurrent echo calls through the front door (Kamailio), `bench/load.py`",
+        ("calls", "workers", "hold s", "failed", "underruns %", "CPU % per call",
+         "RSS MB per worker", "MB per extra call", "passed"),
+        rows,
+    )  # fmt: skip
+    return text + f"\n\nHeld for 60 s: **{d['max_concurrency_held_60s']} calls**."
+
+
+def echo_calls(d: dict[str, Any]) -> str:
+    rows = [
+        ("CPU per echo call, % of a core", d["cpu_pct_per_echo_call"]),
+        ("idle worker CPU, % of a core", d["idle_worker_cpu_pct"]),
+        ("idle worker RSS, MB", d["idle_worker_rss_mb"]),
+        ("worker RSS with 4 calls, MB", d["worker_rss_mb_4_calls"]),
+        ("engine-added round trip, p50 ms", d["engine_added_round_trip_ms_p50"]),
+    ]
+    return _rows("One worker, 4 SIPp echo calls, `bench/echo_calls.py`", ("measure", "value"), rows)
+
+
+def local_engine(d: dict[str, Any]) -> str:
+    s = d["single_session"]
+    rows = [
+        ("end of speech → first reply audio", s["end_of_speech_to_audio_ms"]),
+        ("turn detected → first reply audio", s["stopped_to_audio_ms"]),
+        ("speech recognition of the question", s["asr_ms"]),
+        ("first clause synthesised", s["created_to_audio_ms"]),
+    ]
+    text = _rows(
+        "Offline engine, one caller (ms), `bench/local_engine.py`",
+        ("measure", "p50", "p95"),
+        [(label, v["p50"], v["p95"]) for label, v in rows],
+    )
+    lv = [(r["sessions"], r["end_of_speech_to_audio_ms"]["p50"],
+           r["end_of_speech_to_audio_ms"]["p95"], r["queue_wait_ms"]["p95"])
+          for r in d["levels"] if "queue_wait_ms" in r]  # fmt: skip
+    text += "\n\n" + _rows(
+        "Offline engine, simultaneous conversations",
+        ("callers", "reply after end of speech p50 ms", "p95 ms", "pool wait p95 ms"),
+        lv,
+    )
+    return text + (
+        f"\n\nConversations held before a turn waits more than 500 ms: "
+        f"**{d['max_sessions_under_500ms_wait']}**."
+    )
+
+
+SECTIONS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("latency", latency),
+    ("load", load),
+    ("media_path", media_path),
+    ("echo_calls", echo_calls),
+    ("local_engine", local_engine),
+]
+
+
+def report() -> str:
+    parts = []
+    machine = ""
+    for name, fn in SECTIONS:
+        d = _load(name)
+        if d is None:
+            continue
+        machine = machine or str(d.get("machine", ""))
+        parts.append(fn(d))
+    head = f"Machine: {machine}." if machine else ""
+    return "\n\n".join([head, *parts]).strip() + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--readme", help="replace the bench section of this file")
+    args = p.parse_args()
+    text = report()
+    if not args.readme:
+        print(text)
+        return
+    path = Path(args.readme)
+    doc = path.read_text()
+    if BEGIN not in doc or END not in doc:
+        raise SystemExit(f"{path}: no {BEGIN} … {END} markers")
+    a, b = doc.index(BEGIN) + len(BEGIN), doc.index(END)
+    path.write_text(doc[:a] + "\n" + text + doc[b:])
+    print(f"{path}: bench section replaced")
+
+
+if __name__ == "__main__":
+    main()
