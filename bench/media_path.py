@@ -52,8 +52,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 RESULTS = Path(__file__).parent / "results" / "media_path.json"
 FRAMES = 3000  # frames per timing run (60 s of audio)
 REPEATS = 5
@@ -169,9 +167,7 @@ def stage_costs(port_rate: int, frames: int = FRAMES) -> dict[str, float]:
     out["append_json"] = _cpu_us_per_call(
         lambda: json.dumps(p.input_audio_append(pcm24.next())), frames
     )
-    out["ws_send"] = _ws_send_cost(
-        json.dumps(p.input_audio_append(pcm24.next())).encode(), frames
-    )
+    out["ws_send"] = _ws_send_cost(json.dumps(p.input_audio_append(pcm24.next())).encode(), frames)
 
     # ---- downlink ----
     delta_events = [_delta_event(pcm24.items[i] + pcm24.items[i + 1]) for i in range(0, 400, 2)]
@@ -236,7 +232,9 @@ def stage_costs(port_rate: int, frames: int = FRAMES) -> dict[str, float]:
     oport.bridge = _Feed()
     tx = pj.MediaFrame()
     feed_only = _cpu_us_per_call(oport.bridge.pull_playout_frame, frames)
-    out["port_out"] = max(0.0, _cpu_us_per_call(lambda: oport.onFrameRequested(tx), frames) - feed_only)
+    out["port_out"] = max(
+        0.0, _cpu_us_per_call(lambda: oport.onFrameRequested(tx), frames) - feed_only
+    )
     loop.close()
     return {k: round(v, 2) for k, v in out.items()}
 
@@ -294,9 +292,9 @@ def _delta_event(pcm: bytes) -> str:
 
 
 def _delta_parse_cost(deltas: _Cycle, frames: int) -> float:
+    from telephony_bot.providers.base import SessionConfig
     from telephony_bot.providers.openai.client import RealtimeSession
     from telephony_bot.providers.openai.endpoints import compatible_endpoint
-    from telephony_bot.providers.base import SessionConfig
 
     loop = asyncio.new_event_loop()
     try:
@@ -389,7 +387,9 @@ def end_to_end(tmp: Path, calls: int = 4, seconds: float = 12.0) -> dict[str, An
         out["calls_ok"] = res.successful
         out["calls"] = calls
         out["busy_worker_cpu_pct"] = round(statistics.median(busy), 2)
-        out["cpu_pct_per_call"] = round((statistics.median(busy) - out["idle_worker_cpu_pct"]) / calls, 3)
+        out["cpu_pct_per_call"] = round(
+            (statistics.median(busy) - out["idle_worker_cpu_pct"]) / calls, 3
+        )
         ended = eng.wait_for("call ended", calls)
         out["frames_in_per_call"] = int(statistics.median(e.get("frames_in", 0) for e in ended))
     return out
@@ -486,3 +486,89 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------- the whole asyncio side
+
+
+class _FakeCall:
+    """A `CallPort` whose media bridge is fed by a thread standing in for pjmedia's clock."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, port_rate: int, n: int) -> None:
+        from telephony_bot.callport import CallOffered
+        from telephony_bot.media.bridge import MediaBridge
+
+        self.call_id = f"bench{n}"
+        self.offer = CallOffered(self.call_id, "", "100", "dial", "", "", "127.0.0.1")
+        self.media = MediaBridge(loop, sample_rate=24000, port_rate=port_rate)
+        self.events: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def answer(self) -> None:
+        pass
+
+    async def reject(self, status_code: int, reason: str = "") -> None:
+        pass
+
+    async def hangup(self, reason: str = "normal") -> None:
+        pass
+
+    async def transfer(self, target: str) -> None:
+        pass
+
+    async def send_dtmf(self, digits: str) -> None:
+        pass
+
+
+def session_loop_cost(port_rate: int, calls: int = 4, ticks: int = 400) -> float:
+    """asyncio-thread CPU µs per call and 20 ms frame of the whole echo path in Python:
+    `calls` real `CallSession`s with the echo provider, fed by a thread that plays
+    pjmedia's clock (a tick every 20 ms, as the real one: the session's time windows then
+    hold what they hold on a call)."""
+    from telephony_bot.callport import CallEnded
+    from telephony_bot.providers.base import SessionConfig
+    from telephony_bot.providers.echo import EchoProvider
+    from telephony_bot.session.core import CallLimits, SessionOptions, run_call
+    from telephony_bot.session.turns import BargeInSettings
+    from telephony_bot.sip.media_port import TickWaker
+
+    frames = _Cycle(_frames(port_rate, 500))
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        fakes = [_FakeCall(loop, port_rate, i) for i in range(calls)]
+        options = SessionOptions(barge_in=BargeInSettings(enabled=False))  # as app.py for echo
+        tasks = [
+            asyncio.create_task(
+                run_call(c, EchoProvider(), SessionConfig(), CallLimits(), options)  # type: ignore[arg-type]
+            )
+            for c in fakes
+        ]
+        await asyncio.sleep(0.2)
+        waker = TickWaker()
+        waker.attached = calls
+        warm = 25
+
+        def clock() -> None:
+            for _ in range(ticks + warm):
+                time.sleep(0.02)
+                for c in fakes:
+                    c.media.pull_playout_frame()
+                for c in fakes:
+                    waker.received(c.media, c.media.push_caller_frame(frames.next(), False))
+
+        t = threading.Thread(target=clock)
+        t.start()
+        while fakes[0].media.stats.frames_in < warm:
+            await asyncio.sleep(0.01)
+        c0 = time.thread_time_ns()
+        f0 = sum(c.media.stats.frames_in for c in fakes)
+        await asyncio.to_thread(t.join)
+        await asyncio.sleep(0.05)
+        used = time.thread_time_ns() - c0
+        n = sum(c.media.stats.frames_in for c in fakes) - f0
+        for c in fakes:
+            c.events.put_nowait(CallEnded(c.call_id, "remote", 200, "bye"))
+        await asyncio.gather(*tasks)
+        return used / n / 1000
+
+    return min(asyncio.run(main()) for _ in range(2))

@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--rtp-port-range", type=int, default=100)
     worker.add_argument("--max-calls", type=int, default=4)
     worker.add_argument(
+        "--port-rate",
+        type=int,
+        default=0,
+        help="rate of the engine's bridge ports (default 0: the bridge rate; 24000 makes "
+        "pjmedia resample to 24 kHz in C instead of the engine)",
+    )
+    worker.add_argument(
         "--media-loopback",
         action="store_true",
         help="diagnostic: echo each caller inside pjmedia, bypassing the engine",
@@ -219,6 +226,7 @@ def _sip_settings(args: argparse.Namespace, plan_max_call: float) -> object:
         codecs=tuple(c.strip() for c in args.codecs.split(",") if c.strip()),
         worker_id=getattr(args, "worker_id", 0),
         ring_ms=args.ring_ms,
+        port_rate=getattr(args, "port_rate", 0),
         max_call_seconds=(
             args.max_call_seconds if args.max_call_seconds is not None else plan_max_call
         ),

@@ -296,7 +296,7 @@ class CallSession:
             self.usage.audio_in_ms += FRAME_MS
             level = self.levels.played_up_to(media.played_ms)
             self._act(self.policy.played(media.played_ms, level, now))
-            v = vad.process(pcm)
+            v = vad.process(pcm, media.frame_8k)
             if v.speech:
                 self._last_activity = self._loop.time()
             self._act(self.policy.caller_frame(v.speech, v.dbfs, now))

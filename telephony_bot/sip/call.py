@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 _log = log.get("sip.call")
 T = TypeVar("T")
+SESSION_RATE = 24000  # what the session and providers see: 24 kHz PCM16 mono
 
 _DTMF_METHODS = {
     getattr(pj, "PJSUA_DTMF_METHOD_RFC2833", 0): "rfc2833",
@@ -183,7 +184,9 @@ class SipCall:
     def __init__(self, endpoint: SipEndpoint, pjcall: PjCall, offer: CallOffered) -> None:
         self.call_id = offer.call_id
         self.offer = offer
-        self.media = MediaBridge(endpoint.loop, sample_rate=endpoint.settings.port_rate)
+        self.media = MediaBridge(
+            endpoint.loop, sample_rate=SESSION_RATE, port_rate=endpoint.settings.media_port_rate
+        )
         self.events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._endpoint = endpoint
         self._ref: weakref.ref[PjCall] | None = weakref.ref(pjcall)

@@ -72,7 +72,7 @@ class SipEndpoint:
         self._account: SipAccount | None = None
         self._log_writer: PjLogWriter | None = None
         self.codecs: list[str] = []
-        self.ports = PortPool(self.frames, settings.port_rate)
+        self.ports = PortPool(self.frames, settings.media_port_rate)
 
     # ---- lifecycle ----
 

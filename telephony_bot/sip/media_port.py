@@ -3,6 +3,11 @@
 These two callbacks run on pjmedia's clock thread every 20 ms per call: they copy bytes
 and nothing else (no logging, no allocation beyond the frame, never block). An exception
 here would cross into C++, so each callback catches everything and counts it.
+
+asyncio is woken once per media tick for all the calls of the worker (`TickWaker`), not once
+per call: a wake-up per call let the asyncio thread take the GIL between two ports'
+callbacks, so the clock thread waited for the GIL inside its tick and both threads paid
+for the hand-offs (py-spy: most clock-thread samples in the GIL wait, 4 calls).
 """
 
 from __future__ import annotations
@@ -35,14 +40,58 @@ class _Idle:
 
     frame_bytes = 0
 
-    def push_caller_frame(self, pcm: bytes) -> None:
-        pass
+    def push_caller_frame(self, pcm: bytes, wake: bool = True) -> bool:
+        return False
 
     def pull_playout_frame(self) -> bytes | None:
         return None
 
 
 IDLE = _Idle()
+
+
+def _wake_all(bridges: list[MediaBridge]) -> None:
+    for b in bridges:
+        b.wake()
+
+
+class TickWaker:
+    """Wakes asyncio once per media tick for every call whose caller frame arrived in it.
+
+    pjmedia's conference bridge asks every port for bot audio, then hands every port its
+    caller audio, once per tick on one thread. The waker counts the caller frames of attached
+    ports; after the last one it schedules one asyncio callback that wakes all the readers.
+    If a port missed a tick (a call being set up or torn down), the count falls short and the
+    next tick's first request for bot audio flushes what is pending: at most one tick late.
+    Only the clock thread calls `received()` and `flush()`; `attached` is a counter the
+    attaching threads change.
+    """
+
+    def __init__(self) -> None:
+        self.attached = 0
+        self._seen = 0
+        self._pending: list[MediaBridge] = []
+
+    def received(self, bridge: MediaBridge, needs_wake: bool) -> None:
+        if needs_wake:
+            self._pending.append(bridge)
+        self._seen += 1
+        if self._seen >= self.attached:
+            self.flush()
+
+    def flush(self) -> None:
+        self._seen = 0
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        try:
+            pending[0].loop.call_soon_threadsafe(_wake_all, pending)
+        except RuntimeError:  # loop closed at shutdown
+            pass
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
 
 
 class BridgePort(pj.AudioMediaPort):  # type: ignore[misc]
@@ -53,9 +102,10 @@ class BridgePort(pj.AudioMediaPort):  # type: ignore[misc]
     heap (seen here as segfaults a few calls later).
     """
 
-    def __init__(self, frames: FrameBuffer, port_rate: int) -> None:
+    def __init__(self, frames: FrameBuffer, port_rate: int, waker: TickWaker | None = None) -> None:
         super().__init__()
         self.bridge: MediaBridge | _Idle = IDLE
+        self.waker = waker or TickWaker()
         self._read = frames.read
         self._write = frames.write
         self._silence = b"\x00" * (port_rate * 20 // 1000 * 2)
@@ -63,24 +113,30 @@ class BridgePort(pj.AudioMediaPort):  # type: ignore[misc]
 
     def attach(self, bridge: MediaBridge) -> None:
         self.callback_errors = 0
+        if self.bridge is IDLE:
+            self.waker.attached += 1
         self.bridge = bridge
 
     def detach(self) -> None:
+        if self.bridge is not IDLE:
+            self.waker.attached -= 1
         self.bridge = IDLE
 
     def onFrameReceived(self, frame: Any) -> None:  # noqa: N802 - pjsua2 name
         pin()
+        bridge = self.bridge
+        if bridge is IDLE:
+            return
         try:
-            if frame.type == _AUDIO:
-                data = self._read(frame.buf)
-                self.bridge.push_caller_frame(data if data else self._silence)
-            else:
-                self.bridge.push_caller_frame(self._silence)
+            data = self._read(frame.buf) if frame.type == _AUDIO else None
+            self.waker.received(bridge, bridge.push_caller_frame(data or self._silence, False))
         except Exception:  # noqa: BLE001 - never raise into pjmedia
             self.callback_errors += 1
 
     def onFrameRequested(self, frame: Any) -> None:  # noqa: N802 - pjsua2 name
         pin()
+        if self.waker.has_pending:  # a port missed the last tick: wake its readers now
+            self.waker.flush()
         try:
             pcm = self.bridge.pull_playout_frame()
             if pcm is None:
@@ -102,12 +158,13 @@ class PortPool:
     def __init__(self, frames: FrameBuffer, port_rate: int) -> None:
         self._frames = frames
         self._rate = port_rate
+        self.waker = TickWaker()
         self._free: list[BridgePort] = []
         self._all: list[BridgePort] = []
         self._lock = threading.Lock()
 
     def _new(self) -> BridgePort:
-        port = BridgePort(self._frames, self._rate)
+        port = BridgePort(self._frames, self._rate, self.waker)
         port.createPort(f"bridge-{len(self._all)}", audio_format(self._rate))
         self._all.append(port)
         return port
