@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--rtp-port-range", type=int, default=100)
     worker.add_argument("--max-calls", type=int, default=4)
     worker.add_argument(
+        "--no-prewarm",
+        action="store_true",
+        help="answer at once and open the model's session after the 200 OK (default: open "
+        "it and prepare the greeting while the call rings)",
+    )
+    worker.add_argument(
         "--port-rate",
         type=int,
         default=0,
@@ -266,6 +272,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         settings,  # type: ignore[arg-type]
         plans=plans,
         provider_override=args.provider,
+        prewarm=not args.no_prewarm,
     )
     asyncio.run(serve_worker(worker))
     return EXIT_OK

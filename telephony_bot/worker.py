@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 from datetime import UTC, datetime
@@ -34,9 +35,12 @@ class Worker:
         *,
         plans: PlanWatcher | None = None,
         provider_override: str | None = None,
+        prewarm: bool = True,
     ) -> None:
-        """Calls get `setup` as it is, or are routed by the dialplan `plans` holds."""
+        """Calls get `setup` as it is, or are routed by the dialplan `plans` holds.
+        `prewarm=False` turns pre-warming off for every call, whatever the routes say."""
         self.settings = settings
+        self.prewarm = prewarm
         self.setup = setup
         self.plans = plans
         self.provider_override = provider_override
@@ -88,8 +92,11 @@ class Worker:
                     max_call_seconds=self.limits.max_call_seconds or setup.limits.max_call_seconds,
                     idle_seconds=self.limits.idle_seconds or setup.limits.idle_seconds,
                 )
+            options = setup.options
+            if not self.prewarm and options.prewarm:
+                options = dataclasses.replace(options, prewarm=False)
             task = asyncio.create_task(
-                run_call(call, setup.provider, setup.config, limits, setup.options),
+                run_call(call, setup.provider, setup.config, limits, options),
                 name=f"call-{call.call_id}",
             )
         self._tasks.add(task)
