@@ -310,10 +310,11 @@ class CallSession:
         assert self.session is not None
         vad = FrameVad()
         media = self.call.media
+        gate = self.options.barge_in.enabled  # playout levels only feed the barge-in echo gate
         while pcm := await media.read_frame():
             now = self._now_ms()
             self.usage.audio_in_ms += FRAME_MS
-            level = self.levels.played_up_to(media.played_ms)
+            level = self.levels.played_up_to(media.played_ms) if gate else -120.0
             self._act(self.policy.played(media.played_ms, level, now))
             v = vad.process(pcm, media.frame_8k)
             if v.speech:
@@ -340,7 +341,8 @@ class CallSession:
                 self.usage.audio_out_ms += ms
                 self.call.media.write(ev.pcm)
                 self.first_audio.set()
-                self.levels.queued(ev.pcm)
+                if self.options.barge_in.enabled:
+                    self.levels.queued(ev.pcm)
                 self._last_activity = self._loop.time()
                 self._act(self.policy.bot_audio(ev.item_id, ms, self._now_ms()))
             elif isinstance(ev, AudioDone):
