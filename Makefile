@@ -31,8 +31,11 @@ test: install lint
 unit: install
 	$(BIN)/pytest -q tests/unit
 
+# bench.latency records the wire on lo (AF_PACKET): run as root or with CAP_NET_RAW.
 bench: install
 	$(BIN)/python -m bench.echo_calls
+	$(BIN)/python -m bench.media_path
+	$(BIN)/python -m bench.latency
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

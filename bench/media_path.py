@@ -15,7 +15,7 @@ uplink (caller → provider), per 20 ms frame
                 self-pipe, epoll) — both threads, measured as process CPU
   vad           `FrameVad.process` (24 kHz → 8 kHz resampling, webrtcvad, level)
   turn_policy   the session's per-frame barge-in bookkeeping (`_PlayoutLevels`, `TurnPolicy`)
-  append_json   `input_audio_buffer.append`: base64 + event dict + `json.dumps`
+  append_json   `input_audio_buffer.append` as the client builds it: base64 + JSON text
   ws_send       websockets framing and masking of that text frame (sans-I/O, no syscall)
 
 downlink (provider → caller), per 20 ms of bot audio (deltas of 40 ms, as the scripted
@@ -171,10 +171,8 @@ def stage_costs(port_rate: int, frames: int = FRAMES) -> dict[str, float]:
         policy.tick(now)
 
     out["turn_policy"] = _cpu_us_per_call(turn_policy, frames)
-    out["append_json"] = _cpu_us_per_call(
-        lambda: json.dumps(p.input_audio_append(pcm24.next())), frames
-    )
-    out["ws_send"] = _ws_send_cost(json.dumps(p.input_audio_append(pcm24.next())).encode(), frames)
+    out["append_json"] = _cpu_us_per_call(lambda: p.input_audio_append_text(pcm24.next()), frames)
+    out["ws_send"] = _ws_send_cost(p.input_audio_append_text(pcm24.next()).encode(), frames)
 
     # ---- downlink ----
     delta_events = [_delta_event(pcm24.items[i] + pcm24.items[i + 1]) for i in range(0, 400, 2)]
@@ -566,13 +564,13 @@ def session_loop_cost(port_rate: int, calls: int = 4, ticks: int = 400) -> float
         ]
         await asyncio.sleep(0.2)
         waker = TickWaker()
-        waker.attached = calls
         warm = 25
 
         def clock() -> None:
             for _ in range(ticks + warm):
                 time.sleep(0.02)
                 for c in fakes:
+                    waker.tick()
                     c.media.pull_playout_frame()
                 for c in fakes:
                     waker.received(c.media, c.media.push_caller_frame(frames.next(), False))

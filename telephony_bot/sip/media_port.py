@@ -58,40 +58,40 @@ def _wake_all(bridges: list[MediaBridge]) -> None:
 class TickWaker:
     """Wakes asyncio once per media tick for every call whose caller frame arrived in it.
 
-    pjmedia's conference bridge asks every port for bot audio, then hands every port its
-    caller audio, once per tick on one thread. The waker counts the caller frames of attached
-    ports; after the last one it schedules one asyncio callback that wakes all the readers.
-    If a port missed a tick (a call being set up or torn down), the count falls short and the
-    next tick's first request for bot audio flushes what is pending: at most one tick late.
-    Only the clock thread calls `received()` and `flush()`; `attached` is a counter the
-    attaching threads change.
+    In each tick pjmedia's conference bridge first asks every port for bot audio
+    (`tick()`), then hands every port its caller audio (`received()`), all on its clock
+    thread. The waker expects as many caller frames as the previous tick brought; after the
+    last one it schedules one asyncio callback that wakes all the readers. When fewer come
+    (a call ended, was put on hold), the next tick's `tick()` flushes what is pending — at
+    most one tick late, once — and the expectation follows. When more come, each extra
+    frame is flushed at once. Only the clock thread calls these methods.
     """
 
     def __init__(self) -> None:
-        self.attached = 0
+        self._expected = 1
         self._seen = 0
         self._pending: list[MediaBridge] = []
+
+    def tick(self) -> None:
+        """A port is asked for bot audio: the caller frames of the last tick are all in."""
+        if self._seen:
+            self._expected, self._seen = self._seen, 0
+            if self._pending:
+                self._flush()
 
     def received(self, bridge: MediaBridge, needs_wake: bool) -> None:
         if needs_wake:
             self._pending.append(bridge)
         self._seen += 1
-        if self._seen >= self.attached:
-            self.flush()
+        if self._seen >= self._expected and self._pending:
+            self._flush()
 
-    def flush(self) -> None:
-        self._seen = 0
-        if not self._pending:
-            return
+    def _flush(self) -> None:
         pending, self._pending = self._pending, []
         try:
             pending[0].loop.call_soon_threadsafe(_wake_all, pending)
         except RuntimeError:  # loop closed at shutdown
             pass
-
-    @property
-    def has_pending(self) -> bool:
-        return bool(self._pending)
 
 
 class BridgePort(pj.AudioMediaPort):  # type: ignore[misc]
@@ -113,13 +113,9 @@ class BridgePort(pj.AudioMediaPort):  # type: ignore[misc]
 
     def attach(self, bridge: MediaBridge) -> None:
         self.callback_errors = 0
-        if self.bridge is IDLE:
-            self.waker.attached += 1
         self.bridge = bridge
 
     def detach(self) -> None:
-        if self.bridge is not IDLE:
-            self.waker.attached -= 1
         self.bridge = IDLE
 
     def onFrameReceived(self, frame: Any) -> None:  # noqa: N802 - pjsua2 name
@@ -135,8 +131,7 @@ class BridgePort(pj.AudioMediaPort):  # type: ignore[misc]
 
     def onFrameRequested(self, frame: Any) -> None:  # noqa: N802 - pjsua2 name
         pin()
-        if self.waker.has_pending:  # a port missed the last tick: wake its readers now
-            self.waker.flush()
+        self.waker.tick()
         try:
             pcm = self.bridge.pull_playout_frame()
             if pcm is None:

@@ -153,9 +153,6 @@ async def test_the_tick_waker_wakes_asyncio_once_per_tick_for_all_calls() -> Non
     loop = asyncio.get_running_loop()
     bridges = [MediaBridge(loop) for _ in range(3)]
     waker = TickWaker()
-    waker.attached = 3
-    readers = [asyncio.ensure_future(b.read_frame()) for b in bridges]
-    await asyncio.sleep(0)  # all three wait
     scheduled: list[object] = []
     real = loop.call_soon_threadsafe
 
@@ -163,32 +160,50 @@ async def test_the_tick_waker_wakes_asyncio_once_per_tick_for_all_calls() -> Non
         scheduled.append(cb)
         return real(cb, *args)
 
+    def media_tick(i: int) -> None:
+        waker.tick()  # the bridge asks every port for bot audio first
+        for k, b in enumerate(bridges):
+            waker.received(b, b.push_caller_frame(bytes([10 * i + k]) * FRAME, wake=False))
+
     loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
     try:
-
-        def media_tick() -> None:
-            for i, b in enumerate(bridges):
-                waker.received(b, b.push_caller_frame(bytes([i]) * FRAME, wake=False))
-
-        await asyncio.to_thread(media_tick)
-        got = await asyncio.wait_for(asyncio.gather(*readers), 2)
+        for i in range(3):
+            readers = [asyncio.ensure_future(b.read_frame()) for b in bridges]
+            await asyncio.sleep(0)  # all three wait
+            before = len(scheduled)
+            await asyncio.to_thread(media_tick, i)
+            got = await asyncio.wait_for(asyncio.gather(*readers), 2)
+            assert [g[0] for g in got] == [10 * i, 10 * i + 1, 10 * i + 2]
+            wakes = [
+                cb
+                for cb in scheduled[before:]
+                if getattr(cb, "__name__", "") in ("_wake_all", "wake")
+            ]
+            # the first tick teaches the waker how many frames a tick brings
+            assert len(wakes) == (3 if i == 0 else 1)
     finally:
         del loop.call_soon_threadsafe
-    assert [g[0] for g in got] == [0, 1, 2]
-    wakes = [cb for cb in scheduled if getattr(cb, "__name__", "") in ("_wake_all", "wake")]
-    assert len(wakes) == 1  # one wake-up for the three calls
 
 
 async def test_a_port_that_missed_a_tick_delays_its_peers_by_one_tick_at_most() -> None:
     from telephony_bot.sip.media_port import TickWaker
 
-    b = MediaBridge(asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    a, b = MediaBridge(loop), MediaBridge(loop)
     waker = TickWaker()
-    waker.attached = 2  # the second port gets no frame this tick
-    reader = asyncio.ensure_future(b.read_frame())
+    waker.tick()
+    waker.received(a, a.push_caller_frame(b"\x00" * FRAME, wake=False))
+    waker.received(b, b.push_caller_frame(b"\x00" * FRAME, wake=False))
+    await a.read_frame(), await b.read_frame()
+    waker.tick()  # calibrated: two frames a tick
+    reader = asyncio.ensure_future(a.read_frame())
     await asyncio.sleep(0)
-    waker.received(b, b.push_caller_frame(b"\x01" * FRAME, wake=False))
+    waker.received(a, a.push_caller_frame(b"\x01" * FRAME, wake=False))  # b's call ended
     await asyncio.sleep(0.01)
-    assert not reader.done() and waker.has_pending
-    waker.flush()  # what the next tick's first request for bot audio does
+    assert not reader.done()
+    waker.tick()  # the next tick flushes it, and expects one frame from now on
     assert await asyncio.wait_for(reader, 1) == b"\x01" * FRAME
+    reader = asyncio.ensure_future(a.read_frame())
+    await asyncio.sleep(0)
+    waker.received(a, a.push_caller_frame(b"\x02" * FRAME, wake=False))
+    assert await asyncio.wait_for(reader, 1) == b"\x02" * FRAME
