@@ -519,8 +519,8 @@ def error_event(err: ErrorDetail) -> ProviderErrorEvent:
 
 def _decode_audio(ev: ResponseAudioDeltaEvent) -> list[ProviderEvent]:
     try:
-        # strict C-level check: b64decode(validate=True) runs a regex over the whole delta
-        # first, ~4 µs of the ~8 µs a 40 ms delta cost here (bench/media_path.py)
+        # strict check in C instead of b64decode(validate=True)'s extra regex pass over the
+        # delta: the same rejections, ~1 µs less per 40 ms delta (decoding itself is ~5 µs)
         pcm = binascii.a2b_base64(ev.delta, strict_mode=True)
     except (binascii.Error, ValueError) as e:
         return [
