@@ -31,10 +31,15 @@ test: install lint
 unit: install
 	$(BIN)/pytest -q tests/unit
 
-# all benches; each writes bench/results/<name>.json (load.py keeps to ~8 minutes)
+# all benches, each writing bench/results/<name>.json; then `python -m bench.report`
+# puts their tables in README.md. bench.latency records the wire on lo (AF_PACKET): run as
+# root or with CAP_NET_RAW.
 bench: install
-	$(BIN)/python -m bench.echo_calls
+	$(BIN)/python -m bench.media_path
+	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.local_engine
+	$(BIN)/python -m bench.report --readme README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -172,6 +172,8 @@ def for_route(
         tools=tools,
         filler_after_ms=route.filler_after_ms,
         on_error_transfer=_on_error_target(route),
+        prewarm=route.prewarm,
+        prewarm_max_wait_ms=route.prewarm_max_wait_ms,
     )
     limits = CallLimits(max_call_seconds=route.max_call_seconds, idle_seconds=route.idle_seconds)
     return CallSetup(build_provider(pdef, route), config, options, limits, route.name, plan_version)

@@ -103,6 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-admin", action="store_true", help="no admin API even if the config has a port"
     )
     worker.add_argument(
+        "--no-prewarm",
+        action="store_true",
+        help="answer at once and open the model's session after the 200 OK (default: open "
+        "it and prepare the greeting while the call rings)",
+    )
+    worker.add_argument(
+        "--port-rate",
+        type=int,
+        default=0,
+        help="rate of the engine's bridge ports (default 0: the bridge rate; 24000 makes "
+        "pjmedia resample to 24 kHz in C instead of the engine)",
+    )
+    worker.add_argument(
         "--media-loopback",
         action="store_true",
         help="diagnostic: echo each caller inside pjmedia, bypassing the engine",
@@ -348,6 +361,7 @@ def _sip_settings(args: argparse.Namespace, plan_max_call: float) -> object:
         codecs=tuple(c.strip() for c in args.codecs.split(",") if c.strip()),
         worker_id=getattr(args, "worker_id", 0),
         ring_ms=args.ring_ms,
+        port_rate=getattr(args, "port_rate", 0),
         max_call_seconds=(
             args.max_call_seconds if args.max_call_seconds is not None else plan_max_call
         ),
@@ -389,6 +403,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         plans=plans,
         provider_override=args.provider,
         engine=engine,
+        prewarm=not args.no_prewarm,
     )
     asyncio.run(serve_worker(worker))
     return EXIT_OK

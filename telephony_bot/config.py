@@ -31,7 +31,10 @@ class SipSettings:
     transports: tuple[str, ...] = ("udp", "tcp")
     max_calls: int = PJSUA_MAX_CALLS
     bridge_rate: int = 8000  # conference bridge clock; 16000 keeps G.722 wideband
-    port_rate: int = 24000  # what the session sees: 24 kHz PCM16
+    # Rate of the conference-bridge ports the engine's audio crosses; 0: the bridge rate, so
+    # pjmedia resamples nothing and the engine converts to the session's 24 kHz itself (less
+    # CPU than pjmedia's resampler; bench/media_path.py). 24000: pjmedia resamples, in C.
+    port_rate: int = 0
     rtp_port: int = 10000  # first RTP port of this worker
     rtp_port_range: int = 100
     codecs: tuple[str, ...] = DEFAULT_CODECS  # in order of preference; others disabled
@@ -42,6 +45,11 @@ class SipSettings:
     max_call_seconds: float = 0.0  # 0: no limit (dialplan routes refine this later)
     drain_grace_seconds: float = 30.0
     media_loopback: bool = False  # diagnostic: echo the caller in C, bypassing Python
+
+    @property
+    def media_port_rate(self) -> int:
+        """The rate the bridge ports actually run at."""
+        return self.port_rate or self.bridge_rate
 
     def __post_init__(self) -> None:
         try:
@@ -61,6 +69,11 @@ class SipSettings:
         if self.bridge_rate not in (8000, 16000, 24000, 32000, 48000):
             raise ConfigError(
                 f"bridge rate must be 8000/16000/24000/32000/48000, got {self.bridge_rate}"
+            )
+        if self.port_rate not in (0, 8000, 16000, 24000, 32000, 48000):
+            raise ConfigError(
+                f"port rate must be 0 (the bridge rate) or 8000/16000/24000/32000/48000, "
+                f"got {self.port_rate}"
             )
         if not 1024 <= self.rtp_port <= 65535 - self.rtp_port_range:
             raise ConfigError(f"RTP port {self.rtp_port} out of range")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 from datetime import UTC, datetime
@@ -40,8 +41,10 @@ class Worker:
         plans: PlanWatcher | None = None,
         provider_override: str | None = None,
         engine: EngineSettings | None = None,
+        prewarm: bool = True,
     ) -> None:
-        """Calls get `setup` as it is, or are routed by the dialplan `plans` holds."""
+        """Calls get `setup` as it is, or are routed by the dialplan `plans` holds.
+        `prewarm=False` turns pre-warming off for every call, whatever the routes say."""
         self.settings = settings
         self.engine = engine or EngineSettings()
         self.node = self.engine.mqtt.node if self.engine.mqtt else ""
@@ -50,6 +53,7 @@ class Worker:
         self.control = WorkerControl(self)
         self.cdr = CdrFile(self.engine.cdr.path) if self.engine.cdr.path else None
         self.mqtt: object | None = None  # events.mqtt.MqttLink while running
+        self.prewarm = prewarm
         self.setup = setup
         self.plans = plans
         self.provider_override = provider_override
@@ -116,8 +120,12 @@ class Worker:
             plan_version=setup.plan_version,
             provider=setup.config.provider,
         )
+        options = setup.options
+        # Pre-warm is for calls that ring here; an outbound call's far end answers when it will.
+        if options.prewarm and (not self.prewarm or direction == "outbound"):
+            options = dataclasses.replace(options, prewarm=False)
         session = CallSession(
-            call, setup.provider, setup.config, setup.options, limits, bus=self.bus, meta=meta
+            call, setup.provider, setup.config, options, limits, bus=self.bus, meta=meta
         )
         self.sessions[call.call_id] = session
         return asyncio.create_task(self._run_session(session), name=f"call-{call.call_id}")

@@ -166,6 +166,8 @@ class EffectiveRoute:
     audio_format: Literal["pcm16", "g711_ulaw", "g711_alaw"]
     filler_after_ms: int
     echo_delay_ms: int
+    prewarm: bool = True
+    prewarm_max_wait_ms: int = 2000
     timezone: str | None = None  # the route's hours timezone: {date}/{time} are local to it
 
     def _now(self, call: CallInfo) -> datetime:
@@ -295,5 +297,7 @@ def effective(plan: Dialplan, route: Route | None) -> EffectiveRoute:
         audio_format=d.audio_format,
         filler_after_ms=d.filler_after_ms,
         echo_delay_ms=echo_delay,
+        prewarm=bool(pick("prewarm")),
+        prewarm_max_wait_ms=d.prewarm_max_wait_ms,
         timezone=route.hours.timezone if route and route.hours else None,
     )

@@ -580,6 +580,10 @@ class Defaults(_Strict):
     tools: list[str] = Field(default_factory=list)  # names from tools:, or builtins
     transfer_targets: dict[str, SipUri] = Field(default_factory=dict)  # name -> SIP URI
     filler_after_ms: int = Field(default=700, ge=100, le=10000)
+    # Open the model's session and prepare the greeting while the call still rings, and
+    # answer once the greeting is ready (at most prewarm_max_wait_ms of extra ringing).
+    prewarm: bool = True
+    prewarm_max_wait_ms: int = Field(default=2000, ge=0, le=10000)
     openai: OpenAISettings = OpenAISettings()
     recording: bool = False
     on_error: OnError | None = None
@@ -618,6 +622,7 @@ class Route(_Strict):
     flow: Flow | None = None
     tools: list[str] | None = None  # replaces defaults.tools when given
     barge_in: BargeIn | None = None
+    prewarm: bool | None = None
     max_call_seconds: float | None = Field(default=None, ge=0)
     idle_seconds: float | None = Field(default=None, ge=0)
     recording: bool | None = None

@@ -6,6 +6,12 @@ audio with `await read_frame()` (24 kHz PCM16 mono, 20 ms frames) and queues bot
 any chunk size with `write()`. `clear()` drops queued bot audio at once (barge-in: the
 caller hears silence from the next frame on). `played_ms` counts bot audio actually handed
 to the call's encoder, never what is merely queued.
+
+The media thread's side may run at another rate (`port_rate`, e.g. the 8 kHz of the
+conference bridge): then the bridge resamples on the asyncio side — caller frames as they
+are read, bot audio as it is queued — with the streaming polyphase resampler. That costs
+less than pjmedia resampling a 24 kHz port in C on its clock thread (bench/media_path.py)
+and keeps the media thread's work a plain copy.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import asyncio
 import threading
 from collections import deque
 from dataclasses import dataclass
+
+from telephony_bot.media.resample import Resampler
 
 
 @dataclass
@@ -29,7 +37,8 @@ class BridgeStats:
 
 
 class MediaBridge:
-    """Caller audio in, bot audio out, for one call, at one sample rate (PCM16 mono)."""
+    """Caller audio in, bot audio out, for one call (PCM16 mono): `sample_rate` on the
+    asyncio side, `port_rate` (default: the same) on the media thread's side."""
 
     def __init__(
         self,
@@ -38,12 +47,19 @@ class MediaBridge:
         frame_ms: int = 20,
         inbound_max_ms: int = 1000,
         playout_max_ms: int = 120_000,
+        port_rate: int | None = None,
     ) -> None:
         self.loop = loop
         self.sample_rate = sample_rate
+        self.port_rate = port_rate or sample_rate
         self.frame_ms = frame_ms
-        self.frame_bytes = sample_rate * frame_ms // 1000 * 2
-        self._bytes_per_ms = sample_rate * 2 // 1000
+        # media-thread frames and the playout buffer are at the port rate
+        self.frame_bytes = self.port_rate * frame_ms // 1000 * 2
+        self._bytes_per_ms = self.port_rate * 2 // 1000
+        resample = self.port_rate != sample_rate
+        self._up = Resampler(self.port_rate, sample_rate) if resample else None
+        self._down = Resampler(sample_rate, self.port_rate) if resample else None
+        self._last_port_frame: bytes | None = None
         self.stats = BridgeStats()
         # caller -> asyncio
         self._inbound: deque[bytes] = deque(maxlen=max(1, inbound_max_ms // frame_ms))
@@ -61,16 +77,22 @@ class MediaBridge:
 
     # ---- media thread side: copy only, never block ----
 
-    def push_caller_frame(self, pcm: bytes) -> None:
+    def push_caller_frame(self, pcm: bytes, wake: bool = True) -> bool:
+        """Queue one caller frame (at `port_rate`). When asyncio is waiting for it, wake it
+        now — or, with `wake=False`, return True and leave the wake-up to the caller (the
+        media port wakes asyncio once per media tick for all calls; see `wake()`)."""
         if self._closed:
-            return
+            return False
         if len(self._inbound) == self._inbound.maxlen:
             self.stats.frames_dropped += 1
         self._inbound.append(pcm)
         self.stats.frames_in += 1
         if self._waiting:
             self._waiting = False
-            self.loop.call_soon_threadsafe(self._wake)
+            if not wake:
+                return True
+            self.loop.call_soon_threadsafe(self.wake)
+        return False
 
     def pull_playout_frame(self) -> bytes | None:
         """The next 20 ms of bot audio, or None when there is nothing to play."""
@@ -100,7 +122,14 @@ class MediaBridge:
 
     # ---- asyncio side ----
 
-    def _wake(self) -> None:
+    @property
+    def frame_8k(self) -> bytes | None:
+        """The frame `read_frame()` returned last, as the 8 kHz audio it was made from (when
+        the port runs at 8 kHz): the engine's VAD takes it without resampling back."""
+        return self._last_port_frame if self.port_rate == 8000 else None
+
+    def wake(self) -> None:
+        """asyncio side: let `read_frame()` see the frames queued so far."""
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -109,7 +138,11 @@ class MediaBridge:
         """The caller's next 20 ms frame; b"" once the bridge is closed."""
         while True:
             if self._inbound:
-                return self._inbound.popleft()
+                pcm = self._inbound.popleft()
+                if self._up is None:
+                    return pcm
+                self._last_port_frame = pcm
+                return self._up.process(pcm)
             if self._closed:
                 return b""
             self._waiter = self.loop.create_future()
@@ -120,9 +153,11 @@ class MediaBridge:
             await self._waiter
 
     def write(self, pcm: bytes) -> None:
-        """Queue bot audio (any length, whole samples) for playout."""
+        """Queue bot audio (any length, whole samples, at `sample_rate`) for playout."""
         if self._closed or not pcm:
             return
+        if self._down is not None:
+            pcm = self._down.process(pcm)
         with self._lock:
             room = self._playout_max - len(self._playout)
             if len(pcm) > room:
@@ -150,6 +185,8 @@ class MediaBridge:
             dropped = len(self._playout) // self._bytes_per_ms
             self._playout.clear()
             self._streaming = False
+        if self._down is not None:
+            self._down.reset()  # the next reply starts clean, no tail of the dropped one
         self.stats.cleared_ms += dropped
         return dropped
 
@@ -169,6 +206,6 @@ class MediaBridge:
         if self._waiting:
             self._waiting = False
             try:
-                self.loop.call_soon_threadsafe(self._wake)
+                self.loop.call_soon_threadsafe(self.wake)
             except RuntimeError:  # loop already closed at shutdown
                 pass

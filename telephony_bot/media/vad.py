@@ -77,16 +77,25 @@ class FrameVad:
         self._pending = np.zeros(0, dtype=np.int16)
         self._last_speech = False
 
-    def process(self, frame: bytes) -> VadFrame:
+    def process(self, frame: bytes, frame_8k: bytes | None = None) -> VadFrame:
         """Classify one caller frame (normally 960 bytes = 20 ms at 24 kHz).
 
         Frames of other lengths are accepted: their 8 kHz samples are gathered into 20 ms
         blocks; the frame is speech if any block completed by it is, and a frame that
         completes no block repeats the previous decision.
+
+        `frame_8k`: the same 20 ms as the caller's 8 kHz audio (320 bytes), when the caller
+        had it (the media bridge at 8 kHz does): WebRTC's VAD then takes it as it is instead
+        of the 24 kHz frame resampled back down (about 2/3 of this method's cost on a live
+        call). The level is still the 24 kHz frame's.
         """
         if len(frame) % 2:
             raise ValueError(f"int16 PCM must have an even byte length, got {len(frame)}")
         x = np.frombuffer(frame, dtype="<i2")
+        if frame_8k is not None and len(frame_8k) == _VAD_BLOCK * 2 and not self._pending.size:
+            speech = bool(self._vad.is_speech(frame_8k, VAD_RATE))
+            self._last_speech = speech
+            return VadFrame(speech, _dbfs(x))
         low = self._resampler.process_array(x)
         if self._pending.shape[0] == 0 and low.shape[0] == _VAD_BLOCK:  # the usual case
             speech = bool(self._vad.is_speech(low.astype("<i2", copy=False).tobytes(), VAD_RATE))

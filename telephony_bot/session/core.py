@@ -47,6 +47,7 @@ from telephony_bot.providers.base import (
 )
 from telephony_bot.session import prompts
 from telephony_bot.session.agent_turns import AgentTurns
+from telephony_bot.session.prewarm import Prewarm
 from telephony_bot.session.turns import (
     BargeInSettings,
     CancelResponse,
@@ -87,6 +88,11 @@ class SessionOptions:
     # When the model is gone for good: put the caller through here (a SIP URI) instead of
     # apologising and hanging up.
     on_error_transfer: str | None = None
+    # Pre-warm: while the call rings, open the provider session (instructions sent) and
+    # start the greeting; answer once its first audio is queued, so the caller hears it at
+    # once — or after prewarm_max_wait_ms more ringing at most (see session/prewarm.py).
+    prewarm: bool = True
+    prewarm_max_wait_ms: int = 2000
 
 
 @dataclass(frozen=True)
@@ -225,6 +231,7 @@ class CallSession:
             self.bus.emit(type_, self.call_id, **data)
         except Exception:  # noqa: BLE001 - events must never touch the call
             _log.exception("event publish failed", type=type_)
+        self.first_audio = asyncio.Event()  # bot audio was queued (pre-warm answers then)
 
     def _now_ms(self) -> int:
         return int(self._loop.time() * 1000)
@@ -300,9 +307,18 @@ class CallSession:
     async def _run(self) -> None:
         # Watch call events from the start: the caller may hang up while it is still ringing.
         watcher = asyncio.create_task(self._watch_call(), name="call-events")
+        tasks: set[asyncio.Task[Any]] = set()
+        warm = (
+            Prewarm(self._open, tasks, self.first_audio, self.options.greeting is not None)
+            if self.options.prewarm
+            else None
+        )
         try:
+            rang = self._loop.time()
             if self.limits.ring_ms:
                 await asyncio.wait({watcher}, timeout=self.limits.ring_ms / 1000)
+            if warm is not None:
+                await warm.ready_or(watcher, rang + self.options.prewarm_max_wait_ms / 1000)
             if watcher.done():
                 _log.info("caller hung up before answer")
                 return
@@ -311,35 +327,38 @@ class CallSession:
             except CallGoneError:
                 await watcher
                 return
-            await self._converse(watcher)
+            await self._converse(watcher, tasks, warm)
         finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            for t in (watcher, *tasks):
+                t.cancel()
+            await asyncio.gather(watcher, *tasks, return_exceptions=True)
 
-    async def _converse(self, watcher: asyncio.Task[None]) -> None:
+    async def _open(self, tasks: set[asyncio.Task[Any]]) -> bool:
+        """Connect the provider (instructions go with it), start the audio tasks, greet."""
         try:
             self.session = await self.provider.connect(self.config)
             self._ready.set()
         except ProviderError as exc:
             _log.error("provider unavailable", error=str(exc), retryable=exc.retryable)
+            return False
+        tasks.add(asyncio.create_task(self._uplink(), name="uplink"))
+        tasks.add(asyncio.create_task(self._downlink(), name="downlink"))
+        await self._greet()
+        return True
+
+    async def _converse(
+        self, watcher: asyncio.Task[None], tasks: set[asyncio.Task[Any]], warm: Prewarm | None
+    ) -> None:
+        opened = await warm.opened() if warm is not None else await self._open(tasks)
+        if not opened:
             await self._apologise_and_hang_up("provider unavailable")
             await watcher
             return
-        tasks = {
-            asyncio.create_task(self._uplink(), name="uplink"),
-            asyncio.create_task(self._downlink(), name="downlink"),
-        }
         if self.limits.max_call_seconds:
             tasks.add(asyncio.create_task(self._limit(), name="max-duration"))
         if self.limits.idle_seconds:
             tasks.add(asyncio.create_task(self._idle(), name="idle"))
-        await self._greet()
-        try:
-            await watcher
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await watcher
 
     async def _greet(self) -> None:
         g = self.options.greeting
@@ -393,13 +412,14 @@ class CallSession:
         assert self.session is not None
         vad = FrameVad()
         media = self.call.media
+        gate = self.options.barge_in.enabled  # playout levels only feed the barge-in echo gate
         while pcm := await media.read_frame():
             now = self._now_ms()
             self.usage.audio_in_ms += FRAME_MS
-            level = self.levels.played_up_to(media.played_ms)
+            level = self.levels.played_up_to(media.played_ms) if gate else -120.0
             self._emit_turns(self.agent_turns.finished(media.played_ms))
             self._act(self.policy.played(media.played_ms, level, now))
-            v = vad.process(pcm)
+            v = vad.process(pcm, media.frame_8k)
             if v.speech:
                 self._last_activity = self._loop.time()
                 self._caller_voice_ms = now
@@ -432,7 +452,9 @@ class CallSession:
                     self.result.first_audio_at = time.time()
                 self.agent_turns.audio(ev.item_id, ms, self.call.media.played_ms)
                 self.call.media.write(ev.pcm)
-                self.levels.queued(ev.pcm)
+                self.first_audio.set()
+                if self.options.barge_in.enabled:
+                    self.levels.queued(ev.pcm)
                 self._last_activity = self._loop.time()
                 self._act(self.policy.bot_audio(ev.item_id, ms, self._now_ms()))
             elif isinstance(ev, AudioDone):

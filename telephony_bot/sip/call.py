@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 _log = log.get("sip.call")
 T = TypeVar("T")
+SESSION_RATE = 24000  # what the session and providers see: 24 kHz PCM16 mono
 
 _DTMF_METHODS = {
     getattr(pj, "PJSUA_DTMF_METHOD_RFC2833", 0): "rfc2833",
@@ -187,7 +188,9 @@ class SipCall:
         self.offer = offer
         self.outbound = outbound  # we dialled: answer() waits for the far end to pick up
         self.ring_timeout_s = 30.0
-        self.media = MediaBridge(endpoint.loop, sample_rate=endpoint.settings.port_rate)
+        self.media = MediaBridge(
+            endpoint.loop, sample_rate=SESSION_RATE, port_rate=endpoint.settings.media_port_rate
+        )
         self.events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._endpoint = endpoint
         self._ref: weakref.ref[PjCall] | None = weakref.ref(pjcall)

@@ -73,7 +73,7 @@ class SipEndpoint:
         self._out_accounts: dict[str, SipAccount] = {}  # per caller id, for outbound calls
         self._log_writer: PjLogWriter | None = None
         self.codecs: list[str] = []
-        self.ports = PortPool(self.frames, settings.port_rate)
+        self.ports = PortPool(self.frames, settings.media_port_rate)
 
     # ---- lifecycle ----
 

@@ -3,6 +3,11 @@
 These two callbacks run on pjmedia's clock thread every 20 ms per call: they copy bytes
 and nothing else (no logging, no allocation beyond the frame, never block). An exception
 here would cross into C++, so each callback catches everything and counts it.
+
+asyncio is woken once per media tick for all the calls of the worker (`TickWaker`), not once
+per call: a wake-up per call let the asyncio thread take the GIL between two ports'
+callbacks, so the clock thread waited for the GIL inside its tick and both threads paid
+for the hand-offs (py-spy: most clock-thread samples in the GIL wait, 4 calls).
 """
 
 from __future__ import annotations
@@ -35,14 +40,58 @@ class _Idle:
 
     frame_bytes = 0
 
-    def push_caller_frame(self, pcm: bytes) -> None:
-        pass
+    def push_caller_frame(self, pcm: bytes, wake: bool = True) -> bool:
+        return False
 
     def pull_playout_frame(self) -> bytes | None:
         return None
 
 
 IDLE = _Idle()
+
+
+def _wake_all(bridges: list[MediaBridge]) -> None:
+    for b in bridges:
+        b.wake()
+
+
+class TickWaker:
+    """Wakes asyncio once per media tick for every call whose caller frame arrived in it.
+
+    In each tick pjmedia's conference bridge first asks every port for bot audio
+    (`tick()`), then hands every port its caller audio (`received()`), all on its clock
+    thread. The waker expects as many caller frames as the previous tick brought; after the
+    last one it schedules one asyncio callback that wakes all the readers. When fewer come
+    (a call ended, was put on hold), the next tick's `tick()` flushes what is pending — at
+    most one tick late, once — and the expectation follows. When more come, each extra
+    frame is flushed at once. Only the clock thread calls these methods.
+    """
+
+    def __init__(self) -> None:
+        self._expected = 1
+        self._seen = 0
+        self._pending: list[MediaBridge] = []
+
+    def tick(self) -> None:
+        """A port is asked for bot audio: the caller frames of the last tick are all in."""
+        if self._seen:
+            self._expected, self._seen = self._seen, 0
+            if self._pending:
+                self._flush()
+
+    def received(self, bridge: MediaBridge, needs_wake: bool) -> None:
+        if needs_wake:
+            self._pending.append(bridge)
+        self._seen += 1
+        if self._seen >= self._expected and self._pending:
+            self._flush()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        try:
+            pending[0].loop.call_soon_threadsafe(_wake_all, pending)
+        except RuntimeError:  # loop closed at shutdown
+            pass
 
 
 class BridgePort(pj.AudioMediaPort):  # type: ignore[misc]
@@ -53,9 +102,10 @@ class BridgePort(pj.AudioMediaPort):  # type: ignore[misc]
     heap (seen here as segfaults a few calls later).
     """
 
-    def __init__(self, frames: FrameBuffer, port_rate: int) -> None:
+    def __init__(self, frames: FrameBuffer, port_rate: int, waker: TickWaker | None = None) -> None:
         super().__init__()
         self.bridge: MediaBridge | _Idle = IDLE
+        self.waker = waker or TickWaker()
         self._read = frames.read
         self._write = frames.write
         self._silence = b"\x00" * (port_rate * 20 // 1000 * 2)
@@ -70,17 +120,18 @@ class BridgePort(pj.AudioMediaPort):  # type: ignore[misc]
 
     def onFrameReceived(self, frame: Any) -> None:  # noqa: N802 - pjsua2 name
         pin()
+        bridge = self.bridge
+        if bridge is IDLE:
+            return
         try:
-            if frame.type == _AUDIO:
-                data = self._read(frame.buf)
-                self.bridge.push_caller_frame(data if data else self._silence)
-            else:
-                self.bridge.push_caller_frame(self._silence)
+            data = self._read(frame.buf) if frame.type == _AUDIO else None
+            self.waker.received(bridge, bridge.push_caller_frame(data or self._silence, False))
         except Exception:  # noqa: BLE001 - never raise into pjmedia
             self.callback_errors += 1
 
     def onFrameRequested(self, frame: Any) -> None:  # noqa: N802 - pjsua2 name
         pin()
+        self.waker.tick()
         try:
             pcm = self.bridge.pull_playout_frame()
             if pcm is None:
@@ -102,12 +153,13 @@ class PortPool:
     def __init__(self, frames: FrameBuffer, port_rate: int) -> None:
         self._frames = frames
         self._rate = port_rate
+        self.waker = TickWaker()
         self._free: list[BridgePort] = []
         self._all: list[BridgePort] = []
         self._lock = threading.Lock()
 
     def _new(self) -> BridgePort:
-        port = BridgePort(self._frames, self._rate)
+        port = BridgePort(self._frames, self._rate, self.waker)
         port.createPort(f"bridge-{len(self._all)}", audio_format(self._rate))
         self._all.append(port)
         return port

@@ -102,3 +102,108 @@ async def test_pause_holds_bot_audio_without_dropping_it() -> None:
     b.clear()  # a confirmed barge-in drops the held audio and ends the pause
     b.write(_pcm(20))
     assert b.pull_playout_frame() is not None
+
+
+def _tone(hz: float, ms: int, rate: int) -> bytes:
+    t = np.arange(rate * ms // 1000) / rate
+    return (8000 * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes()
+
+
+def _peak_hz(pcm: bytes, rate: int) -> float:
+    x = np.frombuffer(pcm, "<i2").astype(np.float64)
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spec) * rate / len(x))
+
+
+async def test_an_8k_port_side_resamples_both_ways_and_counts_played_ms() -> None:
+    b = MediaBridge(asyncio.get_running_loop(), sample_rate=24000, port_rate=8000)
+    assert b.frame_bytes == 320  # the media thread moves 8 kHz frames
+    # caller: 8 kHz frames in, 24 kHz frames out, the same tone
+    tone8 = _tone(1000, 400, 8000)
+    for i in range(0, len(tone8), 320):
+        b.push_caller_frame(tone8[i : i + 320])
+    got = b"".join([await b.read_frame() for _ in range(20)])
+    assert len(got) == 20 * FRAME
+    assert abs(_peak_hz(got[FRAME:], 24000) - 1000) < 30
+    assert b.frame_8k == tone8[-320:]  # what the last 24 kHz frame was made from
+    # bot: 24 kHz audio of any chunk size in, 8 kHz frames out
+    bot = _tone(700, 1000, 24000)
+    for i in range(0, len(bot), 1234):
+        b.write(bot[i : i + 1234])
+    assert b.queued_ms == 1000
+    out = bytearray()
+    while (f := b.pull_playout_frame()) is not None:
+        assert len(f) == 320
+        out += f
+    assert abs(_peak_hz(bytes(out[320:]), 8000) - 700) < 15
+    assert b.played_ms == 1000
+
+
+async def test_clear_on_an_8k_port_side_starts_the_next_reply_clean() -> None:
+    b = MediaBridge(asyncio.get_running_loop(), sample_rate=24000, port_rate=8000)
+    b.write(_pcm(500, 20000))
+    assert b.clear() == 500
+    b.write(b"\x00\x00" * 480)  # 20 ms of silence: no tail of the dropped reply in it
+    assert set(b.pull_playout_frame() or b"x") == {0}
+
+
+async def test_the_tick_waker_wakes_asyncio_once_per_tick_for_all_calls() -> None:
+    from telephony_bot.sip.media_port import TickWaker
+
+    loop = asyncio.get_running_loop()
+    bridges = [MediaBridge(loop) for _ in range(3)]
+    waker = TickWaker()
+    scheduled: list[object] = []
+    real = loop.call_soon_threadsafe
+
+    def counting(cb, *args):  # noqa: ANN001, ANN202
+        scheduled.append(cb)
+        return real(cb, *args)
+
+    def media_tick(i: int) -> None:
+        waker.tick()  # the bridge asks every port for bot audio first
+        for k, b in enumerate(bridges):
+            waker.received(b, b.push_caller_frame(bytes([10 * i + k]) * FRAME, wake=False))
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    try:
+        for i in range(3):
+            readers = [asyncio.ensure_future(b.read_frame()) for b in bridges]
+            await asyncio.sleep(0)  # all three wait
+            before = len(scheduled)
+            await asyncio.to_thread(media_tick, i)
+            got = await asyncio.wait_for(asyncio.gather(*readers), 2)
+            assert [g[0] for g in got] == [10 * i, 10 * i + 1, 10 * i + 2]
+            wakes = [
+                cb
+                for cb in scheduled[before:]
+                if getattr(cb, "__name__", "") in ("_wake_all", "wake")
+            ]
+            # the first tick teaches the waker how many frames a tick brings
+            assert len(wakes) == (3 if i == 0 else 1)
+    finally:
+        del loop.call_soon_threadsafe
+
+
+async def test_a_port_that_missed_a_tick_delays_its_peers_by_one_tick_at_most() -> None:
+    from telephony_bot.sip.media_port import TickWaker
+
+    loop = asyncio.get_running_loop()
+    a, b = MediaBridge(loop), MediaBridge(loop)
+    waker = TickWaker()
+    waker.tick()
+    waker.received(a, a.push_caller_frame(b"\x00" * FRAME, wake=False))
+    waker.received(b, b.push_caller_frame(b"\x00" * FRAME, wake=False))
+    await a.read_frame(), await b.read_frame()
+    waker.tick()  # calibrated: two frames a tick
+    reader = asyncio.ensure_future(a.read_frame())
+    await asyncio.sleep(0)
+    waker.received(a, a.push_caller_frame(b"\x01" * FRAME, wake=False))  # b's call ended
+    await asyncio.sleep(0.01)
+    assert not reader.done()
+    waker.tick()  # the next tick flushes it, and expects one frame from now on
+    assert await asyncio.wait_for(reader, 1) == b"\x01" * FRAME
+    reader = asyncio.ensure_future(a.read_frame())
+    await asyncio.sleep(0)
+    waker.received(a, a.push_caller_frame(b"\x02" * FRAME, wake=False))
+    assert await asyncio.wait_for(reader, 1) == b"\x02" * FRAME

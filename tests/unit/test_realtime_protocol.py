@@ -839,3 +839,22 @@ def test_endpoint_is_frozen() -> None:
     ep = openai_endpoint("gpt-realtime", KEY)
     with pytest.raises(AttributeError):
         ep.url = "wss://evil.example.com"  # type: ignore[misc]
+
+
+def test_the_append_text_fast_path_is_the_json_of_the_append_event() -> None:
+    pcm = bytes(range(256)) * 4
+    text = rt.input_audio_append_text(pcm)
+    ev = json.loads(text)
+    assert ev["type"] == "input_audio_buffer.append"
+    assert re.fullmatch(r"evt_[0-9a-f]{16}", ev["event_id"])
+    assert text == json.dumps(rt.input_audio_append(pcm, event_id=ev["event_id"]))
+    assert base64.b64decode(ev["audio"]) == pcm
+
+
+@pytest.mark.parametrize("bad", ["AAA*", "AA=A", "A", "=="])
+def test_an_audio_delta_that_is_not_strict_base64_is_reported_not_played(bad: str) -> None:
+    ev = rt.parse_server_event(
+        {"type": "response.audio.delta", "item_id": "i", "response_id": "r", "delta": bad}
+    )
+    out = rt.to_provider_events(ev)
+    assert len(out) == 1 and out[0].code == "invalid_audio_delta"

@@ -132,3 +132,18 @@ def test_microseconds_per_frame(capsys: pytest.CaptureFixture[str]) -> None:
     per_level = (time.perf_counter() - t0) / len(fs) * 1e6
     with capsys.disabled():
         print(f"\nFrameVad.process: {per_frame:.1f} µs/frame (frame_dbfs alone {per_level:.1f} µs)")
+
+
+def test_the_callers_own_8k_frame_gives_the_same_decisions_without_resampling() -> None:
+    pytest.importorskip("webrtcvad")
+    from telephony_bot.media.resample import Resampler
+
+    x24 = np.concatenate([np.zeros(RATE // 2, np.int16), voiced(1.0, -20.0)])
+    x8 = np.frombuffer(Resampler(24000, 8000).process(x24.tobytes()), "<i2")
+    a, b = FrameVad(), FrameVad()
+    plain = [a.process(f) for f in frames(x24)]
+    fast = [b.process(f, x8[i * 160 : (i + 1) * 160].tobytes()) for i, f in enumerate(frames(x24))]
+    assert [f.dbfs for f in fast] == [f.dbfs for f in plain]  # level: the 24 kHz frame's
+    agree = sum(p.speech == q.speech for p, q in zip(plain, fast, strict=True))
+    assert agree >= len(plain) - 2  # the same audio: at most an edge frame differs
+    assert not any(f.speech for f in fast[:20]) and sum(f.speech for f in fast[30:]) >= 40

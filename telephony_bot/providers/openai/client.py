@@ -163,12 +163,12 @@ class RealtimeSession:
                 self._history.append((out.role, out.text))
             self._queue.put_nowait(out)
 
-    async def _send(self, event: dict[str, Any]) -> bool:
+    async def _send(self, event: dict[str, Any] | str) -> bool:
         ws = self._ws
         if ws is None:
             return False
         try:
-            await ws.send(json.dumps(event))
+            await ws.send(event if isinstance(event, str) else json.dumps(event))
             return True
         except ConnectionClosed:
             return False
@@ -177,7 +177,7 @@ class RealtimeSession:
 
     async def send_audio(self, pcm: bytes) -> None:
         data = self._g711.encode(pcm) if self._g711 is not None else pcm
-        if not await self._send(p.input_audio_append(data)):
+        if not await self._send(p.input_audio_append_text(data)):
             self.dropped_audio_ms += len(pcm) // 48
 
     async def commit_input(self) -> None:

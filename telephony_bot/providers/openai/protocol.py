@@ -519,7 +519,9 @@ def error_event(err: ErrorDetail) -> ProviderErrorEvent:
 
 def _decode_audio(ev: ResponseAudioDeltaEvent) -> list[ProviderEvent]:
     try:
-        pcm = base64.b64decode(ev.delta, validate=True)
+        # strict check in C instead of b64decode(validate=True)'s extra regex pass over the
+        # delta: the same rejections, ~1 µs less per 40 ms delta (decoding itself is ~5 µs)
+        pcm = binascii.a2b_base64(ev.delta, strict_mode=True)
     except (binascii.Error, ValueError) as e:
         return [
             ProviderErrorEvent(
@@ -757,6 +759,17 @@ def session_update(
 def input_audio_append(pcm: bytes, *, event_id: str | None = None) -> dict[str, Any]:
     """``input_audio_buffer.append`` with the audio base64-encoded."""
     return _event("input_audio_buffer.append", event_id, audio=base64.b64encode(pcm).decode())
+
+
+def input_audio_append_text(pcm: bytes) -> str:
+    """`input_audio_buffer.append` as JSON text, built directly: the client sends one every
+    20 ms per call, and `json.dumps` of the dict is most of its cost. Base64 and the event
+    id's hex digits need no JSON escaping, so the text equals `json.dumps` of the dict."""
+    audio = base64.b64encode(pcm).decode("ascii")
+    return (
+        f'{{"type": "input_audio_buffer.append", "event_id": "{new_event_id()}", '
+        f'"audio": "{audio}"}}'
+    )
 
 
 def input_audio_commit(*, event_id: str | None = None) -> dict[str, Any]:
