@@ -55,6 +55,11 @@ def build_record(
 ) -> dict[str, Any]:
     u = result.usage
     answered = result.answered_at
+    # A pre-warmed greeting is queued while the call still rings; the caller hears it from
+    # the answer on.
+    first_audio = result.first_audio_at
+    if first_audio is not None and answered is not None:
+        first_audio = max(first_audio, answered)
     return {
         "cdr_version": CDR_VERSION,
         "call_id": result.call_id,
@@ -70,11 +75,11 @@ def build_record(
         "times": {
             "setup": _iso(result.setup_at),
             "answer": _iso(answered),
-            "first_audio": _iso(result.first_audio_at),
+            "first_audio": _iso(first_audio),
             "end": _iso(result.ended_at),
         },
         "ring_ms": _ms_between(result.setup_at, answered),
-        "first_audio_ms": _ms_between(answered, result.first_audio_at),  # after the answer
+        "first_audio_ms": _ms_between(answered, first_audio),  # after the answer
         "duration_s": round(result.ended_at - answered, 2) if answered else 0.0,
         "answered": answered is not None,
         "ended_by": result.ended_by,
