@@ -47,7 +47,12 @@ def test_one_api_over_two_workers(
         assert sample(m, "telephony_bot_worker_capacity", worker="1") == 4
         caller = dial_number(tmp_path, eng.sip_port + 1, "--duration", "30")  # on worker 1
         try:
-            calls = until(lambda: http("GET", f"{base}/calls")[1]["calls"], what="a live call")
+            # answered: with pre-warm the call rings until the greeting is ready
+            calls = until(
+                lambda: [c for c in http("GET", f"{base}/calls")[1]["calls"]
+                         if c["state"] == "answered"],
+                what="an answered call",
+            )  # fmt: skip
             assert calls[0]["worker"] == 1 and calls[0]["route"] == "front-desk"
             cid = calls[0]["call_id"]
             m = http("GET", f"{base}/metrics")[1]

@@ -3,7 +3,9 @@ engine worker processes) with the scripted OpenAI-Realtime server as the model."
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 from tests.support import audio, engine
 from tests.support.mosquitto import Mosquitto, mosquitto_available, running_mosquitto
 from tests.support.mqtt_probe import MqttProbe
+from tests.support.plans import KEY_ENV, scripted_plan
 from tests.support.realtime_server import ScriptedRealtimeServer, ScriptedReply
 
 pytestmark = [
@@ -23,7 +26,6 @@ pytestmark = [
 ]
 
 RATE = 16000
-KEY_ENV = "TB_TEST_REALTIME_KEY"
 API_KEY = "sk-test-api-key-never-logged-4711"
 BROKER_PASSWORD = "broker-pw-never-logged-0815"
 ADMIN_TOKEN = "admin-token-never-logged-1234"
@@ -36,30 +38,9 @@ def _tone(hz: float, seconds: float) -> bytes:
 
 
 def _plan(tmp: Path, server: ScriptedRealtimeServer, **defaults: object) -> Path:
-    d: dict[str, Any] = {
-        "provider": "openai",
-        "instructions": "You are a test agent.",
-        "voice": "alloy",
-        "greeting": "",
-        "openai": {
-            "model": "gpt-4o-realtime-preview-2024-12-17",
-            "dialect": server.dialect,
-            "base_url": server.url,
-            "api_key_env": KEY_ENV,
-        },
-    }
-    d.update(defaults)
-    plan = {"version": 1, "defaults": d, "tools": {
-        "lookup": {
-            "python": "tests.support.tools:slow_lookup",
-            "description": "Free appointment slots on a day",
-            "parameters": {"type": "object", "properties": {"day": {"type": "string"}},
-                           "required": ["day"]},
-        }
-    }, "routes": [{"name": "sales", "match": {"number": [{"regex": ".*"}]}}]}  # fmt: skip
-    path = tmp / "plan.yaml"
-    path.write_text(json.dumps(plan))
-    return path
+    return scripted_plan(
+        tmp, server, routes=[{"name": "sales", "match": {"number": [{"regex": ".*"}]}}], **defaults
+    )
 
 
 def _config(tmp: Path, broker: Mosquitto, **sections: Any) -> Path:
@@ -124,6 +105,26 @@ def _no_secret(*texts: str) -> None:
 
 def _segment(rec: np.ndarray, start_ms: float, end_ms: float) -> np.ndarray:
     return rec[int(start_ms * RATE / 1000) : int(end_ms * RATE / 1000)]
+
+
+@contextlib.contextmanager
+def _live_call(
+    tmp: Path, plan: Path, cfg: Path, probe: MqttProbe, *dial_args: str
+) -> Iterator[tuple[engine.EngineProc, subprocess.Popen[bytes], str]]:
+    """A worker on `plan` and `cfg`, connected to the broker, and a pjsua2 caller (recording
+    to `tmp/call.wav`) whose call it answered: (worker, caller process, call_id)."""
+    with engine.running(
+        tmp, "worker", "--grace", "2", "--dialplan", str(plan), "--config", str(cfg)
+    ) as eng:
+        eng.wait_for("mqtt connected")
+        dialer = engine.dial_async(
+            tmp, eng.sip_port, *dial_args, "--record", str(tmp / "call.wav"), "--rate", str(RATE)
+        )
+        try:
+            yield eng, dialer, probe.wait_event("call.answered")[0]["call_id"]
+        finally:
+            if dialer.poll() is None:
+                dialer.kill()
 
 
 def test_a_call_publishes_its_events_in_order_and_a_cdr_that_matches_it(
@@ -232,61 +233,49 @@ def test_say_inject_hangup_and_bad_commands_on_a_live_call(
     )
     plan = _plan(tmp_path, server, greeting=None)
     cfg = _config(tmp_path, broker)
-    with engine.running(
-        tmp_path, "worker", "--grace", "2", "--dialplan", str(plan), "--config", str(cfg)
-    ) as eng:
-        eng.wait_for("mqtt connected")
-        rec = tmp_path / "call.wav"
-        dialer = engine.dial_async(
-            tmp_path, eng.sip_port, "--duration", "20", "--record", str(rec), "--rate", str(RATE)
-        )
-        try:
-            call_id = probe.wait_event("call.answered")[0]["call_id"]
-            base = f"{PREFIX}/{NODE}/calls/{call_id}/cmd"
-            server.wait_for("session.update")
+    with _live_call(tmp_path, plan, cfg, probe, "--duration", "20") as (eng, dialer, call_id):
+        base = f"{PREFIX}/{NODE}/calls/{call_id}/cmd"
+        server.wait_for("session.update")
 
-            # refused, each with a reason
-            r = probe.command(f"{base}/say", {"txt": "hi"})
-            assert r["ok"] is False and "text" in r["reason"] and "unknown field" in r["reason"]
-            r = probe.command(f"{base}/say", "not json")
-            assert r["ok"] is False and "not JSON" in r["reason"]
-            r = probe.command(f"{base}/dance", {})
-            assert r["ok"] is False and "unknown verb" in r["reason"]
-            r = probe.command(f"{PREFIX}/{NODE}/calls/nosuchcall/cmd/hangup", {})
-            assert r["ok"] is False and "no live call" in r["reason"]
-            r = probe.command(f"{base}/transfer", {"target": "not-a-uri"})
-            assert r["ok"] is False and "target" in r["reason"]
-            r = probe.command(f"{base}/inject", {"image": "aGVsbG8=", "mime": "image/png"})
-            assert r["ok"] is False and "GA" in r["reason"]  # the preview model takes no images
+        # refused, each with a reason
+        r = probe.command(f"{base}/say", {"txt": "hi"})
+        assert r["ok"] is False and "text" in r["reason"] and "unknown field" in r["reason"]
+        r = probe.command(f"{base}/say", "not json")
+        assert r["ok"] is False and "not JSON" in r["reason"]
+        r = probe.command(f"{base}/dance", {})
+        assert r["ok"] is False and "unknown verb" in r["reason"]
+        r = probe.command(f"{PREFIX}/{NODE}/calls/nosuchcall/cmd/hangup", {})
+        assert r["ok"] is False and "no live call" in r["reason"]
+        r = probe.command(f"{base}/transfer", {"target": "not-a-uri"})
+        assert r["ok"] is False and "target" in r["reason"]
+        r = probe.command(f"{base}/inject", {"image": "aGVsbG8=", "mime": "image/png"})
+        assert r["ok"] is False and "GA" in r["reason"]  # the preview model takes no images
 
-            # say: acknowledged on the v5 response topic, then the caller hears it
-            t_say = time.monotonic()
-            r = probe.command(f"{base}/say", {"text": "Your parcel has shipped."}, v5_reply=True)
-            assert r == {"verb": "say", "call_id": call_id, "ok": True, "queued": False}
-            create = server.wait_for("response.create")[-1]
-            assert "Your parcel has shipped." in create.data["response"]["instructions"]
-            turn = probe.wait_event("turn.agent")[0]
-            assert turn["text"] == "Your parcel has shipped." and not turn["interrupted"]
+        # say: acknowledged on the v5 response topic, then the caller hears it
+        t_say = time.monotonic()
+        r = probe.command(f"{base}/say", {"text": "Your parcel has shipped."}, v5_reply=True)
+        assert r == {"verb": "say", "call_id": call_id, "ok": True, "queued": False}
+        create = server.wait_for("response.create")[-1]
+        assert "Your parcel has shipped." in create.data["response"]["instructions"]
+        turn = probe.wait_event("turn.agent")[0]
+        assert turn["text"] == "Your parcel has shipped." and not turn["interrupted"]
 
-            # inject: the model gets a conversation item
-            r = probe.command(f"{base}/inject", {"text": "The caller is a VIP.", "role": "system"})
-            assert r["ok"] is True
-            item = server.wait_for("conversation.item.create")[-1].data["item"]
-            assert item["role"] == "system" and "VIP" in json.dumps(item["content"])
+        # inject: the model gets a conversation item
+        r = probe.command(f"{base}/inject", {"text": "The caller is a VIP.", "role": "system"})
+        assert r["ok"] is True
+        item = server.wait_for("conversation.item.create")[-1].data["item"]
+        assert item["role"] == "system" and "VIP" in json.dumps(item["content"])
 
-            # hangup: the caller is hung up on long before the 20 s it wanted to stay
-            r = probe.command(f"{PREFIX}/cmd/hangup", {"call_id": call_id, "reason": "done"})
-            assert r["ok"] is True
-            ended = probe.wait_event("call.ended")[0]
-            assert ended["ended_by"] == "local" and ended["reason"] == "command: done"
-            assert dialer.wait(30) == 0
-            assert time.monotonic() - t_say < 12
-        finally:
-            if dialer.poll() is None:
-                dialer.kill()
+        # hangup: the caller is hung up on long before the 20 s it wanted to stay
+        r = probe.command(f"{PREFIX}/cmd/hangup", {"call_id": call_id, "reason": "done"})
+        assert r["ok"] is True
+        ended = probe.wait_event("call.ended")[0]
+        assert ended["ended_by"] == "local" and ended["reason"] == "command: done"
+        assert dialer.wait(30) == 0
+        assert time.monotonic() - t_say < 12
         report = engine.read_report(tmp_path, "dial")
         assert report["answered"] and report["ended_by"] == "remote"  # the engine hung up
-        got, _ = audio.read_wav(rec)
+        got, _ = audio.read_wav(tmp_path / "call.wav")
         # what the caller heard after the say: the 700 Hz "Your parcel has shipped."
         voiced = audio.voiced_frames(report["energy_dbfs"])
         assert voiced, "the caller heard nothing"
@@ -307,25 +296,16 @@ def test_say_now_cuts_the_bot_off_and_a_second_say_waits_for_the_first(
     )
     plan = _plan(tmp_path, server)
     cfg = _config(tmp_path, broker)
-    with engine.running(tmp_path, "worker", "--grace", "2", "--dialplan", str(plan),
-                        "--config", str(cfg)) as eng:  # fmt: skip
-        eng.wait_for("mqtt connected")
-        rec = tmp_path / "call.wav"
-        dialer = engine.dial_async(
-            tmp_path, eng.sip_port, "--duration", "6", "--record", str(rec), "--rate", str(RATE)
-        )
-        try:
-            call_id = probe.wait_event("call.answered")[0]["call_id"]
-            base = f"{PREFIX}/{NODE}/calls/{call_id}/cmd"
-            server.wait_for_sent("response.audio.delta", count=10)  # the greeting is playing
-            time.sleep(1.0)
-            r = probe.command(f"{base}/say", {"text": "Sorry to interrupt.", "interrupt": True})
-            assert r["ok"] is True and r["queued"] is False
-            r = probe.command(f"{base}/say", {"text": "One more thing."})
-            assert r["ok"] is True and r["queued"] is True  # after the reply being given
-            turns = probe.wait_event("turn.agent", count=3)
-        finally:
-            dialer.wait(30)
+    with _live_call(tmp_path, plan, cfg, probe, "--duration", "6") as (_eng, dialer, call_id):
+        base = f"{PREFIX}/{NODE}/calls/{call_id}/cmd"
+        server.wait_for_sent("response.audio.delta", count=10)  # the greeting is playing
+        time.sleep(1.0)
+        r = probe.command(f"{base}/say", {"text": "Sorry to interrupt.", "interrupt": True})
+        assert r["ok"] is True and r["queued"] is False
+        r = probe.command(f"{base}/say", {"text": "One more thing."})
+        assert r["ok"] is True and r["queued"] is True  # after the reply being given
+        turns = probe.wait_event("turn.agent", count=3)
+        dialer.wait(30)
         greeting, now, later = turns
         # cut off: the words said so far, and marked interrupted
         assert greeting["interrupted"] is True and greeting["text"]
@@ -335,7 +315,7 @@ def test_say_now_cuts_the_bot_off_and_a_second_say_waits_for_the_first(
         assert later["text"] == "One more thing." and not later["interrupted"]
         assert server.truncations and server.truncations[0]["audio_end_ms"] <= 2500
     report = engine.read_report(tmp_path, "dial")
-    got, _ = audio.read_wav(rec)
+    got, _ = audio.read_wav(tmp_path / "call.wav")
     voiced = audio.voiced_frames(report["energy_dbfs"])
     # what the caller heard: 500 Hz greeting, then 700 Hz, then 800 Hz - nothing of the
     # greeting's remaining ~2.5 s in between

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from tests.support import audio, engine
+from tests.support.plans import KEY_ENV, scripted_plan
 from tests.support.realtime_server import ScriptedRealtimeServer, ScriptedReply
 
 RATE = 16000  # the caller's recording rate
-KEY_ENV = "TB_TEST_REALTIME_KEY"
 SECRET = "sk-test-never-log-me-123"
 
 
@@ -23,32 +23,7 @@ def _tone(hz: float, seconds: float) -> bytes:
 
 
 def _plan(tmp: Path, server: ScriptedRealtimeServer, **defaults: object) -> Path:
-    d = {
-        "provider": "openai",
-        "instructions": "You are a test agent.",
-        "voice": "alloy",
-        "greeting": "",
-        "openai": {
-            "model": "gpt-4o-realtime-preview-2024-12-17"
-            if server.dialect == "preview"
-            else "gpt-realtime",
-            "dialect": server.dialect,
-            "base_url": server.url,
-            "api_key_env": KEY_ENV,
-        },
-    }
-    d.update(defaults)
-    plan = {"version": 1, "defaults": d, "tools": {
-        "lookup": {
-            "python": "tests.support.tools:slow_lookup",
-            "description": "Free appointment slots on a day",
-            "parameters": {"type": "object", "properties": {"day": {"type": "string"}},
-                           "required": ["day"]},
-        }
-    }}  # fmt: skip
-    path = tmp / "plan.yaml"
-    path.write_text(json.dumps(plan))  # JSON is YAML
-    return path
+    return scripted_plan(tmp, server, **defaults)
 
 
 @pytest.fixture
