@@ -55,6 +55,27 @@ def _sip_args(p: argparse.ArgumentParser) -> None:
         "or TELEPHONY_BOT_ADMIN_TOKEN, never from the command line)",
     )
     p.add_argument("--admin-host", help="admin API address (default admin.host, 127.0.0.1)")
+    p.add_argument(
+        "--no-prewarm",
+        action="store_true",
+        help="answer at once and open the model's session after the 200 OK (default: open "
+        "it and prepare the greeting while the call rings)",
+    )
+    p.add_argument(
+        "--port-rate",
+        type=int,
+        default=0,
+        help="rate of the engine's bridge ports (default 0: the bridge rate; 24000 makes "
+        "pjmedia resample to 24 kHz in C instead of the engine)",
+    )
+    p.add_argument(
+        "--media-port",
+        choices=("auto", "native", "python"),
+        default="auto",
+        help="how call audio crosses from pjmedia into the engine: native (a pjmedia port "
+        "in C, no Python on the media clock), python (pjsua2 AudioMediaPort callbacks), "
+        "auto (default: native when its start-up self-check passes)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,19 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--mqtt-node", help="MQTT node name of this worker (default: mqtt.node)")
     worker.add_argument(
         "--no-admin", action="store_true", help="no admin API even if the config has a port"
-    )
-    worker.add_argument(
-        "--no-prewarm",
-        action="store_true",
-        help="answer at once and open the model's session after the 200 OK (default: open "
-        "it and prepare the greeting while the call rings)",
-    )
-    worker.add_argument(
-        "--port-rate",
-        type=int,
-        default=0,
-        help="rate of the engine's bridge ports (default 0: the bridge rate; 24000 makes "
-        "pjmedia resample to 24 kHz in C instead of the engine)",
     )
     worker.add_argument(
         "--media-loopback",
@@ -362,6 +370,7 @@ def _sip_settings(args: argparse.Namespace, plan_max_call: float) -> object:
         worker_id=getattr(args, "worker_id", 0),
         ring_ms=args.ring_ms,
         port_rate=getattr(args, "port_rate", 0),
+        media_port=getattr(args, "media_port", "auto"),
         max_call_seconds=(
             args.max_call_seconds if args.max_call_seconds is not None else plan_max_call
         ),
@@ -462,7 +471,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "--transports", args.transports,
             "--ring-ms", str(args.ring_ms),
             "--grace", str(args.grace),
+            "--port-rate", str(args.port_rate),
+            "--media-port", args.media_port,
         ]  # fmt: skip
+        if args.no_prewarm:
+            argv.append("--no-prewarm")
         for flag, value in (
             ("--dialplan", args.dialplan),
             ("--provider", args.provider),

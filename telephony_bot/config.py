@@ -45,6 +45,9 @@ class SipSettings:
     max_call_seconds: float = 0.0  # 0: no limit (dialplan routes refine this later)
     drain_grace_seconds: float = 30.0
     media_loopback: bool = False  # diagnostic: echo the caller in C, bypassing Python
+    # How call audio crosses into the engine: "native" (a pjmedia port in C, sip/native_port),
+    # "python" (pjsua2 AudioMediaPort callbacks), "auto" (native when its self-check passes).
+    media_port: str = "auto"
 
     @property
     def media_port_rate(self) -> int:
@@ -75,6 +78,8 @@ class SipSettings:
                 f"port rate must be 0 (the bridge rate) or 8000/16000/24000/32000/48000, "
                 f"got {self.port_rate}"
             )
+        if self.media_port not in ("auto", "native", "python"):
+            raise ConfigError(f"media port must be auto, native or python, got {self.media_port!r}")
         if not 1024 <= self.rtp_port <= 65535 - self.rtp_port_range:
             raise ConfigError(f"RTP port {self.rtp_port} out of range")
 

@@ -12,16 +12,21 @@ conference bridge): then the bridge resamples on the asyncio side — caller fra
 are read, bot audio as it is queued — with the streaming polyphase resampler. That costs
 less than pjmedia resampling a 24 kHz port in C on its clock thread (bench/media_path.py)
 and keeps the media thread's work a plain copy.
+
+The buffers themselves are a `Crossing` (`media/crossing.py`): the Python one by default,
+or the C one a native pjmedia port fills without the GIL (`crossing=` factory).
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from telephony_bot.media.crossing import Crossing, PyCrossing
 from telephony_bot.media.resample import Resampler
+
+CrossingFactory = Callable[[int, int, int], Crossing]
 
 
 @dataclass
@@ -48,6 +53,7 @@ class MediaBridge:
         inbound_max_ms: int = 1000,
         playout_max_ms: int = 120_000,
         port_rate: int | None = None,
+        crossing: CrossingFactory = PyCrossing,
     ) -> None:
         self.loop = loop
         self.sample_rate = sample_rate
@@ -60,20 +66,28 @@ class MediaBridge:
         self._up = Resampler(self.port_rate, sample_rate) if resample else None
         self._down = Resampler(sample_rate, self.port_rate) if resample else None
         self._last_port_frame: bytes | None = None
-        self.stats = BridgeStats()
-        # caller -> asyncio
-        self._inbound: deque[bytes] = deque(maxlen=max(1, inbound_max_ms // frame_ms))
+        self.crossing = crossing(
+            self.frame_bytes,
+            max(1, inbound_max_ms // frame_ms),
+            playout_max_ms * self._bytes_per_ms,
+        )
+        self._overflow_ms = 0
+        self._cleared_ms = 0
         self._waiting = False
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
-        # asyncio -> caller
-        self._lock = threading.Lock()
-        self._playout = bytearray()
-        self._playout_max = playout_max_ms * self._bytes_per_ms
-        self._played_bytes = 0
-        self._streaming = False  # bot audio was flowing on the previous frame
-        self._eos = False  # the writer said the current reply is complete
-        self._paused = False  # barge-in first stage: hold playout without dropping it
+
+    @property
+    def stats(self) -> BridgeStats:
+        c = self.crossing
+        return BridgeStats(
+            frames_in=c.frames_in,
+            frames_dropped=c.frames_dropped,
+            frames_out=c.frames_out,
+            underruns=c.underruns,
+            playout_overflow_ms=self._overflow_ms,
+            cleared_ms=self._cleared_ms,
+        )
 
     # ---- media thread side: copy only, never block ----
 
@@ -83,10 +97,7 @@ class MediaBridge:
         media port wakes asyncio once per media tick for all calls; see `wake()`)."""
         if self._closed:
             return False
-        if len(self._inbound) == self._inbound.maxlen:
-            self.stats.frames_dropped += 1
-        self._inbound.append(pcm)
-        self.stats.frames_in += 1
+        self.crossing.push(pcm)
         if self._waiting:
             self._waiting = False
             if not wake:
@@ -96,29 +107,7 @@ class MediaBridge:
 
     def pull_playout_frame(self) -> bytes | None:
         """The next 20 ms of bot audio, or None when there is nothing to play."""
-        if self._paused:
-            return None
-        n = self.frame_bytes
-        with self._lock:
-            have = len(self._playout)
-            if have == 0:
-                if self._streaming and not self._eos:
-                    self.stats.underruns += 1
-                    self._streaming = False
-                return None
-            if have >= n:
-                out = bytes(self._playout[:n])
-                del self._playout[:n]
-                self._streaming = True
-            else:
-                out = bytes(self._playout) + b"\x00" * (n - have)
-                self._playout.clear()
-                if not self._eos:
-                    self.stats.underruns += 1
-                self._streaming = False
-            self._played_bytes += min(have, n)
-        self.stats.frames_out += 1
-        return out
+        return self.crossing.pull()
 
     # ---- asyncio side ----
 
@@ -136,9 +125,10 @@ class MediaBridge:
 
     async def read_frame(self) -> bytes:
         """The caller's next 20 ms frame; b"" once the bridge is closed."""
+        pop = self.crossing.pop
         while True:
-            if self._inbound:
-                pcm = self._inbound.popleft()
+            pcm = pop()
+            if pcm is not None:
                 if self._up is None:
                     return pcm
                 self._last_port_frame = pcm
@@ -147,7 +137,7 @@ class MediaBridge:
                 return b""
             self._waiter = self.loop.create_future()
             self._waiting = True
-            if self._inbound or self._closed:  # a frame raced in before the flag was up
+            if self.crossing.pending_frames or self._closed:  # a frame raced in
                 self._waiting = False
                 continue
             await self._waiter
@@ -158,52 +148,46 @@ class MediaBridge:
             return
         if self._down is not None:
             pcm = self._down.process(pcm)
-        with self._lock:
-            room = self._playout_max - len(self._playout)
-            if len(pcm) > room:
-                self.stats.playout_overflow_ms += (len(pcm) - room) // self._bytes_per_ms
-                pcm = pcm[: max(0, room) & ~1]
-            self._playout += pcm
-            self._eos = False
+        refused = self.crossing.write(pcm)
+        if refused:
+            self._overflow_ms += refused // self._bytes_per_ms
 
     def end_of_stream(self) -> None:
         """The bot finished a reply: the silence that follows is not an underrun."""
-        with self._lock:
-            self._eos = True
+        self.crossing.end_of_stream()
 
     def pause(self) -> None:
         """Hold the queued bot audio: silence from the next frame, nothing dropped."""
-        self._paused = True
+        self.crossing.pause()
 
     def resume(self) -> None:
-        self._paused = False
+        self.crossing.resume()
 
     def clear(self) -> int:
         """Drop all queued bot audio now (and end a pause); returns the ms dropped."""
-        self._paused = False
-        with self._lock:
-            dropped = len(self._playout) // self._bytes_per_ms
-            self._playout.clear()
-            self._streaming = False
+        dropped = self.crossing.clear() // self._bytes_per_ms
         if self._down is not None:
             self._down.reset()  # the next reply starts clean, no tail of the dropped one
-        self.stats.cleared_ms += dropped
+        self._cleared_ms += dropped
         return dropped
 
     @property
     def played_ms(self) -> int:
         """Bot audio actually sent towards the caller, in ms, since the call began."""
-        return self._played_bytes // self._bytes_per_ms
+        return self.crossing.played_bytes // self._bytes_per_ms
 
     @property
     def queued_ms(self) -> int:
-        return len(self._playout) // self._bytes_per_ms
+        return self.crossing.queued_bytes // self._bytes_per_ms
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         self._closed = True
-        with self._lock:
-            self._playout.clear()
-        if self._waiting:
+        self.crossing.close()
+        if self._waiting or self._waiter is not None:
             self._waiting = False
             try:
                 self.loop.call_soon_threadsafe(self.wake)

@@ -25,9 +25,10 @@ from telephony_bot import log
 from telephony_bot.callport import CallEvent, CallOffered
 from telephony_bot.config import SipSettings
 from telephony_bot.errors import SipError
-from telephony_bot.sip import codecs, framebuf
+from telephony_bot.sip import codecs, framebuf, native_port
 from telephony_bot.sip.call import PjCall, SipCall, _op
 from telephony_bot.sip.media_port import PortPool
+from telephony_bot.sip.native_port import NativePortPool
 from telephony_bot.sip.pjlog import PjLogWriter, quiet_stdout
 from telephony_bot.sip.pythread import pin
 from telephony_bot.sip.sipmsg import parse_request, uri_user
@@ -73,7 +74,18 @@ class SipEndpoint:
         self._out_accounts: dict[str, SipAccount] = {}  # per caller id, for outbound calls
         self._log_writer: PjLogWriter | None = None
         self.codecs: list[str] = []
-        self.ports = PortPool(self.frames, settings.media_port_rate)
+        self.ports: PortPool | NativePortPool = self._port_pool()
+
+    def _port_pool(self) -> PortPool | NativePortPool:
+        s = self.settings
+        if s.media_port != "python" and not s.media_loopback:
+            if native_port.available():
+                return NativePortPool(s.media_port_rate, self.loop)
+            if s.media_port == "native":
+                raise SipError(f"native media ports unavailable: {native_port.why_not()}")
+            _log.warning("native media ports unavailable, using pjsua2 AudioMediaPort",
+                         reason=native_port.why_not())  # fmt: skip
+        return PortPool(self.frames, s.media_port_rate)
 
     # ---- lifecycle ----
 
@@ -213,6 +225,12 @@ class SipEndpoint:
                 ) from None
         ep.libStart()
         self.ports.fill(s.max_calls + 2)  # spare ports cover calls still being released
+        _log.info(
+            "media ports ready",
+            kind="native" if self.ports.native else "pjsua2",
+            rate=s.media_port_rate,
+            ports=self.ports.size,
+        )
 
         acfg = pj.AccountConfig()
         host = s.host if specific else "127.0.0.1"

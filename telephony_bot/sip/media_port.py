@@ -115,6 +115,11 @@ class BridgePort(pj.AudioMediaPort):  # type: ignore[misc]
         self.callback_errors = 0
         self.bridge = bridge
 
+    def connect(self, am: Any) -> None:
+        """Caller audio into this port and this port's audio to the caller (owner thread)."""
+        am.startTransmit(self)
+        self.startTransmit(am)
+
     def detach(self) -> None:
         self.bridge = IDLE
 
@@ -150,6 +155,8 @@ class BridgePort(pj.AudioMediaPort):  # type: ignore[misc]
 class PortPool:
     """BridgePorts created once per worker and handed from call to call (thread-safe)."""
 
+    native = False
+
     def __init__(self, frames: FrameBuffer, port_rate: int) -> None:
         self._frames = frames
         self._rate = port_rate
@@ -180,6 +187,9 @@ class PortPool:
         with self._lock:
             if port not in self._free:
                 self._free.append(port)
+
+    def register(self, bridge: MediaBridge) -> None:
+        """Nothing to do: the ports wake their bridges themselves (`TickWaker`)."""
 
     @property
     def size(self) -> int:

@@ -87,3 +87,21 @@ def test_caller_hears_own_audio_back_with_only_the_echo_delay_added(
     added = echo_ms - base_ms - ECHO_MS
     print(f"{codec}: engine-added {added:.1f} ms, correlation {corr:.3f}")
     assert -5 <= added <= 50, f"{codec}: engine added {added:.1f} ms beyond the echo delay"
+
+
+def test_the_engine_moves_call_audio_through_native_ports(echo_worker) -> None:
+    """The default worker's frames cross in C (no Python on pjmedia's clock thread)."""
+    ready = echo_worker.wait_for("media ports ready")
+    assert ready[0]["kind"] == "native", ready[0]
+
+
+def test_the_pjsua2_port_path_still_carries_a_call(workdir: Path, speech_wav: Path) -> None:
+    """`--media-port python` (the fallback when the native self-check fails) echoes too."""
+    with engine.running(
+        workdir, "worker", "--provider", "echo", "--echo-delay-ms", str(ECHO_MS),
+        "--media-port", "python", name="echo-py",
+    ) as eng:  # fmt: skip
+        assert eng.wait_for("media ports ready")[0]["kind"] == "pjsua2"
+        delay, corr = _round_trip(workdir, eng.sip_port, "PCMU", speech_wav, "echo-py")
+    assert corr > 0.85, f"echo correlates only {corr:.2f} with what was sent"
+    assert ECHO_MS <= delay < ECHO_MS + 120, delay

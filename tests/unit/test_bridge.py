@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
+from collections.abc import Callable
 
 import numpy as np
+import pytest
 
 from telephony_bot.media.bridge import MediaBridge
+from telephony_bot.media.crossing import PyCrossing
+from telephony_bot.native._mediaport import Crossing as CCrossing
+
+Make = Callable[..., MediaBridge]
+
+
+@pytest.fixture(params=["python", "c"])
+def make(request: pytest.FixtureRequest) -> Make:
+    """A MediaBridge over either crossing: the C one must behave exactly like the Python one."""
+    if request.param == "python":
+        return functools.partial(MediaBridge, crossing=PyCrossing)
+    return functools.partial(
+        MediaBridge, crossing=lambda fb, n, pmax: CCrossing(fb, n, pmax, False)
+    )
 
 FRAME = 960  # 20 ms at 24 kHz, PCM16
 
@@ -16,8 +33,8 @@ def _pcm(ms: int, value: int = 1000) -> bytes:
     return np.full(24 * ms, value, dtype="<i2").tobytes()
 
 
-async def test_bot_audio_of_any_chunk_size_plays_out_in_exact_20ms_frames() -> None:
-    b = MediaBridge(asyncio.get_running_loop())
+async def test_bot_audio_of_any_chunk_size_plays_out_in_exact_20ms_frames(make: Make) -> None:
+    b = make(asyncio.get_running_loop())
     for size in (7 * 2, 333 * 2, 1000 * 2, 2 * 2):  # odd chunk sizes, whole samples
         b.write(b"\x01\x00" * (size // 2))
     total = (7 + 333 + 1000 + 2) * 2
@@ -30,8 +47,8 @@ async def test_bot_audio_of_any_chunk_size_plays_out_in_exact_20ms_frames() -> N
     assert b.played_ms == total // 48
 
 
-async def test_clear_silences_the_next_frame_and_reports_what_was_dropped() -> None:
-    b = MediaBridge(asyncio.get_running_loop())
+async def test_clear_silences_the_next_frame_and_reports_what_was_dropped(make: Make) -> None:
+    b = make(asyncio.get_running_loop())
     b.write(_pcm(1000))
     assert b.pull_playout_frame() is not None
     dropped = b.clear()
@@ -42,8 +59,8 @@ async def test_clear_silences_the_next_frame_and_reports_what_was_dropped() -> N
     assert b.stats.underruns == 0  # a deliberate stop is not an underrun
 
 
-async def test_gap_in_bot_audio_counts_as_underrun_but_end_of_reply_does_not() -> None:
-    b = MediaBridge(asyncio.get_running_loop())
+async def test_gap_in_bot_audio_counts_as_underrun_but_end_of_reply_does_not(make: Make) -> None:
+    b = make(asyncio.get_running_loop())
     b.write(_pcm(40))
     b.pull_playout_frame()
     b.pull_playout_frame()
@@ -57,8 +74,8 @@ async def test_gap_in_bot_audio_counts_as_underrun_but_end_of_reply_does_not() -
     assert b.stats.underruns == 1
 
 
-async def test_caller_frames_cross_from_the_media_thread_in_order() -> None:
-    b = MediaBridge(asyncio.get_running_loop())
+async def test_caller_frames_cross_from_the_media_thread_in_order(make: Make) -> None:
+    b = make(asyncio.get_running_loop())
     frames = [bytes([i]) * FRAME for i in range(40)]
 
     def media_clock() -> None:
@@ -75,23 +92,23 @@ async def test_caller_frames_cross_from_the_media_thread_in_order() -> None:
     assert await b.read_frame() == b""
 
 
-async def test_slow_reader_loses_oldest_caller_audio_and_it_is_counted() -> None:
-    b = MediaBridge(asyncio.get_running_loop(), inbound_max_ms=100)  # 5 frames
+async def test_slow_reader_loses_oldest_caller_audio_and_it_is_counted(make: Make) -> None:
+    b = make(asyncio.get_running_loop(), inbound_max_ms=100)  # 5 frames
     for i in range(8):
         b.push_caller_frame(bytes([i]) * FRAME)
     assert b.stats.frames_dropped == 3
     assert (await b.read_frame())[0] == 3  # oldest dropped, newest kept
 
 
-async def test_playout_buffer_is_bounded() -> None:
-    b = MediaBridge(asyncio.get_running_loop(), playout_max_ms=100)
+async def test_playout_buffer_is_bounded(make: Make) -> None:
+    b = make(asyncio.get_running_loop(), playout_max_ms=100)
     b.write(_pcm(150))
     assert b.queued_ms == 100
     assert b.stats.playout_overflow_ms == 50
 
 
-async def test_pause_holds_bot_audio_without_dropping_it() -> None:
-    b = MediaBridge(asyncio.get_running_loop())
+async def test_pause_holds_bot_audio_without_dropping_it(make: Make) -> None:
+    b = make(asyncio.get_running_loop())
     b.write(_pcm(100))
     b.pull_playout_frame()
     b.pause()
@@ -115,8 +132,8 @@ def _peak_hz(pcm: bytes, rate: int) -> float:
     return float(np.argmax(spec) * rate / len(x))
 
 
-async def test_an_8k_port_side_resamples_both_ways_and_counts_played_ms() -> None:
-    b = MediaBridge(asyncio.get_running_loop(), sample_rate=24000, port_rate=8000)
+async def test_an_8k_port_side_resamples_both_ways_and_counts_played_ms(make: Make) -> None:
+    b = make(asyncio.get_running_loop(), sample_rate=24000, port_rate=8000)
     assert b.frame_bytes == 320  # the media thread moves 8 kHz frames
     # caller: 8 kHz frames in, 24 kHz frames out, the same tone
     tone8 = _tone(1000, 400, 8000)
@@ -139,8 +156,8 @@ async def test_an_8k_port_side_resamples_both_ways_and_counts_played_ms() -> Non
     assert b.played_ms == 1000
 
 
-async def test_clear_on_an_8k_port_side_starts_the_next_reply_clean() -> None:
-    b = MediaBridge(asyncio.get_running_loop(), sample_rate=24000, port_rate=8000)
+async def test_clear_on_an_8k_port_side_starts_the_next_reply_clean(make: Make) -> None:
+    b = make(asyncio.get_running_loop(), sample_rate=24000, port_rate=8000)
     b.write(_pcm(500, 20000))
     assert b.clear() == 500
     b.write(b"\x00\x00" * 480)  # 20 ms of silence: no tail of the dropped reply in it

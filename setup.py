@@ -1,0 +1,23 @@
+"""The compiled parts (see each source's header): pjmedia ports whose frame callbacks run in
+C, and the resampler's inner loop."""
+
+from setuptools import Extension, setup
+
+FLAGS = ["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "telephony_bot.native._mediaport",
+            sources=["telephony_bot/native/mediaport.c"],
+            extra_compile_args=FLAGS,
+            libraries=["dl"],
+        ),
+        Extension(
+            "telephony_bot.native._resample",
+            sources=["telephony_bot/native/resample.c"],
+            extra_compile_args=FLAGS,
+            libraries=["m"],
+        ),
+    ]
+)

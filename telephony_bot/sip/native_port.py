@@ -1,0 +1,210 @@
+"""Conference-bridge ports whose frame callbacks run in C (`telephony_bot.native._mediaport`).
+
+With pjsua2's `AudioMediaPort` (`media_port.py`) every 20 ms frame of every call crosses
+into Python twice on pjmedia's clock thread. A native port copies the frame into the call's
+C `Crossing` instead, without the GIL; asyncio is woken through one eventfd per process
+(`NativeWaker`), at most once per read, so one media tick wakes the event loop once for all
+of a worker's calls. Everything above the bridge (`MediaBridge`, the session) is unchanged.
+
+The C side declares PJSIP's structs itself (the wheel ships no headers), so `available()`
+checks the layout on the loaded library once — port info as pjmedia fills it, frames in and
+out through `pjmedia_port_put_frame`/`get_frame` — and the endpoint falls back to the
+`AudioMediaPort` path when anything is off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from typing import Any
+
+from telephony_bot import log
+from telephony_bot.media.bridge import MediaBridge
+from telephony_bot.media.crossing import Crossing
+
+_log = log.get("sip.native_port")
+
+try:  # the compiled part; missing only in a broken install
+    from telephony_bot.native import _mediaport as _m
+except ImportError as exc:  # pragma: no cover - reported by available()
+    _m = None
+    _import_error = str(exc)
+else:
+    _import_error = ""
+
+_checked: bool | None = None
+_why = ""
+
+
+def _self_check() -> str:
+    """'' when the C port's view of PJSIP's structs is right on this library, else why not."""
+    import pjsua2
+
+    assert _m is not None
+    _m.load(pjsua2._pjsua2.__file__)
+    for rate in (8000, 16000):
+        port = _m.Port("selfcheck", rate)
+        info = port.info
+        want = {
+            "signature": _m.SIGNATURE,
+            "clock_rate": rate,
+            "channels": 1,
+            "frame_time_usec": 20000,
+            "bits": 16,
+        }
+        if info != want:
+            return f"port info read back as {info}, expected {want}"
+        n = port.frame_bytes
+        crossing = _m.Crossing(n, 4, 4 * n, False)
+        port.attach(crossing)
+        pattern = bytes(i % 251 for i in range(n))
+        if port.put(pattern) != 0 or crossing.pop() != pattern:
+            return "a frame put through pjmedia_port_put_frame did not arrive"
+        port.put(None)
+        if crossing.pop() != bytes(n):
+            return "a frame without audio did not arrive as silence"
+        crossing.write(pattern[::-1])
+        if port.get() != pattern[::-1] or port.get() is not None:
+            return "pjmedia_port_get_frame did not return the queued audio"
+        port.attach(None)
+    return ""
+
+
+def available() -> bool:
+    """Whether native ports work in this process (checked once)."""
+    global _checked, _why
+    if _checked is None:
+        if _m is None:
+            _why = f"extension not built: {_import_error}"
+        else:
+            try:
+                _why = _self_check()
+            except Exception as exc:  # noqa: BLE001 - any failure: use the pjsua2 ports
+                _why = f"{type(exc).__name__}: {exc}"
+        _checked = not _why
+    return bool(_checked)
+
+
+def why_not() -> str:
+    available()
+    return _why
+
+
+def crossing(frame_bytes: int, inbound_frames: int, playout_max_bytes: int) -> Crossing:
+    """A C crossing that signals the process's wake-up (the `MediaBridge` factory)."""
+    assert _m is not None
+    c: Crossing = _m.Crossing(frame_bytes, inbound_frames, playout_max_bytes)
+    return c
+
+
+class NativeWaker:
+    """Wakes the readers of every live bridge when the clock thread signals caller audio."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert _m is not None
+        self.loop = loop
+        self.bridges: weakref.WeakSet[MediaBridge] = weakref.WeakSet()
+        self.wakeups = 0
+        self._fd = _m.wake_fd()
+        loop.add_reader(self._fd, self._on_signal)
+
+    def _on_signal(self) -> None:
+        _m.ack()  # re-arm first: a frame arriving from here on signals again
+        self.wakeups += 1
+        for b in list(self.bridges):
+            b.wake()
+
+    def close(self) -> None:
+        """Stop watching the eventfd (any thread)."""
+        try:
+            self.loop.call_soon_threadsafe(self.loop.remove_reader, self._fd)
+        except RuntimeError:  # loop already closed
+            pass
+
+
+class _Idle:
+    frame_bytes = 0
+
+    def close(self) -> None:
+        pass
+
+
+class NativePort:
+    """One pooled native port; `bridge` is the call whose crossing it feeds."""
+
+    callback_errors = 0  # C callbacks cannot raise; kept for the call's media stats
+
+    def __init__(self, name: str, rate: int) -> None:
+        assert _m is not None
+        self.port = _m.Port(name, rate)
+        self.bridge: MediaBridge | Any = _Idle()
+
+    @property
+    def slot(self) -> int:
+        return int(self.port.slot)
+
+    def attach(self, bridge: MediaBridge) -> None:
+        self.port.attach(bridge.crossing)
+        self.bridge = bridge
+
+    def detach(self) -> None:
+        self.port.attach(None)
+        self.bridge = _Idle()
+
+    def connect(self, call_slot: int) -> None:
+        """Caller audio into this port and this port's audio to the caller (owner thread)."""
+        assert _m is not None
+        _m.connect(call_slot, self.slot)
+        _m.connect(self.slot, call_slot)
+
+
+class NativePortPool:
+    """Native ports added to the conference bridge once and handed from call to call."""
+
+    native = True
+
+    def __init__(self, port_rate: int, loop: asyncio.AbstractEventLoop) -> None:
+        self._rate = port_rate
+        self._free: list[NativePort] = []
+        self._all: list[NativePort] = []
+        self._lock = threading.Lock()
+        self.waker = NativeWaker(loop)
+
+    def _new(self) -> NativePort:
+        port = NativePort(f"native-{len(self._all)}", self._rate)
+        port.port.add_to_bridge()
+        self._all.append(port)
+        return port
+
+    def fill(self, n: int) -> None:
+        """Create the ports (on the endpoint's owner thread: it adds them to the bridge)."""
+        with self._lock:
+            while len(self._all) < n:
+                self._free.append(self._new())
+
+    def acquire(self, bridge: MediaBridge) -> NativePort:
+        with self._lock:
+            port = self._free.pop() if self._free else self._new()
+        port.attach(bridge)
+        return port
+
+    def release(self, port: NativePort) -> None:
+        port.detach()
+        with self._lock:
+            if port not in self._free:
+                self._free.append(port)
+
+    def register(self, bridge: MediaBridge) -> None:
+        self.waker.bridges.add(bridge)
+
+    @property
+    def size(self) -> int:
+        return len(self._all)
+
+    def destroy(self) -> None:
+        """Only once pjmedia's clock has stopped; the C ports themselves stay allocated."""
+        with self._lock:
+            self._free.clear()
+            self._all.clear()
+        self.waker.close()

@@ -1,0 +1,97 @@
+"""Native media ports: pjmedia reaches the C callbacks through the wheel's own functions,
+frames cross unchanged both ways, and one media tick wakes asyncio once for all calls."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pjsua2
+import pytest
+
+from telephony_bot.media.bridge import MediaBridge
+from telephony_bot.native import _mediaport as m
+from telephony_bot.sip import native_port
+
+
+@pytest.fixture(scope="module", autouse=True)
+def loaded() -> None:
+    m.load(pjsua2._pjsua2.__file__)
+
+
+def test_the_self_check_passes_on_this_pjsip_build() -> None:
+    assert native_port.available(), native_port.why_not()
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000])
+def test_frames_cross_a_port_through_pjmedia_unchanged(rate: int) -> None:
+    port = m.Port("t", rate)
+    n = rate // 50 * 2
+    assert port.frame_bytes == n and port.info["clock_rate"] == rate
+    c = m.Crossing(n, 10, 100 * n, False)
+    port.attach(c)
+    caller = [bytes([i]) * n for i in range(1, 4)]
+    for f in caller:
+        assert port.put(f) == 0  # pjmedia_port_put_frame -> the C callback
+    port.put(None)  # a frame without audio keeps the clock: silence
+    assert [c.pop() for _ in range(4)] == [*caller, bytes(n)]
+    assert c.pop() is None
+    bot = bytes(range(256)) * (2 * n // 256 + 1)
+    c.write(bot[: 2 * n - 2])  # one full frame and one short by a sample
+    assert port.get() == bot[:n]
+    assert port.get() == bot[n : 2 * n - 2] + b"\x00\x00"  # padded
+    assert port.get() is None  # nothing queued: pjmedia gets a frame without audio
+    assert c.underruns == 1 and c.played_bytes == 2 * n - 2 and c.frames_out == 2
+    port.attach(None)
+    assert port.get() is None and port.put(caller[0]) == 0  # detached: frames go nowhere
+    assert c.pop() is None
+
+
+def test_a_crossing_of_the_wrong_frame_size_is_refused() -> None:
+    port = m.Port("t", 8000)
+    with pytest.raises(ValueError, match="320"):
+        port.attach(m.Crossing(960, 4, 9600))
+
+
+def test_caller_frames_signal_the_event_loop_once_until_it_reads() -> None:
+    m.ack()
+    port = m.Port("t", 8000)
+    c = m.Crossing(320, 10, 3200)
+    port.attach(c)
+    for _ in range(4):  # four calls' frames in one tick
+        port.put(b"\x01" * 320)
+    assert m.ack() == 1  # one eventfd write for all four
+    assert m.ack() == 0
+    port.put(b"\x01" * 320)
+    assert m.ack() == 1  # re-armed by the read
+    port.attach(None)
+
+
+async def test_the_waker_wakes_every_waiting_reader_on_one_signal() -> None:
+    loop = asyncio.get_running_loop()
+    m.ack()
+    waker = native_port.NativeWaker(loop)
+    try:
+        bridges = [MediaBridge(loop, port_rate=8000, crossing=native_port.crossing)
+                   for _ in range(3)]  # fmt: skip
+        ports = [m.Port(f"t{i}", 8000) for i in range(3)]
+        for b, p in zip(bridges, ports, strict=True):
+            waker.bridges.add(b)
+            p.attach(b.crossing)
+        for tick in range(3):
+            readers = [asyncio.ensure_future(b.read_frame()) for b in bridges]
+            await asyncio.sleep(0)
+            before = waker.wakeups
+
+            def media_tick() -> None:
+                for p in ports:
+                    p.put(b"\x10\x00" * 160)
+
+            await asyncio.to_thread(media_tick)
+            got = await asyncio.wait_for(asyncio.gather(*readers), 2)
+            assert all(len(g) == 960 for g in got)  # resampled to 24 kHz
+            assert waker.wakeups - before == 1, f"tick {tick}: {waker.wakeups - before} wakeups"
+        for p in ports:
+            p.attach(None)
+    finally:
+        waker.close()
+        await asyncio.sleep(0)
