@@ -37,8 +37,11 @@ Tight loops flatter numpy: on a live call each frame meets cold caches. So the w
 asyncio side is also measured in situ — four real `CallSession`s with the echo provider,
 fed at the real 20 ms pace by a thread standing in for pjmedia's clock (thread CPU per call
 and frame). The end-to-end figures are the CPU of a worker process (all threads, from
-/proc schedstat) carrying 4 SIPp calls, minus its idle CPU: echo calls through the engine,
-and the same calls echoed inside pjmedia with no Python at all (the floor).
+/proc schedstat) carrying 4 SIPp calls, minus its idle CPU: echo calls through the engine
+(native ports: the frame callbacks run in C and `port_in`/`port_out` above are not paid),
+the same with pjsua2 `AudioMediaPort`s (`--media-port python`, the fallback, which pays
+them plus the director calls), and the same calls echoed inside pjmedia with no Python at
+all (the floor).
 
 Run: `python -m bench.media_path` (add `--no-e2e` to skip the worker runs).
 Writes bench/results/media_path.json and prints a table.
@@ -475,6 +478,9 @@ def measure(e2e: bool = True, frames: int = FRAMES) -> dict[str, Any]:
     if e2e:
         with tempfile.TemporaryDirectory() as d:
             data["end_to_end"] = end_to_end(Path(d), "--provider", "echo")
+            data["end_to_end_pjsua2_ports"] = end_to_end(
+                Path(d), "--provider", "echo", "--media-port", "python"
+            )
             data["end_to_end_pjmedia_loopback"] = end_to_end(Path(d), "--media-loopback")
     data["frames_per_run"] = frames
     data["timer"] = "thread CPU time (CLOCK_THREAD_CPUTIME_ID), best of 5 runs"
@@ -500,6 +506,7 @@ def main(argv: list[str] | None = None) -> None:
             "summary": data["summary"],
             "session_loop_us": data["session_loop_us"],
             "end_to_end": data.get("end_to_end"),
+            "end_to_end_pjsua2_ports": data.get("end_to_end_pjsua2_ports"),
             "end_to_end_pjmedia_loopback": data.get("end_to_end_pjmedia_loopback"),
             "date": data["date"],
         }

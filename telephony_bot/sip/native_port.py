@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import weakref
 from typing import Any
 
 from telephony_bot import log
@@ -104,16 +103,27 @@ class NativeWaker:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         assert _m is not None
         self.loop = loop
-        self.bridges: weakref.WeakSet[MediaBridge] = weakref.WeakSet()
+        # touched on the loop's thread only: `add()` hands bridges over from PJSIP's threads
+        self.bridges: set[MediaBridge] = set()
         self.wakeups = 0
         self._fd = _m.wake_fd()
         loop.add_reader(self._fd, self._on_signal)
 
+    def add(self, bridge: MediaBridge) -> None:
+        """Watch a new call's bridge (any thread: calls are created on PJSIP's)."""
+        self.loop.call_soon_threadsafe(self.bridges.add, bridge)
+
     def _on_signal(self) -> None:
         _m.ack()  # re-arm first: a frame arriving from here on signals again
         self.wakeups += 1
-        for b in list(self.bridges):
-            b.wake()
+        closed = []
+        for b in self.bridges:
+            if b.closed:
+                closed.append(b)
+            else:
+                b.wake()
+        for b in closed:
+            self.bridges.discard(b)
 
     def close(self) -> None:
         """Stop watching the eventfd (any thread)."""
@@ -196,7 +206,7 @@ class NativePortPool:
                 self._free.append(port)
 
     def register(self, bridge: MediaBridge) -> None:
-        self.waker.bridges.add(bridge)
+        self.waker.add(bridge)
 
     @property
     def size(self) -> int:

@@ -75,8 +75,10 @@ async def test_the_waker_wakes_every_waiting_reader_on_one_signal() -> None:
                    for _ in range(3)]  # fmt: skip
         ports = [m.Port(f"t{i}", 8000) for i in range(3)]
         for b, p in zip(bridges, ports, strict=True):
-            waker.bridges.add(b)
+            await asyncio.to_thread(waker.add, b)  # calls are created on PJSIP's threads
             p.attach(b.crossing)
+        await asyncio.sleep(0)
+        assert waker.bridges == set(bridges)
         for tick in range(3):
             readers = [asyncio.ensure_future(b.read_frame()) for b in bridges]
             await asyncio.sleep(0)
@@ -90,6 +92,10 @@ async def test_the_waker_wakes_every_waiting_reader_on_one_signal() -> None:
             got = await asyncio.wait_for(asyncio.gather(*readers), 2)
             assert all(len(g) == 960 for g in got)  # resampled to 24 kHz
             assert waker.wakeups - before == 1, f"tick {tick}: {waker.wakeups - before} wakeups"
+        bridges[0].close()
+        ports[1].put(b"\x10\x00" * 160)  # the next signal
+        await asyncio.sleep(0.05)
+        assert bridges[0] not in waker.bridges  # a closed call's bridge is let go
         for p in ports:
             p.attach(None)
     finally:
