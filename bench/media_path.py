@@ -136,7 +136,8 @@ def stage_costs(port_rate: int, frames: int = FRAMES) -> dict[str, float]:
 
     fill_only = _cpu_us_per_call(lambda: fb.write(rx.buf, port_frames.next()), frames)
     out["port_in"] = max(0.0, _cpu_us_per_call(port_in, frames) - fill_only)
-    bridge._inbound.clear()
+    while bridge.crossing.pop() is not None:  # drop the frames port_in queued
+        pass
 
     if port_rate != 24000:
         up = Resampler(port_rate, 24000)

@@ -181,6 +181,12 @@ class MediaBridge:
         return self.crossing.queued_bytes // self._bytes_per_ms
 
     @property
+    def waiting(self) -> bool:
+        """asyncio side: `read_frame()` is waiting for a frame."""
+        w = self._waiter
+        return w is not None and not w.done()
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

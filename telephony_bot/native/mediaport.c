@@ -98,13 +98,20 @@ static struct {
 
 static int wake_fd = -1;
 static atomic_int wake_signalled;
+static atomic_ullong wake_writes, wake_write_errors;
+static atomic_int wake_last_errno;
 
 static void signal_wake(void)
 {
     if (wake_fd >= 0 && !atomic_exchange(&wake_signalled, 1)) {
         uint64_t one = 1;
-        ssize_t r = write(wake_fd, &one, sizeof one);
-        (void)r;
+        if (write(wake_fd, &one, sizeof one) == (ssize_t)sizeof one) {
+            atomic_fetch_add(&wake_writes, 1);
+        } else {
+            atomic_store(&wake_last_errno, errno);
+            atomic_fetch_add(&wake_write_errors, 1);
+            atomic_store(&wake_signalled, 0); /* nothing to read: let the next frame retry */
+        }
     }
 }
 
@@ -606,6 +613,47 @@ static PyObject *Port_get_info(Port *self, void *c)
                          i->fmt.det.aud.bits_per_sample);
 }
 
+/* For tests: a native thread that plays pjmedia's clock for this port (no GIL, as the
+ * real one): `frames` caller frames of a constant sample, `interval_us` apart. */
+typedef struct {
+    NativePort *port;
+    long frames, interval_us;
+} ClockArgs;
+
+static void *clock_main(void *arg)
+{
+    ClockArgs *a = arg;
+    uint8_t *buf = calloc(1, (size_t)a->port->frame_bytes);
+    for (long i = 0; buf && i < a->frames; i++) {
+        buf[0] = (uint8_t)(i & 0xff);
+        pjmedia_frame f = {.type = FRAME_AUDIO, .buf = buf, .size = (size_t)a->port->frame_bytes};
+        pj.port_put_frame(&a->port->base, &f);
+        if (a->interval_us > 0)
+            usleep((useconds_t)a->interval_us);
+    }
+    free(buf);
+    free(a);
+    return NULL;
+}
+
+static PyObject *Port_run_clock(Port *self, PyObject *args)
+{
+    long frames, interval_us;
+    if (!PyArg_ParseTuple(args, "ll", &frames, &interval_us))
+        return NULL;
+    ClockArgs *a = malloc(sizeof *a);
+    if (!a)
+        return PyErr_NoMemory();
+    *a = (ClockArgs){self->port, frames, interval_us};
+    pthread_t t;
+    if (pthread_create(&t, NULL, clock_main, a) != 0) {
+        free(a);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    pthread_detach(t);
+    Py_RETURN_NONE;
+}
+
 static PyGetSetDef Port_getset[] = {
     {"slot", (getter)Port_get_slot, NULL, "conference slot, -1 before add_to_bridge()", NULL},
     {"frame_bytes", (getter)Port_get_frame_bytes, NULL, NULL, NULL},
@@ -618,6 +666,8 @@ static PyMethodDef Port_methods[] = {
     {"attach", (PyCFunction)Port_attach, METH_O, "route frames to a Crossing (None: nowhere)"},
     {"put", (PyCFunction)Port_put, METH_O, "pjmedia_port_put_frame (bytes, or None: no audio)"},
     {"get", (PyCFunction)Port_get, METH_NOARGS, "pjmedia_port_get_frame: bytes or None"},
+    {"run_clock", (PyCFunction)Port_run_clock, METH_VARARGS,
+     "tests: run_clock(frames, interval_us) puts frames from a native thread, no GIL"},
     {NULL}};
 
 static PyTypeObject PortType = {
@@ -699,18 +749,33 @@ static PyObject *mod_wake_fd(PyObject *m, PyObject *Py_UNUSED(ignored))
     return PyLong_FromLong(wake_fd);
 }
 
-/* asyncio side: the wake-up was seen; the next caller frame may signal again. */
+/* asyncio side: the wake-up was seen; the next caller frame may signal again.
+ * Drain first, re-arm second: while the flag is set no frame writes, so the read can only
+ * take the write that woke us. Re-arming first let a frame's write land between the two
+ * and be swallowed by the read, with the flag left set: no wake-up ever again (seen under
+ * load as a worker whose readers starved while its calls' frames queued). */
 static PyObject *mod_ack(PyObject *m, PyObject *Py_UNUSED(ignored))
 {
     (void)m;
-    atomic_store(&wake_signalled, 0);
     uint64_t v = 0;
     if (wake_fd >= 0 && read(wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
         return PyErr_SetFromErrno(PyExc_OSError);
+    atomic_store(&wake_signalled, 0);
     return PyLong_FromUnsignedLongLong(v);
 }
 
+static PyObject *mod_wake_state(PyObject *m, PyObject *Py_UNUSED(ignored))
+{
+    (void)m;
+    return Py_BuildValue("{s:i,s:i,s:K,s:K,s:i}", "fd", wake_fd, "signalled",
+                         atomic_load(&wake_signalled), "writes",
+                         (unsigned long long)atomic_load(&wake_writes), "write_errors",
+                         (unsigned long long)atomic_load(&wake_write_errors), "last_errno",
+                         atomic_load(&wake_last_errno));
+}
+
 static PyMethodDef mod_methods[] = {
+    {"wake_state", mod_wake_state, METH_NOARGS, "the wake-up's counters, for diagnostics"},
     {"load", mod_load, METH_O, "resolve the PJSIP functions in the loaded pjsua2 library"},
     {"connect", mod_connect, METH_VARARGS,
      "connect(src_slot, dst_slot, on=True): pjsua_conf_connect / disconnect"},

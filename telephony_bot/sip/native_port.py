@@ -15,6 +15,7 @@ out through `pjmedia_port_put_frame`/`get_frame` — and the endpoint falls back
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Any
 
@@ -32,6 +33,7 @@ except ImportError as exc:  # pragma: no cover - reported by available()
 else:
     _import_error = ""
 
+SWEEP_S = 0.1
 _checked: bool | None = None
 _why = ""
 
@@ -97,6 +99,13 @@ def crossing(frame_bytes: int, inbound_frames: int, playout_max_bytes: int) -> C
     return c
 
 
+def _fd_target(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError as exc:
+        return f"? ({exc.strerror})"
+
+
 class NativeWaker:
     """Wakes the readers of every live bridge when the clock thread signals caller audio."""
 
@@ -107,14 +116,17 @@ class NativeWaker:
         self.bridges: set[MediaBridge] = set()
         self.wakeups = 0
         self._fd = _m.wake_fd()
+        self.sweep_wakeups = 0  # readers the sweep found waiting with frames queued
+        self._sweep: asyncio.TimerHandle | None = None
         loop.add_reader(self._fd, self._on_signal)
+        self._schedule_sweep()
 
     def add(self, bridge: MediaBridge) -> None:
         """Watch a new call's bridge (any thread: calls are created on PJSIP's)."""
         self.loop.call_soon_threadsafe(self.bridges.add, bridge)
 
     def _on_signal(self) -> None:
-        _m.ack()  # re-arm first: a frame arriving from here on signals again
+        _m.ack()  # drain and re-arm before looking: a frame from here on signals again
         self.wakeups += 1
         closed = []
         for b in self.bridges:
@@ -125,12 +137,37 @@ class NativeWaker:
         for b in closed:
             self.bridges.discard(b)
 
+    def _schedule_sweep(self) -> None:
+        self._sweep = self.loop.call_later(SWEEP_S, self._sweep_once)
+
+    def _sweep_once(self) -> None:
+        """Safety net: a reader waiting while its frames queue means a wake-up was lost."""
+        self._schedule_sweep()
+        for b in self.bridges:
+            if b.waiting and b.crossing.pending_frames >= 3:
+                self.sweep_wakeups += 1
+                if self.sweep_wakeups in (1, 100, 10_000):
+                    _log.warning(
+                        "native port reader found waiting with frames queued",
+                        pending=b.crossing.pending_frames,
+                        sweeps=self.sweep_wakeups,
+                        signals=self.wakeups,
+                        fd_is=_fd_target(self._fd),
+                        **_m.wake_state(),
+                    )
+                b.wake()
+
     def close(self) -> None:
         """Stop watching the eventfd (any thread)."""
         try:
-            self.loop.call_soon_threadsafe(self.loop.remove_reader, self._fd)
+            self.loop.call_soon_threadsafe(self._close_on_loop)
         except RuntimeError:  # loop already closed
             pass
+
+    def _close_on_loop(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self.loop.remove_reader(self._fd)
 
 
 class _Idle:

@@ -101,3 +101,59 @@ async def test_the_waker_wakes_every_waiting_reader_on_one_signal() -> None:
     finally:
         waker.close()
         await asyncio.sleep(0)
+
+
+async def test_a_lost_wake_up_is_caught_by_the_sweep_and_reported() -> None:
+    loop = asyncio.get_running_loop()
+    waker = native_port.NativeWaker(loop)
+    try:
+        quiet = lambda fb, n, pmax: m.Crossing(fb, n, pmax, False)  # noqa: E731 - never signals
+        b = MediaBridge(loop, port_rate=8000, crossing=quiet)
+        waker.add(b)
+        reader = asyncio.ensure_future(b.read_frame())
+        await asyncio.sleep(0)
+        for _ in range(3):
+            b.crossing.push(b"\x10\x00" * 160)
+        got = await asyncio.wait_for(reader, 1)  # woken by the sweep, not the eventfd
+        assert len(got) == 960
+        assert waker.sweep_wakeups == 1
+        assert m.wake_state()["write_errors"] == 0
+    finally:
+        waker.close()
+        await asyncio.sleep(0)
+
+
+async def test_no_wake_up_is_lost_while_a_native_clock_races_the_event_loop() -> None:
+    """A clock thread without the GIL signals while the loop drains and re-arms: every
+    frame must reach a reader woken by the eventfd (re-arming before draining once let a
+    write be swallowed, and that worker's readers starved for the rest of its life)."""
+    loop = asyncio.get_running_loop()
+    m.ack()
+    waker = native_port.NativeWaker(loop)
+    try:
+        n, frames = 4, 3000
+        bridges = [MediaBridge(loop, port_rate=8000, crossing=native_port.crossing,
+                               inbound_max_ms=1_000_000) for _ in range(n)]  # fmt: skip
+        ports = [m.Port(f"race{i}", 8000) for i in range(n)]
+        for b, p in zip(bridges, ports, strict=True):
+            waker.add(b)
+            p.attach(b.crossing)
+        await asyncio.sleep(0)
+
+        async def read_all(b: MediaBridge) -> int:
+            for _ in range(frames):
+                await b.read_frame()
+            return frames
+
+        readers = [asyncio.ensure_future(read_all(b)) for b in bridges]
+        for p in ports:
+            p.run_clock(frames, 50)  # 4 native clocks, a frame every ~50 µs each
+        got = await asyncio.wait_for(asyncio.gather(*readers), 30)
+        assert got == [frames] * n
+        assert sum(b.stats.frames_dropped for b in bridges) == 0
+        assert waker.sweep_wakeups == 0, f"{waker.sweep_wakeups} readers found starving"
+        for p in ports:
+            p.attach(None)
+    finally:
+        waker.close()
+        await asyncio.sleep(0)
