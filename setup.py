@@ -1,5 +1,5 @@
 """The compiled parts (see each source's header): pjmedia ports whose frame callbacks run in
-C, and the resampler's inner loop."""
+C, and per-frame DSP kernels (the resampler's inner loop, frame levels)."""
 
 from setuptools import Extension, setup
 
@@ -14,8 +14,8 @@ setup(
             libraries=["dl"],
         ),
         Extension(
-            "telephony_bot.native._resample",
-            sources=["telephony_bot/native/resample.c"],
+            "telephony_bot.native._dsp",
+            sources=["telephony_bot/native/dsp.c"],
             extra_compile_args=FLAGS,
             libraries=["m"],
         ),

@@ -6,7 +6,7 @@ n*out/in samples (rounded so the running total is ceil(total_in*out/in)); the fi
 phase delay (`group_delay`, 3.5 ms for 8 kHz <-> 24 kHz) is the only latency.
 
 The filter is designed here (numpy); the per-chunk arithmetic runs in C
-(`telephony_bot.native._resample`, about half numpy's cost per 20 ms frame and the same
+(`telephony_bot.native._dsp`, about half numpy's cost per 20 ms frame and the same
 output to the bit) when the extension is built, else in numpy (`native=False` forces it).
 """
 
@@ -17,7 +17,7 @@ from math import gcd
 import numpy as np
 
 try:
-    from telephony_bot.native._resample import Polyphase
+    from telephony_bot.native._dsp import Polyphase
 except ImportError:  # pragma: no cover - an install without the compiled part
     Polyphase = None
 

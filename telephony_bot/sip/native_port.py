@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - reported by available()
 else:
     _import_error = ""
 
-SWEEP_S = 0.1
+SWEEP_S = 0.2  # the inbound ring holds 1 s: a lost wake-up costs no audio
 _checked: bool | None = None
 _why = ""
 

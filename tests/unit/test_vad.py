@@ -147,3 +147,16 @@ def test_the_callers_own_8k_frame_gives_the_same_decisions_without_resampling() 
     agree = sum(p.speech == q.speech for p, q in zip(plain, fast, strict=True))
     assert agree >= len(plain) - 2  # the same audio: at most an edge frame differs
     assert not any(f.speech for f in fast[:20]) and sum(f.speech for f in fast[30:]) >= 40
+
+
+def test_the_c_level_is_numpy_s_level() -> None:
+    from telephony_bot.media.vad import _frame_dbfs, _frame_dbfs_numpy
+
+    assert _frame_dbfs is not _frame_dbfs_numpy, "the compiled level is not built"
+    rng = np.random.default_rng(3)
+    for scale in (1, 30, 3000, 40000):
+        x = np.clip(rng.standard_normal(480) * scale, -32768, 32767).astype("<i2").tobytes()
+        assert abs(_frame_dbfs(x) - _frame_dbfs_numpy(x)) < 1e-9
+    assert _frame_dbfs(bytes(960)) == _frame_dbfs(b"") == SILENCE_DBFS
+    with pytest.raises(ValueError, match="even"):
+        _frame_dbfs(b"\x01\x02\x03")

@@ -1,6 +1,8 @@
 /*
- * telephony_bot.native._resample: the inner loop of media.resample.Resampler in C.
+ * telephony_bot.native._dsp: per-frame signal kernels the live path runs on every 20 ms frame
+ * of every call, where numpy's per-call overheads cost more than the arithmetic.
  *
+ * Polyphase: the inner loop of media.resample.Resampler.
  * The filter (polyphase taps, designed in numpy) and the stream semantics are the Python
  * class's; this only computes a chunk's outputs: output i sits at upsampled position
  * frac + i*down, i.e. input window n0 = pos / up and phase p = pos % up, and is the dot
@@ -163,7 +165,7 @@ static PyMethodDef Poly_methods[] = {
 
 static PyTypeObject PolyType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "telephony_bot.native._resample.Polyphase",
+    .tp_name = "telephony_bot.native._dsp.Polyphase",
     .tp_basicsize = sizeof(Poly),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Polyphase FIR inner loop: Polyphase(taps_bytes, up, down).",
@@ -173,10 +175,41 @@ static PyTypeObject PolyType = {
     .tp_methods = Poly_methods,
 };
 
-static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_resample",
-                                    "polyphase FIR resampling of int16 PCM", -1, NULL};
+/* dbfs(pcm) -> float: RMS level of int16 LE PCM relative to full scale (32767), -120 for
+ * digital silence or no samples (media.vad.frame_dbfs). */
+static PyObject *mod_dbfs(PyObject *m, PyObject *arg)
+{
+    (void)m;
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (b.len % 2) {
+        PyBuffer_Release(&b);
+        return PyErr_Format(PyExc_ValueError,
+                            "int16 PCM must have an even byte length, got %zd", b.len);
+    }
+    const uint8_t *in = b.buf;
+    Py_ssize_t n = b.len / 2;
+    double sum = 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double x = (double)(int16_t)(in[2 * i] | (in[2 * i + 1] << 8));
+        sum += x * x;
+    }
+    PyBuffer_Release(&b);
+    if (n == 0 || sum <= 0.0)
+        return PyFloat_FromDouble(-120.0);
+    double db = 10.0 * log10(sum / (double)n) - 20.0 * log10(32767.0);
+    return PyFloat_FromDouble(db < -120.0 ? -120.0 : db);
+}
 
-PyMODINIT_FUNC PyInit__resample(void)
+static PyMethodDef mod_methods[] = {
+    {"dbfs", mod_dbfs, METH_O, "RMS level of int16 LE PCM in dBFS (-120: silence)"},
+    {NULL}};
+
+static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_dsp",
+                                    "per-frame DSP kernels for int16 PCM", -1, mod_methods};
+
+PyMODINIT_FUNC PyInit__dsp(void)
 {
     if (PyType_Ready(&PolyType) < 0)
         return NULL;
