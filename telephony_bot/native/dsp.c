@@ -16,6 +16,25 @@
 #include <stdint.h>
 #include <string.h>
 
+static inline double s16le(const uint8_t *p)
+{
+    return (double)(int16_t)(p[0] | (p[1] << 8));
+}
+
+/* The bytes of int16 PCM (an even length), or -1 with the error set. */
+static int get_pcm(PyObject *arg, Py_buffer *b)
+{
+    if (PyObject_GetBuffer(arg, b, PyBUF_SIMPLE) < 0)
+        return -1;
+    if (b->len % 2) {
+        Py_ssize_t n = b->len;
+        PyBuffer_Release(b);
+        PyErr_Format(PyExc_ValueError, "int16 PCM must have an even byte length, got %zd", n);
+        return -1;
+    }
+    return 0;
+}
+
 typedef struct {
     PyObject_HEAD
     double *taps; /* up rows of k taps, each row reversed (window . row = output) */
@@ -77,13 +96,8 @@ static PyObject *Poly_reset(Poly *self, PyObject *Py_UNUSED(ignored))
 static PyObject *Poly_process(Poly *self, PyObject *arg)
 {
     Py_buffer b;
-    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
+    if (get_pcm(arg, &b) < 0)
         return NULL;
-    if (b.len % 2) {
-        PyBuffer_Release(&b);
-        return PyErr_Format(PyExc_ValueError,
-                            "int16 PCM must have an even byte length, got %zd", b.len);
-    }
     const long up = self->up, down = self->down, k = self->k, nh = k - 1;
     const Py_ssize_t n = b.len / 2;
     if (nh + n > self->buf_cap) {
@@ -101,7 +115,7 @@ static PyObject *Poly_process(Poly *self, PyObject *arg)
     const uint8_t *in = b.buf;
     double *buf = self->buf;
     for (Py_ssize_t i = 0; i < n; i++)
-        buf[nh + i] = (double)(int16_t)(in[2 * i] | (in[2 * i + 1] << 8));
+        buf[nh + i] = s16le(in + 2 * i);
     PyBuffer_Release(&b);
 
     long long num = (long long)n * up - self->frac;
@@ -181,18 +195,13 @@ static PyObject *mod_dbfs(PyObject *m, PyObject *arg)
 {
     (void)m;
     Py_buffer b;
-    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
+    if (get_pcm(arg, &b) < 0)
         return NULL;
-    if (b.len % 2) {
-        PyBuffer_Release(&b);
-        return PyErr_Format(PyExc_ValueError,
-                            "int16 PCM must have an even byte length, got %zd", b.len);
-    }
     const uint8_t *in = b.buf;
     Py_ssize_t n = b.len / 2;
     double sum = 0.0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        double x = (double)(int16_t)(in[2 * i] | (in[2 * i + 1] << 8));
+        double x = s16le(in + 2 * i);
         sum += x * x;
     }
     PyBuffer_Release(&b);

@@ -27,7 +27,7 @@ from telephony_bot.config import SipSettings
 from telephony_bot.errors import SipError
 from telephony_bot.sip import codecs, framebuf, native_port
 from telephony_bot.sip.call import PjCall, SipCall, _op
-from telephony_bot.sip.media_port import PortPool
+from telephony_bot.sip.media_port import BridgePortPool
 from telephony_bot.sip.native_port import NativePortPool
 from telephony_bot.sip.pjlog import PjLogWriter, quiet_stdout
 from telephony_bot.sip.pythread import pin
@@ -74,9 +74,9 @@ class SipEndpoint:
         self._out_accounts: dict[str, SipAccount] = {}  # per caller id, for outbound calls
         self._log_writer: PjLogWriter | None = None
         self.codecs: list[str] = []
-        self.ports: PortPool | NativePortPool = self._port_pool()
+        self.ports: BridgePortPool | NativePortPool = self._port_pool()
 
-    def _port_pool(self) -> PortPool | NativePortPool:
+    def _port_pool(self) -> BridgePortPool | NativePortPool:
         s = self.settings
         if s.media_port != "python" and not s.media_loopback:
             if native_port.available():
@@ -85,7 +85,7 @@ class SipEndpoint:
                 raise SipError(f"native media ports unavailable: {native_port.why_not()}")
             _log.warning("native media ports unavailable, using pjsua2 AudioMediaPort",
                          reason=native_port.why_not())  # fmt: skip
-        return PortPool(self.frames, s.media_port_rate)
+        return BridgePortPool(self.frames, s.media_port_rate)
 
     # ---- lifecycle ----
 

@@ -13,7 +13,7 @@ for the hand-offs (py-spy: most clock-thread samples in the GIL wait, 4 calls).
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import pjsua2 as pj
 
@@ -152,44 +152,54 @@ class BridgePort(pj.AudioMediaPort):  # type: ignore[misc]
             frame.size = 0
 
 
-class PortPool:
-    """BridgePorts created once per worker and handed from call to call (thread-safe)."""
+P = TypeVar("P", bound="PooledPort")
+
+
+class PooledPort(Protocol):
+    def attach(self, bridge: MediaBridge) -> None: ...
+    def detach(self) -> None: ...
+
+
+class PortPool(Generic[P]):
+    """Ports created once per worker and handed from call to call (thread-safe). Ports are
+    never destroyed while pjmedia's clock runs (see `BridgePort`)."""
 
     native = False
 
-    def __init__(self, frames: FrameBuffer, port_rate: int) -> None:
-        self._frames = frames
-        self._rate = port_rate
-        self.waker = TickWaker()
-        self._free: list[BridgePort] = []
-        self._all: list[BridgePort] = []
+    def __init__(self) -> None:
+        self._free: list[P] = []
+        self._all: list[P] = []
         self._lock = threading.Lock()
 
-    def _new(self) -> BridgePort:
-        port = BridgePort(self._frames, self._rate, self.waker)
-        port.createPort(f"bridge-{len(self._all)}", audio_format(self._rate))
-        self._all.append(port)
-        return port
+    def _new(self) -> P:
+        raise NotImplementedError
 
     def fill(self, n: int) -> None:
+        """Create ports up to `n` (on the endpoint's owner thread)."""
         with self._lock:
             while len(self._all) < n:
-                self._free.append(self._new())
+                port = self._new()
+                self._all.append(port)
+                self._free.append(port)
 
-    def acquire(self, bridge: MediaBridge) -> BridgePort:
+    def acquire(self, bridge: MediaBridge) -> P:
         with self._lock:
-            port = self._free.pop() if self._free else self._new()
+            if self._free:
+                port = self._free.pop()
+            else:
+                port = self._new()
+                self._all.append(port)
         port.attach(bridge)
         return port
 
-    def release(self, port: BridgePort) -> None:
+    def release(self, port: P) -> None:
         port.detach()
         with self._lock:
             if port not in self._free:
                 self._free.append(port)
 
     def register(self, bridge: MediaBridge) -> None:
-        """Nothing to do: the ports wake their bridges themselves (`TickWaker`)."""
+        """A new call's bridge (any thread)."""
 
     @property
     def size(self) -> int:
@@ -200,3 +210,18 @@ class PortPool:
         with self._lock:
             self._free.clear()
             self._all.clear()
+
+
+class BridgePortPool(PortPool[BridgePort]):
+    """pjsua2 AudioMediaPorts; they wake their bridges themselves (`TickWaker`)."""
+
+    def __init__(self, frames: FrameBuffer, port_rate: int) -> None:
+        super().__init__()
+        self._frames = frames
+        self._rate = port_rate
+        self.waker = TickWaker()
+
+    def _new(self) -> BridgePort:
+        port = BridgePort(self._frames, self._rate, self.waker)
+        port.createPort(f"bridge-{len(self._all)}", audio_format(self._rate))
+        return port

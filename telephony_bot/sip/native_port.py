@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 from typing import Any
 
 from telephony_bot import log
 from telephony_bot.media.bridge import MediaBridge
 from telephony_bot.media.crossing import Crossing
+from telephony_bot.sip.media_port import PortPool
 
 _log = log.get("sip.native_port")
 
@@ -206,52 +206,25 @@ class NativePort:
         _m.connect(self.slot, call_slot)
 
 
-class NativePortPool:
+class NativePortPool(PortPool[NativePort]):
     """Native ports added to the conference bridge once and handed from call to call."""
 
     native = True
 
     def __init__(self, port_rate: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
         self._rate = port_rate
-        self._free: list[NativePort] = []
-        self._all: list[NativePort] = []
-        self._lock = threading.Lock()
         self.waker = NativeWaker(loop)
 
     def _new(self) -> NativePort:
         port = NativePort(f"native-{len(self._all)}", self._rate)
         port.port.add_to_bridge()
-        self._all.append(port)
         return port
-
-    def fill(self, n: int) -> None:
-        """Create the ports (on the endpoint's owner thread: it adds them to the bridge)."""
-        with self._lock:
-            while len(self._all) < n:
-                self._free.append(self._new())
-
-    def acquire(self, bridge: MediaBridge) -> NativePort:
-        with self._lock:
-            port = self._free.pop() if self._free else self._new()
-        port.attach(bridge)
-        return port
-
-    def release(self, port: NativePort) -> None:
-        port.detach()
-        with self._lock:
-            if port not in self._free:
-                self._free.append(port)
 
     def register(self, bridge: MediaBridge) -> None:
         self.waker.add(bridge)
 
-    @property
-    def size(self) -> int:
-        return len(self._all)
-
     def destroy(self) -> None:
         """Only once pjmedia's clock has stopped; the C ports themselves stay allocated."""
-        with self._lock:
-            self._free.clear()
-            self._all.clear()
+        super().destroy()
         self.waker.close()
