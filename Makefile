@@ -13,7 +13,7 @@ DIALPLAN ?= dialplans/example.yaml
 install: $(STAMP)
 
 $(STAMP): pyproject.toml setup.py $(wildcard telephony_bot/native/*.c) scripts/install-system-deps.sh
-	bash scripts/install-system-deps.sh
+	PYTHON=$(PYTHON) bash scripts/install-system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'

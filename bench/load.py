@@ -211,6 +211,11 @@ def run_level(tmp: Path, level: int, hold_s: float) -> dict[str, Any]:
         eng.wait_for("call ended", res.successful, timeout=60)
         quality = _media_quality(eng)
         answered = len(eng.events("media ready"))
+        warnings = [  # what the engine had to say, kept when the level fails
+            {k: e.get(k) for k in ("timestamp", "component", "event", "msg", "call_id", "worker")}
+            for e in eng.logs()
+            if e.get("level") in ("warning", "error") and "bind()" not in str(e.get("msg", ""))
+        ]
     finally:
         eng.stop(timeout=60)
     out.update(
@@ -248,6 +253,9 @@ def run_level(tmp: Path, level: int, hold_s: float) -> dict[str, Any]:
         reasons.append(f"media clock {quality['clock_ratio_min']}")
     out["passed"] = not reasons
     out["failure"] = "; ".join(reasons)
+    if reasons:  # for whoever looks into it: SIPp's own account and the engine's warnings
+        out["sipp_error_log_tail"] = res.error_log[-3000:]
+        out["engine_warnings"] = warnings[:30]
     return out
 
 

@@ -15,7 +15,6 @@ out through `pjmedia_port_put_frame`/`get_frame` — and the endpoint falls back
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 from telephony_bot import log
@@ -99,13 +98,6 @@ def crossing(frame_bytes: int, inbound_frames: int, playout_max_bytes: int) -> C
     return c
 
 
-def _fd_target(fd: int) -> str:
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}")
-    except OSError as exc:
-        return f"? ({exc.strerror})"
-
-
 class NativeWaker:
     """Wakes the readers of every live bridge when the clock thread signals caller audio."""
 
@@ -116,7 +108,8 @@ class NativeWaker:
         self.bridges: set[MediaBridge] = set()
         self.wakeups = 0
         self._fd = _m.wake_fd()
-        self.sweep_wakeups = 0  # readers the sweep found waiting with frames queued
+        self.sweep_wakeups = 0  # stuck wake-ups the sweep re-armed
+        self._outstanding: tuple[int, int] | None = None  # (writes, wakeups) seen signalled
         self._sweep: asyncio.TimerHandle | None = None
         loop.add_reader(self._fd, self._on_signal)
         self._schedule_sweep()
@@ -141,21 +134,30 @@ class NativeWaker:
         self._sweep = self.loop.call_later(SWEEP_S, self._sweep_once)
 
     def _sweep_once(self) -> None:
-        """Safety net: a reader waiting while its frames queue means a wake-up was lost."""
+        """Safety net: a signal written but never delivered through a whole sweep period
+        while the loop kept running means the wake-up is stuck: re-arm it and wake everyone.
+
+        (A signal merely outstanding at one sweep is normal on a loaded machine: the loop can
+        be descheduled between its select and this timer while the clock keeps writing.)"""
         self._schedule_sweep()
-        for b in self.bridges:
-            if b.waiting and b.crossing.pending_frames >= 3:
-                self.sweep_wakeups += 1
-                if self.sweep_wakeups in (1, 100, 10_000):
-                    _log.warning(
-                        "native port reader found waiting with frames queued",
-                        pending=b.crossing.pending_frames,
-                        sweeps=self.sweep_wakeups,
-                        signals=self.wakeups,
-                        fd_is=_fd_target(self._fd),
-                        **_m.wake_state(),
-                    )
-                b.wake()
+        st = _m.wake_state()
+        outstanding = (st["writes"], self.wakeups) if st["signalled"] else None
+        stuck = outstanding is not None and outstanding == self._outstanding
+        self._outstanding = outstanding
+        if not stuck:
+            return
+        waiting = sum(1 for b in self.bridges if b.waiting and b.crossing.pending_frames)
+        self.sweep_wakeups += 1
+        if self.sweep_wakeups in (1, 100, 10_000):
+            _log.warning(
+                "native port wake-up was stuck: re-armed",
+                readers_waiting=waiting,
+                sweeps=self.sweep_wakeups,
+                signals=self.wakeups,
+                **st,
+            )
+        self._outstanding = None
+        self._on_signal()
 
     def close(self) -> None:
         """Stop watching the eventfd (any thread)."""

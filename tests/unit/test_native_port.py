@@ -103,21 +103,29 @@ async def test_the_waker_wakes_every_waiting_reader_on_one_signal() -> None:
         await asyncio.sleep(0)
 
 
-async def test_a_lost_wake_up_is_caught_by_the_sweep_and_reported() -> None:
+async def test_a_stuck_wake_up_is_re_armed_by_the_sweep() -> None:
+    """The state the old ack order left behind (flag set, eventfd drained): the sweep finds
+    the signal undelivered over a whole period, re-arms it and wakes the readers."""
+    import os
+
     loop = asyncio.get_running_loop()
+    m.ack()
     waker = native_port.NativeWaker(loop)
     try:
-        quiet = lambda fb, n, pmax: m.Crossing(fb, n, pmax, False)  # noqa: E731 - never signals
-        b = MediaBridge(loop, port_rate=8000, crossing=quiet)
+        b = MediaBridge(loop, port_rate=8000, crossing=native_port.crossing)
         waker.add(b)
         reader = asyncio.ensure_future(b.read_frame())
         await asyncio.sleep(0)
-        for _ in range(3):
-            b.crossing.push(b"\x10\x00" * 160)
-        got = await asyncio.wait_for(reader, 1)  # woken by the sweep, not the eventfd
-        assert len(got) == 960
-        assert waker.sweep_wakeups == 1
-        assert m.wake_state()["write_errors"] == 0
+        b.crossing.push(b"\x10\x00" * 160)  # signals: flag set, one write
+        os.read(m.wake_fd(), 8)  # ... swallowed before the loop saw it
+        got = await asyncio.wait_for(reader, 2)  # woken by the sweep, not the eventfd
+        assert len(got) == 960 and waker.sweep_wakeups == 1
+        before = waker.wakeups
+        reader = asyncio.ensure_future(b.read_frame())
+        await asyncio.sleep(0)
+        b.crossing.push(b"\x10\x00" * 160)  # re-armed: the eventfd works again
+        assert len(await asyncio.wait_for(reader, native_port.SWEEP_S)) == 960
+        assert waker.wakeups == before + 1 and waker.sweep_wakeups == 1
     finally:
         waker.close()
         await asyncio.sleep(0)
