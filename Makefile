@@ -36,6 +36,7 @@ unit: install
 # root or with CAP_NET_RAW.
 bench: install
 	$(BIN)/python -m bench.media_path
+	$(BIN)/python -m bench.echo_calls
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.local_engine
