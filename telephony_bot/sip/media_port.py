@@ -1,4 +1,8 @@
-"""A pjsua2 AudioMediaPort that copies 20 ms frames into and out of a MediaBridge.
+"""A pjsua2 AudioMediaPort that copies 20 ms frames into and out of a MediaBridge, and the
+port pool both kinds of port share.
+
+This is the fallback path (`--media-port python`, or when the native ports' self-check
+fails): the default is `native_port.py`, whose callbacks run in C without the GIL.
 
 These two callbacks run on pjmedia's clock thread every 20 ms per call: they copy bytes
 and nothing else (no logging, no allocation beyond the frame, never block). An exception
