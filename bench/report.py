@@ -63,8 +63,12 @@ def media_path(d: dict[str, Any]) -> str:
         text += (
             f"\n\nA real worker with {e2e['calls']} echo calls: "
             f"{e2e['cpu_pct_per_call']} % of a core per call"
-            + (f" (with pjsua2 AudioMediaPorts instead of the native ports: "
-               f"{swig['cpu_pct_per_call']} %)" if swig else "")  # fmt: skip
+            + (
+                f" (with pjsua2 AudioMediaPorts instead of the native ports: "
+                f"{swig['cpu_pct_per_call']} %)"
+                if swig
+                else ""
+            )  # fmt: skip
             + (f"; pjmedia alone, looped in C: {floor['cpu_pct_per_call']} %" if floor else "")
             + f"; idle worker {e2e['idle_worker_cpu_pct']} %."
             + " The port_in/port_out stages are the pjsua2 ports' only: native ports copy"

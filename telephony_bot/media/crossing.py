@@ -4,8 +4,8 @@ The clock thread `push()`es caller frames and `pull()`s bot frames; asyncio `pop
 frames and `write()`s bot audio. Both sides only copy bytes and never block for long.
 `PyCrossing` is the pure-Python one; `telephony_bot.native._mediaport.Crossing` is its C
 twin with the same methods and semantics, which lets a pjmedia port in C feed it without
-taking the GIL (`sip/native_port.py`). `tests/unit/test_crossing.py` runs both through the
-same cases.
+taking the GIL (`sip/native_port.py`). `tests/unit/test_bridge.py` runs the bridge over both
+through the same cases.
 """
 
 from __future__ import annotations

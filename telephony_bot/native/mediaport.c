@@ -90,7 +90,6 @@ static struct {
     pj_pool_t *(*pool_create)(const char *, size_t, size_t);
     pj_status_t (*conf_add_port)(pj_pool_t *, pjmedia_port *, int *);
     pj_status_t (*conf_connect)(int, int);
-    pj_status_t (*conf_disconnect)(int, int);
     int loaded;
 } pj;
 
@@ -710,7 +709,6 @@ static PyObject *mod_load(PyObject *m, PyObject *arg)
     SYM(pool_create, "pjsua_pool_create")
     SYM(conf_add_port, "pjsua_conf_add_port")
     SYM(conf_connect, "pjsua_conf_connect")
-    SYM(conf_disconnect, "pjsua_conf_disconnect")
 #undef SYM
     pj.loaded = 1;
     if (wake_fd < 0) {
@@ -724,8 +722,8 @@ static PyObject *mod_load(PyObject *m, PyObject *arg)
 static PyObject *mod_connect(PyObject *m, PyObject *args)
 {
     (void)m;
-    int src, dst, connect = 1;
-    if (!PyArg_ParseTuple(args, "ii|p", &src, &dst, &connect))
+    int src, dst;
+    if (!PyArg_ParseTuple(args, "ii", &src, &dst))
         return NULL;
     if (!pj.loaded) {
         PyErr_SetString(PyExc_RuntimeError, "load() first");
@@ -733,11 +731,11 @@ static PyObject *mod_connect(PyObject *m, PyObject *args)
     }
     pj_status_t st;
     Py_BEGIN_ALLOW_THREADS
-    st = connect ? pj.conf_connect(src, dst) : pj.conf_disconnect(src, dst);
+    st = pj.conf_connect(src, dst);
     Py_END_ALLOW_THREADS
     if (st != PJ_SUCCESS) {
-        PyErr_Format(PyExc_RuntimeError, "pjsua_conf_%s(%d, %d) failed (status %d)",
-                     connect ? "connect" : "disconnect", src, dst, st);
+        PyErr_Format(PyExc_RuntimeError, "pjsua_conf_connect(%d, %d) failed (status %d)", src,
+                     dst, st);
         return NULL;
     }
     Py_RETURN_NONE;
@@ -778,7 +776,7 @@ static PyMethodDef mod_methods[] = {
     {"wake_state", mod_wake_state, METH_NOARGS, "the wake-up's counters, for diagnostics"},
     {"load", mod_load, METH_O, "resolve the PJSIP functions in the loaded pjsua2 library"},
     {"connect", mod_connect, METH_VARARGS,
-     "connect(src_slot, dst_slot, on=True): pjsua_conf_connect / disconnect"},
+     "connect(src_slot, dst_slot): pjsua_conf_connect"},
     {"wake_fd", mod_wake_fd, METH_NOARGS, "the eventfd caller frames signal (-1 before load)"},
     {"ack", mod_ack, METH_NOARGS, "re-arm the wake-up; returns the signals counted"},
     {NULL}};

@@ -27,8 +27,6 @@ from telephony_bot.callport import (
 )
 from telephony_bot.errors import CallGoneError
 from telephony_bot.media.bridge import MediaBridge
-from telephony_bot.media.crossing import PyCrossing
-from telephony_bot.sip import native_port
 from telephony_bot.sip.media_port import BridgePort
 from telephony_bot.sip.native_port import NativePort
 from telephony_bot.sip.pythread import pin
@@ -125,9 +123,7 @@ class PjCall(pj.Call):  # type: ignore[misc]
                 else:
                     if self.port is None and self.facade is not None:
                         self.port = self.endpoint.ports.acquire(self.facade.media)
-                    if isinstance(self.port, NativePort):
-                        self.port.connect(am.getPortId())
-                    elif self.port is not None:
+                    if self.port is not None:
                         self.port.connect(am)
                 self._emit(MediaReady(self.call_id, self.codec))
                 break
@@ -192,12 +188,11 @@ class SipCall:
         self.offer = offer
         self.outbound = outbound  # we dialled: answer() waits for the far end to pick up
         self.ring_timeout_s = 30.0
-        native = endpoint.ports.native
         self.media = MediaBridge(
             endpoint.loop,
             sample_rate=SESSION_RATE,
             port_rate=endpoint.settings.media_port_rate,
-            crossing=native_port.crossing if native else PyCrossing,
+            crossing=endpoint.ports.crossing,
         )
         endpoint.ports.register(self.media)
         self.events: asyncio.Queue[CallEvent] = asyncio.Queue()

@@ -227,7 +227,7 @@ class SipEndpoint:
         self.ports.fill(s.max_calls + 2)  # spare ports cover calls still being released
         _log.info(
             "media ports ready",
-            kind="native" if self.ports.native else "pjsua2",
+            kind=self.ports.kind,
             rate=s.media_port_rate,
             ports=self.ports.size,
         )

@@ -17,11 +17,13 @@ for the hand-offs (py-spy: most clock-thread samples in the GIL wait, 4 calls).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 import pjsua2 as pj
 
 from telephony_bot.media.bridge import MediaBridge
+from telephony_bot.media.crossing import Crossing, PyCrossing
 from telephony_bot.sip.framebuf import FrameBuffer
 from telephony_bot.sip.pythread import pin
 
@@ -168,7 +170,8 @@ class PortPool(Generic[P]):
     """Ports created once per worker and handed from call to call (thread-safe). Ports are
     never destroyed while pjmedia's clock runs (see `BridgePort`)."""
 
-    native = False
+    kind = "pjsua2"  # what the log and the tests see
+    crossing: Callable[[int, int, int], Crossing] = PyCrossing  # a call's bridge buffers
 
     def __init__(self) -> None:
         self._free: list[P] = []

@@ -20,7 +20,7 @@ from typing import Any
 from telephony_bot import log
 from telephony_bot.media.bridge import MediaBridge
 from telephony_bot.media.crossing import Crossing
-from telephony_bot.sip.media_port import PortPool
+from telephony_bot.sip.media_port import IDLE, PortPool
 
 _log = log.get("sip.native_port")
 
@@ -91,7 +91,7 @@ def why_not() -> str:
     return _why
 
 
-def crossing(frame_bytes: int, inbound_frames: int, playout_max_bytes: int) -> Crossing:
+def new_crossing(frame_bytes: int, inbound_frames: int, playout_max_bytes: int) -> Crossing:
     """A C crossing that signals the process's wake-up (the `MediaBridge` factory)."""
     assert _m is not None
     c: Crossing = _m.Crossing(frame_bytes, inbound_frames, playout_max_bytes)
@@ -172,13 +172,6 @@ class NativeWaker:
         self.loop.remove_reader(self._fd)
 
 
-class _Idle:
-    frame_bytes = 0
-
-    def close(self) -> None:
-        pass
-
-
 class NativePort:
     """One pooled native port; `bridge` is the call whose crossing it feeds."""
 
@@ -187,7 +180,7 @@ class NativePort:
     def __init__(self, name: str, rate: int) -> None:
         assert _m is not None
         self.port = _m.Port(name, rate)
-        self.bridge: MediaBridge | Any = _Idle()
+        self.bridge: MediaBridge | Any = IDLE
 
     @property
     def slot(self) -> int:
@@ -199,11 +192,13 @@ class NativePort:
 
     def detach(self) -> None:
         self.port.attach(None)
-        self.bridge = _Idle()
+        self.bridge = IDLE
 
-    def connect(self, call_slot: int) -> None:
-        """Caller audio into this port and this port's audio to the caller (owner thread)."""
+    def connect(self, am: Any) -> None:
+        """Caller audio into this port and this port's audio to the caller (owner thread):
+        `am` is the call's pjsua2 AudioMedia, joined by its conference slot."""
         assert _m is not None
+        call_slot = int(am.getPortId())
         _m.connect(call_slot, self.slot)
         _m.connect(self.slot, call_slot)
 
@@ -211,7 +206,8 @@ class NativePort:
 class NativePortPool(PortPool[NativePort]):
     """Native ports added to the conference bridge once and handed from call to call."""
 
-    native = True
+    kind = "native"
+    crossing = staticmethod(new_crossing)
 
     def __init__(self, port_rate: int, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()

@@ -26,6 +26,7 @@ def make(request: pytest.FixtureRequest) -> Make:
         MediaBridge, crossing=lambda fb, n, pmax: CCrossing(fb, n, pmax, False)
     )
 
+
 FRAME = 960  # 20 ms at 24 kHz, PCM16
 
 

@@ -71,7 +71,7 @@ async def test_the_waker_wakes_every_waiting_reader_on_one_signal() -> None:
     m.ack()
     waker = native_port.NativeWaker(loop)
     try:
-        bridges = [MediaBridge(loop, port_rate=8000, crossing=native_port.crossing)
+        bridges = [MediaBridge(loop, port_rate=8000, crossing=native_port.new_crossing)
                    for _ in range(3)]  # fmt: skip
         ports = [m.Port(f"t{i}", 8000) for i in range(3)]
         for b, p in zip(bridges, ports, strict=True):
@@ -112,7 +112,7 @@ async def test_a_stuck_wake_up_is_re_armed_by_the_sweep() -> None:
     m.ack()
     waker = native_port.NativeWaker(loop)
     try:
-        b = MediaBridge(loop, port_rate=8000, crossing=native_port.crossing)
+        b = MediaBridge(loop, port_rate=8000, crossing=native_port.new_crossing)
         waker.add(b)
         reader = asyncio.ensure_future(b.read_frame())
         await asyncio.sleep(0)
@@ -140,7 +140,7 @@ async def test_no_wake_up_is_lost_while_a_native_clock_races_the_event_loop() ->
     waker = native_port.NativeWaker(loop)
     try:
         n, frames = 4, 3000
-        bridges = [MediaBridge(loop, port_rate=8000, crossing=native_port.crossing,
+        bridges = [MediaBridge(loop, port_rate=8000, crossing=native_port.new_crossing,
                                inbound_max_ms=1_000_000) for _ in range(n)]  # fmt: skip
         ports = [m.Port(f"race{i}", 8000) for i in range(n)]
         for b, p in zip(bridges, ports, strict=True):
