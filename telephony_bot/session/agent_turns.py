@@ -58,9 +58,14 @@ class AgentTurns:
         self._item(item_id).text = text
 
     def cleared(self, played_total: int) -> None:
-        """Queued bot audio was dropped: items not fully played are cut where they stand."""
+        """Queued bot audio was dropped: items not fully played are cut where they stand.
+
+        An item still streaming is cut too, even if every ms it sent so far has played: a
+        model streaming at real time keeps the queue near empty, and what it would have sent
+        next is what the caller will not hear."""
         for it in self._items.values():
-            if it.start >= 0 and it.cut_at is None and it.start + it.generated > played_total:
+            unheard = it.start + it.generated > played_total or not it.audio_done
+            if it.start >= 0 and it.cut_at is None and unheard:
                 it.cut_at = max(0, min(played_total - it.start, it.generated))
             elif it.start < 0 and it.cut_at is None:
                 it.cut_at = 0  # nothing of it was heard

@@ -147,6 +147,23 @@ def test_an_agent_turn_ends_when_its_audio_was_heard_or_cut() -> None:
     assert t.flush(2400) == [AgentTurn("i3", "Goodbye", True, 400)]
 
 
+def test_a_reply_streaming_at_real_time_is_cut_even_when_its_queue_ran_dry() -> None:
+    # the model sends audio as fast as it plays: at the cut every ms sent has been heard,
+    # but the reply was not over, so the caller missed the rest of it
+    t = AgentTurns()
+    t.audio("i1", 1360, played_total=0)
+    t.transcript("i1", "A very")
+    t.cleared(1360)
+    t.audio_done("i1")  # the cancelled response closes its item afterwards
+    assert t.finished(1360) == [AgentTurn("i1", "A very", True, 1360)]
+    # a reply whose audio is all in and played is over, not cut, whenever the queue clears
+    t.audio("i2", 500, played_total=2000)
+    t.transcript("i2", "Bye.")
+    t.audio_done("i2")
+    t.cleared(2500)
+    assert t.finished(2500) == [AgentTurn("i2", "Bye.", False, 500)]
+
+
 # ---------------------------------------------------------------- live calls
 
 
