@@ -13,7 +13,8 @@
 set -euo pipefail
 need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
-ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0' || need+=(libopus0)
+# (no grep -q: it would close the pipe early and pipefail would call ldconfig failed)
+ldconfig -p 2>/dev/null | grep 'libopus\.so\.0' >/dev/null || need+=(libopus0)
 # /usr/sbin is not on every user's PATH: look there too
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 [ -x /usr/bin/chromium ] || need+=(chromium)
