@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,67 @@ def find_delay(sent: np.ndarray, received: np.ndarray, rate: int) -> tuple[float
     num = float(np.dot(a[:m], seg[:m]))
     den = float(np.sqrt(np.dot(a[:m], a[:m]) * np.dot(seg[:m], seg[:m]))) or 1.0
     return lag * 1000.0 / rate, num / den
+
+
+@dataclass(frozen=True)
+class Echo:
+    """How a sent signal came back, piece by piece (see `echo_pieces`)."""
+
+    delays_ms: list[float]  # where each piece that came back whole was found (ms)
+    broken: int  # pieces found nowhere near their place with correlation > MIN_CORR
+    pieces: int
+
+    MIN_CORR = 0.85  # G.711/G.722 plus resampling keep a clean echo above this
+    MAX_STEP_MS = 40.0  # a jitter buffer adapting by up to two 20 ms frames
+
+    @property
+    def spread_ms(self) -> float:
+        return max(self.delays_ms) - min(self.delays_ms) if self.delays_ms else 0.0
+
+    @property
+    def intact(self) -> bool:
+        """Every piece came back, at one delay or two a jitter-buffer step apart: one piece
+        may straddle that step. Lost, garbled or repeated audio breaks more than one piece
+        or moves the delay further."""
+        return bool(self.delays_ms) and self.broken <= 1 and self.spread_ms <= self.MAX_STEP_MS
+
+    def describe(self) -> str:
+        found = sorted({round(d) for d in self.delays_ms})
+        return f"{self.broken}/{self.pieces} pieces broken; delays found (ms): {found}"
+
+
+def echo_pieces(
+    sent: np.ndarray, received: np.ndarray, rate: int, piece_ms: int = 100, search_ms: int = 60
+) -> Echo:
+    """Find each `piece_ms` piece of `sent` in `received`, within `search_ms` of where the
+    whole signal matches best. A jitter buffer that grows or shrinks by a frame mid-call
+    (normal on a real line) moves the delay by 20 ms for the rest of the call; one delay for
+    the whole signal would count that as a garbled echo."""
+    whole_ms, _ = find_delay(sent, received, rate)
+    lag = int(round(whole_ms * rate / 1000))
+    size, reach = piece_ms * rate // 1000, search_ms * rate // 1000
+    delays: list[float] = []
+    broken = pieces = 0
+    for start in range(0, len(sent) - size + 1, size):
+        piece = sent[start : start + size].astype(np.float64)
+        energy = float(np.dot(piece, piece))
+        if energy < size * 30.0**2:  # silence (under about -60 dBFS): nothing to find
+            continue
+        pieces += 1
+        lo = max(0, lag + start - reach)
+        window = received[lo : lag + start + size + reach].astype(np.float64)
+        if len(window) < size:
+            broken += 1
+            continue
+        dots = np.correlate(window, piece, "valid")
+        local = np.convolve(window**2, np.ones(size), "valid")
+        corr = dots / np.sqrt(np.maximum(local, 1e-9) * energy)
+        k = int(np.argmax(corr))
+        if corr[k] > Echo.MIN_CORR:
+            delays.append((lo + k - start) * 1000.0 / rate)
+        else:
+            broken += 1
+    return Echo(delays, broken, pieces)
 
 
 def dominant_hz(x: np.ndarray, rate: int) -> float:
