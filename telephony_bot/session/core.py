@@ -67,6 +67,7 @@ _log = log.get("session")
 FRAME_MS = 20
 MAX_HEADER_CHARS = 200  # per SIP header value in call.started
 SAY_WAIT_S = 20.0  # a queued `say` waits at most this long for the current reply to end
+HANGUP_TAIL_S = 0.5  # after the last frame of a goodbye leaves, before the BYE
 
 
 @dataclass(frozen=True)
@@ -650,7 +651,10 @@ class CallSession:
         target = media.played_ms + media.queued_ms
         while media.played_ms < target and self._loop.time() < deadline:
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)  # the final frame leaves the encoder
+        # The last frame has left the bridge, but the caller hears it only once it is out of
+        # the line's jitter buffers (adaptive ones grow to 100-300 ms on a busy path): a BYE
+        # sent sooner clips the goodbye.
+        await asyncio.sleep(HANGUP_TAIL_S)
         await self._hangup(reason)
 
     async def transfer(self, target: str) -> tuple[bool, str]:
