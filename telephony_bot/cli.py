@@ -11,6 +11,7 @@ import io
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from telephony_bot import log
@@ -175,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--ask", action="append", help="a question to say (repeat; default: 3)")
     demo.add_argument("--timeout", type=float, default=90.0, help="seconds for the whole call")
     demo.add_argument("--turn-gap", type=float, default=1.2, help="bot pause that ends its turn")
+    demo.add_argument(
+        "--keep", type=Path, help="folder to keep the call's recording (heard.wav) and report in"
+    )
     demo.add_argument("--log-level", default="warning", help="debug | info | warning | error")
 
     dp = sub.add_parser("dialplan", help="check, explain and export dialplans")
@@ -279,7 +283,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from telephony_bot.demo import QUESTIONS, run_demo
 
     questions = tuple(args.ask) if args.ask else QUESTIONS
-    return run_demo(args.uri, questions, args.timeout, args.turn_gap)
+    return run_demo(args.uri, questions, args.timeout, args.turn_gap, keep=args.keep)
 
 
 def _cmd_realtime_server(args: argparse.Namespace) -> int:

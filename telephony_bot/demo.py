@@ -24,6 +24,7 @@ from telephony_bot.errors import ConfigError, TelephonyBotError
 QUESTIONS = ("When are you open?", "What is your address?", "That's all, goodbye.")
 RATE = 16000
 VOICED_DBFS = -45.0
+ASR_PAD_MS = 300
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,12 @@ def transcript(
     asr = Asr()
     lines: list[Line] = []
     caller_turns = report["turns"]
+    # Silence around each turn: the voiced stretch ends where its last word fades under
+    # -45 dBFS, and the ASR loses a final short word ("Goodbye.") more often without it.
+    pad = bytes(2 * RATE * ASR_PAD_MS // 1000)
     for start, end in _bot_segments(report):
-        pcm = recording[start * RATE // 1000 : end * RATE // 1000].astype("<i2").tobytes()
+        voiced = recording[start * RATE // 1000 : end * RATE // 1000].astype("<i2").tobytes()
+        pcm = pad + voiced + pad
         text = asr.transcribe(resample_once(pcm, RATE, 24000)).text.strip()
         before = [t["end_ms"] for t in caller_turns if t["end_ms"] <= start]
         lines.append(Line(start, "bot", text, start - (before[-1] if before else 0)))
@@ -91,11 +96,15 @@ def run_demo(
     questions: tuple[str, ...] = QUESTIONS,
     timeout_s: float = 90.0,
     turn_gap_s: float = 1.2,
+    keep: Path | None = None,
 ) -> int:
     from telephony_bot.dial import read_wav
 
     with tempfile.TemporaryDirectory(prefix="telephony-bot-demo-") as tmp:
         folder = Path(tmp)
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            folder = keep
         wavs = _speak(questions, folder)
         rec, rep = folder / "heard.wav", folder / "report.json"
         argv = [sys.executable, "-m", "telephony_bot.cli", "dial", uri, "--from-user", "demo",

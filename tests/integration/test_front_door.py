@@ -92,7 +92,9 @@ def test_eight_calls_through_one_address_are_spread_over_both_workers_and_bye_re
         for e in ended:  # the caller's BYE reached the worker that answered the call
             assert e["ended_by"] == "remote", e
             assert e["worker"] == owner[e["call_id"]], e
-            assert e["rtp_rx_packets"] > 100 and e["rtp_tx_packets"] > 100, e
+            # audio flowed both ways all along the 3 s hold: SIPp's pcap sends 30 ms packets
+            # (about 100), the worker 20 ms ones (about 150); a lost second would show
+            assert e["rtp_rx_packets"] >= 90 and e["rtp_tx_packets"] >= 135, e
         assert not eng.events("call rejected with 486: worker is full")
 
         # the dispatcher counted each BYE: no call is left on any worker

@@ -122,7 +122,8 @@ def test_make_run_setup_holds_a_conversation_shown_by_demo(tmp_path: Path) -> No
     try:
         eng.wait_for("worker listening")
         out = subprocess.run(
-            [*engine.cli("demo", f"sip:100@127.0.0.1:{eng.sip_port}", "--turn-gap", "2")],
+            [*engine.cli("demo", f"sip:100@127.0.0.1:{eng.sip_port}", "--turn-gap", "2",
+                          "--keep", str(tmp_path / "demo"))],
             capture_output=True, text=True, timeout=150, cwd=engine.REPO,
         )  # fmt: skip
     finally:
@@ -136,7 +137,7 @@ def test_make_run_setup_holds_a_conversation_shown_by_demo(tmp_path: Path) -> No
     assert "when are you open?" in said[1][1]
     assert "monday to friday" in said[2][1] and "after you stopped" in said[2][1]  # the tool
     assert "example street" in said[4][1]
-    assert "goodbye" in said[6][1]
+    assert "goodbye" in said[6][1], out.stdout
     assert "call ended by remote" in out.stdout  # the bot hung up after its goodbye
 
 
