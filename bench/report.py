@@ -68,7 +68,7 @@ def media_path(d: dict[str, Any]) -> str:
                 f"{swig['cpu_pct_per_call']} %)"
                 if swig
                 else ""
-            )  # fmt: skip
+            )
             + (f"; pjmedia alone, looped in C: {floor['cpu_pct_per_call']} %" if floor else "")
             + f"; idle worker {e2e['idle_worker_cpu_pct']} %."
             + " The port_in/port_out stages are the pjsua2 ports' only: native ports copy"

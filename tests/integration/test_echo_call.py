@@ -59,8 +59,8 @@ def _round_trip(
     assert rep["codec"].upper().startswith(codec), rep["codec"]
     sent, _ = audio.read_wav(wav)
     got, _ = audio.read_wav(rec)
-    offset_ms, _ = audio.find_delay(sent, got, RATE)
-    return offset_ms - rep["play_start_ms"], audio.echo_pieces(sent, got, RATE)
+    echo = audio.echo_pieces(sent, got, RATE)
+    return echo.whole_ms - rep["play_start_ms"], echo
 
 
 @pytest.mark.parametrize("codec", ["PCMU", "PCMA", "G722"])

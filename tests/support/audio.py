@@ -70,6 +70,7 @@ def find_delay(sent: np.ndarray, received: np.ndarray, rate: int) -> tuple[float
 class Echo:
     """How a sent signal came back, piece by piece (see `echo_pieces`)."""
 
+    whole_ms: float  # where the whole signal matches best (ms)
     delays_ms: list[float]  # where each piece that came back whole was found (ms)
     broken: int  # pieces found nowhere near their place with correlation > MIN_CORR
     pieces: int
@@ -124,7 +125,7 @@ def echo_pieces(
             delays.append((lo + k - start) * 1000.0 / rate)
         else:
             broken += 1
-    return Echo(delays, broken, pieces)
+    return Echo(whole_ms, delays, broken, pieces)
 
 
 def dominant_hz(x: np.ndarray, rate: int) -> float:
