@@ -225,6 +225,7 @@ class CallSession:
         self._ready = asyncio.Event()  # connected to the provider
         self._agent_text: dict[str, str] = {}  # assistant transcript deltas, by item
         self._cut_items: set[str] = set()  # replies a `say` cut off: their late audio is dropped
+        self.first_audio = asyncio.Event()  # bot audio was queued (pre-warm answers then)
 
     def emit(self, type_: str, **data: Any) -> None:
         """Publish a call event (synchronous, never blocks, never raises)."""
@@ -232,7 +233,6 @@ class CallSession:
             self.bus.emit(type_, self.call_id, **data)
         except Exception:  # noqa: BLE001 - events must never touch the call
             _log.exception("event publish failed", type=type_)
-        self.first_audio = asyncio.Event()  # bot audio was queued (pre-warm answers then)
 
     def _now_ms(self) -> int:
         return int(self._loop.time() * 1000)

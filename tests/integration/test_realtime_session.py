@@ -93,6 +93,33 @@ def test_greeting_then_a_caller_turn_is_answered(
         assert SECRET not in eng.log_path.read_text()  # the key is never logged
 
 
+def test_a_provider_error_while_the_phone_rings_does_not_delay_the_answer(
+    tmp_path: Path, server_factory
+) -> None:
+    # The greeting is ready 0.6 s after the model is asked; a non-fatal error arrives
+    # before that, while the call still rings. The caller must be answered when the
+    # greeting is ready, not after the route's whole pre-warm maximum (6 s here).
+    server = server_factory(
+        greeting=ScriptedReply(pcm=_tone(600, 1.0), transcript="Hello.", delay_ms=600)
+    )
+    plan = _plan(tmp_path, server, prewarm_max_wait_ms=6000)
+    with engine.running(tmp_path, "worker", "--dialplan", str(plan)) as eng:
+        call = engine.dial_async(
+            tmp_path, eng.sip_port, "--duration", "3", "--record", str(tmp_path / "r.wav"),
+            "--rate", str(RATE), name="ring",
+        )  # fmt: skip
+        server.wait_for("response.create")
+        server.send_error(message="Rate limit reached", code="rate_limit_exceeded")
+        assert call.wait(30) == 0
+        rep = engine.read_report(tmp_path, "ring")
+        assert rep["answered"] and rep["setup_ms"] < 3000, rep["setup_ms"]
+        voiced = audio.voiced_frames(rep["energy_dbfs"])
+        # the greeting from the first moments after the answer (the recording starts with
+        # the call, before the answer)
+        assert voiced and voiced[0] * 20 - rep["setup_ms"] < 400, (voiced[:3], rep["setup_ms"])
+        assert eng.wait_for("provider error")[0]["code"] == "rate_limit_exceeded"
+
+
 def test_function_call_round_trip_with_filler_while_the_tool_is_slow(
     tmp_path: Path, server_factory
 ) -> None:

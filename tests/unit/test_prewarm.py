@@ -12,6 +12,7 @@ from telephony_bot.errors import ProviderError
 from telephony_bot.media.bridge import MediaBridge
 from telephony_bot.providers.base import (
     AudioDelta,
+    ProviderErrorEvent,
     ProviderEvent,
     ResponseDone,
     SessionConfig,
@@ -140,6 +141,25 @@ async def test_the_greeting_is_prepared_while_ringing_and_queued_when_answered()
     call.end()
     await task
     assert provider.sessions[0].closed
+
+
+async def test_an_event_while_it_rings_does_not_hold_the_answer_back() -> None:
+    # A non-fatal provider error while ringing (published as `provider.error`) used to
+    # orphan the event pre-warm waits on: the call then rang the route's whole maximum.
+    log: list[str] = []
+    call, provider = FakeCall(log), FakeProvider(log, first_audio_s=0.3)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    task = asyncio.create_task(_run(call, provider, prewarm_max_wait_ms=5000))
+    while not provider.sessions:
+        await asyncio.sleep(0.01)
+    provider.sessions[0].queue.put_nowait(ProviderErrorEvent("rate limited", code="rate_limit"))
+    while "answer" not in log:
+        await asyncio.sleep(0.01)
+    assert loop.time() - t0 < 2.0  # once the greeting is queued, not after 5 s of ringing
+    assert call.queued_at_answer == 400
+    call.end()
+    await task
 
 
 async def test_without_prewarm_the_call_is_answered_first() -> None:
