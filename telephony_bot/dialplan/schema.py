@@ -23,7 +23,6 @@ import re
 import zoneinfo
 from collections.abc import Mapping
 from datetime import date
-from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
@@ -44,6 +43,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
+from telephony_bot import transfer_target
 from telephony_bot.dialplan.flow import Flow
 
 BUILTIN_TOOLS = ("hangup", "transfer", "send_dtmf", "end_call")
@@ -55,7 +55,6 @@ _NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$"
 _TOOL_NAME = r"^[A-Za-z0-9_\-]{1,64}$"  # what realtime APIs accept as a function name
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 _PREFIX = re.compile(r"^\+[0-9]{0,15}$")
-_SIP_URI = re.compile(r"^(sips?:[^\s]+|tel:\+?[0-9*#\-]+)$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PYTHON_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
@@ -162,8 +161,8 @@ Regex = Annotated[str, AfterValidator(_check_regex)]
 
 
 def _check_sip_uri(value: str) -> str:
-    if not _SIP_URI.match(value):
-        raise ValueError(f"expected a SIP URI like sip:nurse@example.com, got {value!r}")
+    if (why := transfer_target.problem(value)) is not None:
+        raise ValueError(why)
     return value
 
 
@@ -650,9 +649,3 @@ class Dialplan(_Strict):
     def route(self, name: str) -> Route | None:
         return next((r for r in self.routes if r.name == name), None)
 
-
-def load(path: str | Path) -> Dialplan:
-    """Load and check a dialplan file; raises DialplanError (a ConfigError) listing problems."""
-    from telephony_bot.dialplan.loader import load as _load
-
-    return _load(path).plan

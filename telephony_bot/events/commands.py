@@ -30,6 +30,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from telephony_bot import transfer_target
 from telephony_bot.events.control import CommandResult, Control
 
 MAX_IMAGE_BYTES = 4 * 1024 * 1024
@@ -93,7 +94,7 @@ class Hangup(_Cmd):
 
 
 class Transfer(_Cmd):
-    target: str = Field(min_length=5, max_length=256, pattern=r"^(sips?|tel):[^\s<>\"]+$")
+    target: str = Field(pattern=transfer_target.PATTERN)
 
 
 class Say(_Cmd):

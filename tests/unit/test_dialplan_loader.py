@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from telephony_bot.dialplan import schema
 from telephony_bot.dialplan.loader import LoadedPlan, json_schema, load
 from telephony_bot.errors import ConfigError, DialplanError, DialplanIssue
 
@@ -542,10 +541,10 @@ def test_secrets_never_appear_in_repr_str_or_dump(tmp_path: Path) -> None:
     assert dumped["providers"]["rt"]["api_key"] == "${RT_KEY}"
 
 
-def test_schema_load_is_the_cli_entry_and_raises_a_config_error(tmp_path: Path) -> None:
+def test_load_raises_a_config_error_naming_file_line_and_column(tmp_path: Path) -> None:
     f = write(tmp_path, "defaults:\n  provider: echo\n  colour: blue\n")
     with pytest.raises(ConfigError) as info:
-        schema.load(f)
+        load(f)
     assert isinstance(info.value, DialplanError)
     assert str(info.value).startswith(f"{f}:3:3 defaults.colour: unknown key 'colour'")
 

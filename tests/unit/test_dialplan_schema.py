@@ -3,6 +3,7 @@ the offline flow's cross-checks, and instruction templating."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -345,3 +346,36 @@ def test_render_fills_call_values_and_leaves_unknown_placeholders() -> None:
     )
     assert templates.unknown_placeholders(text) == ["unknown"]
     assert templates.placeholders("{a} {b.c} {{d}}") == ["a", "b.c"]
+
+
+@pytest.mark.parametrize(
+    ("target", "ok"),
+    [
+        ("sip:nurse@example.com", True),
+        ("sips:desk@10.0.0.1:5061;transport=tls", True),
+        ("tel:+49-30-123456", True),
+        ("nurse", False),
+        ("sip:", False),
+        ("sip:a b@example.com", False),
+        ('sip:x"@example.com', False),
+        ("tel:call-me", False),
+        ("sip:" + "a" * 251, False),
+    ],
+)
+def test_one_rule_decides_a_transfer_target_for_plans_and_commands(target: str, ok: bool) -> None:
+    from telephony_bot import transfer_target
+    from telephony_bot.events.commands import CommandError, parse_payload
+
+    try:
+        Route.model_validate({"name": "r", "transfer_targets": {"desk": target}})
+        plan_ok = True
+    except ValidationError:
+        plan_ok = False
+    assert plan_ok is ok
+    assert (transfer_target.problem(target) is None) is ok
+    try:
+        parse_payload("transfer", json.dumps({"target": target}))
+        command_ok = True
+    except CommandError:
+        command_ok = False
+    assert command_ok is ok
