@@ -6,6 +6,7 @@
 #               package's own service is not used; in containers it is not started)
 #   chromium    headless browser for the admin page test (driven by playwright, which
 #               downloads no browser of its own)
+#   openssl     makes a throwaway CA and certificate for the TLS broker test
 #   gcc, python3-dev (when missing) build telephony_bot/native's C extensions at install
 #   kamailio    the SIP dispatcher `serve --workers N` (N > 1) puts in front of the workers;
 #               serve runs it in the foreground with its own generated cfg (the package's
@@ -19,6 +20,7 @@ ldconfig -p 2>/dev/null | grep 'libopus\.so\.0' >/dev/null || need+=(libopus0)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # gcc and the Python headers build the project's two small C extensions (telephony_bot/native)
 command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 py="${PYTHON:-python3}"

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from telephony_bot.config import MqttSettings
 from telephony_bot.dialplan.loader import LoadedPlan
 from telephony_bot.dialplan.router import CallInfo, EffectiveRoute, effective, match
 from telephony_bot.dialplan.schema import Dialplan, ProviderDef, ToolDef
 from telephony_bot.errors import ConfigError
 from telephony_bot.providers.base import Provider, SessionConfig, ToolSpec
 from telephony_bot.session.core import CallLimits, SessionOptions
-from telephony_bot.session.turns import BargeInSettings
 from telephony_bot.tools.base import Tool
 from telephony_bot.tools.builtin import hangup_tool, send_dtmf_tool, transfer_tool
 from telephony_bot.tools.python import python_tool
@@ -70,18 +70,11 @@ def build_provider(pdef: ProviderDef, route: EffectiveRoute | None = None) -> Pr
     return OpenAIRealtimeProvider(ep)
 
 
-def _mqtt_broker():  # noqa: ANN202 - imported lazily: MQTT only when a plan uses it
-    from telephony_bot.tools.mqtt import MqttBroker
-
-    return MqttBroker(
-        host=os.environ.get("TELEPHONY_BOT_MQTT_HOST", "127.0.0.1"),
-        port=int(os.environ.get("TELEPHONY_BOT_MQTT_PORT", "1883")),
-        username=os.environ.get("TELEPHONY_BOT_MQTT_USERNAME"),
-        password=os.environ.get("TELEPHONY_BOT_MQTT_PASSWORD"),
-    )
-
-
-def build_tool(name: str, t: ToolDef, targets: dict[str, str]) -> Tool:
+def build_tool(
+    name: str, t: ToolDef, targets: dict[str, str], mqtt: MqttSettings | None = None
+) -> Tool:
+    """`mqtt`: the engine's broker (`--config`, TELEPHONY_BOT_MQTT_*), which MQTT tools use;
+    None: a broker on 127.0.0.1:1883."""
     spec = ToolSpec(name, t.description, t.parameters)
     if t.builtin is not None or name in ("hangup", "transfer", "send_dtmf", "end_call"):
         kind = t.builtin or name
@@ -112,11 +105,11 @@ def build_tool(name: str, t: ToolDef, targets: dict[str, str]) -> Tool:
             timeout_s=t.timeout_s,
         )
     if t.mqtt is not None:
-        from telephony_bot.tools.mqtt import mqtt_tool
+        from telephony_bot.tools.mqtt import MqttBroker, mqtt_tool
 
         return mqtt_tool(
             spec,
-            broker=_mqtt_broker(),
+            broker=MqttBroker.from_settings(mqtt or MqttSettings()),
             topic=t.mqtt.topic,
             response_timeout_s=t.mqtt.response_timeout_s,
             timeout_s=t.timeout_s,
@@ -146,9 +139,11 @@ def for_route(
     call: CallInfo | None = None,
     provider_override: str | None = None,
     plan_version: str = "",
+    *,
+    mqtt: MqttSettings | None = None,
 ) -> CallSetup:
     targets = dict(route.transfer_targets)
-    tools = {name: build_tool(name, t, targets) for name, t in route.tools.items()}
+    tools = {name: build_tool(name, t, targets, mqtt) for name, t in route.tools.items()}
     provider_name = provider_override or route.provider_name
     pdef = route.provider if provider_override is None else _override(plan, provider_override)
     instructions = route.render_instructions(call) if call else route.instructions
@@ -162,13 +157,10 @@ def for_route(
         echo_delay_ms=route.echo_delay_ms,
         extra=_local_extra(pdef, route, call),
     )
+    provider = build_provider(pdef, route)
     options = SessionOptions(
         greeting=greeting,
-        barge_in=BargeInSettings(
-            # the echo's "bot audio" is the caller's own voice: it must never interrupt itself
-            enabled=route.barge_in.enabled and pdef.type != "echo",
-            min_interrupt_ms=route.barge_in.min_interrupt_ms,
-        ),
+        barge_in=route.barge_in.settings(interruptible=provider.capabilities.interruptible),
         tools=tools,
         filler_after_ms=route.filler_after_ms,
         on_error_transfer=_on_error_target(route),
@@ -176,7 +168,7 @@ def for_route(
         prewarm_max_wait_ms=route.prewarm_max_wait_ms,
     )
     limits = CallLimits(max_call_seconds=route.max_call_seconds, idle_seconds=route.idle_seconds)
-    return CallSetup(build_provider(pdef, route), config, options, limits, route.name, plan_version)
+    return CallSetup(provider, config, options, limits, route.name, plan_version)
 
 
 def _variables(call: CallInfo | None) -> dict[str, str]:
@@ -206,18 +198,23 @@ def _override(plan: Dialplan, name: str) -> ProviderDef:
 
 
 def for_call(
-    loaded: LoadedPlan, call: CallInfo, provider_override: str | None = None
+    loaded: LoadedPlan,
+    call: CallInfo,
+    provider_override: str | None = None,
+    *,
+    mqtt: MqttSettings | None = None,
 ) -> tuple[CallSetup | None, str]:
     """Route a call: its setup, or None (refuse with 404), and the reason in words."""
     if not loaded.plan.routes:
         route = effective(loaded.plan, None)
         reason = "the plan has no routes: its defaults apply"
-        return for_route(loaded.plan, route, call, provider_override, loaded.version), reason
-    decision = match(loaded.plan, call)
-    if decision.route is None:
-        return None, decision.reason
-    route = effective(loaded.plan, decision.route)
-    return for_route(loaded.plan, route, call, provider_override, loaded.version), decision.reason
+    else:
+        decision = match(loaded.plan, call)
+        if decision.route is None:
+            return None, decision.reason
+        route, reason = effective(loaded.plan, decision.route), decision.reason
+    setup = for_route(loaded.plan, route, call, provider_override, loaded.version, mqtt=mqtt)
+    return setup, reason
 
 
 def check(loaded: LoadedPlan, provider_override: str | None = None) -> None:
@@ -241,7 +238,12 @@ def needs_local_engine(loaded: LoadedPlan, provider_override: str | None = None)
 
 
 def for_named_route(
-    loaded: LoadedPlan, name: str | None, call: CallInfo, provider_override: str | None = None
+    loaded: LoadedPlan,
+    name: str | None,
+    call: CallInfo,
+    provider_override: str | None = None,
+    *,
+    mqtt: MqttSettings | None = None,
 ) -> CallSetup:
     """An outbound call's setup: the route called `name`, or the plan's defaults (None)."""
     route = None
@@ -251,4 +253,4 @@ def for_named_route(
             known = ", ".join(r.name for r in loaded.plan.routes) or "none"
             raise ConfigError(f"no route named {name!r} in the dialplan (routes: {known})")
     eff = effective(loaded.plan, route)
-    return for_route(loaded.plan, eff, call, provider_override, loaded.version)
+    return for_route(loaded.plan, eff, call, provider_override, loaded.version, mqtt=mqtt)

@@ -8,6 +8,7 @@ import ipaddress
 import os
 import re
 import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,12 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def tls_context(tls: bool, ca_file: Path | None) -> ssl.SSLContext | None:
+    if not tls:
+        return None
+    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+
+
 class MqttSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
@@ -112,6 +119,11 @@ class MqttSettings(_Section):
     queue: int = Field(10000, ge=10)  # events held while the broker is away (drop-oldest)
     # verbs integrators may send; anything else is refused with a reason
     commands: tuple[str, ...] = ("hangup", "transfer", "say", "inject", "originate")
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """What the engine's MQTT connections (events, commands, tools) verify the broker
+        with: None without TLS; `ca_file`, or the system's CAs."""
+        return tls_context(self.tls, self.ca_file)
 
     @field_validator("prefix", "node")
     @classmethod

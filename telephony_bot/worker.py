@@ -79,7 +79,7 @@ class Worker:
             return self.setup, "fixed setup"
         offer = call.offer
         info = CallInfo(offer.called, offer.caller, offer.headers, datetime.now(UTC))
-        return app.for_call(self.plans.current, info, self.provider_override)
+        return app.for_call(self.plans.current, info, self.provider_override, mqtt=self.engine.mqtt)
 
     def _on_call(self, call: SipCall) -> None:
         self.calls_total += 1
@@ -178,7 +178,11 @@ class Worker:
             info = CallInfo(to, caller, {}, datetime.now(UTC))
             try:
                 setup = app.for_named_route(
-                    self.plans.current, route or ob.route, info, self.provider_override
+                    self.plans.current,
+                    route or ob.route,
+                    info,
+                    self.provider_override,
+                    mqtt=self.engine.mqtt,
                 )
             except ConfigError as exc:
                 return CommandResult(False, str(exc))

@@ -45,6 +45,7 @@ from pydantic_core import core_schema
 
 from telephony_bot import transfer_target
 from telephony_bot.dialplan.flow import Flow
+from telephony_bot.session.turns import MIN_INTERRUPT_MS, MIN_INTERRUPT_RANGE_MS, BargeInSettings
 
 BUILTIN_TOOLS = ("hangup", "transfer", "send_dtmf", "end_call")
 BUILTIN_PROVIDERS = ("echo", "local", "openai")
@@ -550,8 +551,18 @@ class ToolDef(_Strict):
 
 
 class BargeIn(_Strict):
+    """The admin's side of `session.turns.BargeInSettings` (defaults and bounds from there)."""
+
     enabled: bool = True
-    min_interrupt_ms: int = Field(default=150, ge=40, le=2000)
+    min_interrupt_ms: int = Field(
+        default=MIN_INTERRUPT_MS, ge=MIN_INTERRUPT_RANGE_MS[0], le=MIN_INTERRUPT_RANGE_MS[1]
+    )
+
+    def settings(self, *, interruptible: bool = True) -> BargeInSettings:
+        """The policy's settings for a call whose provider is (or is not) `interruptible`."""
+        return BargeInSettings(
+            enabled=self.enabled and interruptible, min_interrupt_ms=self.min_interrupt_ms
+        )
 
 
 class OnError(_Strict):
@@ -648,4 +659,3 @@ class Dialplan(_Strict):
 
     def route(self, name: str) -> Route | None:
         return next((r for r in self.routes if r.name == name), None)
-

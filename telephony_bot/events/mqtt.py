@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import os
-import ssl
 from typing import Any
 
 import aiomqtt
@@ -83,9 +82,6 @@ class MqttLink:
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
-        tls = None
-        if s.tls:
-            tls = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
         return aiomqtt.Client(
             s.host,
             s.port,
@@ -95,7 +91,7 @@ class MqttLink:
             protocol=aiomqtt.ProtocolVersion.V5,
             keepalive=s.keepalive,
             timeout=PUBLISH_TIMEOUT_S,
-            tls_context=tls,
+            tls_context=s.tls_context(),
             will=aiomqtt.Will(self._status_topic, b"offline", qos=1, retain=True),
         )
 

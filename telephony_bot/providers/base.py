@@ -207,7 +207,19 @@ class ProviderSession(Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do, so the engine asks this instead of checking its name."""
+
+    speech: bool = True  # speaks text of its own: a greeting, an operator's `say`
+    conversation: bool = True  # keeps a conversation that items can be added to (`inject`)
+    # Its audio may be barged in on. The echo provider's "bot audio" is the caller's own
+    # voice: it must never interrupt itself.
+    interruptible: bool = True
+
+
 class Provider(Protocol):
     name: str
+    capabilities: Capabilities
 
     async def connect(self, config: SessionConfig) -> ProviderSession: ...

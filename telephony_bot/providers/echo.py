@@ -10,7 +10,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Literal
 
-from telephony_bot.providers.base import AudioDelta, ProviderEvent, SessionConfig, drain
+from telephony_bot.providers.base import (
+    AudioDelta,
+    Capabilities,
+    ProviderEvent,
+    SessionConfig,
+    drain,
+)
 
 
 class EchoSession:
@@ -64,6 +70,8 @@ class EchoSession:
 
 class EchoProvider:
     name = "echo"
+    # it plays the caller's own audio back: no voice, no conversation, nothing to barge in on
+    capabilities = Capabilities(speech=False, conversation=False, interruptible=False)
 
     def __init__(self, delay_ms: int = 0) -> None:
         self.delay_ms = delay_ms

@@ -698,8 +698,9 @@ class CallSession:
         once the reply it is giving has ended. Works with any Realtime-protocol model: a
         `response.create` whose instructions ask for exactly this text (the local engine
         speaks such a text verbatim)."""
-        if self._no_model():
-            return False, "this call's provider (echo) has no voice of its own to speak text"
+        if not self.provider.capabilities.speech:
+            name = self.provider.name
+            return False, f"this call's provider ({name}) has no voice of its own to speak text"
         if self.session is None or not self._ready.is_set():
             return False, "the call is not connected to its model yet"
         if self._mute_provider:
@@ -736,15 +737,15 @@ class CallSession:
             self._spawn(self.session.cancel_response() if self.session else None)
         self._clear_playout()
 
-    def _no_model(self) -> bool:
-        return self.provider.name == "echo" or self.config.provider == "echo"
-
     async def inject(
         self, *, text: str | None = None, image_data_url: str | None = None, role: str = "user"
     ) -> tuple[bool, str]:
         """Add a conversation item the model sees from its next reply on."""
-        if self._no_model():
-            return False, "this call's provider (echo) has no conversation to add to"
+        if not self.provider.capabilities.conversation:
+            return (
+                False,
+                f"this call's provider ({self.provider.name}) has no conversation to add to",
+            )
         if self.session is None or not self._ready.is_set():
             return False, "the call is not connected to its model yet"
         try:

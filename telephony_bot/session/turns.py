@@ -66,11 +66,13 @@ from collections import deque
 from dataclasses import dataclass, field
 
 SILENCE_DBFS = -120.0
+MIN_INTERRUPT_MS = 150  # the default; a dialplan may set min_interrupt_ms in this range:
+MIN_INTERRUPT_RANGE_MS = (40, 2000)
 
 
 @dataclass(frozen=True)
 class BargeInSettings:
-    min_interrupt_ms: int = 150  # caller speech over the bot must last this long to interrupt
+    min_interrupt_ms: int = MIN_INTERRUPT_MS  # caller speech over the bot must last this long
     echo_return_loss_db: float = 15.0  # caller level <= played level - this is echo of the bot
     echo_window_ms: int = 300  # how far back to look at played levels (covers the echo delay)
     false_interrupt_ms: int = 800  # provider speech_started with no local speech within this

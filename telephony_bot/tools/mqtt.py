@@ -19,6 +19,7 @@ import ssl
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -27,6 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from telephony_bot import log
+from telephony_bot.config import MqttSettings, tls_context
 from telephony_bot.errors import ConfigError
 from telephony_bot.providers.base import ToolSpec
 from telephony_bot.tools.base import CallControl, FunctionTool, ToolError
@@ -43,14 +45,33 @@ class MqttBroker:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    ca_file: Path | None = None  # CA bundle for the broker's certificate; None: the system's
     client_id_prefix: str = "telephony-bot"
+
+    @classmethod
+    def from_settings(cls, m: MqttSettings) -> MqttBroker:
+        """The engine's broker (`mqtt:` in --config, TELEPHONY_BOT_MQTT_*), the one its
+        events and commands use too."""
+        return cls(
+            host=m.host,
+            port=m.port,
+            username=m.username,
+            password=m.password.get_secret_value() if m.password else None,
+            tls=m.tls,
+            ca_file=m.ca_file,
+            client_id_prefix=m.prefix,
+        )
 
     def __repr__(self) -> str:
         pw = None if self.password is None else "***"
         return (
             f"MqttBroker(host={self.host!r}, port={self.port}, username={self.username!r}, "
-            f"password={pw!r}, tls={self.tls}, client_id_prefix={self.client_id_prefix!r})"
+            f"password={pw!r}, tls={self.tls}, ca_file={self.ca_file}, "
+            f"client_id_prefix={self.client_id_prefix!r})"
         )
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        return tls_context(self.tls, self.ca_file)
 
     @property
     def address(self) -> str:
@@ -127,7 +148,7 @@ async def _connect(stack: AsyncExitStack, broker: MqttBroker, unique: str) -> ai
         protocol=aiomqtt.ProtocolVersion.V5,
         timeout=_CONNECT_TIMEOUT_S,
         keepalive=30,
-        tls_context=ssl.create_default_context() if broker.tls else None,
+        tls_context=broker.tls_context(),
     )
     try:
         async with asyncio.timeout(_CONNECT_TIMEOUT_S):

@@ -457,3 +457,91 @@ def test_a_broker_outage_mid_call_leaves_the_call_alone_and_events_follow_later(
     assert voiced, "no answer heard during the outage"
     assert abs(audio.dominant_hz(_segment(got, voiced[0] + 100, voiced[0] + 900), RATE) - 900) < 15
     probe.close()
+
+
+def test_a_routes_mqtt_tool_asks_the_engine_configs_tls_broker(
+    tmp_path: Path, server_factory: Any
+) -> None:
+    # The broker is only in --config (host, port, TLS with our own CA): the tool must reach
+    # it there, verified with ca_file, not a default 127.0.0.1:1883 in plain text.
+    import asyncio
+    import threading
+
+    import aiomqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from tests.support.certs import make_server_certs
+
+    tls = make_server_certs(tmp_path / "tls")
+    server = server_factory(
+        replies=[
+            ScriptedReply(function_call=("balance", {"account": "42"})),
+            ScriptedReply(pcm=_tone(900, 0.5), transcript="You have 1234 euros."),
+        ]
+    )
+    plan = _plan(tmp_path, server, greeting=None, tools=["balance"])
+    data = json.loads(plan.read_text())
+    data["tools"]["balance"] = {
+        "description": "Account balance",
+        "parameters": {"type": "object", "properties": {"account": {"type": "string"}}},
+        "mqtt": {"topic": "bank/balance", "response_timeout_s": 5},
+    }
+    plan.write_text(json.dumps(data))
+    seen: list[dict[str, Any]] = []
+    with running_mosquitto(tls=tls) as broker:
+        cfg = tmp_path / "engine.yaml"
+        cfg.write_text(
+            json.dumps(
+                {
+                    "mqtt": {
+                        "host": broker.host, "port": broker.port, "tls": True,
+                        "ca_file": str(tls.ca), "prefix": PREFIX, "node": NODE,
+                    }
+                }
+            )
+        )  # fmt: skip
+        ready, stop = threading.Event(), threading.Event()
+
+        async def answer_requests() -> None:  # the back office, over TLS
+            ctx = __import__("ssl").create_default_context(cafile=str(tls.ca))
+            async with aiomqtt.Client(
+                broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5, tls_context=ctx
+            ) as client:
+                await client.subscribe("bank/balance", qos=1)
+                ready.set()
+                async with asyncio.timeout(60):
+                    async for m in client.messages:
+                        seen.append(json.loads(m.payload))
+                        p = Properties(PacketTypes.PUBLISH)
+                        p.CorrelationData = m.properties.CorrelationData
+                        body = json.dumps({"balance": "1234.56"})
+                        await client.publish(m.properties.ResponseTopic, body, properties=p)
+                        if stop.is_set():
+                            return
+
+        def backoffice_thread() -> None:
+            with contextlib.suppress(aiomqtt.MqttError):  # the broker stops at the end
+                asyncio.run(answer_requests())
+
+        backoffice = threading.Thread(target=backoffice_thread, daemon=True)
+        backoffice.start()
+        assert ready.wait(10), broker.log()
+        speech = audio.write_wav(tmp_path / "q.wav", audio.speech_like(0.8, RATE), RATE)
+        with engine.running(
+            tmp_path, "worker", "--dialplan", str(plan), "--config", str(cfg)
+        ) as eng:
+            eng.wait_for("mqtt connected")  # the events link is on the same TLS broker
+            engine.dial(
+                tmp_path, eng.sip_port, "--play", str(speech), "--play-at", "0.5",
+                "--duration", "5",
+            )  # fmt: skip
+            outputs = [
+                e.data["item"]
+                for e in server.wait_for("conversation.item.create")
+                if e.data["item"]["type"] == "function_call_output"
+            ]
+            assert json.loads(outputs[0]["output"]) == {"balance": "1234.56"}
+            assert seen == [{"account": "42"}]
+            assert eng.wait_for("tool result")[0]["ok"] is True
+        stop.set()

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.support.certs import TlsFiles
 
 HOST = "127.0.0.1"
 
@@ -103,8 +106,11 @@ def _accepts(port: int) -> bool:
 
 
 @contextmanager
-def running_mosquitto(start_timeout_s: float = 5.0) -> Iterator[Mosquitto]:
-    """Start `mosquitto` on a free 127.0.0.1 port, wait until it accepts, stop it after."""
+def running_mosquitto(
+    start_timeout_s: float = 5.0, tls: TlsFiles | None = None
+) -> Iterator[Mosquitto]:
+    """Start `mosquitto` on a free 127.0.0.1 port, wait until it accepts, stop it after.
+    With `tls`, the listener speaks TLS only, with that certificate."""
     binary = mosquitto_binary()
     if binary is None:
         raise RuntimeError("mosquitto is not installed (scripts/install-system-deps.sh)")
@@ -113,8 +119,15 @@ def running_mosquitto(start_timeout_s: float = 5.0) -> Iterator[Mosquitto]:
         for _ in range(3):  # a free port can be taken between the probe and the bind
             port = free_port()
             conf = Path(tmp) / "mosquitto.conf"
+            # the broker reads the key after it drops root: stay the user who owns it
+            tls_lines = (
+                f"cafile {tls.ca}\ncertfile {tls.cert}\nkeyfile {tls.key}\n"
+                f"user {getpass.getuser()}\n"
+                if tls
+                else ""
+            )
             conf.write_text(
-                f"listener {port} {HOST}\nallow_anonymous true\npersistence false\n"
+                f"listener {port} {HOST}\n{tls_lines}allow_anonymous true\npersistence false\n"
                 "log_dest stderr\n"
             )
             log_path = Path(tmp) / f"mosquitto-{port}.log"

@@ -12,6 +12,7 @@ from telephony_bot.errors import ProviderError
 from telephony_bot.media.bridge import MediaBridge
 from telephony_bot.providers.base import (
     AudioDelta,
+    Capabilities,
     ProviderErrorEvent,
     ProviderEvent,
     ResponseDone,
@@ -106,6 +107,7 @@ class FakeSession:
 
 class FakeProvider:
     name = "fake"
+    capabilities = Capabilities()
 
     def __init__(
         self, log: list[str], connect_s: float = 0.05, first_audio_s: float | None = 0.1

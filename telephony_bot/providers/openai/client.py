@@ -22,6 +22,7 @@ from telephony_bot.media.codecs import g711
 from telephony_bot.media.resample import Resampler
 from telephony_bot.providers.base import (
     AudioDelta,
+    Capabilities,
     ProviderErrorEvent,
     ProviderEvent,
     Reconnected,
@@ -226,6 +227,7 @@ class OpenAIRealtimeProvider:
     """A provider for OpenAI, Azure OpenAI or any Realtime-compatible endpoint."""
 
     name = "openai"
+    capabilities = Capabilities()
 
     def __init__(self, endpoint: RealtimeEndpoint) -> None:
         self.endpoint = endpoint
