@@ -14,7 +14,7 @@ uplink (caller → provider), per 20 ms frame
   wakeup        asyncio wake-up per frame when the loop waits for it (call_soon_threadsafe,
                 self-pipe, epoll) — both threads, measured as process CPU
   vad           `FrameVad.process` (24 kHz → 8 kHz resampling, webrtcvad, level)
-  turn_policy   the session's per-frame barge-in bookkeeping (`_PlayoutLevels`, `TurnPolicy`)
+  turn_policy   the session's per-frame barge-in bookkeeping (`TurnPolicy` and its ledger)
   append_json   `input_audio_buffer.append` as the client builds it: base64 + JSON text
   ws_send       websockets framing and masking of that text frame (sans-I/O, no syscall)
 
@@ -110,9 +110,9 @@ def stage_costs(port_rate: int, frames: int = FRAMES) -> dict[str, float]:
 
     from telephony_bot.media.bridge import MediaBridge
     from telephony_bot.media.resample import Resampler
-    from telephony_bot.media.vad import FrameVad
+    from telephony_bot.media.vad import FrameVad, frame_dbfs
     from telephony_bot.providers.openai import protocol as p
-    from telephony_bot.session.core import _PlayoutLevels
+    from telephony_bot.session.ledger import PlayoutLedger
     from telephony_bot.session.turns import TurnPolicy
     from telephony_bot.sip import framebuf
     from telephony_bot.sip.media_port import BridgePort
@@ -162,15 +162,13 @@ def stage_costs(port_rate: int, frames: int = FRAMES) -> dict[str, float]:
     vad = FrameVad()
     out["vad"] = _cpu_us_per_call(lambda: vad.process(pcm24.next()), frames)
 
-    policy = TurnPolicy()
-    levels = _PlayoutLevels()
+    policy = TurnPolicy(ledger=PlayoutLedger(level=frame_dbfs))
     clock = [0]
 
     def turn_policy() -> None:
         clock[0] += FRAME_MS
         now = clock[0]
-        lv = levels.played_up_to(now)
-        policy.played(now, lv, now)
+        policy.played(now, None, now)
         policy.caller_frame(False, -60.0, now)
         policy.tick(now)
 
@@ -185,16 +183,14 @@ def stage_costs(port_rate: int, frames: int = FRAMES) -> dict[str, float]:
     out["delta_parse"] = _delta_parse_cost(deltas, frames) / 2
 
     out_bridge = MediaBridge(loop, sample_rate=24000, playout_max_ms=10_000_000)
-    policy2 = TurnPolicy()
-    levels2 = _PlayoutLevels()
+    policy2 = TurnPolicy(ledger=PlayoutLedger(level=frame_dbfs))
     pcm40 = _Cycle([pcm24.items[i] + pcm24.items[i + 1] for i in range(0, 400, 2)])
 
     def session_write() -> None:
         pcm = pcm40.next()
         clock[0] += 40
         out_bridge.write(pcm)
-        levels2.queued(pcm)
-        policy2.bot_audio("item_1", len(pcm) // 48, clock[0])
+        policy2.bot_audio("item_1", len(pcm) // 48, clock[0], pcm)
 
     def session_write_run() -> float:
         n = frames // 2
@@ -202,7 +198,7 @@ def stage_costs(port_rate: int, frames: int = FRAMES) -> dict[str, float]:
         for _ in range(n):
             session_write()
         us = (time.thread_time_ns() - t0) / n / 1000
-        levels2.cleared(0)
+        policy2.playout_cleared(clock[0])
         out_bridge.clear()
         return us
 
@@ -554,7 +550,8 @@ def session_loop_cost(port_rate: int, calls: int = 4, ticks: int = 400) -> float
     from telephony_bot.callport import CallEnded
     from telephony_bot.providers.base import SessionConfig
     from telephony_bot.providers.echo import EchoProvider
-    from telephony_bot.session.core import CallLimits, SessionOptions, run_call
+    from telephony_bot.session.lifecycle import run_call
+    from telephony_bot.session.settings import CallLimits, SessionOptions
     from telephony_bot.session.turns import BargeInSettings
     from telephony_bot.sip.media_port import TickWaker
 

@@ -14,7 +14,7 @@ from telephony_bot.dialplan.router import CallInfo, EffectiveRoute, effective, m
 from telephony_bot.dialplan.schema import Dialplan, ProviderDef, ToolDef
 from telephony_bot.errors import ConfigError
 from telephony_bot.providers.base import Provider, SessionConfig, ToolSpec
-from telephony_bot.session.core import CallLimits, SessionOptions
+from telephony_bot.session.settings import CallLimits, SessionOptions
 from telephony_bot.tools.base import Tool
 from telephony_bot.tools.builtin import hangup_tool, send_dtmf_tool, transfer_tool
 from telephony_bot.tools.python import python_tool

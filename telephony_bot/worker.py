@@ -23,7 +23,9 @@ from telephony_bot.errors import ConfigError, SipError
 from telephony_bot.events.bus import Bus, Event
 from telephony_bot.events.cdr import CdrFile, build_record
 from telephony_bot.events.control import CommandResult
-from telephony_bot.session.core import CallLimits, CallMeta, CallResult, CallSession
+from telephony_bot.session.lifecycle import CallSession
+from telephony_bot.session.result import CallResult
+from telephony_bot.session.settings import CallLimits, CallMeta
 from telephony_bot.sip.call import SipCall
 from telephony_bot.sip.endpoint import SipEndpoint
 from telephony_bot.worker_control import NUMBER_RE, WorkerControl, number_allowed
@@ -262,7 +264,10 @@ class Worker:
         for call in list(self._calls.values()):
             session = self.sessions.get(call.call_id)
             with contextlib.suppress(Exception):
-                await (session.hangup_now("shutdown") if session else call.hangup("shutdown"))
+                if session is not None:
+                    await session.control.hangup_now("shutdown")
+                else:
+                    await call.hangup("shutdown")
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5)
         await ep.stop()

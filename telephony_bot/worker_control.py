@@ -2,7 +2,8 @@
 
 MQTT commands and the admin API both call these; each answers with a `CommandResult`
 instead of raising, so a refusal always carries a reason. Live state (state, transcript)
-comes from the bus (`events.live.LiveCalls`); actions go to the call's `CallSession`.
+comes from the bus (`events.live.LiveCalls`); actions go to the call's `CallControl`
+(`session/control.py`), the same verbs the model's tools use.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from telephony_bot.events.control import CommandResult
 from telephony_bot.events.live import LiveCalls
 
 if TYPE_CHECKING:
+    from telephony_bot.session.control import CallControl
     from telephony_bot.worker import Worker
 
 _log = log.get("control")
 
 NUMBER_RE = re.compile(r"^\+?[0-9A-Za-z*#._-]{1,64}$")
-TRANSFER_TARGET_RE = re.compile(r"^(sips?|tel):[^\s<>\"]{1,250}$")
 
 
 def number_allowed(number: str, patterns: tuple[str, ...] | list[str]) -> bool:
@@ -49,8 +50,9 @@ class WorkerControl:
 
     # ---- acting on a call ----
 
-    def _session(self, call_id: str) -> Any:
-        return self.worker.sessions.get(call_id)
+    def _session(self, call_id: str) -> CallControl | None:
+        s = self.worker.sessions.get(call_id)
+        return s.control if s is not None else None
 
     async def hangup(self, call_id: str, reason: str = "") -> CommandResult:
         s = self._session(call_id)
@@ -64,15 +66,7 @@ class WorkerControl:
         s = self._session(call_id)
         if s is None:
             return CommandResult(False, f"no live call {call_id!r} on this worker")
-        if not TRANSFER_TARGET_RE.match(target):
-            return CommandResult(False, f"transfer target must be a sip:, sips: or tel: URI, "
-                                        f"got {target!r}")  # fmt: skip
-        if self.call(call_id) is None or self.call(call_id)["state"] == "ringing":  # type: ignore[index]
-            return CommandResult(False, "the call is not answered yet")
-        _log.info("transfer requested", call_id=call_id, target=target)
-        ok, detail = await s.transfer(target)
-        if ok:
-            await s.hangup_now(f"transferred to {target}")
+        ok, detail = await s.transfer(target)  # checked, carried out, then hung up
         return CommandResult(ok, "" if ok else f"transfer failed: {detail}",
                              {"call_id": call_id, "target": target, "status": detail})  # fmt: skip
 

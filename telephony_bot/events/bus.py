@@ -152,10 +152,3 @@ class Bus:
         ev = Event(type_, call_id, data)
         self.publish(ev)
         return ev
-
-
-class NullBus(Bus):
-    """For sessions run outside a worker (tests, `dial`): events go nowhere."""
-
-    def publish(self, ev: Event) -> None:
-        self.published_total += 1

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from telephony_bot.callport import CallOffered
-from telephony_bot.session.core import CallMeta, CallResult
+from telephony_bot.session.result import CallResult
+from telephony_bot.session.settings import CallMeta
 
 CDR_VERSION = 1
 

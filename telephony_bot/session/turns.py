@@ -42,30 +42,40 @@ first syllables of a caller's barge-in count at once, and on an echoing line not
 Measuring starts `echo_window_ms` after the bot starts speaking (its echo may still be on the
 way before that), and until `erl_min_ms` has been measured the worst case applies.
 
+Every interruption, one decision point
+--------------------------------------
+The caller's voice (above), the provider cancelling its own reply (`provider_cancelled`: its
+VAD heard the caller first), an operator's `say` that cuts the bot off (`interrupt(by="say")`)
+and, later, the output gate: each goes through `_cut`, which returns the same actions in the
+same order - `StopPlayout(by)`, `CancelResponse` while a response is still being generated,
+`Truncate` - and records an `Interruption` with its cause.
+
 Truncation rule
 ---------------
 `Truncate(item_id, audio_end_ms)` with `audio_end_ms = min(played_ms, generated_ms)` for the
-item being played: the caller heard `played_ms` of it (what actually left the bridge, counted
-from where the item started in the bridge's cumulative played counter), and the server rejects
+item being played: the caller heard `played_ms` of it (what actually left the media, counted
+from where the item started on the media's cumulative played axis), and the server rejects
 an end beyond the audio it generated. Never negative, never twice for one interruption or one
 item. Audio that arrives for an interrupted item afterwards is ignored (the core should drop it
 rather than play it).
 
-Timeline model
---------------
-Items play back to back in the order their audio was generated. Each item occupies a segment
-of the bridge's cumulative played-ms axis starting where the previous one ends (or where
-playback stands, if the queue had run dry). Clearing the playout buffer (`StopPlayout` emitted
-here, or `playout_cleared()` for a clear the core did on its own) drops the queued segments and
-rebases the axis at the current played position.
+Timeline
+--------
+The played audio itself is recorded once, in `session.ledger.PlayoutLedger` (items back to
+back on the played axis, the engine's prompts among them, levels, turns as heard); this policy
+writes to it as bot audio is queued and played and clears it when it decides the playout is
+cleared.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Literal
 
-SILENCE_DBFS = -120.0
+from telephony_bot.session.ledger import SILENCE_DBFS, PlayoutLedger
+
+Cause = Literal["caller", "provider", "say", "gate"]
 MIN_INTERRUPT_MS = 150  # the default; a dialplan may set min_interrupt_ms in this range:
 MIN_INTERRUPT_RANGE_MS = (40, 2000)
 
@@ -105,6 +115,8 @@ class BargeInSettings:
 @dataclass(frozen=True)
 class StopPlayout:
     """Clear the playout buffer now: the caller must stop hearing the bot."""
+
+    by: Cause = "caller"  # who cut the bot off (see `Interruption.cause`)
 
 
 @dataclass(frozen=True)
@@ -148,21 +160,12 @@ class Interruption:
     played_ms: int  # how much of the item had been played (unclamped)
     truncate_ms: int | None  # the Truncate sent, None if none was
     by_provider: bool = False  # confirmed on the provider's speech_started, not a caller frame
+    # caller: their voice over the bot; provider: it cancelled its reply itself; say: an
+    # operator's `say` cut the bot off; gate: the output gate stopped a sentence
+    cause: Cause = "caller"
 
 
 # ---------- policy ----------
-
-
-@dataclass
-class _Segment:
-    item_id: str
-    start: int  # position on the bridge's cumulative played-ms axis
-    generated: int = 0  # ms of audio generated for this item (this segment)
-    done: bool = False  # item_done() seen
-
-    @property
-    def end(self) -> int:
-        return self.start + self.generated
 
 
 @dataclass
@@ -186,7 +189,7 @@ class _PendingCheck:
 
 @dataclass
 class _Played:
-    total: int = 0  # last played_ms_total reported
+    total: int = 0  # last played_ms_total reported (to see it advance)
     last_advance_ms: int | None = None  # now_ms when played_ms_total last grew
     levels: deque[tuple[int, float]] = field(default_factory=deque)
 
@@ -221,10 +224,11 @@ class _EchoMeter:
 class TurnPolicy:
     """Decides barge-in from local VAD frames, provider VAD events and playout progress."""
 
-    def __init__(self, settings: BargeInSettings | None = None) -> None:
+    def __init__(
+        self, settings: BargeInSettings | None = None, ledger: PlayoutLedger | None = None
+    ) -> None:
         self.settings = settings if settings is not None else BargeInSettings()
-        self._segments: list[_Segment] = []
-        self._base = 0  # the played-ms axis position where the (empty) queue restarts
+        self.ledger = ledger if ledger is not None else PlayoutLedger(self.settings.frame_ms)
         self._played = _Played()
         self._echo = _EchoMeter(self.settings)
         self._speaking_since: int | None = None
@@ -247,14 +251,10 @@ class TurnPolicy:
         return self._now is not None and self._speaking(self._now)
 
     def _speaking(self, now_ms: int) -> bool:
-        if self._queued_ms() > 0:
+        if self.ledger.model_queued_ms() > 0:
             return True
         last = self._played.last_advance_ms
         return last is not None and now_ms - last <= self.settings.speaking_hangover_ms
-
-    def _queued_ms(self) -> int:
-        end = self._segments[-1].end if self._segments else self._base
-        return max(0, end - self._played.total)
 
     @property
     def last_interruption(self) -> Interruption | None:
@@ -269,54 +269,81 @@ class TurnPolicy:
         return item_id in self._truncated and item_id not in self._fresh
 
     def generated_ms(self, item_id: str) -> int:
-        """Audio generated so far for the item's current segment (0 if unknown)."""
-        seg = self._find(item_id)
-        return seg.generated if seg else 0
+        """Audio generated so far for the item's current stretch of playout (0 if unknown)."""
+        entry = self.ledger.entry(item_id)
+        return entry.generated if entry else 0
 
     def played_item_ms(self) -> tuple[str, int]:
         """(item being played, ms of it played so far, unclamped); ("", 0) if none."""
-        seg = self._current_segment()
-        if seg is None:
+        entry = self.ledger.current()
+        if entry is None:
             return "", 0
-        return seg.item_id, max(0, self._played.total - seg.start)
+        return entry.item_id, max(0, self.ledger.played_ms - entry.start)
 
     # ---- bot side ----
 
-    def bot_audio(self, item_id: str, duration_ms: int, now_ms: int) -> list[Action]:
-        """The provider generated `duration_ms` more audio for `item_id` (queued for playout)."""
+    def bot_audio(
+        self,
+        item_id: str,
+        duration_ms: int,
+        now_ms: int,
+        pcm: bytes = b"",
+        played_ms: int | None = None,
+    ) -> list[Action]:
+        """The provider generated `duration_ms` more audio for `item_id`, queued for playout
+        (`pcm`: the audio, for the echo gate's levels; `played_ms`: the media's position)."""
         if duration_ms <= 0:
             return self._expire(now_ms)
         if self.interrupted(item_id):
             return self._expire(now_ms)  # late audio of an interrupted item: not played
         self._response_active = True
-        last = self._segments[-1] if self._segments else None
-        if last is not None and last.item_id == item_id and item_id not in self._fresh:
-            last.generated += duration_ms
-        else:
-            self._fresh.discard(item_id)
-            self._truncated.discard(item_id)
-            start = max(last.end if last else self._base, self._played.total)
-            self._segments.append(_Segment(item_id, start, duration_ms))
+        fresh = item_id in self._fresh
+        self._fresh.discard(item_id)
+        self._truncated.discard(item_id)
+        self.ledger.queued(item_id, duration_ms, pcm, played_ms, new_entry=fresh)
         return self._expire(now_ms)
 
-    def played(self, played_ms_total: int, level_dbfs: float, now_ms: int) -> list[Action]:
-        """Every playout frame: the bridge's cumulative played ms and the frame's level."""
+    def engine_audio(
+        self, duration_ms: int, now_ms: int, pcm: bytes = b"", played_ms: int | None = None
+    ) -> list[Action]:
+        """The engine queued a prompt of its own (filler, apology, goodbye): it takes its
+        place in the playout, but it is no model item to interrupt or truncate."""
+        self.ledger.queued("", duration_ms, pcm, played_ms)
+        return self._expire(now_ms)
+
+    def played(self, played_ms_total: int, level_dbfs: float | None, now_ms: int) -> list[Action]:
+        """Every playout frame: the media's cumulative played ms and the level of what was
+        played (None: the level of the audio the ledger holds for that stretch)."""
         p = self._played
-        if played_ms_total < p.total:  # the counter restarted (new bridge): rebase
-            self._rebase(played_ms_total)
+        level = self.ledger.played(played_ms_total)
+        if level_dbfs is not None:
+            level = level_dbfs
         if played_ms_total > p.total:
             p.last_advance_ms = now_ms
         p.total = played_ms_total
-        p.levels.append((now_ms, level_dbfs))
+        p.levels.append((now_ms, level))
         self._trim_levels(now_ms)
-        self._prune_segments()
         return self._expire(now_ms)
 
-    def playout_cleared(self, now_ms: int) -> list[Action]:
+    def playout_cleared(self, now_ms: int, played_ms: int | None = None) -> list[Action]:
         """The core cleared the playout buffer for its own reasons: queued audio is gone."""
-        self._rebase(self._played.total)
-        self._played.last_advance_ms = None
+        self._cleared(played_ms)
         return self._expire(now_ms)
+
+    def interrupt(self, now_ms: int, played_ms: int, *, by: Cause) -> list[Action]:
+        """Cut the bot off for a reason other than the caller's voice (an operator's `say`
+        with interrupt, the output gate): the same actions as a barge-in."""
+        return self._cut(now_ms, played_ms, cause=by, started_ms=now_ms) + self._expire(now_ms)
+
+    def provider_cancelled(self, now_ms: int, played_ms: int, queued_ms: int) -> list[Action]:
+        """The provider cancelled its reply itself (its VAD heard the caller first). It cannot
+        unsend audio: stop what is still queued (`queued_ms` in the media) and truncate the
+        item to what was heard - unless nothing is queued or the item was already cut."""
+        entry = self.ledger.current()
+        if entry is None or self.interrupted(entry.item_id) or queued_ms == 0:
+            return self._expire(now_ms)
+        actions = self._cut(now_ms, played_ms, cause="provider", started_ms=now_ms, cancel=False)
+        return actions + self._expire(now_ms)
 
     def response_done(self, now_ms: int) -> list[Action]:
         """The provider finished (or cancelled) the response: nothing left to cancel."""
@@ -325,9 +352,7 @@ class TurnPolicy:
 
     def item_done(self, item_id: str) -> None:
         """All audio of `item_id` has been generated."""
-        seg = self._find(item_id)
-        if seg is not None:
-            seg.done = True
+        self.ledger.done(item_id)
 
     def reset_item(self, item_id: str) -> None:
         """A new assistant item starts under this id: its counters start from zero."""
@@ -448,33 +473,62 @@ class TurnPolicy:
         if not self.settings.enabled or run is None or run.interrupted:
             return []
         run.interrupted = True
-        self._paused = False  # StopPlayout drops what was held
         if self._pending is not None:
             self._pending.resolved = True
-        actions: list[Action] = [StopPlayout()]
-        if self._response_active:
+        started = run.over_bot_since if run.over_bot_since is not None else run.onset
+        return self._cut(now_ms, None, cause="caller", started_ms=started, by_provider=by_provider)
+
+    def _cut(
+        self,
+        now_ms: int,
+        played_ms: int | None,
+        *,
+        cause: Cause,
+        started_ms: int,
+        cancel: bool = True,
+        by_provider: bool = False,
+    ) -> list[Action]:
+        """Every interruption: silence now, cancel the response still being generated,
+        truncate the item being played to what was heard. Late audio of the cut items
+        (the one playing, and the newest) is dropped from then on."""
+        ledger = self.ledger
+        if played_ms is not None and played_ms > ledger.played_ms:
+            ledger.played(played_ms)
+        self._paused = False  # StopPlayout drops what was held
+        actions: list[Action] = [StopPlayout(cause)]
+        if cancel and self._response_active:
             actions.append(CancelResponse())
-        seg = self._current_segment()
-        item_id, played = ("", 0) if seg is None else (seg.item_id, self._played.total - seg.start)
+        entry = ledger.current()
+        item_id, played = (
+            ("", 0) if entry is None else (entry.item_id, ledger.played_ms - entry.start)
+        )
         truncate_ms: int | None = None
-        if seg is not None and item_id not in self._truncated:
-            truncate_ms = max(0, min(played, seg.generated))
+        if entry is not None and item_id not in self._truncated:
+            truncate_ms = max(0, min(played, entry.generated))
             actions.append(Truncate(item_id, truncate_ms))
             self._truncated.add(item_id)
+        newest = ledger.last_model_item()
+        if newest:
+            self._truncated.add(newest)
+            self._fresh.discard(newest)
         self.interruptions.append(
             Interruption(
-                started_ms=run.over_bot_since if run.over_bot_since is not None else run.onset,
+                started_ms=started_ms,
                 confirmed_ms=now_ms,
                 item_id=item_id,
                 played_ms=max(0, played),
                 truncate_ms=truncate_ms,
                 by_provider=by_provider,
+                cause=cause,
             )
         )
-        # The buffer is cleared: queued audio is gone, the bot falls silent now.
-        self._rebase(self._played.total)
-        self._played.last_advance_ms = None
+        self._cleared(None)  # the buffer is cleared: the bot falls silent now
         return actions
+
+    def _cleared(self, played_ms: int | None) -> None:
+        at = self.ledger.played_ms if played_ms is None else max(played_ms, self.ledger.played_ms)
+        self.ledger.cleared(at)
+        self._played.last_advance_ms = None
 
     def _expire(self, now_ms: int) -> list[Action]:
         if self._now is None or now_ms > self._now:
@@ -494,34 +548,3 @@ class TurnPolicy:
             return []
         self.false_interruptions += 1
         return [ResumeTurn()]
-
-    def _current_segment(self) -> _Segment | None:
-        """The segment containing the played position, else the last one already started."""
-        pos = self._played.total
-        current = None
-        for seg in self._segments:
-            if seg.start <= pos:
-                current = seg
-                if pos < seg.end:
-                    break
-            else:
-                break
-        return current
-
-    def _find(self, item_id: str) -> _Segment | None:
-        for seg in reversed(self._segments):
-            if seg.item_id == item_id:
-                return seg
-        return None
-
-    def _prune_segments(self) -> None:
-        """Forget fully played segments, keeping the last one (truncation may still need it)."""
-        pos = self._played.total
-        segs = self._segments
-        while len(segs) > 1 and segs[0].end <= pos and segs[1].start <= pos:
-            segs.pop(0)
-
-    def _rebase(self, position: int) -> None:
-        self._segments.clear()
-        self._base = position
-        self._played.total = position

@@ -281,6 +281,9 @@ def test_model_transfers_the_caller_to_a_named_target_and_hears_the_outcome(
             result = json.loads(out["output"])
             assert result["ok"] is True and result["status"].startswith("200")
             assert [e["called"] for e in nurse.wait_for("incoming call")] == ["nurse"]
+            # the bot left the call once the caller was through, as on an operator's transfer
+            ended = eng.wait_for("call ended")[-1]
+            assert ended["hangup_reason"] == f"transferred to {target}", ended
 
 
 def test_silent_line_gets_a_goodbye_and_is_hung_up(tmp_path: Path, server_factory) -> None:

@@ -15,7 +15,7 @@ from telephony_bot.app import CallSetup
 from telephony_bot.callport import CallEnded, MediaReady, TransferOutcome
 from telephony_bot.providers.base import SessionConfig
 from telephony_bot.providers.echo import EchoProvider
-from telephony_bot.session.core import SessionOptions
+from telephony_bot.session.settings import SessionOptions
 from telephony_bot.sip.call import SipCall
 from telephony_bot.worker import Worker
 

@@ -19,8 +19,8 @@ from telephony_bot.events.bus import Bus, Event
 from telephony_bot.events.cdr import CdrFile, build_record
 from telephony_bot.events.control import CommandResult
 from telephony_bot.events.live import LiveCalls
-from telephony_bot.session.agent_turns import AgentTurn, AgentTurns
-from telephony_bot.session.core import CallMeta, CallResult
+from telephony_bot.session.result import CallResult
+from telephony_bot.session.settings import CallMeta
 from telephony_bot.worker import trunk_uri
 from telephony_bot.worker_control import number_allowed
 
@@ -122,46 +122,6 @@ async def test_a_stalled_subscriber_loses_its_oldest_events_counted_and_never_bl
     await asyncio.sleep(0)
     bus.emit("call.ended", "call1")
     assert (await asyncio.wait_for(waiter, 1)).type == "call.ended"
-
-
-# ---------------------------------------------------------------- agent turns
-
-
-def test_an_agent_turn_ends_when_its_audio_was_heard_or_cut() -> None:
-    t = AgentTurns()
-    t.audio("i1", 500, played_total=0)
-    t.audio("i1", 500, played_total=100)
-    t.transcript("i1", "Hello there.")
-    t.audio_done("i1")
-    assert t.finished(900) == []  # still playing
-    assert t.finished(1000) == [AgentTurn("i1", "Hello there.", False, 1000)]
-    # the second reply starts where playout stands and is cut after 300 ms
-    t.audio("i2", 800, played_total=1500)
-    t.transcript("i2", "Let me check")
-    t.cleared(1800)
-    assert t.finished(1800) == [AgentTurn("i2", "Let me check", True, 300)]
-    t.audio("i2", 200, played_total=1800)  # late audio of the cut item: ignored
-    # a turn still playing when the call ends reports what was heard
-    t.audio("i3", 1000, played_total=2000)
-    t.transcript("i3", "Goodbye")
-    assert t.flush(2400) == [AgentTurn("i3", "Goodbye", True, 400)]
-
-
-def test_a_reply_streaming_at_real_time_is_cut_even_when_its_queue_ran_dry() -> None:
-    # the model sends audio as fast as it plays: at the cut every ms sent has been heard,
-    # but the reply was not over, so the caller missed the rest of it
-    t = AgentTurns()
-    t.audio("i1", 1360, played_total=0)
-    t.transcript("i1", "A very")
-    t.cleared(1360)
-    t.audio_done("i1")  # the cancelled response closes its item afterwards
-    assert t.finished(1360) == [AgentTurn("i1", "A very", True, 1360)]
-    # a reply whose audio is all in and played is over, not cut, whenever the queue clears
-    t.audio("i2", 500, played_total=2000)
-    t.transcript("i2", "Bye.")
-    t.audio_done("i2")
-    t.cleared(2500)
-    assert t.finished(2500) == [AgentTurn("i2", "Bye.", False, 500)]
 
 
 # ---------------------------------------------------------------- live calls
@@ -279,7 +239,7 @@ def test_events_are_json_with_type_call_and_sequence() -> None:
 
 
 def test_secret_named_sip_headers_are_masked_in_call_started() -> None:
-    from telephony_bot.session.core import event_headers
+    from telephony_bot.session.lifecycle import event_headers
 
     shown = event_headers({"X-Api-Key": "k-1", "X-Auth-Token": "t-2", "X-Customer": "42" * 200})
     assert shown["X-Api-Key"] == "***" and shown["X-Auth-Token"] == "***"

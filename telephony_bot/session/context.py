@@ -1,0 +1,103 @@
+"""One call's shared state: what its life cycle, its media loops and its control verbs all
+read and change, and the few acts each of them needs (publish an event, start a task, hang
+up). It holds no policy: barge-in and truncation are `turns.TurnPolicy`'s, what was heard is
+`ledger.PlayoutLedger`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+from telephony_bot import log
+from telephony_bot.callport import CallPort
+from telephony_bot.media.vad import frame_dbfs
+from telephony_bot.providers.base import Provider, ProviderSession, SessionConfig
+from telephony_bot.session.ledger import PlayoutLedger
+from telephony_bot.session.result import CallResult
+from telephony_bot.session.settings import CallLimits, CallMeta, SessionOptions
+from telephony_bot.session.turns import TurnPolicy
+from telephony_bot.session.usage import CallUsage
+
+_log = log.get("session")
+
+
+class EventSink(Protocol):
+    """Where a call's events go (`events.bus.Bus` in a worker): the session publishes
+    through this port and depends on nothing of the events package."""
+
+    def emit(self, type_: str, call_id: str, **data: Any) -> object: ...
+
+
+class NoEvents:
+    """For sessions run outside a worker (tests, benches): events go nowhere."""
+
+    def emit(self, type_: str, call_id: str, **data: Any) -> None:
+        return None
+
+
+class CallContext:
+    def __init__(
+        self,
+        call: CallPort,
+        provider: Provider,
+        config: SessionConfig,
+        options: SessionOptions,
+        limits: CallLimits,
+        bus: EventSink | None,
+        meta: CallMeta | None,
+    ) -> None:
+        self.call = call
+        self.call_id = call.call_id
+        self.provider = provider
+        self.config = config
+        self.options = options
+        self.limits = limits
+        self.bus: EventSink = bus if bus is not None else NoEvents()
+        self.meta = meta or CallMeta()
+        self.result = CallResult(call.call_id)
+        self.usage = CallUsage()
+        self.loop = asyncio.get_running_loop()
+        # the echo gate alone needs the levels of what is played: only with barge-in on
+        levels = frame_dbfs if options.barge_in.enabled else None
+        self.ledger = PlayoutLedger(options.barge_in.frame_ms, levels)
+        self.policy = TurnPolicy(options.barge_in, self.ledger)
+        self.session: ProviderSession | None = None  # the provider's, once connected
+        self.ready = asyncio.Event()  # connected to the provider
+        self.first_audio = asyncio.Event()  # bot audio was queued (pre-warm answers then)
+        self.ended = asyncio.Event()
+        self.response_active = False  # the provider is generating a response
+        # The call is closing with the engine's own last words: nothing the model sends is
+        # played any more, and nothing more is asked of it.
+        self.closing = False
+        self.last_activity = self.loop.time()
+        self.hangup_reason: str | None = None  # why this side hung up
+        self.tasks: set[asyncio.Task[Any]] = set()  # spawned: cancelled with the call
+        self.tool_tasks: set[asyncio.Task[Any]] = set()  # tools running now
+
+    def emit(self, type_: str, **data: Any) -> None:
+        """Publish a call event (synchronous, never blocks, never raises)."""
+        try:
+            self.bus.emit(type_, self.call_id, **data)
+        except Exception:  # noqa: BLE001 - events must never touch the call
+            _log.exception("event publish failed", type=type_)
+
+    def now_ms(self) -> int:
+        return int(self.loop.time() * 1000)
+
+    def touch(self) -> None:
+        """Someone spoke or pressed a key: the call is not idle."""
+        self.last_activity = self.loop.time()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any] | None, name: str | None = None) -> None:
+        """Run `coro` beside the call's loops; it is cancelled when the call ends."""
+        if coro is not None:
+            task = asyncio.create_task(coro, name=name)
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def hangup(self, reason: str) -> None:
+        if self.hangup_reason is None:
+            self.hangup_reason = reason
+        await self.call.hangup(reason)

@@ -1,0 +1,202 @@
+"""What may be done to a live call, whoever asks: the model's builtin tools (hang up,
+transfer, DTMF), integrators over MQTT and the admin HTTP API (hang up, transfer, say,
+inject), and the engine itself when the model is gone for good. One path per verb: a
+transfer is checked, carried out and followed by the hang-up the same way for all of them.
+
+Each verb answers `(ok, detail)` rather than raising, so a refusal always carries a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+from telephony_bot import log, transfer_target
+from telephony_bot.callport import TransferOutcome
+from telephony_bot.errors import ProviderError
+from telephony_bot.providers.base import say_exactly
+from telephony_bot.session.context import CallContext
+from telephony_bot.session.playout import Playout
+
+_log = log.get("session")
+
+TRANSFER_TIMEOUT_S = 25.0  # from the REFER to the target's final answer
+TOOLS_SETTLE_S = 2.0  # a transfer tool's result reaches the model before the hang-up
+
+
+class CallControl:
+    """The verbs on one call (also the `tools.base.CallControl` builtin tools act through)."""
+
+    def __init__(self, ctx: CallContext, playout: Playout) -> None:
+        self.ctx = ctx
+        self.call_id = ctx.call_id
+        self.playout = playout
+        self.hangup_pending: str | None = None  # the call ends once the bot has finished
+        self._transfer_waiters: list[asyncio.Future[TransferOutcome]] = []
+        self._says: collections.deque[str] = collections.deque()  # texts waiting to be said
+        self._say_sent: str | None = None  # the say whose response.create is in flight
+
+    # ---- ending the call ----
+
+    async def hangup_now(self, reason: str) -> None:
+        """End the call at once (an operator's or integrator's decision)."""
+        self.ctx.closing = True
+        await self.ctx.hangup(reason)
+
+    async def hangup_after_playout(self, reason: str) -> None:
+        """End the call once the bot's last sentence was heard (the model's hangup tool:
+        tools start only after their response is done, so that sentence is queued)."""
+        if self.hangup_pending is None:
+            self.hangup_pending = reason
+            self.ctx.spawn(self.playout.hang_up_after_playout(reason))
+
+    async def give_up(self, reason: str) -> None:
+        """The model is gone for good: put the caller through to the route's fallback
+        target, or apologise and hang up. Never dead air, never a silent drop."""
+        ctx, media = self.ctx, self.ctx.call.media
+        self.playout.silence()
+        target = ctx.options.on_error_transfer
+        if target:
+            self.playout.prompt("reconnecting", closing=True)  # "Sorry, just a moment."
+            until = ctx.loop.time() + 3
+            while media.queued_ms > 0 and ctx.loop.time() < until:
+                await asyncio.sleep(0.05)
+            _log.info("model unavailable: transferring the caller", target=target, reason=reason)
+            ok, detail = await self.transfer(target, reason=f"transferred after {reason}")
+            if ok:
+                return
+            _log.warning("fallback transfer failed", target=target, detail=detail)
+        self.playout.prompt("apology", closing=True)
+        await self.playout.hang_up_after_playout(reason, max_wait_s=8)
+
+    # ---- transfer ----
+
+    async def transfer(self, target: str, *, reason: str | None = None) -> tuple[bool, str]:
+        """Hand the caller to `target` (a blind REFER) and, once the target answered, leave
+        the call (hang up with `reason`, default "transferred to TARGET")."""
+        why = transfer_target.problem(target)
+        if why is not None:
+            return False, f"transfer target: {why}"
+        if self.ctx.result.answered_at is None:
+            return False, "the call is not answered yet"
+        ok, detail = await self._refer(target)
+        if ok:
+            self.hangup_pending = reason or f"transferred to {target}"
+            self.ctx.spawn(self._leave(self.hangup_pending))
+        return ok, detail
+
+    async def _refer(self, target: str) -> tuple[bool, str]:
+        ctx = self.ctx
+        fut: asyncio.Future[TransferOutcome] = ctx.loop.create_future()
+        self._transfer_waiters.append(fut)
+        ctx.emit("transfer.started", target=target)
+        _log.info("transfer requested", target=target)
+        try:
+            await ctx.call.transfer(target)
+        except Exception as exc:  # noqa: BLE001 - reported as the transfer's outcome
+            self._transfer_waiters.remove(fut)
+            ctx.emit("transfer.failed", target=target, status=0, reason=str(exc))
+            return False, str(exc)
+        try:
+            out = await asyncio.wait_for(fut, timeout=TRANSFER_TIMEOUT_S)
+        except TimeoutError:
+            why = "no answer from the transfer target"
+            ctx.emit("transfer.failed", target=target, status=0, reason=why)
+            return False, why
+        ok = 200 <= out.status_code < 300
+        detail = f"{out.status_code} {out.reason}".strip()
+        ctx.emit(
+            "transfer.completed" if ok else "transfer.failed",
+            target=target,
+            status=out.status_code,
+            reason=out.reason,
+        )
+        return ok, detail
+
+    def transfer_outcome(self, ev: TransferOutcome) -> None:
+        """The carrier reported how the transfer went (only the final answer counts)."""
+        _log.info("transfer status", target=ev.target, status=ev.status_code, final=ev.final)
+        if ev.final:
+            for fut in self._transfer_waiters:
+                if not fut.done():
+                    fut.set_result(ev)
+            self._transfer_waiters.clear()
+
+    async def _leave(self, reason: str) -> None:
+        """After a transfer: let a transfer tool hand its result to the model first (the
+        conversation's record stays whole), then hang up."""
+        until = self.ctx.loop.time() + TOOLS_SETTLE_S
+        while self.ctx.tool_tasks and self.ctx.loop.time() < until:
+            await asyncio.sleep(0.01)
+        await self.hangup_now(reason)
+
+    async def send_dtmf(self, digits: str) -> None:
+        await self.ctx.call.send_dtmf(digits)
+
+    # ---- the bot's words ----
+
+    async def say(self, text: str, *, interrupt: bool = False) -> tuple[bool, str]:
+        """Have the bot speak `text`: now, cutting off its current reply (`interrupt`), or
+        once the reply it is giving has ended. Works with any Realtime-protocol model: a
+        `response.create` whose instructions ask for exactly this text (the local engine
+        speaks such a text verbatim)."""
+        ctx = self.ctx
+        if not ctx.provider.capabilities.speech:
+            name = ctx.provider.name
+            return False, f"this call's provider ({name}) has no voice of its own to speak text"
+        if ctx.session is None or not ctx.ready.is_set():
+            return False, "the call is not connected to its model yet"
+        if ctx.closing:
+            return False, "the call is closing"
+        if interrupt:
+            self.playout.interrupt("say")
+            self._says.clear()  # `now` replaces anything still waiting
+        self._says.append(text)
+        queued = not interrupt and (ctx.response_active or self._say_sent is not None)
+        if not ctx.response_active:
+            await self.next_say()
+        return True, "queued after the current reply" if queued else ""
+
+    async def next_say(self) -> None:
+        """Say the next waiting text, if any (after the current reply has ended)."""
+        if not self._says or self._say_sent is not None or self.ctx.session is None:
+            return
+        if self.ctx.closing:
+            self._says.clear()
+            return
+        text = self._says.popleft()
+        self._say_sent = text
+        await self.ctx.session.create_response(instructions=say_exactly(text))
+
+    async def response_done(self) -> None:
+        self._say_sent = None
+        await self.next_say()
+
+    def say_collided(self) -> None:
+        """Our `say` met a reply that had just started: say it after that one."""
+        if self._say_sent:
+            self._says.appendleft(self._say_sent)
+            self._say_sent = None
+
+    async def inject(
+        self, *, text: str | None = None, image_data_url: str | None = None, role: str = "user"
+    ) -> tuple[bool, str]:
+        """Add a conversation item the model sees from its next reply on."""
+        ctx = self.ctx
+        if not ctx.provider.capabilities.conversation:
+            return (
+                False,
+                f"this call's provider ({ctx.provider.name}) has no conversation to add to",
+            )
+        if ctx.session is None or not ctx.ready.is_set():
+            return False, "the call is not connected to its model yet"
+        try:
+            if text is not None:
+                await ctx.session.add_text_item(text, "system" if role == "system" else "user")
+            if image_data_url is not None:
+                await ctx.session.add_image_item(image_data_url)
+        except ProviderError as exc:
+            return False, f"the model of this call cannot take that: {exc}"
+        except ValueError as exc:
+            return False, str(exc)
+        return True, ""

@@ -1,0 +1,46 @@
+"""What one call is given: its limits, how the engine behaves around the model (from the
+route), and where the call came from (for events and the call record)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from telephony_bot.session.turns import BargeInSettings
+from telephony_bot.session.usage import Prices
+from telephony_bot.tools.base import Tool
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    ring_ms: int = 0
+    max_call_seconds: float = 0.0  # 0: none
+    idle_seconds: float = 0.0  # 0: none; silence on both sides this long ends the call
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """How the engine behaves around the model on one call (from the route)."""
+
+    greeting: str | None = None  # None: no greeting; "" : the model greets; text: say this
+    barge_in: BargeInSettings = field(default_factory=BargeInSettings)
+    tools: dict[str, Tool] = field(default_factory=dict)
+    filler_after_ms: int = 700
+    prices: Prices = field(default_factory=Prices)
+    # When the model is gone for good: put the caller through here (a SIP URI) instead of
+    # apologising and hanging up.
+    on_error_transfer: str | None = None
+    # Pre-warm: while the call rings, open the provider session (instructions sent) and
+    # start the greeting; answer once its first audio is queued, so the caller hears it at
+    # once — or after prewarm_max_wait_ms more ringing at most (see session/prewarm.py).
+    prewarm: bool = True
+    prewarm_max_wait_ms: int = 2000
+
+
+@dataclass(frozen=True)
+class CallMeta:
+    """Where the call came from and which plan it runs (for events and the CDR)."""
+
+    direction: str = "inbound"  # inbound | outbound
+    route: str | None = None
+    plan_version: str = ""
+    provider: str = ""

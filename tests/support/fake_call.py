@@ -1,0 +1,134 @@
+"""A call and a realtime provider as the session sees them, for unit tests of the session
+without SIP or sockets: both record what the session did to them, in order (`log`), and
+follow the seams' contracts (`callport.CallPort`, `providers.base.Provider`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from telephony_bot.callport import CallAnswered, CallEnded, CallOffered, TransferOutcome
+from telephony_bot.errors import ProviderError
+from telephony_bot.media.bridge import MediaBridge
+from telephony_bot.providers.base import (
+    AudioDelta,
+    Capabilities,
+    ProviderEvent,
+    ResponseDone,
+    SessionConfig,
+    drain,
+)
+
+GREETING = b"\x10\x00" * 24 * 400  # 400 ms at 24 kHz
+
+
+class FakeCall:
+    """A CallPort that records what happened, in order."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.call_id = "c1"
+        self.offer = CallOffered("c1", "sip-1", "100", "200", "", "", "127.0.0.1")
+        self.media = MediaBridge(asyncio.get_running_loop())
+        self.events: asyncio.Queue[Any] = asyncio.Queue()
+        self.log = log
+        self.queued_at_answer: int | None = None
+        self.transfer_status = 200  # the target's final answer, as the NOTIFY reports it
+
+    async def answer(self) -> None:
+        self.queued_at_answer = self.media.queued_ms
+        self.log.append("answer")
+        self.events.put_nowait(CallAnswered(self.call_id, "PCMU/8000"))
+
+    async def reject(self, status_code: int, reason: str = "") -> None:
+        self.log.append(f"reject {status_code}")
+
+    async def hangup(self, reason: str = "normal") -> None:
+        self.log.append(f"hangup {reason}")
+        self.events.put_nowait(CallEnded(self.call_id, "local", 200, reason))
+
+    async def transfer(self, target: str) -> None:
+        """A blind REFER: the target's provisional, then its final answer."""
+        self.log.append(f"transfer {target}")
+        loop = asyncio.get_running_loop()
+        for delay, code, final in ((0.01, 100, False), (0.05, self.transfer_status, True)):
+            ev = TransferOutcome(self.call_id, target, code, "", final)
+            loop.call_later(delay, self.events.put_nowait, ev)
+
+    async def send_dtmf(self, digits: str) -> None:
+        pass
+
+    def end(self) -> None:
+        self.events.put_nowait(CallEnded(self.call_id, "remote", 200, "bye"))
+
+
+class FakeSession:
+    def __init__(self, log: list[str], first_audio_s: float | None) -> None:
+        self.log = log
+        self.first_audio_s = first_audio_s
+        self.queue: asyncio.Queue[ProviderEvent | None] = asyncio.Queue()
+        self.closed = False
+
+    async def create_response(self, instructions: str | None = None) -> None:
+        self.log.append("response.create")
+        if self.first_audio_s is not None:
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.first_audio_s, self.queue.put_nowait, AudioDelta(GREETING, "i1"))
+            loop.call_later(
+                self.first_audio_s, self.queue.put_nowait, ResponseDone("r1", "completed")
+            )
+
+    async def send_audio(self, pcm: bytes) -> None:
+        pass
+
+    async def commit_input(self) -> None:
+        pass
+
+    async def clear_input(self) -> None:
+        pass
+
+    async def cancel_response(self) -> None:
+        pass
+
+    async def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        pass
+
+    async def send_function_output(self, call_id: str, output: str) -> None:
+        self.log.append(f"function_output {call_id} {output}")
+
+    async def add_text_item(self, text: str, role: str = "user") -> None:
+        pass
+
+    async def add_image_item(self, data_url: str) -> None:
+        pass
+
+    def events(self) -> AsyncIterator[ProviderEvent]:
+        return drain(self.queue)
+
+    async def close(self) -> None:
+        self.closed = True
+        self.log.append("close")
+        self.queue.put_nowait(None)
+
+
+class FakeProvider:
+    name = "fake"
+    capabilities = Capabilities()
+
+    def __init__(
+        self, log: list[str], connect_s: float = 0.05, first_audio_s: float | None = 0.1
+    ) -> None:
+        self.log = log
+        self.connect_s = connect_s
+        self.first_audio_s = first_audio_s
+        self.sessions: list[FakeSession] = []
+        self.fail = False
+
+    async def connect(self, config: SessionConfig) -> FakeSession:
+        await asyncio.sleep(self.connect_s)
+        if self.fail:
+            raise ProviderError("refused", retryable=True)
+        self.log.append("connect")  # session.update goes out with the connection
+        s = FakeSession(self.log, self.first_audio_s)
+        self.sessions.append(s)
+        return s
