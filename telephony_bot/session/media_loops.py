@@ -143,21 +143,14 @@ class MediaLoops:
         await self.control.response_done()
 
     async def _provider_error(self, ev: ProviderErrorEvent) -> None:
-        _log.warning(
-            "provider error",
-            message=ev.message,
-            code=ev.code,
-            event_id=ev.event_id,
-            retryable=ev.retryable,
-            fatal=ev.fatal,
-        )
-        self.ctx.emit(
-            "provider.error",
-            code=ev.code,
-            message=ev.message,
-            retryable=ev.retryable,
-            fatal=ev.fatal,
-        )
+        what: dict[str, object] = {
+            "code": ev.code,
+            "message": ev.message,
+            "retryable": ev.retryable,
+            "fatal": ev.fatal,
+        }
+        _log.warning("provider error", event_id=ev.event_id, **what)
+        self.ctx.emit("provider.error", **what)
         if ev.code == "conversation_already_has_active_response":
             self.control.say_collided()
         if ev.fatal:

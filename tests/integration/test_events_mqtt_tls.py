@@ -4,19 +4,23 @@ a Mosquitto with a test CA's certificate and a password file (both made here, of
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import ssl
-import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from tests.support import engine
-from tests.support.mosquitto import free_port, mosquitto_binary
+from tests.support import audio, engine
+from tests.support.certs import make_server_certs
+from tests.support.mosquitto import mosquitto_binary, running_mosquitto
+from tests.support.plans import KEY_ENV, scripted_plan
+from tests.support.realtime_server import ScriptedRealtimeServer, ScriptedReply
 
 pytestmark = [
     pytest.mark.integration,
@@ -29,66 +33,13 @@ pytestmark = [
 PASSWORD = "tls-broker-pw-never-logged-99"
 
 
-def _run(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, capture_output=True)
-
-
 @pytest.fixture
 def tls_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    d = tmp_path / "pki"
-    d.mkdir()
-    _run(
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
-        "-keyout",
-        str(d / "ca.key"),
-        "-out",
-        str(d / "ca.pem"),
-    )
-    _run(
-        "openssl",
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        str(d / "server.key"),
-        "-out",
-        str(d / "server.csr"),
-    )
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    _run("openssl", "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"),
-         "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "2",
-         "-extfile", str(d / "ext.cnf"), "-out", str(d / "server.pem"))  # fmt: skip
-    _run("mosquitto_passwd", "-b", "-c", str(d / "passwd"), "bot", PASSWORD)
-    port = free_port()
-    conf = d / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {d / 'passwd'}\n"
-        f"cafile {d / 'ca.pem'}\ncertfile {d / 'server.pem'}\nkeyfile {d / 'server.key'}\n"
-        "persistence false\nlog_dest stderr\n" + ("user root\n" if os.geteuid() == 0 else "")
-        # as root, mosquitto drops to user "mosquitto", which cannot read pytest's tmp dir
-    )
-    log = open(d / "mosquitto.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log)  # type: ignore[list-item]
-    time.sleep(0.5)
-    assert proc.poll() is None, (d / "mosquitto.log").read_text()
-    try:
-        yield port, d / "ca.pem"
-    finally:
-        proc.terminate()
-        proc.wait(5)
-        log.close()
+    """A Mosquitto that speaks TLS only, with a certificate of a CA made here, and lets in
+    user `bot` with PASSWORD: (its port, the CA file)."""
+    tls = make_server_certs(tmp_path / "pki")
+    with running_mosquitto(tls=tls, users={"bot": PASSWORD}) as broker:
+        yield broker.port, tls.ca
 
 
 def _config(tmp: Path, port: int, ca: Path, password: str) -> Path:
@@ -136,3 +87,71 @@ def test_events_reach_a_tls_broker_with_credentials_and_a_wrong_password_is_refu
     finally:
         sub.loop_stop()
         sub.disconnect()
+
+
+def test_a_routes_mqtt_tool_asks_the_broker_of_the_engine_config(
+    tmp_path: Path, tls_broker: tuple[int, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The broker is named only in --config (port, TLS with our own CA, a user): the tool
+    # must reach it there, as events do - not a default 127.0.0.1:1883 in plain text.
+    port, ca = tls_broker
+    monkeypatch.setenv(KEY_ENV, "sk-test-tools")
+    server = ScriptedRealtimeServer(
+        replies=[
+            ScriptedReply(function_call=("balance", {"account": "42"})),
+            ScriptedReply(pcm=b"\x00\x10" * 24 * 500, transcript="You have 1234 euros."),
+        ]
+    )
+    server.start()
+    plan = scripted_plan(tmp_path, server, greeting=None, tools=["balance"])
+    data = json.loads(plan.read_text())
+    data["tools"]["balance"] = {
+        "description": "Account balance",
+        "parameters": {"type": "object", "properties": {"account": {"type": "string"}}},
+        "mqtt": {"topic": "bank/balance", "response_timeout_s": 5},
+    }
+    plan.write_text(json.dumps(data))
+    seen: list[dict[str, object]] = []
+    backoffice = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    backoffice.tls_set(ca_certs=str(ca), cert_reqs=ssl.CERT_REQUIRED)
+    backoffice.username_pw_set("bot", PASSWORD)
+
+    def answer(client: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
+        seen.append(json.loads(m.payload))
+        props = Properties(PacketTypes.PUBLISH)
+        props.CorrelationData = m.properties.CorrelationData
+        reply = json.dumps({"balance": "1234.56"})
+        client.publish(m.properties.ResponseTopic, reply, qos=1, properties=props)
+
+    subscribed = threading.Event()
+    backoffice.on_connect = lambda c, *_: c.subscribe("bank/balance", qos=1)
+    backoffice.on_subscribe = lambda *_: subscribed.set()
+    backoffice.on_message = answer
+    backoffice.connect("127.0.0.1", port)
+    backoffice.loop_start()
+    try:
+        assert subscribed.wait(10)
+        rate = 16000
+        speech = audio.write_wav(tmp_path / "q.wav", audio.speech_like(0.8, rate), rate)
+        cfg = _config(tmp_path, port, ca, PASSWORD)
+        with engine.running(
+            tmp_path, "worker", "--dialplan", str(plan), "--config", str(cfg)
+        ) as eng:
+            eng.wait_for("mqtt connected")
+            engine.dial(
+                tmp_path, eng.sip_port, "--play", str(speech), "--play-at", "0.5",
+                "--duration", "5",
+            )  # fmt: skip
+            outputs = [
+                e.data["item"]
+                for e in server.wait_for("conversation.item.create")
+                if e.data["item"]["type"] == "function_call_output"
+            ]
+            assert json.loads(outputs[0]["output"]) == {"balance": "1234.56"}
+            assert seen == [{"account": "42"}]
+            assert eng.wait_for("tool result")[0]["ok"] is True
+            assert PASSWORD not in eng.log_path.read_text()
+    finally:
+        backoffice.loop_stop()
+        backoffice.disconnect()
+        server.stop()

@@ -107,28 +107,37 @@ def _accepts(port: int) -> bool:
 
 @contextmanager
 def running_mosquitto(
-    start_timeout_s: float = 5.0, tls: TlsFiles | None = None
+    start_timeout_s: float = 5.0,
+    tls: TlsFiles | None = None,
+    users: dict[str, str] | None = None,
 ) -> Iterator[Mosquitto]:
     """Start `mosquitto` on a free 127.0.0.1 port, wait until it accepts, stop it after.
-    With `tls`, the listener speaks TLS only, with that certificate."""
+    With `tls`, the listener speaks TLS only, with that certificate; with `users` (name:
+    password), only they may connect."""
     binary = mosquitto_binary()
     if binary is None:
         raise RuntimeError("mosquitto is not installed (scripts/install-system-deps.sh)")
     with tempfile.TemporaryDirectory(prefix="mosquitto-") as tmp:
+        auth = "allow_anonymous true\n"
+        if users:
+            passwd = Path(tmp) / "passwd"
+            for i, (name, password) in enumerate(users.items()):
+                create = ["-c"] if i == 0 else []
+                subprocess.run(
+                    ["mosquitto_passwd", "-b", *create, str(passwd), name, password],
+                    check=True,
+                    capture_output=True,
+                )
+            auth = f"allow_anonymous false\npassword_file {passwd}\n"
         broker: Mosquitto | None = None
         for _ in range(3):  # a free port can be taken between the probe and the bind
             port = free_port()
             conf = Path(tmp) / "mosquitto.conf"
-            # the broker reads the key after it drops root: stay the user who owns it
-            tls_lines = (
-                f"cafile {tls.ca}\ncertfile {tls.cert}\nkeyfile {tls.key}\n"
-                f"user {getpass.getuser()}\n"
-                if tls
-                else ""
-            )
+            # the broker reads its files after it drops root: stay the user who owns them
+            tls_lines = f"cafile {tls.ca}\ncertfile {tls.cert}\nkeyfile {tls.key}\n" if tls else ""
             conf.write_text(
-                f"listener {port} {HOST}\n{tls_lines}allow_anonymous true\npersistence false\n"
-                "log_dest stderr\n"
+                f"listener {port} {HOST}\n{tls_lines}{auth}persistence false\n"
+                f"log_dest stderr\nuser {getpass.getuser()}\n"
             )
             log_path = Path(tmp) / f"mosquitto-{port}.log"
             with open(log_path, "wb") as log_file:
