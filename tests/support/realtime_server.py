@@ -52,27 +52,24 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from telephony_bot.media.codecs import g711
+from telephony_bot.realtime.dialect import (
+    BETA_HEADER,
+    BETA_HEADER_VALUE,
+    NAMES,
+    Dialect,
+    canonical,
+    foreign_session_keys,
+)
+
 __all__ = ["ReceivedEvent", "ScriptedRealtimeServer", "ScriptedReply"]
 
 log = logging.getLogger(__name__)
 
-Dialect = Literal["preview", "ga"]
 Event = dict[str, Any]
 
-BETA_HEADER_VALUE = "realtime=v1"
 VAD_FRAME_MS = 20
 MIN_COMMIT_MS = 100  # the real API refuses to commit less than 100 ms of audio
-
-# Session keys that exist in one dialect only; the real API rejects the others as unknown.
-_PREVIEW_ONLY_SESSION_KEYS = (
-    "modalities",
-    "input_audio_format",
-    "output_audio_format",
-    "input_audio_transcription",
-    "turn_detection",
-    "max_response_output_tokens",
-)
-_GA_ONLY_SESSION_KEYS = ("type", "audio", "output_modalities")
 
 
 @dataclass
@@ -94,45 +91,7 @@ class ReceivedEvent(NamedTuple):
     conn: int
 
 
-# ---------------------------------------------------------------- G.711 (numpy, no audioop)
-
-
-def _ulaw_decode(data: bytes) -> np.ndarray:
-    u = ~np.frombuffer(data, np.uint8).astype(np.int32) & 0xFF
-    exponent = (u >> 4) & 0x07
-    mantissa = u & 0x0F
-    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    return np.where(u & 0x80, -magnitude, magnitude).astype(np.int16)
-
-
-def _ulaw_encode(x: np.ndarray) -> bytes:
-    s = x.astype(np.int32)
-    sign = (s < 0).astype(np.int32) << 7
-    mag = np.minimum(np.abs(s), 32635) + 0x84
-    exponent = np.clip(np.floor(np.log2(mag)).astype(np.int32) - 7, 0, 7)
-    mantissa = (mag >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
-
-
-def _alaw_decode(data: bytes) -> np.ndarray:
-    a = np.frombuffer(data, np.uint8).astype(np.int32) ^ 0x55
-    exponent = (a >> 4) & 0x07
-    mantissa = a & 0x0F
-    magnitude = np.where(
-        exponent == 0,
-        (mantissa << 4) + 8,
-        ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0),
-    )
-    return np.where(a & 0x80, magnitude, -magnitude).astype(np.int16)
-
-
-def _alaw_encode(x: np.ndarray) -> bytes:
-    s = x.astype(np.int32)
-    sign = (s >= 0).astype(np.int32) << 7
-    mag = np.minimum(np.abs(s), 32767)
-    exponent = np.clip(np.floor(np.log2(np.maximum(mag, 1))).astype(np.int32) - 7, 0, 7)
-    mantissa = np.where(exponent == 0, mag >> 4, mag >> (exponent + 3)) & 0x0F
-    return ((sign | (exponent << 4) | mantissa) ^ 0x55).astype(np.uint8).tobytes()
+# ---------------------------------------------------------------- audio formats
 
 
 @dataclass(frozen=True)
@@ -147,9 +106,9 @@ class _Format:
 
     def decode(self, data: bytes) -> np.ndarray:
         if self.name == "g711_ulaw":
-            return _ulaw_decode(data)
+            return np.frombuffer(g711.ulaw_decode(data), "<i2")
         if self.name == "g711_alaw":
-            return _alaw_decode(data)
+            return np.frombuffer(g711.alaw_decode(data), "<i2")
         return np.frombuffer(data[: len(data) // 2 * 2], "<i2")
 
     def encode_from_pcm24k(self, pcm: bytes) -> bytes:
@@ -158,7 +117,8 @@ class _Format:
         x = np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2").astype(np.float64)
         x = x[: len(x) // 3 * 3].reshape(-1, 3).mean(axis=1)  # crude 24k -> 8k
         x16 = np.clip(np.round(x), -32768, 32767).astype(np.int16)
-        return _ulaw_encode(x16) if self.name == "g711_ulaw" else _alaw_encode(x16)
+        encode = g711.ulaw_encode if self.name == "g711_ulaw" else g711.alaw_encode
+        return encode(x16.tobytes())
 
 
 _FORMATS = {
@@ -166,7 +126,6 @@ _FORMATS = {
     "g711_ulaw": _Format("g711_ulaw", 8000, 1),
     "g711_alaw": _Format("g711_alaw", 8000, 1),
 }
-_GA_FORMAT_TYPES = {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}
 
 
 # ---------------------------------------------------------------- helpers
@@ -375,8 +334,8 @@ class _Conn:
             audio = s.get("audio") or {}
             inp, out = audio.get("input") or {}, audio.get("output") or {}
             td = inp.get("turn_detection")
-            in_name = _GA_FORMAT_TYPES.get((inp.get("format") or {}).get("type", ""), "pcm16")
-            out_name = _GA_FORMAT_TYPES.get((out.get("format") or {}).get("type", ""), "pcm16")
+            in_name = canonical(str((inp.get("format") or {}).get("type", ""))) or "pcm16"
+            out_name = canonical(str((out.get("format") or {}).get("type", ""))) or "pcm16"
         was_on = self.turn_detection is not None
         self.turn_detection = td if isinstance(td, dict) else None
         if was_on and self.turn_detection is None:
@@ -439,7 +398,7 @@ class _Conn:
     # ---- lifecycle
 
     async def run(self) -> None:
-        beta = self.srv_headers().get("OpenAI-Beta")
+        beta = self.srv_headers().get(BETA_HEADER)
         if (
             self.srv.strict_headers
             and self.dialect == "preview"
@@ -580,8 +539,7 @@ class _Conn:
                     event_id=event_id,
                 )
                 return
-        foreign = _PREVIEW_ONLY_SESSION_KEYS if self.dialect == "ga" else _GA_ONLY_SESSION_KEYS
-        for key in foreign:
+        for key in foreign_session_keys(self.dialect):
             if key in sess:
                 await self.error(
                     f"Unknown parameter: 'session.{key}'.",
@@ -1171,21 +1129,7 @@ class ScriptedRealtimeServer:
         self.greeting_played = False
         self.unscripted_responses = 0  # responses made after the script ran out (empty replies)
 
-        self._names = (
-            {
-                "audio_delta": "response.audio.delta",
-                "audio_done": "response.audio.done",
-                "transcript_delta": "response.audio_transcript.delta",
-                "transcript_done": "response.audio_transcript.done",
-            }
-            if dialect == "preview"
-            else {
-                "audio_delta": "response.output_audio.delta",
-                "audio_done": "response.output_audio.done",
-                "transcript_delta": "response.output_audio_transcript.delta",
-                "transcript_done": "response.output_audio_transcript.done",
-            }
-        )
+        self._names = NAMES[dialect]
         self._cond = threading.Condition()
         self._audio_ms_total = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -37,9 +37,18 @@ from websockets.http11 import Request, Response
 
 from telephony_bot import log as logmod
 from telephony_bot.providers.base import said_exactly
+from telephony_bot.realtime.audio import WireInput, WireOutput
+from telephony_bot.realtime.dialect import (
+    BETA_HEADER,
+    NAMES,
+    Dialect,
+    canonical,
+    request_dialect,
+    session_formats,
+    supported_formats,
+)
 
 from .chat_brain import ClauseChunker, Stream
-from .formats import WireInput, WireOutput, canonical
 from .pipeline import (
     FRAME_BYTES,
     FRAME_MS,
@@ -55,7 +64,6 @@ __all__ = ["LocalRealtimeServer", "WorkPool"]
 
 log = logmod.get("local")
 
-Dialect = Literal["preview", "ga"]
 Event = dict[str, Any]
 T = TypeVar("T")
 
@@ -64,23 +72,6 @@ CHUNK_BYTES = 100 * BYTES_PER_MS  # audio deltas of 100 ms
 MIN_COMMIT_MS = 100
 PLAYOUT_MARGIN_S = 0.3  # a playing reply's next TTS chunk is due this long before its audio ends
 _ALNUM = string.ascii_letters + string.digits
-
-_NAMES: dict[Dialect, dict[str, str]] = {
-    "preview": {
-        "audio_delta": "response.audio.delta",
-        "audio_done": "response.audio.done",
-        "transcript_delta": "response.audio_transcript.delta",
-        "transcript_done": "response.audio_transcript.done",
-        "part_type": "audio",
-    },
-    "ga": {
-        "audio_delta": "response.output_audio.delta",
-        "audio_done": "response.output_audio.done",
-        "transcript_delta": "response.output_audio_transcript.delta",
-        "transcript_done": "response.output_audio_transcript.done",
-        "part_type": "output_audio",
-    },
-}
 
 
 def _new_id(prefix: str) -> str:
@@ -202,7 +193,7 @@ class _OutItem:
         }
         if self.type == "message":
             item["role"] = "assistant"
-            part = _NAMES[dialect]["part_type"]
+            part = NAMES[dialect]["part_type"]
             item["content"] = (
                 [{"type": part, "transcript": self.transcript}] if self.part_added else []
             )
@@ -235,7 +226,7 @@ class _Session:
         self.srv = server
         self.ws = ws
         self.dialect: Dialect = dialect
-        self.names = _NAMES[dialect]
+        self.names = NAMES[dialect]
         self.model = model
         self.closed = False
         self.session: Event = self._default_session()
@@ -332,26 +323,6 @@ class _Session:
     def tools(self) -> list[Event]:
         tools = self.session.get("tools")
         return [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
-
-    @staticmethod
-    def _formats_in(sess: Event, dialect: Dialect) -> list[tuple[str, str]]:
-        """(param, format name) for every audio format the update sets."""
-        out: list[tuple[str, str]] = []
-        if dialect == "preview":
-            for key in ("input_audio_format", "output_audio_format"):
-                if key in sess:
-                    out.append((f"session.{key}", str(sess[key])))
-        else:
-            audio = sess.get("audio")
-            if isinstance(audio, dict):
-                for side in ("input", "output"):
-                    fmt = (audio.get(side) or {}).get("format")
-                    if isinstance(fmt, dict):
-                        name = str(fmt.get("type"))
-                        if name == "audio/pcm" and fmt.get("rate", 24000) != 24000:
-                            name = f"audio/pcm@{fmt.get('rate')}"
-                        out.append((f"session.audio.{side}.format", name))
-        return out
 
     def _ensure_brain(self) -> Any:
         if self.brain is None:
@@ -512,14 +483,10 @@ class _Session:
             )
             return
         chosen: dict[str, str] = {}
-        for param, name in self._formats_in(sess, self.dialect):
+        for param, name in session_formats(sess, self.dialect):
             fmt = canonical(name)
             if fmt is None:
-                supported = (
-                    "pcm16, g711_ulaw, g711_alaw"
-                    if self.dialect == "preview"
-                    else "audio/pcm (rate 24000), audio/pcmu, audio/pcma"
-                )
+                supported = supported_formats(self.dialect)
                 await self.error(
                     f"Invalid value: '{name}'. The local engine supports {supported}.",
                     code="invalid_value",
@@ -1285,8 +1252,7 @@ class LocalRealtimeServer:
         assert request is not None
         query = dict(parse_qsl(urlsplit(request.path).query))
         model = query.get("model", "") or query.get("deployment", "")
-        beta = request.headers.get("OpenAI-Beta")
-        dialect: Dialect = "ga" if model.startswith("gpt-realtime") or not beta else "preview"
+        dialect = request_dialect(model, request.headers.get(BETA_HEADER))
         session = _Session(self, ws, dialect, model)
         self._sessions.add(session)
         log.info("local_session_open", dialect=dialect, model=model)
