@@ -42,8 +42,8 @@ from typing import Any
 
 from telephony_bot.dialplan import templates
 from telephony_bot.dialplan.flow import HANGUP, TRANSFER_PREFIX, Flow, Intent, Slot, State, ToolCall
-from telephony_bot.providers.local import slots as sx
-from telephony_bot.providers.local.slots import Found, Tok
+from telephony_bot.local_engine import slots as sx
+from telephony_bot.local_engine.slots import Found, Tok
 
 __all__ = [
     "ACCEPT",
