@@ -1,6 +1,7 @@
 """The Realtime server core, shared by the offline engine and the scripted test server.
 
-`session.RealtimeSession` is one connection: the session and its settings, the conversation
+`session.RealtimeSession` (on `connection.RealtimeConnection`: sending, errors, the event loop,
+``session.update``) is one connection: the session and its settings, the conversation
 items (create, delete, truncate), the input buffer's bookkeeping, responses (create, cancel,
 output items, ``response.done`` with usage) and the errors the real API sends. A server
 subclasses it with only how it hears (`_append`, its VAD) and how a reply is made
