@@ -9,6 +9,10 @@ and a list of replies consumed in order, each either audio + transcript, a funct
 The caller side is simulated with an energy VAD over the appended audio (server VAD), so a test can
 drive full voice turns, barge-in (with server-side cancellation), truncation and tool calls.
 
+The protocol itself (session, items, truncation, responses, usage, the real API's errors) is the
+server core `telephony_bot.realtime.server` that the offline engine runs on too; this module adds
+the script, the energy VAD, the recording, the fault injection and a thread to run in.
+
 Every client event and every server event is recorded with a monotonic timestamp and the index of
 the connection it belongs to; ``wait_for`` blocks a test thread until events arrive.
 
@@ -244,7 +248,7 @@ class _Conn(RealtimeSession):
         return await self._check_shape(sess, event_id)
 
     def _session_changed(self, old: Event) -> None:
-        if se.session_turn_detection(old, self.dialect) is not None and not self.turn_detection:
+        if se.session_turn_detection(old, self.dialect) is not None and self.turn_detection is None:
             self.speaking = False
             self._silence_run_ms = 0.0
 
