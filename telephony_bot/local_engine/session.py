@@ -464,13 +464,14 @@ class EngineSession(RealtimeSession):
         await self._audio_delta(resp, out, ids, wire, len(pcm) / BYTES_PER_MS)
 
     def _text_tokens(self, resp: Resp) -> tuple[int, int]:
+        assert isinstance(resp, _Resp)
         out_text = 0
         for out in resp.items:
             if out.type == "message":
                 out_text += _words(out.transcript)
             else:
                 out_text += _words(out.name + " " + out.arguments)
-        return (resp.input_text_words if isinstance(resp, _Resp) else 0), out_text
+        return resp.input_text_words, out_text
 
     def _decorate_done(self, resp: Resp, obj: Event) -> None:
         assert isinstance(resp, _Resp)
