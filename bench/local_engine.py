@@ -65,7 +65,7 @@ def _pct(xs: list[float], q: float) -> float:
 
 def _question_audio() -> tuple[bytes, int]:
     """The question as a caller's phone delivers it (24 kHz PCM16), and where its voice ends."""
-    from telephony_bot.providers.local.speech import Tts
+    from telephony_bot.local_engine.speech import Tts
 
     pcm = phone_line(b"".join(Tts().synthesize(QUESTION)))
     frames = [pcm[i : i + 960] for i in range(0, len(pcm) - 959, 960)]

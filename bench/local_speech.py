@@ -20,16 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from telephony_bot.media.codecs.g711 import ulaw_decode, ulaw_encode
-from telephony_bot.media.resample import resample_once
-from telephony_bot.media.vad import FrameVad
-from telephony_bot.providers.local.speech import (
+from telephony_bot.local_engine.speech import (
     Asr,
     SpeechDetector,
     SpeechEnd,
     SpeechStart,
     Tts,
 )
+from telephony_bot.media.codecs.g711 import ulaw_decode, ulaw_encode
+from telephony_bot.media.resample import resample_once
+from telephony_bot.media.vad import FrameVad
 
 RESULTS = Path(__file__).parent / "results" / "local_speech.json"
 RATE = 24000

@@ -267,8 +267,8 @@ def _transports(text: str) -> tuple[str, ...]:
 
 def _cmd_say(args: argparse.Namespace) -> int:
     from telephony_bot.dial import write_wav
+    from telephony_bot.local_engine.speech import SpeechUnavailableError, Tts
     from telephony_bot.media.resample import resample_once
-    from telephony_bot.providers.local.speech import SpeechUnavailableError, Tts
 
     try:
         pcm = b"".join(Tts().synthesize(args.text))
@@ -287,8 +287,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_realtime_server(args: argparse.Namespace) -> int:
-    from telephony_bot.providers.local.engine import serve
-    from telephony_bot.providers.local.speech import SpeechUnavailableError
+    from telephony_bot.local_engine.engine import serve
+    from telephony_bot.local_engine.speech import SpeechUnavailableError
 
     try:
         asyncio.run(serve(args.host, args.port, args.workers))

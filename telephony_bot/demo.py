@@ -37,8 +37,8 @@ class Line:
 
 def _speak(texts: tuple[str, ...], folder: Path) -> list[Path]:
     from telephony_bot.dial import write_wav
+    from telephony_bot.local_engine.speech import SpeechUnavailableError, Tts
     from telephony_bot.media.resample import resample_once
-    from telephony_bot.providers.local.speech import SpeechUnavailableError, Tts
 
     try:
         tts = Tts()
@@ -71,8 +71,8 @@ def _bot_segments(report: dict[str, Any]) -> list[tuple[int, int]]:
 def transcript(
     report: dict[str, Any], recording: np.ndarray, questions: tuple[str, ...]
 ) -> list[Line]:
+    from telephony_bot.local_engine.speech import Asr
     from telephony_bot.media.resample import resample_once
-    from telephony_bot.providers.local.speech import Asr
 
     asr = Asr()
     lines: list[Line] = []

@@ -18,10 +18,10 @@ pytest.importorskip("openai")
 
 from openai import AsyncOpenAI  # noqa: E402
 
-from telephony_bot.providers.local.chat_brain import APOLOGY, ClauseChunker  # noqa: E402
-from telephony_bot.providers.local.engine import brain_factory  # noqa: E402
-from telephony_bot.providers.local.pipeline import Pipeline  # noqa: E402
-from telephony_bot.providers.local.server import LocalRealtimeServer  # noqa: E402
+from telephony_bot.local_engine.chat_brain import APOLOGY, ClauseChunker  # noqa: E402
+from telephony_bot.local_engine.engine import brain_factory  # noqa: E402
+from telephony_bot.local_engine.pipeline import Pipeline  # noqa: E402
+from telephony_bot.local_engine.server import LocalRealtimeServer  # noqa: E402
 from tests.support.chat_server import ChatServer  # noqa: E402
 from tests.support.speech_fakes import (  # noqa: E402
     EnergyDetector,

@@ -59,7 +59,7 @@ def _local_plan(tmp: Path, engine_url: str, **extra: object) -> Path:
 
 @pytest.fixture(scope="module")
 def speech() -> object:
-    from telephony_bot.providers.local.speech import Asr, Tts
+    from telephony_bot.local_engine.speech import Asr, Tts
 
     return Asr(), Tts()
 

@@ -24,14 +24,14 @@ pytest.importorskip("websockets")
 
 from openai import AsyncOpenAI  # noqa: E402
 
-from telephony_bot.providers.local.pipeline import (  # noqa: E402
+from telephony_bot.local_engine.pipeline import (  # noqa: E402
     CallTool,
     Hangup,
     Pipeline,
     Say,
     Transfer,
 )
-from telephony_bot.providers.local.server import LocalRealtimeServer  # noqa: E402
+from telephony_bot.local_engine.server import LocalRealtimeServer  # noqa: E402
 from tests.support.speech_fakes import (  # noqa: E402
     EnergyDetector,
     FixedRecognizer,

@@ -9,6 +9,10 @@ and a list of replies consumed in order, each either audio + transcript, a funct
 The caller side is simulated with an energy VAD over the appended audio (server VAD), so a test can
 drive full voice turns, barge-in (with server-side cancellation), truncation and tool calls.
 
+The protocol itself (session, items, truncation, responses, usage, the real API's errors) is the
+server core `telephony_bot.realtime.server` that the offline engine runs on too; this module adds
+the script, the energy VAD, the recording, the fault injection and a thread to run in.
+
 Every client event and every server event is recorded with a monotonic timestamp and the index of
 the connection it belongs to; ``wait_for`` blocks a test thread until events arrive.
 
@@ -29,50 +33,39 @@ inside a running asyncio loop that also drives the client; wrap them in ``asynci
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import copy
 import json
 import logging
 import math
-import random
 import re
-import string
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from http import HTTPStatus
-from typing import Any, Literal, NamedTuple
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
-from websockets.protocol import State
+
+from telephony_bot.media.codecs import g711
+from telephony_bot.realtime import server_events as se
+from telephony_bot.realtime.dialect import BETA_HEADER, BETA_HEADER_VALUE, Dialect
+from telephony_bot.realtime.server import (
+    Ended,
+    OutItem,
+    RealtimeSession,
+    Resp,
+    serve_realtime,
+)
+from telephony_bot.realtime.server_events import Event, new_id
 
 __all__ = ["ReceivedEvent", "ScriptedRealtimeServer", "ScriptedReply"]
 
 log = logging.getLogger(__name__)
 
-Dialect = Literal["preview", "ga"]
-Event = dict[str, Any]
-
-BETA_HEADER_VALUE = "realtime=v1"
 VAD_FRAME_MS = 20
-MIN_COMMIT_MS = 100  # the real API refuses to commit less than 100 ms of audio
-
-# Session keys that exist in one dialect only; the real API rejects the others as unknown.
-_PREVIEW_ONLY_SESSION_KEYS = (
-    "modalities",
-    "input_audio_format",
-    "output_audio_format",
-    "input_audio_transcription",
-    "turn_detection",
-    "max_response_output_tokens",
-)
-_GA_ONLY_SESSION_KEYS = ("type", "audio", "output_modalities")
 
 
 @dataclass
@@ -94,45 +87,7 @@ class ReceivedEvent(NamedTuple):
     conn: int
 
 
-# ---------------------------------------------------------------- G.711 (numpy, no audioop)
-
-
-def _ulaw_decode(data: bytes) -> np.ndarray:
-    u = ~np.frombuffer(data, np.uint8).astype(np.int32) & 0xFF
-    exponent = (u >> 4) & 0x07
-    mantissa = u & 0x0F
-    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    return np.where(u & 0x80, -magnitude, magnitude).astype(np.int16)
-
-
-def _ulaw_encode(x: np.ndarray) -> bytes:
-    s = x.astype(np.int32)
-    sign = (s < 0).astype(np.int32) << 7
-    mag = np.minimum(np.abs(s), 32635) + 0x84
-    exponent = np.clip(np.floor(np.log2(mag)).astype(np.int32) - 7, 0, 7)
-    mantissa = (mag >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
-
-
-def _alaw_decode(data: bytes) -> np.ndarray:
-    a = np.frombuffer(data, np.uint8).astype(np.int32) ^ 0x55
-    exponent = (a >> 4) & 0x07
-    mantissa = a & 0x0F
-    magnitude = np.where(
-        exponent == 0,
-        (mantissa << 4) + 8,
-        ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0),
-    )
-    return np.where(a & 0x80, magnitude, -magnitude).astype(np.int16)
-
-
-def _alaw_encode(x: np.ndarray) -> bytes:
-    s = x.astype(np.int32)
-    sign = (s >= 0).astype(np.int32) << 7
-    mag = np.minimum(np.abs(s), 32767)
-    exponent = np.clip(np.floor(np.log2(np.maximum(mag, 1))).astype(np.int32) - 7, 0, 7)
-    mantissa = np.where(exponent == 0, mag >> 4, mag >> (exponent + 3)) & 0x0F
-    return ((sign | (exponent << 4) | mantissa) ^ 0x55).astype(np.uint8).tobytes()
+# ---------------------------------------------------------------- audio formats
 
 
 @dataclass(frozen=True)
@@ -147,9 +102,9 @@ class _Format:
 
     def decode(self, data: bytes) -> np.ndarray:
         if self.name == "g711_ulaw":
-            return _ulaw_decode(data)
+            return np.frombuffer(g711.ulaw_decode(data), "<i2")
         if self.name == "g711_alaw":
-            return _alaw_decode(data)
+            return np.frombuffer(g711.alaw_decode(data), "<i2")
         return np.frombuffer(data[: len(data) // 2 * 2], "<i2")
 
     def encode_from_pcm24k(self, pcm: bytes) -> bytes:
@@ -158,7 +113,8 @@ class _Format:
         x = np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2").astype(np.float64)
         x = x[: len(x) // 3 * 3].reshape(-1, 3).mean(axis=1)  # crude 24k -> 8k
         x16 = np.clip(np.round(x), -32768, 32767).astype(np.int16)
-        return _ulaw_encode(x16) if self.name == "g711_ulaw" else _alaw_encode(x16)
+        encode = g711.ulaw_encode if self.name == "g711_ulaw" else g711.alaw_encode
+        return encode(x16.tobytes())
 
 
 _FORMATS = {
@@ -166,24 +122,9 @@ _FORMATS = {
     "g711_ulaw": _Format("g711_ulaw", 8000, 1),
     "g711_alaw": _Format("g711_alaw", 8000, 1),
 }
-_GA_FORMAT_TYPES = {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _new_id(prefix: str) -> str:
-    return prefix + "_" + "".join(random.choices(string.ascii_letters + string.digits, k=21))
-
-
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 class _Headers(dict[str, str]):
@@ -221,82 +162,31 @@ class _Headers(dict[str, str]):
         return default if found is None else super().__getitem__(found)
 
 
-class _Ended(Exception):
-    """The response was cancelled (or the connection went away): stop streaming it."""
-
-
-@dataclass
-class _OutItem:
-    """One output item of a response (assistant message or function call) and its progress."""
-
-    id: str
-    type: Literal["message", "function_call"]
-    output_index: int
-    fmt: _Format
-    status: str = "in_progress"
-    part_added: bool = False
-    audio_done: bool = False
-    transcript_done: bool = False
-    part_done: bool = False
-    item_done: bool = False
-    audio_bytes: int = 0
-    transcript: str = ""
-    words_sent: int = 0
-    call_id: str = ""
-    name: str = ""
-    arguments: str = ""
-    arguments_done: bool = False
-    truncated: bool = False
-
-    @property
-    def audio_ms(self) -> float:
-        return self.audio_bytes / self.fmt.bytes_per_ms
-
-    def as_item(self, dialect: Dialect) -> Event:
-        item: Event = {"id": self.id, "object": "realtime.item", "type": self.type}
-        item["status"] = self.status
-        if self.type == "message":
-            item["role"] = "assistant"
-            ctype = "audio" if dialect == "preview" else "output_audio"
-            item["content"] = (
-                [{"type": ctype, "transcript": self.transcript}] if self.part_added else []
-            )
-        else:
-            item.update(call_id=self.call_id, name=self.name, arguments=self.arguments)
-        return item
-
-
-@dataclass
-class _Resp:
-    id: str
+@dataclass(kw_only=True)
+class _Resp(Resp):
     reply: ScriptedReply
     t0: float  # loop time when the response started
-    input_audio_ms: float  # caller audio since the previous response
-    items: list[_OutItem] = field(default_factory=list)
-    ended: bool = False
-    task: asyncio.Task[None] | None = None
 
 
 # ---------------------------------------------------------------- one connection
 
 
-class _Conn:
+class _Conn(RealtimeSession):
+    """One client connection: the shared server core, with a script for the replies and an
+    energy VAD for the caller's turns, recording what it receives and sends."""
+
     def __init__(self, server: ScriptedRealtimeServer, ws: ServerConnection, index: int) -> None:
         self.srv = server
-        self.ws = ws
         self.index = index
-        self.dialect: Dialect = server.dialect
-        self.closed = False
+        self.conversation_id = f"conv_{index}"
         self.query = dict(parse_qsl(urlsplit(ws.request.path).query)) if ws.request else {}
-        self.session: Event = self._default_session()
-        self.turn_detection: dict[str, Any] | None = {}
-        self.in_fmt = _FORMATS["pcm16"]
-        self.out_fmt = _FORMATS["pcm16"]
-        self.instructions = ""
-        self._apply_session()
-        # conversation: item id -> item dict (user/tool items) or _OutItem (assistant output)
-        self.items: dict[str, Event | _OutItem] = {}
-        self.active: _Resp | None = None
+        session = se.default_session(
+            server.dialect,
+            self.query.get("model", ""),
+            prefix_padding_ms=server.prefix_padding_ms,
+            silence_duration_ms=server.silence_ms,
+        )
+        super().__init__(ws, server.dialect, session)
         self.pending_auto_response = False
         # input audio
         self.audio_ms = 0.0  # caller audio appended on this connection
@@ -306,140 +196,23 @@ class _Conn:
         self._vad_buf = np.zeros(0, np.int16)
         self._vad_pos_ms = 0.0
         self.speaking = False
+        self._onset_run_ms = 0.0
         self._silence_run_ms = 0.0
         self._speech_item_id = ""
         self._speech_start_ms = 0
 
-    # ---- session
+    @property
+    def in_fmt(self) -> _Format:
+        return _FORMATS[self.format_of("input")]
 
-    def _default_session(self) -> Event:
-        td = {
-            "type": "server_vad",
-            "threshold": 0.5,
-            "prefix_padding_ms": self.srv.prefix_padding_ms,
-            "silence_duration_ms": self.srv.silence_ms,
-            "create_response": True,
-            "interrupt_response": True,
-        }
-        model = self.query.get("model", "")
-        if self.dialect == "preview":
-            return {
-                "id": _new_id("sess"),
-                "object": "realtime.session",
-                "model": model,
-                "expires_at": int(time.time()) + 1800,
-                "modalities": ["audio", "text"],
-                "instructions": "",
-                "voice": "alloy",
-                "input_audio_format": "pcm16",
-                "output_audio_format": "pcm16",
-                "input_audio_transcription": None,
-                "turn_detection": td,
-                "tools": [],
-                "tool_choice": "auto",
-                "temperature": 0.8,
-                "max_response_output_tokens": "inf",
-            }
-        pcm = {"type": "audio/pcm", "rate": 24000}
-        return {
-            "type": "realtime",
-            "object": "realtime.session",
-            "id": _new_id("sess"),
-            "model": model,
-            "expires_at": int(time.time()) + 3600,
-            "output_modalities": ["audio"],
-            "instructions": "",
-            "audio": {
-                "input": {
-                    "format": dict(pcm),
-                    "transcription": None,
-                    "noise_reduction": None,
-                    "turn_detection": td,
-                },
-                "output": {"format": dict(pcm), "voice": "alloy", "speed": 1.0},
-            },
-            "tools": [],
-            "tool_choice": "auto",
-            "max_output_tokens": "inf",
-            "tracing": None,
-            "prompt": None,
-        }
+    @property
+    def out_fmt(self) -> _Format:
+        return _FORMATS[self.format_of("output")]
 
-    def _apply_session(self) -> None:
-        s = self.session
-        if self.dialect == "preview":
-            td = s.get("turn_detection")
-            in_name = s.get("input_audio_format") or "pcm16"
-            out_name = s.get("output_audio_format") or "pcm16"
-        else:
-            audio = s.get("audio") or {}
-            inp, out = audio.get("input") or {}, audio.get("output") or {}
-            td = inp.get("turn_detection")
-            in_name = _GA_FORMAT_TYPES.get((inp.get("format") or {}).get("type", ""), "pcm16")
-            out_name = _GA_FORMAT_TYPES.get((out.get("format") or {}).get("type", ""), "pcm16")
-        was_on = self.turn_detection is not None
-        self.turn_detection = td if isinstance(td, dict) else None
-        if was_on and self.turn_detection is None:
-            self.speaking = False
-            self._silence_run_ms = 0.0
-        self.in_fmt = _FORMATS.get(in_name, _FORMATS["pcm16"])
-        self.out_fmt = _FORMATS.get(out_name, _FORMATS["pcm16"])
-        self.instructions = str(s.get("instructions") or "")
+    # ---- connection and session
 
-    def _td(self, key: str, default: Any) -> Any:
-        td = self.turn_detection or {}
-        value = td.get(key)
-        return default if value is None else value
-
-    # ---- sending
-
-    async def send(self, type_: str, **fields: Any) -> None:
-        if self.closed or self.ws.state is not State.OPEN:
-            raise _Ended
-        ev: Event = {"type": type_, "event_id": _new_id("event"), **fields}
-        text = json.dumps(ev)
-        self.srv._record_sent(ReceivedEvent(time.monotonic(), type_, json.loads(text), self.index))
-        try:
-            await self.ws.send(text)
-        except ConnectionClosed as exc:
-            self.closed = True
-            raise _Ended from exc
-
-    async def rsend(self, resp: _Resp, type_: str, **fields: Any) -> None:
-        """Send on behalf of a streaming response, unless it has ended meanwhile."""
-        if resp.ended:
-            raise _Ended
-        await self.send(type_, **fields)
-
-    async def error(
-        self,
-        message: str,
-        *,
-        code: str | None = "invalid_value",
-        param: str | None = None,
-        event_id: str | None = None,
-        type_: str = "invalid_request_error",
-    ) -> None:
-        err = {"type": type_, "code": code, "message": message, "param": param}
-        err["event_id"] = event_id
-        await self.send("error", error=err)
-
-    async def _item_created(self, item: Event, previous_item_id: str | None) -> None:
-        if self.dialect == "preview":
-            await self.send(
-                "conversation.item.created", previous_item_id=previous_item_id, item=item
-            )
-        else:
-            await self.send("conversation.item.added", previous_item_id=previous_item_id, item=item)
-            await self.send("conversation.item.done", previous_item_id=previous_item_id, item=item)
-
-    def _last_item_id(self) -> str | None:
-        return next(reversed(self.items), None) if self.items else None
-
-    # ---- lifecycle
-
-    async def run(self) -> None:
-        beta = self.srv_headers().get("OpenAI-Beta")
+    async def _accept(self) -> bool:
+        beta = self.srv_headers().get(BETA_HEADER)
         if (
             self.srv.strict_headers
             and self.dialect == "preview"
@@ -450,27 +223,15 @@ class _Conn:
                 "You must send the 'OpenAI-Beta: realtime=v1' header to use the Realtime API "
                 "beta (preview) interface.",
             )
-            return
+            return False
         if self.srv.strict_headers and self.dialect == "ga" and beta and "realtime" in beta:
             await self._refuse(
                 "beta_api_shape_disabled",
                 "The Realtime Beta API is no longer supported. Please use /v1/realtime for the "
                 "GA API.",
             )
-            return
-        try:
-            await self.send("session.created", session=copy.deepcopy(self.session))
-            async for message in self.ws:
-                await self.on_message(message)
-        except (ConnectionClosed, _Ended):
-            pass
-        finally:
-            self.closed = True
-            if self.active is not None:
-                self.active.ended = True
-                if self.active.task is not None:
-                    self.active.task.cancel()
-                self.active = None
+            return False
+        return True
 
     def srv_headers(self) -> _Headers:
         return self.srv.requests[self.index]["headers"]
@@ -479,140 +240,27 @@ class _Conn:
         try:
             await self.error(message, code=code)
             await self.ws.close(4000, f"invalid_request_error.{code}")
-        except (ConnectionClosed, _Ended):
+        except (ConnectionClosed, Ended):
             pass
         self.closed = True
 
-    def abort(self) -> None:
-        self.closed = True
-        if self.active is not None:
-            self.active.ended = True
-            self.active = None
-        transport = self.ws.transport
-        if transport is not None:
-            transport.abort()
+    async def _check_session(self, sess: Event, event_id: str | None) -> bool:
+        return await self._check_shape(sess, event_id)
 
-    # ---- client events
+    def _session_changed(self, old: Event) -> None:
+        if se.session_turn_detection(old, self.dialect) is not None and self.turn_detection is None:
+            self.speaking = False
+            self._silence_run_ms = 0.0
 
-    async def on_message(self, message: str | bytes) -> None:
-        t = time.monotonic()
-        if isinstance(message, bytes):
-            self.srv._record_received(
-                ReceivedEvent(t, "<binary>", {"size": len(message)}, self.index)
-            )
-            await self.error("Binary frames are not supported; send JSON text events.")
-            return
-        try:
-            ev = json.loads(message)
-        except ValueError as exc:
-            self.srv._record_received(
-                ReceivedEvent(t, "<invalid-json>", {"raw": message[:500]}, self.index)
-            )
-            await self.error(
-                f"We could not parse the JSON body of your request. ({exc})", code="invalid_json"
-            )
-            return
-        if not isinstance(ev, dict):
-            self.srv._record_received(
-                ReceivedEvent(t, "<invalid-json>", {"raw": message[:500]}, self.index)
-            )
-            await self.error("Expected a JSON object.", code="invalid_json")
-            return
-        type_ = ev.get("type")
-        event_id = ev.get("event_id") if isinstance(ev.get("event_id"), str) else None
-        self.srv._record_received(ReceivedEvent(t, str(type_), ev, self.index))
-        handler = self._handlers().get(type_) if isinstance(type_, str) else None
-        if handler is None:
-            if not isinstance(type_, str):
-                await self.error(
-                    "Missing required parameter: 'type'.",
-                    code="missing_required_parameter",
-                    param="type",
-                    event_id=event_id,
-                )
-            else:
-                await self.error(
-                    f"Invalid value: '{type_}'. Supported values are: "
-                    + ", ".join(f"'{k}'" for k in self._handlers())
-                    + ".",
-                    param="type",
-                    event_id=event_id,
-                )
-            return
-        await handler(ev, event_id)
+    def _on_received(self, t: float, type_: str, data: Event) -> None:
+        self.srv._record_received(ReceivedEvent(t, type_, data, self.index))
 
-    def _handlers(self) -> dict[str, Callable[[Event, str | None], Awaitable[None]]]:
-        return {
-            "session.update": self.on_session_update,
-            "input_audio_buffer.append": self.on_append,
-            "input_audio_buffer.commit": self.on_commit,
-            "input_audio_buffer.clear": self.on_clear,
-            "conversation.item.create": self.on_item_create,
-            "conversation.item.truncate": self.on_truncate,
-            "conversation.item.delete": self.on_item_delete,
-            "response.create": self.on_response_create,
-            "response.cancel": self.on_response_cancel,
-        }
+    def _on_sent(self, type_: str, text: str) -> None:
+        self.srv._record_sent(ReceivedEvent(time.monotonic(), type_, json.loads(text), self.index))
 
-    async def on_session_update(self, ev: Event, event_id: str | None) -> None:
-        sess = ev.get("session")
-        if not isinstance(sess, dict):
-            await self.error(
-                "Missing required parameter: 'session'.",
-                code="missing_required_parameter",
-                param="session",
-                event_id=event_id,
-            )
-            return
-        if self.dialect == "ga":
-            if "type" not in sess:
-                await self.error(
-                    "Missing required parameter: 'session.type'.",
-                    code="missing_required_parameter",
-                    param="session.type",
-                    event_id=event_id,
-                )
-                return
-            if sess["type"] != "realtime":
-                await self.error(
-                    f"Invalid value: '{sess['type']}'. Supported values are: 'realtime'.",
-                    param="session.type",
-                    event_id=event_id,
-                )
-                return
-        foreign = _PREVIEW_ONLY_SESSION_KEYS if self.dialect == "ga" else _GA_ONLY_SESSION_KEYS
-        for key in foreign:
-            if key in sess:
-                await self.error(
-                    f"Unknown parameter: 'session.{key}'.",
-                    code="unknown_parameter",
-                    param=f"session.{key}",
-                    event_id=event_id,
-                )
-                return
-        self.session = _deep_merge(self.session, sess)
-        self._apply_session()
-        await self.send("session.updated", session=copy.deepcopy(self.session))
+    # ---- the caller's audio and the energy VAD
 
-    async def on_append(self, ev: Event, event_id: str | None) -> None:
-        audio = ev.get("audio")
-        if not isinstance(audio, str):
-            await self.error(
-                "Missing required parameter: 'audio'.",
-                code="missing_required_parameter",
-                param="audio",
-                event_id=event_id,
-            )
-            return
-        try:
-            raw = base64.b64decode(audio, validate=True)
-        except (binascii.Error, ValueError):
-            await self.error(
-                "Invalid 'audio'. Expected base64-encoded audio bytes.",
-                param="audio",
-                event_id=event_id,
-            )
-            return
+    async def _append(self, raw: bytes) -> None:
         fmt = self.in_fmt
         ms = len(raw) / fmt.bytes_per_ms
         self.audio_ms += ms
@@ -647,23 +295,16 @@ class _Conn:
                 self._onset_run_ms = 0.0
                 return
             # Like a real server VAD, speech must last `speech_onset_ms` before it counts.
-            self._onset_run_ms = getattr(self, "_onset_run_ms", 0.0) + VAD_FRAME_MS
+            self._onset_run_ms += VAD_FRAME_MS
             if self._onset_run_ms < max(VAD_FRAME_MS, self.srv.speech_onset_ms):
                 return
             start_ms = end_ms - self._onset_run_ms
             self._onset_run_ms = 0.0
             self.speaking = True
             self._silence_run_ms = 0.0
-            self._speech_item_id = _new_id("item")
             prefix = self._td("prefix_padding_ms", self.srv.prefix_padding_ms)
             self._speech_start_ms = max(0, int(round(start_ms - prefix)))
-            await self.send(
-                "input_audio_buffer.speech_started",
-                audio_start_ms=self._speech_start_ms,
-                item_id=self._speech_item_id,
-            )
-            if self.active is not None and self._td("interrupt_response", True):
-                await self._cancel(self.active, "turn_detected")
+            self._speech_item_id = await self._speech_started(self._speech_start_ms)
             return
         if speech:
             self._silence_run_ms = 0.0
@@ -682,224 +323,71 @@ class _Conn:
                     self.pending_auto_response = True
 
     async def _commit(self, item_id: str, duration_ms: float) -> None:
-        previous = self._last_item_id()
         self.buffer_ms = 0.0
-        await self.send("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
-        item: Event = {
-            "id": item_id,
-            "object": "realtime.item",
-            "type": "message",
-            "status": "completed",
-            "role": "user",
-            "content": [{"type": "input_audio", "transcript": None}],
-        }
-        self.items[item_id] = item
-        await self._item_created(item, previous)
-        transcript = f"<caller audio {int(round(duration_ms))} ms>"
-        item["content"][0]["transcript"] = transcript
-        extra: Event = {}
-        if self.dialect == "ga":
-            extra["usage"] = {"type": "duration", "seconds": round(duration_ms / 1000, 3)}
-        await self.send(
-            "conversation.item.input_audio_transcription.completed",
-            item_id=item_id,
-            content_index=0,
-            transcript=transcript,
-            **extra,
-        )
+        item = await self._commit_item(item_id)
+        await self._transcribed(item, f"<caller audio {int(round(duration_ms))} ms>", duration_ms)
 
-    async def on_commit(self, ev: Event, event_id: str | None) -> None:
-        if self.buffer_ms < MIN_COMMIT_MS:
-            await self.error(
-                "Error committing input audio buffer: buffer too small. Expected at least "
-                f"{MIN_COMMIT_MS}ms of audio, but buffer only has {self.buffer_ms:.2f}ms of audio.",
-                code="input_audio_buffer_commit_empty",
-                event_id=event_id,
-            )
-            return
-        item_id = self._speech_item_id if self.speaking else _new_id("item")
+    def _buffered_ms(self) -> float:
+        return self.buffer_ms
+
+    async def _commit_buffer(self) -> None:
+        item_id = self._speech_item_id if self.speaking else new_id("item")
         self.speaking = False
         self._silence_run_ms = 0.0
         await self._commit(item_id, self.buffer_ms)
 
-    async def on_clear(self, ev: Event, event_id: str | None) -> None:
+    def _clear_buffer(self) -> None:
         self.buffer_ms = 0.0
         self.speaking = False
         self._silence_run_ms = 0.0
-        await self.send("input_audio_buffer.cleared")
 
-    async def on_item_create(self, ev: Event, event_id: str | None) -> None:
-        item = ev.get("item")
-        if not isinstance(item, dict):
-            await self.error(
-                "Missing required parameter: 'item'.",
-                code="missing_required_parameter",
-                param="item",
-                event_id=event_id,
-            )
-            return
-        kind = item.get("type")
-        if kind not in ("message", "function_call", "function_call_output"):
-            await self.error(
-                f"Invalid value: '{kind}'. Supported values are: 'message', 'function_call', "
-                "and 'function_call_output'.",
-                param="item.type",
-                event_id=event_id,
-            )
-            return
-        if kind == "function_call_output" and not item.get("call_id"):
-            await self.error(
-                "Missing required parameter: 'item.call_id'.",
-                code="missing_required_parameter",
-                param="item.call_id",
-                event_id=event_id,
-            )
-            return
-        full: Event = {"id": item.get("id") or _new_id("item"), "object": "realtime.item"}
-        full.update({k: v for k, v in item.items() if k != "id"})
-        full.setdefault("status", "completed")
-        previous = ev.get("previous_item_id") or self._last_item_id()
-        self.items[full["id"]] = full
-        if kind == "function_call_output":
+    # ---- recording
+
+    def _on_client_item(self, item: Event) -> None:
+        if item.get("type") == "function_call_output":
             self.srv._record_function_output(
                 {
                     "t": time.monotonic(),
                     "conn": self.index,
                     "call_id": item.get("call_id"),
                     "output": item.get("output"),
-                    "item_id": full["id"],
+                    "item_id": item["id"],
                 }
             )
-        await self._item_created(full, previous)
 
-    async def on_item_delete(self, ev: Event, event_id: str | None) -> None:
-        item_id = ev.get("item_id")
-        if not isinstance(item_id, str) or item_id not in self.items:
-            await self.error(
-                f"Error deleting item: the item with id '{item_id}' does not exist.",
-                param="item_id",
-                event_id=event_id,
-            )
-            return
-        del self.items[item_id]
-        await self.send("conversation.item.deleted", item_id=item_id)
-
-    async def on_truncate(self, ev: Event, event_id: str | None) -> None:
-        item_id = ev.get("item_id")
-        content_index = ev.get("content_index", 0)
-        audio_end_ms = ev.get("audio_end_ms")
-        entry = self.items.get(item_id) if isinstance(item_id, str) else None
-        if not isinstance(entry, _OutItem) or entry.type != "message":
-            await self.error(
-                f"Item with item_id '{item_id}' not found or is not an assistant audio message.",
-                param="item_id",
-                event_id=event_id,
-            )
-            return
-        if content_index != 0:
-            await self.error(
-                f"Invalid value: {content_index}. Content index out of range.",
-                param="content_index",
-                event_id=event_id,
-            )
-            return
-        if not isinstance(audio_end_ms, int) or isinstance(audio_end_ms, bool) or audio_end_ms < 0:
-            await self.error(
-                "Invalid 'audio_end_ms': expected a non-negative integer.",
-                param="audio_end_ms",
-                event_id=event_id,
-            )
-            return
-        generated = entry.audio_ms
-        record = {
-            "t": time.monotonic(),
-            "conn": self.index,
-            "item_id": item_id,
-            "content_index": content_index,
-            "audio_end_ms": audio_end_ms,
-            "generated_ms": generated,
-            "ok": audio_end_ms <= generated + 1e-6,
-        }
-        self.srv._record_truncation(record)
-        if not record["ok"]:
-            await self.error(
-                f"Audio content of {int(round(generated))}ms is already shorter than "
-                f"{audio_end_ms}ms",
-                param="audio_end_ms",
-                event_id=event_id,
-            )
-            return
-        entry.truncated = True
-        entry.transcript = ""  # the real API drops the transcript of a truncated item
-        await self.send(
-            "conversation.item.truncated",
-            item_id=item_id,
-            content_index=content_index,
-            audio_end_ms=audio_end_ms,
+    def _on_truncate(self, entry: OutItem, audio_end_ms: int, ok: bool) -> None:
+        self.srv._record_truncation(
+            {
+                "t": time.monotonic(),
+                "conn": self.index,
+                "item_id": entry.id,
+                "content_index": 0,
+                "audio_end_ms": audio_end_ms,
+                "generated_ms": entry.audio_ms,
+                "ok": ok,
+            }
         )
 
-    async def on_response_create(self, ev: Event, event_id: str | None) -> None:
-        if self.active is not None:
-            await self.error(
-                "Conversation already has an active response in progress: "
-                f"{self.active.id}. Wait until the response is finished before creating a new one.",
-                code="conversation_already_has_active_response",
-                event_id=event_id,
-            )
-            return
+    # ---- scripted responses
+
+    async def _create_response(self, ev: Event, event_id: str | None) -> None:
         self.pending_auto_response = False
         await self._start_response(self.srv._next_reply(explicit=True))
 
-    async def on_response_cancel(self, ev: Event, event_id: str | None) -> None:
-        if self.active is None:
-            await self.error(
-                "Cancellation failed: no active response found",
-                code="response_cancel_not_active",
-                event_id=event_id,
-            )
-            return
-        await self._cancel(self.active, "client_cancelled")
-
-    # ---- responses
-
-    def _response_obj(self, resp: _Resp, status: str, details: Event | None) -> Event:
-        obj: Event = {
-            "id": resp.id,
-            "object": "realtime.response",
-            "status": status,
-            "status_details": details,
-            "output": [item.as_item(self.dialect) for item in resp.items],
-            "conversation_id": f"conv_{self.index}",
-            "metadata": None,
-        }
-        if self.dialect == "preview":
-            obj.update(
-                modalities=["audio", "text"],
-                voice=self.session.get("voice", "alloy"),
-                output_audio_format=self.out_fmt.name,
-                temperature=0.8,
-                max_output_tokens="inf",
-            )
-        else:
-            obj.update(output_modalities=["audio"], max_output_tokens="inf")
-        return obj
-
     async def _start_response(self, reply: ScriptedReply) -> None:
         loop = asyncio.get_running_loop()
-        resp = _Resp(_new_id("resp"), reply, loop.time(), self.ms_since_response)
+        resp = _Resp(
+            id=new_id("resp"), reply=reply, t0=loop.time(), input_audio_ms=self.ms_since_response
+        )
         self.ms_since_response = 0.0
-        self.active = resp
-        created = self._response_obj(resp, "in_progress", None)
-        created["usage"] = None
-        await self.send("response.created", response=created)
-        resp.task = asyncio.create_task(self._stream(resp))
+        await self._begin_response(resp, lambda: self._stream(resp))
 
-    async def _sleep_until(self, resp: _Resp, when: float) -> None:
+    async def _sleep_until(self, resp: Resp, when: float) -> None:
         delay = when - asyncio.get_running_loop().time()
         if delay > 0:
             await asyncio.sleep(delay)
         if resp.ended:
-            raise _Ended
+            raise Ended
 
     async def _stream(self, resp: _Resp) -> None:
         reply = resp.reply
@@ -911,211 +399,62 @@ class _Conn:
             if reply.function_call is not None:
                 if not has_message:
                     await self._sleep_until(resp, first_at)
-                await self._stream_function_call(resp, *reply.function_call)
+                name, arguments = reply.function_call
+                await self._function_call(
+                    resp, new_id("call")[:21], name, json.dumps(arguments), pieces=3
+                )
             if resp.ended:
                 return
-            await self._finish(resp, "completed", None)
-        except _Ended:
+            await self._finish(resp)
+        except Ended:
             pass
         except Exception:  # a bug here must not kill the loop silently
             log.exception("scripted response %s failed", resp.id)
 
-    async def _add_output_item(self, resp: _Resp, out: _OutItem) -> None:
-        if resp.ended:
-            raise _Ended
-        resp.items.append(out)
-        previous = self._last_item_id()
-        self.items[out.id] = out
-        item = out.as_item(self.dialect)
-        await self.rsend(
-            resp,
-            "response.output_item.added",
-            response_id=resp.id,
-            output_index=out.output_index,
-            item=item,
-        )
-        if self.dialect == "preview":
-            await self.rsend(
-                resp, "conversation.item.created", previous_item_id=previous, item=item
-            )
-        else:
-            await self.rsend(resp, "conversation.item.added", previous_item_id=previous, item=item)
-
     async def _stream_message(self, resp: _Resp, first_at: float) -> None:
+        """The reply's audio in `chunk_ms` deltas paced at real time, its transcript word by
+        word as the audio goes out."""
         reply = resp.reply
-        out = _OutItem(_new_id("item"), "message", len(resp.items), self.out_fmt)
-        await self._add_output_item(resp, out)
-        ids = {
-            "response_id": resp.id,
-            "item_id": out.id,
-            "output_index": out.output_index,
-            "content_index": 0,
-        }
-        if resp.ended:
-            raise _Ended
-        out.part_added = True
-        await self.send(
-            "response.content_part.added", **ids, part={"type": "audio", "transcript": ""}
-        )
-        audio = self.out_fmt.encode_from_pcm24k(reply.pcm)
+        out_fmt = self.out_fmt
+        out, ids = await self._open_message(resp)
+        audio = out_fmt.encode_from_pcm24k(reply.pcm)
         chunk_ms = self.srv.chunk_ms
-        step = max(1, int(round(chunk_ms * self.out_fmt.bytes_per_ms)))
-        if self.out_fmt.sample_bytes == 2:
+        step = max(1, int(round(chunk_ms * out_fmt.bytes_per_ms)))
+        if out_fmt.sample_bytes == 2:
             step -= step % 2
         chunks = [audio[i : i + step] for i in range(0, len(audio), step)]
         words = re.findall(r"\S+\s*", reply.transcript)
-        names = self.srv._names
         if not chunks:
             await self._sleep_until(resp, first_at)
         for k, chunk in enumerate(chunks):
             await self._sleep_until(resp, first_at + k * chunk_ms / 1000)
             due = math.ceil((k + 1) * len(words) / len(chunks))
-            while out.words_sent < due:
-                await self._send_word(resp, out, words, ids)
-            await self.rsend(
-                resp, names["audio_delta"], **ids, delta=base64.b64encode(chunk).decode("ascii")
-            )
-            out.audio_bytes += len(chunk)
-        while out.words_sent < len(words):
-            await self._send_word(resp, out, words, ids)
+            while out.transcript_deltas < due:
+                await self._transcript_delta(resp, out, ids, words[out.transcript_deltas])
+            await self._audio_delta(resp, out, ids, chunk, len(chunk) / out_fmt.bytes_per_ms)
+        while out.transcript_deltas < len(words):
+            await self._transcript_delta(resp, out, ids, words[out.transcript_deltas])
         out.status = "completed"
-        await self._close_item(resp, out, raw=False)
+        await self._close_item(resp, out)
 
-    async def _send_word(self, resp: _Resp, out: _OutItem, words: list[str], ids: Event) -> None:
-        word = words[out.words_sent]
-        await self.rsend(resp, self.srv._names["transcript_delta"], **ids, delta=word)
-        out.words_sent += 1
-        out.transcript += word
-
-    async def _stream_function_call(
-        self, resp: _Resp, name: str, arguments: dict[str, Any]
-    ) -> None:
-        out = _OutItem(
-            _new_id("item"),
-            "function_call",
-            len(resp.items),
-            self.out_fmt,
-            call_id=_new_id("call")[:21],
-            name=name,
-        )
-        await self._add_output_item(resp, out)
-        args = json.dumps(arguments)
-        ids = {
-            "response_id": resp.id,
-            "item_id": out.id,
-            "output_index": out.output_index,
-            "call_id": out.call_id,
-        }
-        n = max(1, min(3, len(args)))
-        size = math.ceil(len(args) / n)
-        for i in range(0, len(args), size):
-            await self.rsend(
-                resp, "response.function_call_arguments.delta", **ids, delta=args[i : i + size]
-            )
-        await self.rsend(
-            resp, "response.function_call_arguments.done", **ids, name=name, arguments=args
-        )
-        out.arguments = args
-        out.arguments_done = True
-        out.status = "completed"
-        await self._close_item(resp, out, raw=False)
-
-    async def _close_item(self, resp: _Resp, out: _OutItem, *, raw: bool) -> None:
-        """Send the still-missing closing events of an output item. raw=True: on cancellation."""
-
-        def check() -> None:
-            if not raw and resp.ended:
-                raise _Ended
-
-        names = self.srv._names
-        ids = {
-            "response_id": resp.id,
-            "item_id": out.id,
-            "output_index": out.output_index,
-            "content_index": 0,
-        }
-        if out.type == "message" and out.part_added:
-            if not out.audio_done:
-                check()
-                out.audio_done = True
-                await self.send(names["audio_done"], **ids)
-            if not out.transcript_done:
-                check()
-                out.transcript_done = True
-                await self.send(names["transcript_done"], **ids, transcript=out.transcript)
-            if not out.part_done:
-                check()
-                out.part_done = True
-                await self.send(
-                    "response.content_part.done",
-                    **ids,
-                    part={"type": "audio", "transcript": out.transcript},
-                )
-        if not out.item_done:
-            check()
-            out.item_done = True
-            item = out.as_item(self.dialect)
-            await self.send(
-                "response.output_item.done",
-                response_id=resp.id,
-                output_index=out.output_index,
-                item=item,
-            )
-            if self.dialect == "ga":
-                await self.send("conversation.item.done", previous_item_id=None, item=item)
-
-    async def _cancel(self, resp: _Resp, reason: str) -> None:
-        if resp.ended:
-            return
-        resp.ended = True  # the streaming task sends nothing more from here on
-        if self.active is resp:
-            self.active = None
-        for out in resp.items:
-            if not out.item_done:
-                out.status = "incomplete"
-                await self._close_item(resp, out, raw=True)
-        await self._send_done(resp, "cancelled", {"type": "cancelled", "reason": reason})
-
-    async def _finish(self, resp: _Resp, status: str, details: Event | None) -> None:
-        if resp.ended:
-            raise _Ended
-        resp.ended = True
-        if self.active is resp:
-            self.active = None
-        await self._send_done(resp, status, details)
-
-    def _usage(self, resp: _Resp) -> Event:
+    def _usage(self, resp: Resp) -> Event:
         if self.srv.usage_per_response is not None:
             return copy.deepcopy(self.srv.usage_per_response)
-        in_audio = int(round(resp.input_audio_ms / 1000 * 10))
-        in_text = len(self.instructions.split())
-        out_audio = 0
+        return super()._usage(resp)
+
+    def _text_tokens(self, resp: Resp) -> tuple[int, int]:
         out_text = 0
         for out in resp.items:
             if out.type == "message":
-                out_audio += int(round(out.audio_ms / 1000 * 20))
-                out_text += out.words_sent
+                out_text += out.transcript_deltas
             elif out.arguments_done:
                 out_text += max(1, len(out.arguments) // 4)
-        return {
-            "total_tokens": in_audio + in_text + out_audio + out_text,
-            "input_tokens": in_audio + in_text,
-            "output_tokens": out_audio + out_text,
-            "input_token_details": {
-                "text_tokens": in_text,
-                "audio_tokens": in_audio,
-                "cached_tokens": 0,
-                "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0},
-            },
-            "output_token_details": {"text_tokens": out_text, "audio_tokens": out_audio},
-        }
+        return len(self.instructions.split()), out_text
 
-    async def _send_done(self, resp: _Resp, status: str, details: Event | None) -> None:
-        usage = self._usage(resp)
-        obj = self._response_obj(resp, status, details)
-        obj["usage"] = usage
-        self.srv._record_usage(usage)
-        await self.send("response.done", response=obj)
+    def _decorate_done(self, resp: Resp, obj: Event) -> None:
+        self.srv._record_usage(obj["usage"])
+
+    async def _after_done(self, resp: Resp) -> None:
         await self.send(
             "rate_limits.updated",
             rate_limits=[
@@ -1171,21 +510,6 @@ class ScriptedRealtimeServer:
         self.greeting_played = False
         self.unscripted_responses = 0  # responses made after the script ran out (empty replies)
 
-        self._names = (
-            {
-                "audio_delta": "response.audio.delta",
-                "audio_done": "response.audio.done",
-                "transcript_delta": "response.audio_transcript.delta",
-                "transcript_done": "response.audio_transcript.done",
-            }
-            if dialect == "preview"
-            else {
-                "audio_delta": "response.output_audio.delta",
-                "audio_done": "response.output_audio.done",
-                "transcript_delta": "response.output_audio_transcript.delta",
-                "transcript_done": "response.output_audio_transcript.done",
-            }
-        )
         self._cond = threading.Condition()
         self._audio_ms_total = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -1232,14 +556,7 @@ class ScriptedRealtimeServer:
             raise failure[0]
 
     async def _serve(self) -> Server:
-        server = await serve(
-            self._handler,
-            "127.0.0.1",
-            0,
-            process_request=self._process_request,
-            max_size=16 * 1024 * 1024,
-            ping_interval=None,
-        )
+        server = await serve_realtime(self._handler, "127.0.0.1", 0, ping_interval=None)
         self._port = server.sockets[0].getsockname()[1]
         return server
 
@@ -1285,12 +602,6 @@ class ScriptedRealtimeServer:
         return self._port
 
     # ---- handshake and connections
-
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        if not path.rstrip("/").endswith("/realtime"):
-            return connection.respond(HTTPStatus.NOT_FOUND, f"No route for {path}\n")
-        return None
 
     async def _handler(self, ws: ServerConnection) -> None:
         request = ws.request

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from telephony_bot.providers.local.pipeline import FRAME_BYTES, SpeechEnd, SpeechStart
+from telephony_bot.local_engine.pipeline import FRAME_BYTES, SpeechEnd, SpeechStart
 
 RATE = 24000
 

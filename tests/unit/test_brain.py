@@ -12,8 +12,8 @@ import pytest
 
 from telephony_bot.dialplan.flow import Flow
 from telephony_bot.dialplan.loader import load
-from telephony_bot.providers.local import slots as sx
-from telephony_bot.providers.local.brain import (
+from telephony_bot.local_engine import slots as sx
+from telephony_bot.local_engine.brain import (
     Action,
     CallTool,
     FlowRunner,

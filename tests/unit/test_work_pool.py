@@ -7,7 +7,7 @@ import asyncio
 import threading
 import time
 
-from telephony_bot.providers.local.server import WorkPool
+from telephony_bot.local_engine.work_pool import WorkPool
 
 
 async def test_a_waiting_caller_goes_before_replies_already_playing() -> None:

@@ -1,6 +1,7 @@
 """OpenAI Realtime API provider (and Azure OpenAI / compatible servers speaking the same protocol).
 
-`protocol` holds the wire format (server event models, their mapping to the provider port's
-events, client event builders) for both dialects: the preview (`OpenAI-Beta: realtime=v1`, also
-Azure) and GA. `endpoints` builds the WebSocket URL and headers. Neither opens a connection.
+The wire format (server event models, client event builders, both dialects: the preview,
+`OpenAI-Beta: realtime=v1`, also Azure, and GA) is the wire package `telephony_bot.realtime`.
+`protocol` maps server events to the provider port's events; `endpoints` builds the WebSocket
+URL and headers; `client` owns the socket. Only `client` opens a connection.
 """

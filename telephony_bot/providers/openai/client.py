@@ -1,7 +1,8 @@
 """The OpenAI Realtime WebSocket client: one session per call, reconnecting on a dropped
 socket with the conversation so far restored.
 
-Wire details (event shapes, preview vs GA names, URLs and headers) live in protocol.py and
+Wire details (event shapes, preview vs GA names) live in the wire package
+`telephony_bot.realtime`, their mapping to the port in protocol.py, URLs and headers in
 endpoints.py; this module owns the socket: connect, send, read, reconnect, close.
 """
 
@@ -30,8 +31,10 @@ from telephony_bot.providers.base import (
     TranscriptDelta,
     drain,
 )
-from telephony_bot.providers.openai import protocol as p
 from telephony_bot.providers.openai.endpoints import RealtimeEndpoint
+from telephony_bot.providers.openai.protocol import RealtimeEventMapper
+from telephony_bot.realtime import client_events as ce
+from telephony_bot.realtime import events
 
 _log = log.get("provider.openai")
 
@@ -74,7 +77,7 @@ class RealtimeSession:
         self._g711 = _G711(config.audio_format) if config.audio_format != "pcm16" else None
         self.dropped_audio_ms = 0
         self.reconnects = 0
-        self._mapper = p.RealtimeEventMapper()
+        self._mapper = RealtimeEventMapper()
 
     # ---------- connection ----------
 
@@ -100,7 +103,7 @@ class RealtimeSession:
             ) from None
         except (OSError, TimeoutError, websockets.InvalidURI, websockets.InvalidHandshake) as exc:
             raise ProviderError(f"cannot reach realtime endpoint: {exc}", retryable=True) from None
-        await self._send(p.session_update(self.config, self.dialect))
+        await self._send(ce.session_update(self.config, self.dialect))
 
     async def _read_forever(self) -> None:
         while True:
@@ -137,9 +140,9 @@ class RealtimeSession:
                 continue
             for role, text in self._history:  # the conversation so far
                 item = (
-                    p.user_text_item(text)
+                    ce.user_text_item(text)
                     if role == "user"
-                    else p.assistant_text_item(text, self.dialect)
+                    else ce.assistant_text_item(text, self.dialect)
                 )
                 await self._send(item)
             self.reconnects += 1
@@ -150,11 +153,11 @@ class RealtimeSession:
 
     def _handle(self, message: str | bytes) -> None:
         try:
-            ev = p.parse_server_event(message)
-        except p.ProtocolError as exc:
+            ev = events.parse_server_event(message)
+        except events.ProtocolError as exc:
             _log.warning("unreadable server event", error=str(exc))
             return
-        if isinstance(ev, p.UnknownEvent):
+        if isinstance(ev, events.UnknownEvent):
             _log.debug("unknown server event ignored", type=ev.type)
             return
         for out in self._mapper.map(ev):
@@ -178,35 +181,35 @@ class RealtimeSession:
 
     async def send_audio(self, pcm: bytes) -> None:
         data = self._g711.encode(pcm) if self._g711 is not None else pcm
-        if not await self._send(p.input_audio_append_text(data)):
+        if not await self._send(ce.input_audio_append_text(data)):
             self.dropped_audio_ms += len(pcm) // 48
 
     async def commit_input(self) -> None:
-        await self._send(p.input_audio_commit())
+        await self._send(ce.input_audio_commit())
 
     async def clear_input(self) -> None:
-        await self._send(p.input_audio_clear())
+        await self._send(ce.input_audio_clear())
 
     async def create_response(self, instructions: str | None = None) -> None:
-        await self._send(p.response_create(instructions))
+        await self._send(ce.response_create(instructions))
 
     async def cancel_response(self) -> None:
-        await self._send(p.response_cancel())
+        await self._send(ce.response_cancel())
 
     async def truncate(self, item_id: str, audio_end_ms: int) -> None:
-        await self._send(p.item_truncate(item_id, audio_end_ms))
+        await self._send(ce.item_truncate(item_id, audio_end_ms))
 
     async def send_function_output(self, call_id: str, output: str) -> None:
-        await self._send(p.function_call_output(call_id, output))
+        await self._send(ce.function_call_output(call_id, output))
 
     async def add_text_item(self, text: str, role: Literal["user", "system"] = "user") -> None:
-        await self._send(p.user_text_item(text) if role == "user" else p.system_text_item(text))
+        await self._send(ce.user_text_item(text) if role == "user" else ce.system_text_item(text))
 
     async def add_image_item(self, data_url: str) -> None:
         """An image for the model (GA sessions; the preview API takes none)."""
         if self.dialect != "ga":
             raise ProviderError("images need a GA realtime session", retryable=False)
-        await self._send(p.user_image_item(data_url, self.dialect))
+        await self._send(ce.user_image_item(data_url, self.dialect))
 
     def events(self) -> AsyncIterator[ProviderEvent]:
         return drain(self._queue)

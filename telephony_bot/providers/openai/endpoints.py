@@ -16,10 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from telephony_bot.providers.openai.protocol import DIALECTS, Dialect
+from telephony_bot.realtime.dialect import (
+    BETA_HEADER,
+    BETA_HEADER_VALUE,
+    Dialect,
+    check_dialect,
+    default_dialect,
+)
 
 OPENAI_BASE_URL = "wss://api.openai.com/v1"
-PREVIEW_BETA_HEADER = ("OpenAI-Beta", "realtime=v1")
+PREVIEW_BETA_HEADER = (BETA_HEADER, BETA_HEADER_VALUE)
 
 _SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
 _SECRET_HEADER = re.compile(r"authorization|api[-_]?key|token|secret|cookie|password", re.I)
@@ -100,20 +106,10 @@ def _build_url(base_url: str, path: str, params: list[tuple[str, str]]) -> str:
     )
 
 
-def _check(dialect: str) -> None:
-    if dialect not in DIALECTS:
-        raise ValueError(f"unknown Realtime dialect {dialect!r}; expected 'preview' or 'ga'")
-
-
 def _require(value: str | None, what: str) -> str:
     if not value or not value.strip():
         raise ValueError(f"{what} is required")
     return value.strip()
-
-
-def default_dialect(model: str) -> Dialect:
-    """``"ga"`` for the ``gpt-realtime*`` models, ``"preview"`` for the rest."""
-    return "ga" if model.startswith("gpt-realtime") else "preview"
 
 
 def openai_endpoint(
@@ -126,7 +122,7 @@ def openai_endpoint(
     model = _require(model, "model")
     api_key = _require(api_key, "OpenAI API key")
     dialect = dialect or default_dialect(model)
-    _check(dialect)
+    check_dialect(dialect)
     headers = {"Authorization": f"Bearer {api_key}"}
     if dialect == "preview":
         headers[PREVIEW_BETA_HEADER[0]] = PREVIEW_BETA_HEADER[1]
@@ -178,7 +174,7 @@ def compatible_endpoint(
     ``ws(s)://``; ``/realtime`` is appended unless the URL already ends with it). The bearer
     header is sent only with an ``api_key``; the preview dialect adds ``OpenAI-Beta``."""
     model = _require(model, "model")
-    _check(dialect)
+    check_dialect(dialect)
     headers: dict[str, str] = {}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key.strip()}"

@@ -1,38 +1,15 @@
-"""OpenAI Realtime wire protocol: server events in, port events out, client events built.
+"""The client's reading of the Realtime protocol: server events → the provider port's events.
 
-Two dialects share one event flow and differ in names and in the session shape:
-
-* ``"preview"`` — the beta protocol (header ``OpenAI-Beta: realtime=v1``; Azure OpenAI speaks
-  it too): ``response.audio.delta``, ``response.audio_transcript.delta``, ``response.text.delta``,
-  a flat ``session`` (``modalities``, ``input_audio_format``, ``turn_detection``...).
-* ``"ga"`` — ``gpt-realtime``: ``response.output_audio.delta``,
-  ``response.output_audio_transcript.delta``, ``response.output_text.delta``,
-  ``conversation.item.added`` / ``.done``, and a nested ``session`` (``type: "realtime"``,
-  ``audio.input`` / ``audio.output``).
-
-Server events are parsed into pydantic models (`parse_server_event`). Where an event exists under
-a preview and a GA name with the same fields, one model accepts both names (its ``type`` Literal
-lists both), so the mapping to the port (`to_provider_events`, `RealtimeEventMapper`) does not
-care which dialect it reads. Every model ignores-but-keeps unknown fields (``extra="allow"``), and
-nearly every field has a default, so new or missing server fields do not break parsing.
-
-Client events are plain JSON-ready dicts, each with an ``event_id`` (the server echoes it in
-``error.event_id``, so log it).
-
-Field names and event names follow the openai-python SDK types (``openai/types/beta/realtime`` for
-the preview, ``openai/types/realtime`` for GA).
+The wire format itself (dialects, server event models and `parse_server_event`, client event
+builders) is the wire package `telephony_bot.realtime`; this module maps what a server says to
+what a session means (`to_provider_events`, `RealtimeEventMapper`), classifies errors
+(`classify_error`) and reads usage (`usage_from`). It re-exports the wire names the client
+uses, so ``protocol as p`` is the one import a client needs.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
-import json
-import secrets
-from collections.abc import Iterable
-from typing import Annotated, Any, Literal, TypeAlias, get_args
-
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from telephony_bot.providers.base import (
     AudioDelta,
@@ -41,406 +18,104 @@ from telephony_bot.providers.base import (
     ProviderErrorEvent,
     ProviderEvent,
     ResponseDone,
-    SessionConfig,
     SpeechStarted,
     SpeechStopped,
-    ToolSpec,
     TranscriptDelta,
-    TurnDetection,
     Usage,
 )
-
-Dialect = Literal["preview", "ga"]
-DIALECTS: tuple[Dialect, ...] = ("preview", "ga")
-
-
-class ProtocolError(ValueError):
-    """A server frame that is not a Realtime event at all (not JSON, not an object, no ``type``),
-    or a known event whose fields have the wrong JSON types."""
-
-
-# ---------------------------------------------------------------- nested server objects
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class ErrorDetail(_Model):
-    """``error.error`` (and ``status_details.error`` / transcription ``failed.error``)."""
-
-    type: str | None = None
-    code: str | None = None
-    message: str | None = None
-    param: str | None = None
-    event_id: str | None = None  # the client event the server complains about
-
-
-class ContentPart(_Model):
-    type: str | None = None  # input_text | input_audio | text | audio | output_text | output_audio
-    text: str | None = None
-    audio: str | None = None
-    transcript: str | None = None
-
-
-class ConversationItem(_Model):
-    id: str | None = None
-    type: str | None = None  # message | function_call | function_call_output | (GA) mcp_*
-    object: str | None = None
-    status: str | None = None
-    role: str | None = None
-    content: list[ContentPart] | None = None
-    call_id: str | None = None
-    name: str | None = None
-    arguments: str | None = None
-    output: str | None = None
-
-
-class InputTokenDetails(_Model):
-    text_tokens: int | None = None
-    audio_tokens: int | None = None
-    cached_tokens: int | None = None
-    image_tokens: int | None = None
-
-
-class OutputTokenDetails(_Model):
-    text_tokens: int | None = None
-    audio_tokens: int | None = None
-
-
-class ResponseUsage(_Model):
-    total_tokens: int | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    input_token_details: InputTokenDetails | None = None
-    output_token_details: OutputTokenDetails | None = None
-
-
-class ResponseStatusDetails(_Model):
-    type: str | None = None
-    reason: str | None = None  # turn_detected | client_cancelled | max_output_tokens | ...
-    error: ErrorDetail | None = None
-
-
-class ResponseInfo(_Model):
-    """The ``response`` object of ``response.created`` / ``response.done``."""
-
-    id: str | None = None
-    object: str | None = None
-    status: str | None = None  # in_progress | completed | cancelled | failed | incomplete
-    status_details: ResponseStatusDetails | None = None
-    output: list[ConversationItem] | None = None
-    usage: ResponseUsage | None = None
-
-
-class RateLimit(_Model):
-    name: str | None = None
-    limit: int | None = None
-    remaining: int | None = None
-    reset_seconds: float | None = None
-
-
-# ---------------------------------------------------------------- server events
-
-
-class _Event(_Model):
-    event_id: str | None = None
-
-
-class SessionCreatedEvent(_Event):
-    type: Literal["session.created"]
-    session: dict[str, Any] = Field(default_factory=dict)
-
-
-class SessionUpdatedEvent(_Event):
-    type: Literal["session.updated"]
-    session: dict[str, Any] = Field(default_factory=dict)
-
-
-class ConversationCreatedEvent(_Event):
-    type: Literal["conversation.created"]
-    conversation: dict[str, Any] = Field(default_factory=dict)
-
-
-class SpeechStartedEvent(_Event):
-    type: Literal["input_audio_buffer.speech_started"]
-    audio_start_ms: int = 0
-    item_id: str = ""
-
-
-class SpeechStoppedEvent(_Event):
-    type: Literal["input_audio_buffer.speech_stopped"]
-    audio_end_ms: int = 0
-    item_id: str = ""
-
-
-class InputAudioCommittedEvent(_Event):
-    type: Literal["input_audio_buffer.committed"]
-    item_id: str = ""
-    previous_item_id: str | None = None
-
-
-class InputAudioClearedEvent(_Event):
-    type: Literal["input_audio_buffer.cleared"]
-
-
-class InputAudioTimeoutTriggeredEvent(_Event):
-    """GA: server VAD's ``idle_timeout_ms`` expired with no speech."""
-
-    type: Literal["input_audio_buffer.timeout_triggered"]
-    audio_start_ms: int = 0
-    audio_end_ms: int = 0
-    item_id: str = ""
-
-
-class ConversationItemCreatedEvent(_Event):
-    """Preview (and still in the GA SDK's union): an item joined the conversation."""
-
-    type: Literal["conversation.item.created"]
-    item: ConversationItem = Field(default_factory=ConversationItem)
-    previous_item_id: str | None = None
-
-
-class ConversationItemAddedEvent(_Event):
-    """GA: an item joined the conversation (assistant items still empty, status in_progress)."""
-
-    type: Literal["conversation.item.added"]
-    item: ConversationItem = Field(default_factory=ConversationItem)
-    previous_item_id: str | None = None
-
-
-class ConversationItemDoneEvent(_Event):
-    """GA: an item is final (full content except audio)."""
-
-    type: Literal["conversation.item.done"]
-    item: ConversationItem = Field(default_factory=ConversationItem)
-    previous_item_id: str | None = None
-
-
-class ConversationItemTruncatedEvent(_Event):
-    type: Literal["conversation.item.truncated"]
-    item_id: str = ""
-    content_index: int = 0
-    audio_end_ms: int = 0
-
-
-class ConversationItemDeletedEvent(_Event):
-    type: Literal["conversation.item.deleted"]
-    item_id: str = ""
-
-
-class InputTranscriptionCompletedEvent(_Event):
-    type: Literal["conversation.item.input_audio_transcription.completed"]
-    item_id: str = ""
-    content_index: int = 0
-    transcript: str = ""
-    usage: dict[str, Any] | None = None
-
-
-class InputTranscriptionDeltaEvent(_Event):
-    type: Literal["conversation.item.input_audio_transcription.delta"]
-    item_id: str = ""
-    content_index: int | None = None
-    delta: str | None = None
-
-
-class InputTranscriptionFailedEvent(_Event):
-    type: Literal["conversation.item.input_audio_transcription.failed"]
-    item_id: str = ""
-    content_index: int = 0
-    error: ErrorDetail = Field(default_factory=ErrorDetail)
-
-
-class ResponseCreatedEvent(_Event):
-    type: Literal["response.created"]
-    response: ResponseInfo = Field(default_factory=ResponseInfo)
-
-
-class ResponseDoneEvent(_Event):
-    type: Literal["response.done"]
-    response: ResponseInfo = Field(default_factory=ResponseInfo)
-
-
-class ResponseOutputItemAddedEvent(_Event):
-    type: Literal["response.output_item.added"]
-    response_id: str = ""
-    output_index: int = 0
-    item: ConversationItem = Field(default_factory=ConversationItem)
-
-
-class ResponseOutputItemDoneEvent(_Event):
-    type: Literal["response.output_item.done"]
-    response_id: str = ""
-    output_index: int = 0
-    item: ConversationItem = Field(default_factory=ConversationItem)
-
-
-class _ContentEvent(_Event):
-    response_id: str = ""
-    item_id: str = ""
-    output_index: int = 0
-    content_index: int = 0
-
-
-class ResponseContentPartAddedEvent(_ContentEvent):
-    type: Literal["response.content_part.added"]
-    part: ContentPart = Field(default_factory=ContentPart)
-
-
-class ResponseContentPartDoneEvent(_ContentEvent):
-    type: Literal["response.content_part.done"]
-    part: ContentPart = Field(default_factory=ContentPart)
-
-
-class ResponseAudioDeltaEvent(_ContentEvent):
-    type: Literal["response.audio.delta", "response.output_audio.delta"]
-    delta: str = ""  # base64 audio in the session's output format
-
-
-class ResponseAudioDoneEvent(_ContentEvent):
-    type: Literal["response.audio.done", "response.output_audio.done"]
-
-
-class ResponseAudioTranscriptDeltaEvent(_ContentEvent):
-    type: Literal["response.audio_transcript.delta", "response.output_audio_transcript.delta"]
-    delta: str = ""
-
-
-class ResponseAudioTranscriptDoneEvent(_ContentEvent):
-    type: Literal["response.audio_transcript.done", "response.output_audio_transcript.done"]
-    transcript: str = ""
-
-
-class ResponseTextDeltaEvent(_ContentEvent):
-    type: Literal["response.text.delta", "response.output_text.delta"]
-    delta: str = ""
-
-
-class ResponseTextDoneEvent(_ContentEvent):
-    type: Literal["response.text.done", "response.output_text.done"]
-    text: str = ""
-
-
-class FunctionCallArgumentsDeltaEvent(_Event):
-    type: Literal["response.function_call_arguments.delta"]
-    response_id: str = ""
-    item_id: str = ""
-    output_index: int = 0
-    call_id: str = ""
-    delta: str = ""
-
-
-class FunctionCallArgumentsDoneEvent(_Event):
-    """``name`` is in the GA types; the preview reference omits it, though OpenAI's preview
-    servers send it. `RealtimeEventMapper` fills it in from ``response.output_item.added``."""
-
-    type: Literal["response.function_call_arguments.done"]
-    response_id: str = ""
-    item_id: str = ""
-    output_index: int = 0
-    call_id: str = ""
-    name: str | None = None
-    arguments: str = ""
-
-
-class RateLimitsUpdatedEvent(_Event):
-    type: Literal["rate_limits.updated"]
-    rate_limits: list[RateLimit] = Field(default_factory=list)
-
-
-class ErrorEvent(_Event):
-    type: Literal["error"]
-    error: ErrorDetail = Field(default_factory=ErrorDetail)
-
-
-ServerEvent: TypeAlias = Annotated[
-    SessionCreatedEvent
-    | SessionUpdatedEvent
-    | ConversationCreatedEvent
-    | SpeechStartedEvent
-    | SpeechStoppedEvent
-    | InputAudioCommittedEvent
-    | InputAudioClearedEvent
-    | InputAudioTimeoutTriggeredEvent
-    | ConversationItemCreatedEvent
-    | ConversationItemAddedEvent
-    | ConversationItemDoneEvent
-    | ConversationItemTruncatedEvent
-    | ConversationItemDeletedEvent
-    | InputTranscriptionCompletedEvent
-    | InputTranscriptionDeltaEvent
-    | InputTranscriptionFailedEvent
-    | ResponseCreatedEvent
-    | ResponseDoneEvent
-    | ResponseOutputItemAddedEvent
-    | ResponseOutputItemDoneEvent
-    | ResponseContentPartAddedEvent
-    | ResponseContentPartDoneEvent
-    | ResponseAudioDeltaEvent
-    | ResponseAudioDoneEvent
-    | ResponseAudioTranscriptDeltaEvent
-    | ResponseAudioTranscriptDoneEvent
-    | ResponseTextDeltaEvent
-    | ResponseTextDoneEvent
-    | FunctionCallArgumentsDeltaEvent
-    | FunctionCallArgumentsDoneEvent
-    | RateLimitsUpdatedEvent
-    | ErrorEvent,
-    Field(discriminator="type"),
-]
-
-_SERVER_EVENT: TypeAdapter[ServerEvent] = TypeAdapter(ServerEvent)
-_SERVER_EVENT_MODELS: tuple[type[_Event], ...] = get_args(get_args(ServerEvent)[0])
-
-#: Every server event ``type`` `parse_server_event` turns into a model (others: `UnknownEvent`).
-KNOWN_SERVER_EVENT_TYPES: frozenset[str] = frozenset(
-    name
-    for model in _SERVER_EVENT_MODELS
-    for name in get_args(model.model_fields["type"].annotation)
+from telephony_bot.realtime.client_events import (
+    assistant_text_item,
+    function_call_output,
+    input_audio_append,
+    input_audio_append_text,
+    input_audio_clear,
+    input_audio_commit,
+    item_delete,
+    item_truncate,
+    new_event_id,
+    response_cancel,
+    response_create,
+    session_update,
+    system_text_item,
+    tools,
+    turn_detection,
+    user_image_item,
+    user_text_item,
+)
+from telephony_bot.realtime.dialect import DIALECTS, Dialect, audio_format
+from telephony_bot.realtime.events import (
+    KNOWN_SERVER_EVENT_TYPES,
+    ConversationItem,
+    ConversationItemAddedEvent,
+    ConversationItemCreatedEvent,
+    ConversationItemDoneEvent,
+    ConversationItemTruncatedEvent,
+    ErrorDetail,
+    ErrorEvent,
+    FunctionCallArgumentsDoneEvent,
+    InputTokenDetails,
+    InputTranscriptionCompletedEvent,
+    InputTranscriptionDeltaEvent,
+    InputTranscriptionFailedEvent,
+    OutputTokenDetails,
+    ProtocolError,
+    ResponseAudioDeltaEvent,
+    ResponseAudioDoneEvent,
+    ResponseAudioTranscriptDeltaEvent,
+    ResponseAudioTranscriptDoneEvent,
+    ResponseDoneEvent,
+    ResponseOutputItemAddedEvent,
+    ResponseOutputItemDoneEvent,
+    ResponseTextDeltaEvent,
+    ResponseTextDoneEvent,
+    ResponseUsage,
+    ServerEvent,
+    SessionUpdatedEvent,
+    SpeechStartedEvent,
+    SpeechStoppedEvent,
+    UnknownEvent,
+    parse_server_event,
 )
 
-
-class UnknownEvent(BaseModel):
-    """A well-formed event whose ``type`` this module does not model (log it, skip it)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    type: str
-    raw: dict[str, Any] = Field(default_factory=dict)
-
-
-def parse_server_event(data: dict[str, Any] | str | bytes) -> ServerEvent | UnknownEvent:
-    """One server frame as a typed event.
-
-    An unknown ``type`` gives `UnknownEvent` (never an exception). `ProtocolError` is raised for
-    a frame that is not JSON, not a JSON object, or has no string ``type``, and for a known event
-    whose fields have the wrong JSON types (a reader loop should log it and go on).
-    """
-    if isinstance(data, bytes | bytearray | memoryview):
-        try:
-            data = bytes(data).decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ProtocolError(f"server frame is not UTF-8 text: {e}") from None
-    if isinstance(data, str):
-        try:
-            data = json.loads(data)
-        except json.JSONDecodeError as e:
-            raise ProtocolError(f"server frame is not JSON: {e.msg} at {e.pos}") from None
-    if not isinstance(data, dict):
-        raise ProtocolError(f"server frame is a JSON {type(data).__name__}, not an object")
-    etype = data.get("type")
-    if not isinstance(etype, str) or not etype:
-        raise ProtocolError("server event has no 'type'")
-    if etype not in KNOWN_SERVER_EVENT_TYPES:
-        return UnknownEvent(type=etype, raw=data)
-    try:
-        return _SERVER_EVENT.validate_python(data)
-    except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'][1:]) or '?'}: {err['msg']}" for err in e.errors()
-        )
-        raise ProtocolError(f"malformed {etype!r} event: {problems}") from None
-
+__all__ = [
+    "DIALECTS",
+    "FATAL_ERRORS",
+    "KNOWN_SERVER_EVENT_TYPES",
+    "RETRYABLE_ERRORS",
+    "ConversationItemDoneEvent",
+    "ConversationItemTruncatedEvent",
+    "Dialect",
+    "InputTranscriptionFailedEvent",
+    "ProtocolError",
+    "RealtimeEventMapper",
+    "ResponseDoneEvent",
+    "SessionUpdatedEvent",
+    "SpeechStartedEvent",
+    "UnknownEvent",
+    "assistant_text_item",
+    "audio_format",
+    "classify_error",
+    "error_event",
+    "function_call_output",
+    "input_audio_append",
+    "input_audio_append_text",
+    "input_audio_clear",
+    "input_audio_commit",
+    "item_delete",
+    "item_truncate",
+    "new_event_id",
+    "parse_server_event",
+    "response_cancel",
+    "response_create",
+    "session_update",
+    "system_text_item",
+    "to_provider_events",
+    "tools",
+    "turn_detection",
+    "usage_from",
+    "user_image_item",
+    "user_text_item",
+]
 
 # ---------------------------------------------------------------- server events -> port events
 
@@ -642,234 +317,3 @@ def _with_name(ev: ProviderEvent, name: str) -> ProviderEvent:
     if isinstance(ev, FunctionCall) and ev.name != name:
         return FunctionCall(ev.call_id, name, ev.arguments, ev.item_id, ev.response_id)
     return ev
-
-
-# ---------------------------------------------------------------- client events
-
-
-def new_event_id() -> str:
-    """A client ``event_id``: ``evt_`` and 16 random hex digits."""
-    return "evt_" + secrets.token_hex(8)
-
-
-def _event(etype: str, event_id: str | None, **fields: Any) -> dict[str, Any]:
-    return {"type": etype, "event_id": event_id or new_event_id(), **fields}
-
-
-def _check_dialect(dialect: str) -> None:
-    if dialect not in DIALECTS:
-        raise ValueError(f"unknown Realtime dialect {dialect!r}; expected 'preview' or 'ga'")
-
-
-_PREVIEW_FORMATS = {"pcm16": "pcm16", "g711_ulaw": "g711_ulaw", "g711_alaw": "g711_alaw"}
-_GA_FORMATS: dict[str, dict[str, Any]] = {
-    "pcm16": {"type": "audio/pcm", "rate": 24000},
-    "g711_ulaw": {"type": "audio/pcmu"},
-    "g711_alaw": {"type": "audio/pcma"},
-}
-
-
-def audio_format(fmt: str, dialect: Dialect) -> str | dict[str, Any]:
-    """A session audio format as the dialect writes it (preview: ``"pcm16"``; GA:
-    ``{"type": "audio/pcm", "rate": 24000}``)."""
-    _check_dialect(dialect)
-    table: dict[str, Any] = _PREVIEW_FORMATS if dialect == "preview" else _GA_FORMATS
-    if fmt not in table:
-        raise ValueError(f"unsupported audio format {fmt!r}; expected one of {sorted(table)}")
-    value = table[fmt]
-    return dict(value) if isinstance(value, dict) else value
-
-
-def turn_detection(td: TurnDetection | None) -> dict[str, Any] | None:
-    """``turn_detection`` (same shape in both dialects); None → ``null`` (client decides turns).
-
-    ``semantic_vad`` takes no threshold/padding/silence settings, so they are left out for it.
-    """
-    if td is None:
-        return None
-    out: dict[str, Any] = {"type": td.type}
-    if td.type == "server_vad":
-        out.update(
-            threshold=td.threshold,
-            prefix_padding_ms=td.prefix_padding_ms,
-            silence_duration_ms=td.silence_duration_ms,
-        )
-    out.update(create_response=td.create_response, interrupt_response=td.interrupt_response)
-    return out
-
-
-def tools(specs: Iterable[ToolSpec]) -> list[dict[str, Any]]:
-    """Function tools as the session's ``tools`` list (same shape in both dialects)."""
-    return [
-        {
-            "type": "function",
-            "name": t.name,
-            "description": t.description,
-            "parameters": dict(t.parameters),
-        }
-        for t in specs
-    ]
-
-
-def session_update(
-    config: SessionConfig, dialect: Dialect, *, event_id: str | None = None
-) -> dict[str, Any]:
-    """``session.update`` for a call.
-
-    Empty ``instructions`` / ``voice`` are left out (the server keeps its default); so is input
-    transcription when no model is set. ``tools`` is always sent (an empty list clears them).
-    ``temperature`` is preview only: the GA session has no such field.
-    """
-    _check_dialect(dialect)
-    fmt_in = audio_format(config.audio_format, dialect)
-    td = turn_detection(config.turn_detection)
-    session: dict[str, Any]
-    if dialect == "preview":
-        session = {"modalities": ["text", "audio"]}
-        if config.instructions:
-            session["instructions"] = config.instructions
-        if config.voice:
-            session["voice"] = config.voice
-        session["input_audio_format"] = fmt_in
-        session["output_audio_format"] = audio_format(config.audio_format, dialect)
-        if config.input_transcription_model:
-            session["input_audio_transcription"] = {"model": config.input_transcription_model}
-        session["turn_detection"] = td
-        session["tools"] = tools(config.tools)
-        session["tool_choice"] = "auto"
-        if config.temperature is not None:
-            session["temperature"] = config.temperature
-    else:
-        audio_in: dict[str, Any] = {"format": fmt_in, "turn_detection": td}
-        if config.input_transcription_model:
-            audio_in["transcription"] = {"model": config.input_transcription_model}
-        audio_out: dict[str, Any] = {"format": audio_format(config.audio_format, dialect)}
-        if config.voice:
-            audio_out["voice"] = config.voice
-        session = {"type": "realtime", "output_modalities": ["audio"]}
-        if config.instructions:
-            session["instructions"] = config.instructions
-        session["audio"] = {"input": audio_in, "output": audio_out}
-        session["tools"] = tools(config.tools)
-        session["tool_choice"] = "auto"
-    session.update(config.extra)
-    return _event("session.update", event_id, session=session)
-
-
-def input_audio_append(pcm: bytes, *, event_id: str | None = None) -> dict[str, Any]:
-    """``input_audio_buffer.append`` with the audio base64-encoded."""
-    return _event("input_audio_buffer.append", event_id, audio=base64.b64encode(pcm).decode())
-
-
-def input_audio_append_text(pcm: bytes) -> str:
-    """`input_audio_buffer.append` as JSON text, built directly: the client sends one every
-    20 ms per call, and `json.dumps` of the dict is most of its cost. Base64 and the event
-    id's hex digits need no JSON escaping, so the text equals `json.dumps` of the dict."""
-    audio = base64.b64encode(pcm).decode("ascii")
-    return (
-        f'{{"type": "input_audio_buffer.append", "event_id": "{new_event_id()}", '
-        f'"audio": "{audio}"}}'
-    )
-
-
-def input_audio_commit(*, event_id: str | None = None) -> dict[str, Any]:
-    return _event("input_audio_buffer.commit", event_id)
-
-
-def input_audio_clear(*, event_id: str | None = None) -> dict[str, Any]:
-    return _event("input_audio_buffer.clear", event_id)
-
-
-def response_create(
-    instructions: str | None = None, *, event_id: str | None = None
-) -> dict[str, Any]:
-    """``response.create``; ``instructions`` override the session's for this response only."""
-    if instructions is None:
-        return _event("response.create", event_id)
-    return _event("response.create", event_id, response={"instructions": instructions})
-
-
-def response_cancel(
-    response_id: str | None = None, *, event_id: str | None = None
-) -> dict[str, Any]:
-    """``response.cancel`` (the in-progress response, or ``response_id``)."""
-    if response_id:
-        return _event("response.cancel", event_id, response_id=response_id)
-    return _event("response.cancel", event_id)
-
-
-def item_truncate(
-    item_id: str, audio_end_ms: int, content_index: int = 0, *, event_id: str | None = None
-) -> dict[str, Any]:
-    """``conversation.item.truncate``: drop the assistant audio the caller never heard.
-
-    ``audio_end_ms`` must not exceed the audio the server generated for the item (send
-    ``min(played_ms, generated_ms)``); negative values become 0.
-    """
-    return _event(
-        "conversation.item.truncate",
-        event_id,
-        item_id=item_id,
-        content_index=content_index,
-        audio_end_ms=max(0, int(audio_end_ms)),
-    )
-
-
-def item_delete(item_id: str, *, event_id: str | None = None) -> dict[str, Any]:
-    return _event("conversation.item.delete", event_id, item_id=item_id)
-
-
-def _item_create(item: dict[str, Any], event_id: str | None) -> dict[str, Any]:
-    return _event("conversation.item.create", event_id, item=item)
-
-
-def function_call_output(
-    call_id: str, output: str, *, event_id: str | None = None
-) -> dict[str, Any]:
-    """A tool's result. The model does not go on by itself: send `response_create` after it."""
-    item = {"type": "function_call_output", "call_id": call_id, "output": output}
-    return _item_create(item, event_id)
-
-
-def _message(role: str, content: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": "message", "role": role, "content": content}
-
-
-def user_text_item(text: str, *, event_id: str | None = None) -> dict[str, Any]:
-    return _item_create(_message("user", [{"type": "input_text", "text": text}]), event_id)
-
-
-def system_text_item(text: str, *, event_id: str | None = None) -> dict[str, Any]:
-    return _item_create(_message("system", [{"type": "input_text", "text": text}]), event_id)
-
-
-def assistant_text_item(
-    text: str, dialect: Dialect, *, event_id: str | None = None
-) -> dict[str, Any]:
-    """An assistant message given as text (e.g. replaying the conversation into a new session
-    after a reconnect). The content type differs: preview ``text``, GA ``output_text``."""
-    _check_dialect(dialect)
-    ctype = "text" if dialect == "preview" else "output_text"
-    return _item_create(_message("assistant", [{"type": ctype, "text": text}]), event_id)
-
-
-def user_image_item(
-    data_url: str,
-    dialect: Dialect = "ga",
-    *,
-    detail: Literal["auto", "low", "high"] | None = None,
-    event_id: str | None = None,
-) -> dict[str, Any]:
-    """A user message with an image (``input_image``, a ``data:image/...;base64,...`` URL).
-
-    GA only: the preview has no image input, so ``dialect="preview"`` raises ValueError.
-    """
-    _check_dialect(dialect)
-    if dialect != "ga":
-        raise ValueError("image input (input_image) exists only in the GA Realtime dialect")
-    if not data_url.startswith("data:image/"):
-        raise ValueError("image input must be a data URL (data:image/png;base64,...)")
-    part: dict[str, Any] = {"type": "input_image", "image_url": data_url}
-    if detail:
-        part["detail"] = detail
-    return _item_create(_message("user", [part]), event_id)

@@ -1,7 +1,8 @@
-"""Audio formats on the local server's wire: 24 kHz PCM16, or G.711 μ-law / A-law at 8 kHz.
+"""Audio formats on a Realtime server's wire: 24 kHz PCM16, or G.711 μ-law / A-law at 8 kHz.
 
-Inside, the engine always works on 24 kHz PCM16 (the detector, ASR and TTS); a `WireFormat`
-turns what a client appends into that, and what the engine says into the client's format.
+Inside, a server works on 24 kHz PCM16 (the offline engine's detector, ASR and TTS); a
+`WireInput` turns what a client appends into that, and a `WireOutput` what the server says
+into the client's format (names: `dialect.canonical`).
 Each direction keeps its own resampler state, so a stream cut into any chunk sizes gives the
 same audio as one piece.
 """
@@ -13,21 +14,6 @@ from dataclasses import dataclass
 
 from telephony_bot.media.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from telephony_bot.media.resample import Resampler
-
-# Format names a client may send: preview dialect, then GA dialect (`{"type": ...}`).
-_ALIASES = {
-    "pcm16": "pcm16",
-    "audio/pcm": "pcm16",
-    "g711_ulaw": "g711_ulaw",
-    "audio/pcmu": "g711_ulaw",
-    "g711_alaw": "g711_alaw",
-    "audio/pcma": "g711_alaw",
-}
-
-
-def canonical(name: str) -> str | None:
-    """'pcm16' | 'g711_ulaw' | 'g711_alaw' for a name in either dialect; None if unknown."""
-    return _ALIASES.get(name)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from telephony_bot import log
-from telephony_bot.providers.local.pipeline import Hangup, Pipeline, Say
+from telephony_bot.local_engine.pipeline import Hangup, Pipeline, Say
 
 _log = log.get("local")
 
@@ -40,7 +40,7 @@ def brain_factory(instructions: str, tools: list[dict[str, Any]], session: dict[
     FlowRunner for the route's flow (`flow`), else a clear "no flow" sentence."""
     llm = session.get("llm")
     if isinstance(llm, dict) and llm.get("base_url") and llm.get("model"):
-        from telephony_bot.providers.local.chat_brain import ChatBrain, LlmSettings
+        from telephony_bot.local_engine.chat_brain import ChatBrain, LlmSettings
 
         settings = LlmSettings.from_session(llm, dict(os.environ))
         _log.info("chat brain", base_url=settings.base_url, model=settings.model)
@@ -49,7 +49,7 @@ def brain_factory(instructions: str, tools: list[dict[str, Any]], session: dict[
     if not data:
         return NoFlowBrain()
     from telephony_bot.dialplan.flow import Flow
-    from telephony_bot.providers.local.brain import FlowRunner
+    from telephony_bot.local_engine.brain import FlowRunner
 
     schemas = {t.get("name", ""): t.get("parameters", {}) for t in tools}
     return FlowRunner(
@@ -61,7 +61,7 @@ def brain_factory(instructions: str, tools: list[dict[str, Any]], session: dict[
 
 
 def build_pipeline(workers: int = 2) -> Pipeline:
-    from telephony_bot.providers.local.speech import Asr, SpeechDetector, Tts
+    from telephony_bot.local_engine.speech import Asr, SpeechDetector, Tts
 
     t0 = time.monotonic()
     asr = Asr()
@@ -82,7 +82,7 @@ def build_pipeline(workers: int = 2) -> Pipeline:
 
 
 async def serve(host: str, port: int, workers: int) -> None:
-    from telephony_bot.providers.local.server import LocalRealtimeServer
+    from telephony_bot.local_engine.server import LocalRealtimeServer
 
     pipeline = await asyncio.to_thread(build_pipeline, workers)
     server = LocalRealtimeServer(host, port, pipeline)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from telephony_bot import log as logmod
-from telephony_bot.providers.local.brain import CallTool
+from telephony_bot.local_engine.brain import CallTool
 
 log = logmod.get("local.llm")
 

@@ -40,9 +40,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from telephony_bot.dialplan import templates
 from telephony_bot.dialplan.flow import HANGUP, TRANSFER_PREFIX, Flow, Intent, Slot, State, ToolCall
-from telephony_bot.providers.local import slots as sx
-from telephony_bot.providers.local.slots import Found, Tok
+from telephony_bot.local_engine import slots as sx
+from telephony_bot.local_engine.slots import Found, Tok
 
 __all__ = [
     "ACCEPT",
@@ -268,7 +269,6 @@ def score_intents(
 
 # ---------- templates ----------
 
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_.\-]*)\}")
 _MISSING = object()
 _MONTH_NAMES = (
     "January", "February", "March", "April", "May", "June", "July", "August", "September",
@@ -648,12 +648,8 @@ class FlowRunner:
                 if key.lower() == want:
                     return value, None
             return "", None
-        if name == "date":
-            return self.now.date().isoformat(), None
-        if name == "time":
-            return self.now.strftime("%H:%M"), None
-        if name == "weekday":
-            return self.now.strftime("%A"), None
+        if (text := templates.clock(name, self.now)) is not None:
+            return text, None
         return _MISSING, None
 
     def _overlay_kind(self, name: str) -> str:
@@ -678,16 +674,10 @@ class FlowRunner:
         return _plain(value)
 
     def _render(self, template: str, overlay: Mapping[str, Found] | None = None) -> str:
-        def fill(m: re.Match[str]) -> str:
-            text = m.group(0)
-            if text == "{{":
-                return "{"
-            if text == "}}":
-                return "}"
-            value, info = self._lookup(m.group(1), overlay)
-            return self._spoken(value, info)
+        def value(name: str) -> str:
+            return self._spoken(*self._lookup(name, overlay))
 
-        return _tidy(_PLACEHOLDER.sub(fill, template))
+        return _tidy(templates.substitute(template, value))
 
     # ----- tools -----
 
@@ -704,19 +694,12 @@ class FlowRunner:
     def _arg(self, value: Any, schema: Any, overlay: Mapping[str, Found]) -> Any:
         schema = schema if isinstance(schema, Mapping) else {}
         if isinstance(value, str):
-            m = _PLACEHOLDER.fullmatch(value.strip())
-            if m and m.group(1):
-                raw, info = self._lookup(m.group(1), overlay)
+            if name := templates.sole_placeholder(value):
+                raw, info = self._lookup(name, overlay)
                 if raw is _MISSING:
                     return _MISSING
                 return _coerce(raw, info, schema)
-            text = _PLACEHOLDER.sub(
-                lambda mm: (
-                    {"{{": "{", "}}": "}"}.get(mm.group(0))
-                    or _plain(self._lookup(mm.group(1), overlay)[0])
-                ),
-                value,
-            )
+            text = templates.substitute(value, lambda n: _plain(self._lookup(n, overlay)[0]))
             return _coerce(text, None, schema)
         if isinstance(value, Mapping):
             props = (

@@ -1,0 +1,502 @@
+"""One engine session: the shared Realtime server core (`telephony_bot.realtime.server`)
+hearing through the pipeline's detector and recognizer, and answering with its brain and
+synthesizer (clause by clause, paced by the shared `work_pool`)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.server import ServerConnection
+
+from telephony_bot import log as logmod
+from telephony_bot.providers.base import said_exactly
+from telephony_bot.realtime import server_events as se
+from telephony_bot.realtime.audio import WireInput, WireOutput
+from telephony_bot.realtime.dialect import Dialect
+from telephony_bot.realtime.server import (
+    Ended,
+    OutItem,
+    RealtimeSession,
+    Resp,
+)
+from telephony_bot.realtime.server_events import Event, new_id
+
+from .chat_brain import ClauseChunker, Stream
+from .pipeline import (
+    FRAME_BYTES,
+    FRAME_MS,
+    CallTool,
+    Hangup,
+    Say,
+    Transfer,
+    split_clauses,
+)
+
+if TYPE_CHECKING:
+    from .server import LocalRealtimeServer
+
+log = logmod.get("local")
+
+BYTES_PER_MS = 48  # 24 kHz PCM16 mono
+CHUNK_BYTES = 100 * BYTES_PER_MS  # audio deltas of 100 ms
+PLAYOUT_MARGIN_S = 0.3  # a playing reply's next TTS chunk is due this long before its audio ends
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+_DONE = object()
+
+
+async def _aiter(items: list[str]) -> AsyncIterator[str]:
+    for item in items:
+        yield item
+
+
+def _next_chunk(it: Iterator[bytes]) -> Any:
+    return next(it, _DONE)
+
+
+# ---------------------------------------------------------------- per-connection state
+
+
+@dataclass(kw_only=True)
+class _SpokenItem(OutItem):
+    def truncate(self, audio_end_ms: int) -> None:
+        super().truncate(audio_end_ms)
+        self.audio_ms = float(audio_end_ms)  # what is left of it is what the caller heard
+
+
+@dataclass(kw_only=True)
+class _Resp(Resp):
+    input_text_words: int = 0
+    queue_wait_ms: float = 0.0  # ASR of the turn it answers + its TTS, waiting for the pool
+    asr_ms: float = 0.0
+    first_audio_at: float | None = None  # monotonic time of its first audio delta
+    audio_sent_ms: float = 0.0
+    late_ms: float = 0.0  # audio made later than a real-time listener needed it (gaps)
+
+
+class EngineSession(RealtimeSession):
+    """One client connection to the engine."""
+
+    def __init__(
+        self, server: LocalRealtimeServer, ws: ServerConnection, dialect: Dialect, model: str
+    ) -> None:
+        super().__init__(ws, dialect, se.default_session(dialect, model))
+        self.srv = server
+        self.model = model
+        self.detector = server.pipeline.detector_factory()
+        self.brain: Any = None
+        self.started = False  # brain.start() called
+        self.pending: list[Any] = []  # actions not yet turned into a response
+        self.auto_response_due = False
+        self._frame_buf = b""
+        self.wire_in = WireInput()
+        self.buffer = bytearray()  # input audio since the last commit/clear
+        self.stream_ms = 0  # stream time of all appended audio
+        self.audio_ms_since_response = 0.0
+        self.text_words_since_response = 0
+        self.speech_item_id = ""
+        self._asr_wait_ms = 0.0  # of the last transcribed turn, for its response's metadata
+        self._asr_ms = 0.0
+        self._turn_lock = asyncio.Lock()
+
+    def _ensure_brain(self) -> Any:
+        if self.brain is None:
+            self.brain = self.srv.pipeline.brain_factory(
+                self.instructions, self.tools, copy.deepcopy(self.session)
+            )
+        return self.brain
+
+    # ---- session
+
+    async def _check_session(self, sess: Event, event_id: str | None) -> bool:
+        return await self._check_formats(sess, event_id, "The local engine")
+
+    def _session_changed(self, old: Event) -> None:
+        fmt = self.format_of("input")
+        if fmt != self.wire_in.name:
+            self.wire_in = WireInput(fmt)
+            self._frame_buf = b""
+
+    # ---- hearing
+
+    async def _append(self, raw: bytes) -> None:
+        pcm = self.wire_in.to_pcm24(raw)
+        self.buffer += pcm
+        self.audio_ms_since_response += len(pcm) / BYTES_PER_MS
+        buf = self._frame_buf + pcm
+        n = len(buf) // FRAME_BYTES
+        self._frame_buf = buf[n * FRAME_BYTES :]
+        for i in range(n):
+            frame_start_ms = self.stream_ms
+            self.stream_ms += FRAME_MS
+            if self.turn_detection is None:
+                continue
+            frame = buf[i * FRAME_BYTES : (i + 1) * FRAME_BYTES]
+            for dev in self.detector.process(frame, frame_start_ms) or []:
+                if getattr(dev, "pcm", None) is not None:  # SpeechEnd(at_ms, pcm)
+                    await self._on_speech_end(dev)
+                else:  # SpeechStart(at_ms)
+                    await self._on_speech_start(dev)
+
+    def _buffered_ms(self) -> float:
+        return len(self.buffer) / BYTES_PER_MS
+
+    async def _commit_buffer(self) -> None:
+        item_id = self.speech_item_id or new_id("item")
+        self.speech_item_id = ""
+        await self._commit(item_id, bytes(self.buffer), auto=False)
+
+    def _clear_buffer(self) -> None:
+        self.buffer = bytearray()
+        self.speech_item_id = ""
+
+    async def _on_speech_start(self, dev: Any) -> None:
+        start = getattr(dev, "at_ms", None)
+        if start is None:
+            start = self.stream_ms
+        # Like OpenAI, audio_start_ms includes the prefix padding (the pre-roll).
+        start = max(0, int(start) - int(self._td("prefix_padding_ms", 300)))
+        self.speech_item_id = await self._speech_started(start)
+
+    async def _on_speech_end(self, dev: Any) -> None:
+        end = getattr(dev, "at_ms", None)
+        if end is None:
+            end = self.stream_ms
+        item_id = self.speech_item_id or new_id("item")
+        self.speech_item_id = ""
+        await self.send("input_audio_buffer.speech_stopped", audio_end_ms=int(end), item_id=item_id)
+        await self._commit(item_id, dev.pcm, auto=bool(self._td("create_response", True)))
+
+    async def _commit(self, item_id: str, pcm: bytes, *, auto: bool) -> None:
+        self.buffer = bytearray()
+        item = await self._commit_item(item_id)
+        if auto:
+            self.auto_response_due = True
+        self._spawn(self._transcribe_turn(item, pcm, auto))
+
+    async def _transcribe_turn(self, item: Event, pcm: bytes, auto: bool) -> None:
+        # The lock keeps turns in order: transcripts reach the brain as they were spoken.
+        async with self._turn_lock:
+            t0 = time.monotonic()
+            try:
+                result, wait_ms = await self.srv.pool.run(  # due now: the caller waits
+                    self.srv.pipeline.recognizer.transcribe, pcm
+                )
+            except Exception as exc:
+                log.exception("local_transcription_failed", item_id=item["id"])
+                await self.send(
+                    "conversation.item.input_audio_transcription.failed",
+                    item_id=item["id"],
+                    content_index=0,
+                    error={
+                        "type": "transcription_error",
+                        "code": None,
+                        "message": str(exc),
+                        "param": None,
+                    },
+                )
+                return
+            self._asr_wait_ms = wait_ms
+            self._asr_ms = (time.monotonic() - t0) * 1000 - wait_ms
+            log.info(
+                "local_transcribed",
+                item_id=item["id"],
+                queue_wait_ms=round(wait_ms, 1),
+                asr_ms=round(self._asr_ms, 1),
+                audio_ms=len(pcm) // BYTES_PER_MS,
+            )
+            text = str(result if isinstance(result, str) else getattr(result, "text", "")).strip()
+            await self._transcribed(item, text, len(pcm) / BYTES_PER_MS)
+            if text:
+                self.text_words_since_response += _words(text)
+                self.pending.extend(self._brain_hear(text))
+            if auto and self.auto_response_due and self.active is None:
+                self.auto_response_due = False
+                if self.pending or not self.started:
+                    await self._start_response()
+
+    def _brain_hear(self, text: str) -> list[Any]:
+        brain = self._ensure_brain()
+        actions: list[Any] = []
+        if not self.started:
+            self.started = True
+            actions.extend(brain.start() or [])
+        actions.extend(brain.hear(text) or [])
+        return actions
+
+    def _on_client_item(self, item: Event) -> None:
+        kind = item.get("type")
+        if kind == "function_call_output":
+            raw = item.get("output")
+            try:
+                result: Any = json.loads(raw) if isinstance(raw, str) else raw
+            except ValueError:
+                result = raw
+            ok = not (isinstance(result, dict) and result.get("error") not in (None, False, ""))
+            brain = self._ensure_brain()
+            self.pending.extend(brain.tool_result(str(item["call_id"]), ok, result) or [])
+        elif kind == "message" and item.get("role", "user") == "user":
+            texts = [
+                str(part.get("text") or "")
+                for part in item.get("content") or []
+                if isinstance(part, dict) and part.get("type") in ("input_text", "text")
+            ]
+            text = " ".join(t for t in texts if t).strip()
+            if text:
+                self.text_words_since_response += _words(text)
+                self.pending.extend(self._brain_hear(text))
+
+    # ---- responses
+
+    async def _create_response(self, ev: Event, event_id: str | None) -> None:
+        self.auto_response_due = False
+        response = ev.get("response")
+        text = said_exactly(response.get("instructions")) if isinstance(response, dict) else None
+        if text is not None:
+            # A fixed sentence (greeting, operator's `say`): spoken as is. A greeting is
+            # followed by the flow's start (a lookup tool, say); later, the brain's own next
+            # actions wait for the next response.
+            if self.started:
+                await self._start_response([Say(text)])
+            else:
+                self.started = True
+                first = [Say(text), *(self._ensure_brain().start() or []), *self.pending]
+                self.pending = []
+                await self._start_response(first)
+            return
+        await self._start_response()
+
+    def _new_out_item(self, resp: Resp, kind: str, **fields: Any) -> OutItem:
+        return _SpokenItem(id=new_id("item"), type=kind, output_index=len(resp.items), **fields)
+
+    async def _start_response(self, only: list[Any] | None = None) -> None:
+        if only is not None:
+            actions = only
+        elif not self.started:
+            self.started = True
+            actions = list(self._ensure_brain().start() or []) + self.pending
+        else:
+            actions = self.pending
+        if only is None:
+            self.pending = []
+        resp = _Resp(
+            id=new_id("resp"),
+            input_audio_ms=self.audio_ms_since_response,
+            input_text_words=self.text_words_since_response,
+            queue_wait_ms=self._asr_wait_ms,
+            asr_ms=self._asr_ms,
+        )
+        self.audio_ms_since_response = 0.0
+        self.text_words_since_response = 0
+        self._asr_wait_ms = self._asr_ms = 0.0
+        await self._begin_response(resp, lambda: self._run_response(resp, actions))
+
+    async def _run_response(self, resp: _Resp, actions: list[Any]) -> None:
+        try:
+            while actions:
+                action = actions.pop(0)
+                if isinstance(action, Say):
+                    if action.text.strip():
+                        await self._say(resp, action.text)
+                elif isinstance(action, Stream):
+                    if await self._run_stream(resp, action):
+                        break
+                elif isinstance(action, CallTool):
+                    args = action.arguments
+                    await self._function_call(
+                        resp,
+                        action.call_id or new_id("call"),
+                        action.name,
+                        args if isinstance(args, str) else json.dumps(args),
+                    )
+                    break
+                elif isinstance(action, Transfer):
+                    await self._function_call(
+                        resp,
+                        new_id("call"),
+                        "transfer",
+                        json.dumps({"destination": action.target}),
+                    )
+                    break
+                elif isinstance(action, Hangup):
+                    await self._function_call(
+                        resp, new_id("call"), "hangup", json.dumps({"reason": action.reason})
+                    )
+                    break
+                else:
+                    log.warning("local_unknown_action", action=repr(action))
+            # After a tool call the rest waits for the tool's output and the next response.create.
+            self.pending = actions + self.pending
+            await self._finish(resp)
+        except Ended:
+            pass
+        except Exception as exc:  # a failing TTS/brain must not leave the response open
+            log.exception("local_response_failed", response_id=resp.id)
+            if not resp.ended and not self.closed:
+                self._stop(resp)
+                try:
+                    await self._close_open_items(resp)
+                    await self._send_done(
+                        resp,
+                        "failed",
+                        {"type": "failed", "error": {"type": "server_error", "message": str(exc)}},
+                    )
+                except Ended:
+                    pass
+
+    async def _say(self, resp: _Resp, text: str) -> None:
+        await self._speak(resp, _aiter(split_clauses(text)))
+
+    async def _run_stream(self, resp: _Resp, stream: Stream) -> bool:
+        """Speak a reply while it is still being made; then its tool calls. True: tools."""
+        tools: list[CallTool] = []
+
+        async def clauses() -> AsyncIterator[str]:
+            chunker = ClauseChunker()
+            gen = stream.open()
+            try:
+                while (piece := await self._next_or_end(resp, gen)) is not None:
+                    if isinstance(piece, CallTool):
+                        tools.append(piece)
+                        continue
+                    for clause in chunker.feed(piece):
+                        yield clause
+                if rest := chunker.flush():
+                    yield rest
+            finally:
+                await gen.aclose()  # an interrupted reply stops the LLM's stream too
+
+        await self._speak(resp, clauses())
+        for t in tools:
+            args = t.arguments
+            await self._function_call(
+                resp, t.call_id, t.name, args if isinstance(args, str) else json.dumps(args)
+            )
+        return bool(tools)
+
+    @staticmethod
+    async def _next_or_end(resp: _Resp, gen: AsyncIterator[Any]) -> Any:
+        """The stream's next piece (None at its end); Ended as soon as the response is
+        cancelled — the LLM is not waited for, and its generator sees the cancellation."""
+        nxt = asyncio.ensure_future(anext(gen, None))
+        if not nxt.done():
+            ended = asyncio.ensure_future(resp.ended_evt.wait())
+            await asyncio.wait({nxt, ended}, return_when=asyncio.FIRST_COMPLETED)
+            ended.cancel()
+        if resp.ended:
+            nxt.cancel()
+            await asyncio.gather(nxt, return_exceptions=True)
+            raise Ended
+        return nxt.result()
+
+    async def _speak(self, resp: _Resp, clauses: AsyncIterator[str]) -> None:
+        """One audio message item, clause by clause as `clauses` yields them (none: no item)."""
+        try:
+            await self._speak_clauses(resp, clauses)
+        finally:
+            await clauses.aclose()  # type: ignore[attr-defined]
+
+    async def _speak_clauses(self, resp: _Resp, clauses: AsyncIterator[str]) -> None:
+        out: OutItem | None = None
+        ids: Event = {}
+        synth = self.srv.pipeline.synthesizer
+        pending = b""
+        async for clause in clauses:
+            if out is None:
+                out, ids = await self._open_message(resp, wire=WireOutput(self.format_of("output")))
+            elif not out.transcript.endswith(" "):
+                clause = " " + clause
+            it = iter(synth.synthesize(clause, resp.cancel))
+            said = False
+            while True:
+                playing_until = (
+                    None
+                    if resp.first_audio_at is None
+                    else resp.first_audio_at + resp.audio_sent_ms / 1000
+                )
+                chunk, wait_ms = await self.srv.pool.run(
+                    _next_chunk,
+                    it,
+                    deadline=None if playing_until is None else playing_until - PLAYOUT_MARGIN_S,
+                )
+                if playing_until is None:
+                    resp.queue_wait_ms += wait_ms  # the caller hears silence meanwhile
+                else:
+                    resp.late_ms += max(0.0, (time.monotonic() - playing_until) * 1000)
+                if resp.ended:
+                    raise Ended
+                if chunk is _DONE:
+                    break
+                if not said:  # the clause's words go out with its first audio
+                    said = True
+                    await self._transcript_delta(resp, out, ids, clause)
+                pending += chunk
+                while len(pending) >= CHUNK_BYTES:
+                    await self._play(resp, out, ids, pending[:CHUNK_BYTES])
+                    pending = pending[CHUNK_BYTES:]
+            if not said:
+                await self._transcript_delta(resp, out, ids, clause)
+            # Flush the clause's tail now rather than hold it while the next clause is made.
+            cut = len(pending) // 2 * 2
+            await self._play(resp, out, ids, pending[:cut])
+            pending = pending[cut:]
+        if out is not None:
+            out.status = "completed"
+            await self._close_item(resp, out)
+
+    async def _play(self, resp: _Resp, out: OutItem, ids: Event, pcm: bytes) -> None:
+        if not pcm:
+            return
+        if resp.first_audio_at is None:
+            resp.first_audio_at = time.monotonic()
+        resp.audio_sent_ms += len(pcm) / BYTES_PER_MS
+        wire = out.wire.from_pcm24(pcm) if out.wire else pcm
+        await self._audio_delta(resp, out, ids, wire, len(pcm) / BYTES_PER_MS)
+
+    def _text_tokens(self, resp: Resp) -> tuple[int, int]:
+        assert isinstance(resp, _Resp)
+        out_text = 0
+        for out in resp.items:
+            if out.type == "message":
+                out_text += _words(out.transcript)
+            else:
+                out_text += _words(out.name + " " + out.arguments)
+        return resp.input_text_words, out_text
+
+    def _decorate_done(self, resp: Resp, obj: Event) -> None:
+        assert isinstance(resp, _Resp)
+        obj["metadata"] = {
+            "queue_wait_ms": round(resp.queue_wait_ms, 1),
+            "asr_ms": round(resp.asr_ms, 1),
+            "late_ms": round(resp.late_ms, 1),
+        }
+        log.info(
+            "local_response_done",
+            response_id=resp.id,
+            status=obj["status"],
+            queue_wait_ms=round(resp.queue_wait_ms, 1),
+            late_ms=round(resp.late_ms, 1),
+            audio_ms=round(sum(o.audio_ms for o in resp.items)),
+        )
+
+    async def _after_done(self, resp: Resp) -> None:
+        if (
+            self.auto_response_due
+            and self.active is None
+            and not self.closed
+            and not self._turn_lock.locked()
+        ):
+            # A turn finished while this response was still streaming (interrupt_response off).
+            self.auto_response_due = False
+            if self.pending:
+                await self._start_response()
