@@ -395,6 +395,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from telephony_bot import app
     from telephony_bot.dialplan import loader
     from telephony_bot.dialplan.reload import PlanWatcher
+    from telephony_bot.sip.carrier import SipCarrier
     from telephony_bot.worker import Worker, serve_worker
 
     if args.dialplan:
@@ -413,6 +414,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         faulthandler.enable()  # a crash inside PJSIP leaves a Python stack trace in the log
     worker = Worker(
         settings,  # type: ignore[arg-type]
+        carrier=SipCarrier(settings, trunk=engine.outbound.trunk or ""),  # type: ignore[arg-type]
         plans=plans,
         provider_override=args.provider,
         engine=engine,

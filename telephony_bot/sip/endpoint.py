@@ -105,6 +105,11 @@ class SipEndpoint:
         self._thread = None
 
     @property
+    def running(self) -> bool:
+        """The owner thread is up: the SIP stack takes calls (unless draining)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def active_calls(self) -> int:
         with self._lock:
             return sum(1 for c in self._calls.values() if not c.ended)

@@ -21,7 +21,7 @@ from telephony_bot.events.control import CommandResult
 from telephony_bot.events.live import LiveCalls
 from telephony_bot.session.agent_turns import AgentTurn, AgentTurns
 from telephony_bot.session.core import CallMeta, CallResult
-from telephony_bot.worker import trunk_uri
+from telephony_bot.sip.carrier import trunk_uri
 from telephony_bot.worker_control import number_allowed
 
 # ---------------------------------------------------------------- topics
