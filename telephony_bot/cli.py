@@ -266,9 +266,9 @@ def _transports(text: str) -> tuple[str, ...]:
 
 
 def _cmd_say(args: argparse.Namespace) -> int:
-    from telephony_bot.dial import write_wav
     from telephony_bot.media.resample import resample_once
     from telephony_bot.providers.local.speech import SpeechUnavailableError, Tts
+    from telephony_bot.sip.dial import write_wav
 
     try:
         pcm = b"".join(Tts().synthesize(args.text))
@@ -577,7 +577,7 @@ def _front_door(args: argparse.Namespace, first_port: int) -> Any:
 
 
 def _cmd_dial(args: argparse.Namespace) -> int:
-    from telephony_bot.dial import DialOptions, dial
+    from telephony_bot.sip.dial import DialOptions, dial
 
     report = dial(
         DialOptions(
