@@ -452,16 +452,13 @@ def table(data: dict[str, Any]) -> str:
 
 
 def measure(e2e: bool = True, frames: int = FRAMES) -> dict[str, Any]:
-    import pjsua2 as pj
-
     from telephony_bot import log
+    from telephony_bot.sip.endpoint_config import new_endpoint
     from telephony_bot.sip.pjlog import quiet_stdout
 
     log.setup(level="warning")
     data: dict[str, Any] = {"stages_us": {}, "summary": {}, "session_loop_us": {}}
-    ep = pj.Endpoint()  # ports and frames look their library instance up
-    with quiet_stdout():
-        ep.libCreate()
+    ep = new_endpoint()  # ports and frames look their library instance up
     try:
         for rate in (8000, 24000):
             st = stage_costs(rate, frames)

@@ -266,9 +266,9 @@ def _transports(text: str) -> tuple[str, ...]:
 
 
 def _cmd_say(args: argparse.Namespace) -> int:
-    from telephony_bot.dial import write_wav
     from telephony_bot.local_engine.speech import SpeechUnavailableError, Tts
     from telephony_bot.media.resample import resample_once
+    from telephony_bot.sip.dial import write_wav
 
     try:
         pcm = b"".join(Tts().synthesize(args.text))
@@ -395,6 +395,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from telephony_bot import app
     from telephony_bot.dialplan import loader
     from telephony_bot.dialplan.reload import PlanWatcher
+    from telephony_bot.sip.carrier import SipCarrier
     from telephony_bot.worker import Worker, serve_worker
 
     if args.dialplan:
@@ -413,6 +414,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         faulthandler.enable()  # a crash inside PJSIP leaves a Python stack trace in the log
     worker = Worker(
         settings,  # type: ignore[arg-type]
+        carrier=SipCarrier(settings, trunk=engine.outbound.trunk or ""),  # type: ignore[arg-type]
         plans=plans,
         provider_override=args.provider,
         engine=engine,
@@ -575,7 +577,7 @@ def _front_door(args: argparse.Namespace, first_port: int) -> Any:
 
 
 def _cmd_dial(args: argparse.Namespace) -> int:
-    from telephony_bot.dial import DialOptions, dial
+    from telephony_bot.sip.dial import DialOptions, dial
 
     report = dial(
         DialOptions(

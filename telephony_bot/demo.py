@@ -36,9 +36,9 @@ class Line:
 
 
 def _speak(texts: tuple[str, ...], folder: Path) -> list[Path]:
-    from telephony_bot.dial import write_wav
     from telephony_bot.local_engine.speech import SpeechUnavailableError, Tts
     from telephony_bot.media.resample import resample_once
+    from telephony_bot.sip.dial import write_wav
 
     try:
         tts = Tts()
@@ -98,7 +98,7 @@ def run_demo(
     turn_gap_s: float = 1.2,
     keep: Path | None = None,
 ) -> int:
-    from telephony_bot.dial import read_wav
+    from telephony_bot.sip.dial import read_wav
 
     with tempfile.TemporaryDirectory(prefix="telephony-bot-demo-") as tmp:
         folder = Path(tmp)

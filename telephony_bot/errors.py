@@ -13,7 +13,11 @@ class ConfigError(TelephonyBotError):
     """Settings or command-line values that cannot work (bad port, unknown provider...)."""
 
 
-class SipError(TelephonyBotError):
+class CarrierError(TelephonyBotError):
+    """A carrier refused an action (cannot listen, cannot place a call, call gone...)."""
+
+
+class SipError(CarrierError):
     """The SIP stack refused an action (transport bind failed, call already gone...)."""
 
 

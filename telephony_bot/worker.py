@@ -1,8 +1,10 @@
-"""A SIP worker process: one pjsua2 Endpoint, at most 4 calls, one session task per call.
+"""A worker process: one carrier (SIP today), at most 4 calls, one session task per call.
 
-Each call is routed by the dialplan current when it arrives (hot reload swaps the plan for
-new calls only); a call no route takes is refused with 404. The worker owns the process's
-event bus (`bus`), the verbs integrators call (`control`), the CDR file and the MQTT link.
+The worker knows calls only through the `callport` seam (`Carrier`, `CallPort`): the
+composition root (cli) builds the carrier and hands it in. Each call is routed by the
+dialplan current when it arrives (hot reload swaps the plan for new calls only); a call no
+route takes is refused with 404. The worker owns the process's event bus (`bus`), the verbs
+integrators call (`control`), the CDR file and the MQTT link.
 """
 
 from __future__ import annotations
@@ -16,18 +18,17 @@ from datetime import UTC, datetime
 
 from telephony_bot import app, log
 from telephony_bot.app import CallSetup
+from telephony_bot.callport import CallPort, Carrier
 from telephony_bot.config import EngineSettings, SipSettings
 from telephony_bot.dialplan.reload import PlanWatcher
 from telephony_bot.dialplan.router import CallInfo
-from telephony_bot.errors import ConfigError, SipError
+from telephony_bot.errors import CarrierError, ConfigError
 from telephony_bot.events.bus import Bus, Event
 from telephony_bot.events.cdr import CdrFile, build_record
 from telephony_bot.events.control import CommandResult
 from telephony_bot.session.lifecycle import CallSession
 from telephony_bot.session.result import CallResult
 from telephony_bot.session.settings import CallLimits, CallMeta
-from telephony_bot.sip.call import SipCall
-from telephony_bot.sip.endpoint import SipEndpoint
 from telephony_bot.worker_control import NUMBER_RE, WorkerControl, number_allowed
 
 _log = log.get("worker")
@@ -40,14 +41,17 @@ class Worker:
         setup: CallSetup | None = None,
         idle_seconds: float = 0,
         *,
+        carrier: Carrier,
         plans: PlanWatcher | None = None,
         provider_override: str | None = None,
         engine: EngineSettings | None = None,
         prewarm: bool = True,
     ) -> None:
         """Calls get `setup` as it is, or are routed by the dialplan `plans` holds.
-        `prewarm=False` turns pre-warming off for every call, whatever the routes say."""
+        `prewarm=False` turns pre-warming off for every call, whatever the routes say.
+        `carrier` brings the calls; `settings` gives the limits (calls, ring, duration, drain)."""
         self.settings = settings
+        self.carrier = carrier
         self.engine = engine or EngineSettings()
         self.node = self.engine.mqtt.node if self.engine.mqtt else ""
         self.bus = Bus()
@@ -65,9 +69,8 @@ class Worker:
             idle_seconds=idle_seconds,
         )
         self._tasks: set[asyncio.Task[object]] = set()
-        self.endpoint: SipEndpoint | None = None
         self.calls_total = 0
-        self._calls: dict[str, SipCall] = {}
+        self._calls: dict[str, CallPort] = {}
 
     @property
     def provider_name(self) -> str:
@@ -75,7 +78,7 @@ class Worker:
             return self.setup.provider.name
         return self.provider_override or "dialplan"
 
-    def _route(self, call: SipCall) -> tuple[CallSetup | None, str]:
+    def _route(self, call: CallPort) -> tuple[CallSetup | None, str]:
         if self.plans is None:
             assert self.setup is not None
             return self.setup, "fixed setup"
@@ -83,7 +86,7 @@ class Worker:
         info = CallInfo(offer.called, offer.caller, offer.headers, datetime.now(UTC))
         return app.for_call(self.plans.current, info, self.provider_override, mqtt=self.engine.mqtt)
 
-    def _on_call(self, call: SipCall) -> None:
+    def _on_call(self, call: CallPort) -> None:
         self.calls_total += 1
         try:
             setup, reason = self._route(call)
@@ -114,7 +117,7 @@ class Worker:
         task.add_done_callback(lambda _t, cid=call.call_id: self._calls.pop(cid, None))
 
     def _start_session(
-        self, call: SipCall, setup: CallSetup, limits: CallLimits, direction: str
+        self, call: CallPort, setup: CallSetup, limits: CallLimits, direction: str
     ) -> asyncio.Task[object]:
         meta = CallMeta(
             direction=direction,
@@ -157,9 +160,9 @@ class Worker:
     # ---- outbound ----
 
     async def originate(self, to: str, from_: str | None, route: str | None) -> CommandResult:
-        """Dial `to` through the configured trunk and run a session on the call."""
+        """Dial `to` through the carrier (SIP: the outbound trunk) and run a session on it."""
         ob = self.engine.outbound
-        if not ob.trunk:
+        if not self.carrier.capabilities.originate:
             return CommandResult(False, "outbound calling is not configured (outbound.trunk)")
         if not NUMBER_RE.match(to):
             return CommandResult(False, f"'to' must be a number or SIP user, got {to!r}")
@@ -168,9 +171,9 @@ class Worker:
         caller = from_ or ob.from_user
         if not NUMBER_RE.match(caller):
             return CommandResult(False, f"'from' must be a number or SIP user, got {caller!r}")
-        if self.endpoint is None or self.endpoint.draining:
+        if self.carrier.draining:
             return CommandResult(False, "the worker is not taking calls")
-        if self.endpoint.active_calls >= self.settings.max_calls:
+        if self.carrier.active_calls >= self.settings.max_calls:
             return CommandResult(False, f"the worker is full ({self.settings.max_calls} calls)")
         if self.plans is None:
             if self.setup is None:
@@ -188,12 +191,11 @@ class Worker:
                 )
             except ConfigError as exc:
                 return CommandResult(False, str(exc))
-        uri = trunk_uri(ob.trunk, to)
         try:
-            call = await self.endpoint.make_call(uri, caller=caller, called=to)
-        except SipError as exc:
+            call = await self.carrier.originate(to, caller=caller, ring_timeout_s=ob.ring_timeout_s)
+        except CarrierError as exc:
             return CommandResult(False, str(exc))
-        call.ring_timeout_s = ob.ring_timeout_s
+        uri = call.offer.to_uri
         self.calls_total += 1
         limits = CallLimits(
             ring_ms=0,
@@ -211,21 +213,14 @@ class Worker:
         return CommandResult(True, data={"call_id": call.call_id, "uri": uri})
 
     async def run(self, stop: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
         s = self.settings
-        self.endpoint = SipEndpoint(s, loop, self._on_call)
-        await self.endpoint.start()
+        await self.carrier.start(self._on_call)
         _log.info(
             "worker listening",
-            sip_host=s.host,
-            sip_port=s.port,
-            transports=",".join(s.transports),
+            **self.carrier.describe(),
             max_calls=s.max_calls,
             provider=self.provider_name,
             plan_version=self.plans.current.version if self.plans else None,
-            codecs=",".join(self.endpoint.codecs),
-            rtp_ports=f"{s.rtp_port}-{s.rtp_port + s.rtp_port_range - 1}",
-            fast_frames=self.endpoint.frames.fast,
             pid=os.getpid(),
             **self.engine.describe(),
         )
@@ -253,14 +248,12 @@ class Worker:
                 await link.stop()
 
     async def _drain(self) -> None:
-        ep = self.endpoint
-        if ep is None:
-            return
-        ep.draining = True
+        loop = asyncio.get_running_loop()
         grace = self.settings.drain_grace_seconds
-        if self._tasks:
-            _log.info("draining: new calls get 503", active=len(self._tasks), grace_seconds=grace)
-            await asyncio.wait(set(self._tasks), timeout=grace)
+        deadline = loop.time() + grace
+        await self.carrier.drain(grace)  # no new calls; the active ones get the grace period
+        if self._tasks:  # sessions still finishing (CDR) after their calls ended
+            await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - loop.time()))
         for call in list(self._calls.values()):
             session = self.sessions.get(call.call_id)
             with contextlib.suppress(Exception):
@@ -270,18 +263,12 @@ class Worker:
                     await call.hangup("shutdown")
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5)
-        await ep.stop()
+        await self.carrier.stop()
         with contextlib.suppress(Exception):
             from telephony_bot.tools.http import close_sessions
 
             await close_sessions()
         _log.info("worker stopped", calls_total=self.calls_total)
-
-
-def trunk_uri(trunk: str, number: str) -> str:
-    """`sip:HOST[:PORT][;params]` and a number → `sip:NUMBER@HOST[:PORT][;params]`."""
-    scheme, rest = trunk.split(":", 1)
-    return f"{scheme}:{number}@{rest}"
 
 
 async def serve_worker(worker: Worker) -> None:

@@ -3,7 +3,8 @@
 MQTT commands and the admin API both call these; each answers with a `CommandResult`
 instead of raising, so a refusal always carries a reason. Live state (state, transcript)
 comes from the bus (`events.live.LiveCalls`); actions go to the call's `CallControl`
-(`session/control.py`), the same verbs the model's tools use.
+(`session/control.py`), the same verbs the model's tools use. The control sees its worker
+only through `ControlledWorker`, so it does not import it.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ from __future__ import annotations
 import base64
 import fnmatch
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from telephony_bot import log
+from telephony_bot.events.bus import Bus
 from telephony_bot.events.control import CommandResult
 from telephony_bot.events.live import LiveCalls
-
-if TYPE_CHECKING:
-    from telephony_bot.session.control import CallControl
-    from telephony_bot.worker import Worker
+from telephony_bot.session.control import CallControl
+from telephony_bot.session.lifecycle import CallSession
 
 _log = log.get("control")
 
@@ -35,8 +36,22 @@ def number_allowed(number: str, patterns: tuple[str, ...] | list[str]) -> bool:
     return False
 
 
+class ControlledWorker(Protocol):
+    """What the control needs of a worker: its bus, its live sessions, and originate."""
+
+    @property
+    def bus(self) -> Bus: ...
+
+    @property
+    def sessions(self) -> Mapping[str, CallSession]:
+        """Live calls' sessions, by call_id."""
+        ...
+
+    async def originate(self, to: str, from_: str | None, route: str | None) -> CommandResult: ...
+
+
 class WorkerControl:
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: ControlledWorker) -> None:
         self.worker = worker
         self.live = LiveCalls(worker.bus)
 

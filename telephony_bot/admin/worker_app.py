@@ -20,19 +20,15 @@ _log = log.get("admin")
 METRICS_SYNC_S = 1.0
 
 
-def sip_check(worker: Any) -> Check:
-    ep = worker.endpoint
-    s = worker.settings
-    thread = getattr(ep, "_thread", None)
-    if ep is None or thread is None or not thread.is_alive():
-        return Check("sip", False, "the SIP stack is not running")
-    if ep.draining:
-        return Check("sip", False, "draining: new calls get 503")
-    return Check("sip", True, f"{'+'.join(s.transports)} on {s.host}:{s.port}")
+def carrier_check(worker: Any) -> Check:
+    """The worker's carrier can take calls (named after it: "sip")."""
+    carrier = worker.carrier
+    ok, detail = carrier.health()
+    return Check(carrier.name, ok, detail)
 
 
 class WorkerAdmin:
-    """Everything the admin side adds to one worker; `start()` after the SIP endpoint."""
+    """Everything the admin side adds to one worker; `start()` after its carrier."""
 
     def __init__(self, worker: Any, host: str, port: int | None, token: str | None) -> None:
         self.worker = worker
@@ -42,7 +38,7 @@ class WorkerAdmin:
             self.metrics = Metrics(worker=s.worker_id)
             self.metrics.attach(worker.bus, capacity=s.max_calls)
         self.health = HealthMonitor(
-            lambda: sip_check(worker),
+            lambda: carrier_check(worker),
             worker.plans,
             worker.provider_override,
             info=lambda: {

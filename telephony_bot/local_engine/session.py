@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 
@@ -33,13 +33,12 @@ from .pipeline import (
     FRAME_MS,
     CallTool,
     Hangup,
+    Pipeline,
     Say,
     Transfer,
     split_clauses,
 )
-
-if TYPE_CHECKING:
-    from .server import LocalRealtimeServer
+from .work_pool import WorkPool
 
 log = logmod.get("local")
 
@@ -84,12 +83,20 @@ class _Resp(Resp):
     late_ms: float = 0.0  # audio made later than a real-time listener needed it (gaps)
 
 
+class Engine(Protocol):
+    """What a session uses of its server (`server.LocalRealtimeServer`): the speech parts
+    and the pool they run in."""
+
+    pipeline: Pipeline
+
+    @property
+    def pool(self) -> WorkPool: ...
+
+
 class EngineSession(RealtimeSession):
     """One client connection to the engine."""
 
-    def __init__(
-        self, server: LocalRealtimeServer, ws: ServerConnection, dialect: Dialect, model: str
-    ) -> None:
+    def __init__(self, server: Engine, ws: ServerConnection, dialect: Dialect, model: str) -> None:
         super().__init__(ws, dialect, se.default_session(dialect, model))
         self.srv = server
         self.model = model

@@ -1,18 +1,17 @@
 """Realtime client events, as JSON-ready dicts, in either dialect.
 
 Each carries an ``event_id`` (the server echoes it in ``error.event_id``, so log it). The
-session's settings come from the provider port's `SessionConfig`.
+session's settings (`session.update`) are built from the provider port's `SessionConfig` by
+the client (`providers/openai/session_config.py`): the wire package knows no port.
 """
 
 from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Iterable
 from typing import Any, Literal
 
-from telephony_bot.providers.base import SessionConfig, ToolSpec, TurnDetection
-from telephony_bot.realtime.dialect import Dialect, audio_format, check_dialect
+from telephony_bot.realtime.dialect import Dialect, check_dialect
 
 
 def new_event_id() -> str:
@@ -20,89 +19,14 @@ def new_event_id() -> str:
     return "evt_" + secrets.token_hex(8)
 
 
-def _event(etype: str, event_id: str | None, **fields: Any) -> dict[str, Any]:
+def client_event(etype: str, event_id: str | None, **fields: Any) -> dict[str, Any]:
+    """A client event of type `etype` (a new ``event_id`` unless one is given)."""
     return {"type": etype, "event_id": event_id or new_event_id(), **fields}
-
-
-def turn_detection(td: TurnDetection | None) -> dict[str, Any] | None:
-    """``turn_detection`` (same shape in both dialects); None → ``null`` (client decides turns).
-
-    ``semantic_vad`` takes no threshold/padding/silence settings, so they are left out for it.
-    """
-    if td is None:
-        return None
-    out: dict[str, Any] = {"type": td.type}
-    if td.type == "server_vad":
-        out.update(
-            threshold=td.threshold,
-            prefix_padding_ms=td.prefix_padding_ms,
-            silence_duration_ms=td.silence_duration_ms,
-        )
-    out.update(create_response=td.create_response, interrupt_response=td.interrupt_response)
-    return out
-
-
-def tools(specs: Iterable[ToolSpec]) -> list[dict[str, Any]]:
-    """Function tools as the session's ``tools`` list (same shape in both dialects)."""
-    return [
-        {
-            "type": "function",
-            "name": t.name,
-            "description": t.description,
-            "parameters": dict(t.parameters),
-        }
-        for t in specs
-    ]
-
-
-def session_update(
-    config: SessionConfig, dialect: Dialect, *, event_id: str | None = None
-) -> dict[str, Any]:
-    """``session.update`` for a call.
-
-    Empty ``instructions`` / ``voice`` are left out (the server keeps its default); so is input
-    transcription when no model is set. ``tools`` is always sent (an empty list clears them).
-    ``temperature`` is preview only: the GA session has no such field.
-    """
-    check_dialect(dialect)
-    fmt_in = audio_format(config.audio_format, dialect)
-    td = turn_detection(config.turn_detection)
-    session: dict[str, Any]
-    if dialect == "preview":
-        session = {"modalities": ["text", "audio"]}
-        if config.instructions:
-            session["instructions"] = config.instructions
-        if config.voice:
-            session["voice"] = config.voice
-        session["input_audio_format"] = fmt_in
-        session["output_audio_format"] = audio_format(config.audio_format, dialect)
-        if config.input_transcription_model:
-            session["input_audio_transcription"] = {"model": config.input_transcription_model}
-        session["turn_detection"] = td
-        session["tools"] = tools(config.tools)
-        session["tool_choice"] = "auto"
-        if config.temperature is not None:
-            session["temperature"] = config.temperature
-    else:
-        audio_in: dict[str, Any] = {"format": fmt_in, "turn_detection": td}
-        if config.input_transcription_model:
-            audio_in["transcription"] = {"model": config.input_transcription_model}
-        audio_out: dict[str, Any] = {"format": audio_format(config.audio_format, dialect)}
-        if config.voice:
-            audio_out["voice"] = config.voice
-        session = {"type": "realtime", "output_modalities": ["audio"]}
-        if config.instructions:
-            session["instructions"] = config.instructions
-        session["audio"] = {"input": audio_in, "output": audio_out}
-        session["tools"] = tools(config.tools)
-        session["tool_choice"] = "auto"
-    session.update(config.extra)
-    return _event("session.update", event_id, session=session)
 
 
 def input_audio_append(pcm: bytes, *, event_id: str | None = None) -> dict[str, Any]:
     """``input_audio_buffer.append`` with the audio base64-encoded."""
-    return _event("input_audio_buffer.append", event_id, audio=base64.b64encode(pcm).decode())
+    return client_event("input_audio_buffer.append", event_id, audio=base64.b64encode(pcm).decode())
 
 
 def input_audio_append_text(pcm: bytes) -> str:
@@ -117,11 +41,11 @@ def input_audio_append_text(pcm: bytes) -> str:
 
 
 def input_audio_commit(*, event_id: str | None = None) -> dict[str, Any]:
-    return _event("input_audio_buffer.commit", event_id)
+    return client_event("input_audio_buffer.commit", event_id)
 
 
 def input_audio_clear(*, event_id: str | None = None) -> dict[str, Any]:
-    return _event("input_audio_buffer.clear", event_id)
+    return client_event("input_audio_buffer.clear", event_id)
 
 
 def response_create(
@@ -129,8 +53,8 @@ def response_create(
 ) -> dict[str, Any]:
     """``response.create``; ``instructions`` override the session's for this response only."""
     if instructions is None:
-        return _event("response.create", event_id)
-    return _event("response.create", event_id, response={"instructions": instructions})
+        return client_event("response.create", event_id)
+    return client_event("response.create", event_id, response={"instructions": instructions})
 
 
 def response_cancel(
@@ -138,8 +62,8 @@ def response_cancel(
 ) -> dict[str, Any]:
     """``response.cancel`` (the in-progress response, or ``response_id``)."""
     if response_id:
-        return _event("response.cancel", event_id, response_id=response_id)
-    return _event("response.cancel", event_id)
+        return client_event("response.cancel", event_id, response_id=response_id)
+    return client_event("response.cancel", event_id)
 
 
 def item_truncate(
@@ -150,7 +74,7 @@ def item_truncate(
     ``audio_end_ms`` must not exceed the audio the server generated for the item (send
     ``min(played_ms, generated_ms)``); negative values become 0.
     """
-    return _event(
+    return client_event(
         "conversation.item.truncate",
         event_id,
         item_id=item_id,
@@ -160,11 +84,11 @@ def item_truncate(
 
 
 def item_delete(item_id: str, *, event_id: str | None = None) -> dict[str, Any]:
-    return _event("conversation.item.delete", event_id, item_id=item_id)
+    return client_event("conversation.item.delete", event_id, item_id=item_id)
 
 
 def _item_create(item: dict[str, Any], event_id: str | None) -> dict[str, Any]:
-    return _event("conversation.item.create", event_id, item=item)
+    return client_event("conversation.item.create", event_id, item=item)
 
 
 def function_call_output(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pjsua2 as pj
 
@@ -25,18 +25,31 @@ from telephony_bot.callport import (
     MediaReady,
     TransferOutcome,
 )
+from telephony_bot.config import SipSettings
 from telephony_bot.errors import CallGoneError
 from telephony_bot.media.bridge import MediaBridge
-from telephony_bot.sip.media_port import BridgePort
-from telephony_bot.sip.native_port import NativePort
+from telephony_bot.sip.media_port import BridgePort, BridgePortPool
+from telephony_bot.sip.native_port import NativePort, NativePortPool
 from telephony_bot.sip.pythread import pin
-
-if TYPE_CHECKING:
-    from telephony_bot.sip.endpoint import SipEndpoint
 
 _log = log.get("sip.call")
 T = TypeVar("T")
 SESSION_RATE = 24000  # what the session and providers see: 24 kHz PCM16 mono
+
+
+class CallOwner(Protocol):
+    """What a call needs of the endpoint that owns it (`sip.endpoint.CallOwner`)."""
+
+    loop: asyncio.AbstractEventLoop
+    settings: SipSettings
+    ports: BridgePortPool | NativePortPool
+
+    async def run(self, fn: Callable[[], T]) -> T: ...
+
+    def emit(self, call: SipCall, ev: CallEvent) -> None: ...
+
+    def release_later(self, pjcall: PjCall) -> None: ...
+
 
 _DTMF_METHODS = {
     getattr(pj, "PJSUA_DTMF_METHOD_RFC2833", 0): "rfc2833",
@@ -47,7 +60,7 @@ _DTMF_METHODS = {
 class PjCall(pj.Call):  # type: ignore[misc]
     """pjsua2 call object; every method here runs on a PJSIP or the owner thread."""
 
-    def __init__(self, endpoint: SipEndpoint, account: Any, pj_call_id: int) -> None:
+    def __init__(self, endpoint: CallOwner, account: Any, pj_call_id: int) -> None:
         super().__init__(account, pj_call_id)
         self.endpoint = endpoint
         self.facade: SipCall | None = None
@@ -182,7 +195,7 @@ class SipCall:
     """
 
     def __init__(
-        self, endpoint: SipEndpoint, pjcall: PjCall, offer: CallOffered, *, outbound: bool = False
+        self, endpoint: CallOwner, pjcall: PjCall, offer: CallOffered, *, outbound: bool = False
     ) -> None:
         self.call_id = offer.call_id
         self.offer = offer

@@ -25,11 +25,19 @@ from telephony_bot import log
 from telephony_bot.callport import CallEvent, CallOffered
 from telephony_bot.config import SipSettings
 from telephony_bot.errors import SipError
-from telephony_bot.sip import codecs, framebuf, native_port
+from telephony_bot.sip import framebuf, native_port
 from telephony_bot.sip.call import PjCall, SipCall, _op
+from telephony_bot.sip.endpoint_config import (
+    ANY_HOST,
+    EndpointConfig,
+    account_config,
+    init_endpoint,
+    listen,
+    new_endpoint,
+)
 from telephony_bot.sip.media_port import BridgePortPool
 from telephony_bot.sip.native_port import NativePortPool
-from telephony_bot.sip.pjlog import PjLogWriter, quiet_stdout
+from telephony_bot.sip.pjlog import PjLogWriter
 from telephony_bot.sip.pythread import pin
 from telephony_bot.sip.sipmsg import parse_request, uri_user
 
@@ -103,6 +111,11 @@ class SipEndpoint:
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join, 10)
         self._thread = None
+
+    @property
+    def running(self) -> bool:
+        """The owner thread is up: the SIP stack takes calls (unless draining)."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def active_calls(self) -> int:
@@ -186,43 +199,21 @@ class SipEndpoint:
 
     def _create(self) -> None:
         s = self.settings
-        ep = pj.Endpoint()
-        self._ep = ep
-        with quiet_stdout():
-            ep.libCreate()
-        cfg = pj.EpConfig()
-        cfg.uaConfig.threadCnt = 1
-        cfg.uaConfig.mainThreadOnly = False
-        cfg.uaConfig.maxCalls = s.max_calls
-        cfg.uaConfig.userAgent = s.user_agent
+        self._ep = ep = new_endpoint()
         self._log_writer = PjLogWriter(s.max_calls)
-        cfg.logConfig.writer = self._log_writer
-        cfg.logConfig.level = max(2, s.pjsip_log_level)
-        cfg.logConfig.consoleLevel = max(2, s.pjsip_log_level)
-        cfg.logConfig.decor = 0
-        cfg.medConfig.clockRate = s.bridge_rate
-        cfg.medConfig.sndClockRate = s.bridge_rate
-        cfg.medConfig.channelCount = 1
-        cfg.medConfig.noVad = True
-        cfg.medConfig.ecTailLen = 0
-        ep.libInit(cfg)
-        ep.audDevManager().setNullDev()
-        self.codecs = codecs.apply_order(ep, ("opus/48000",) + s.codecs)
-
-        specific = s.host not in ("0.0.0.0", "::")
+        self.codecs = init_endpoint(
+            ep,
+            EndpointConfig(
+                user_agent=s.user_agent,
+                clock_rate=s.bridge_rate,
+                codecs=("opus/48000",) + s.codecs,
+                log_level=max(2, s.pjsip_log_level),
+                log_writer=self._log_writer,
+                max_calls=s.max_calls,
+            ),
+        )
         for kind in s.transports:
-            tcfg = pj.TransportConfig()
-            tcfg.port = s.port
-            if specific:
-                tcfg.boundAddress = s.host
-                tcfg.publicAddress = s.host
-            ttype = pj.PJSIP_TRANSPORT_UDP if kind == "udp" else pj.PJSIP_TRANSPORT_TCP
-            try:
-                ep.transportCreate(ttype, tcfg)
-            except pj.Error as exc:
-                raise SipError(
-                    f"cannot listen for SIP on {kind} {s.host}:{s.port}: {exc.info()}"
-                ) from None
+            listen(ep, kind, s.host, s.port)
         ep.libStart()
         self.ports.fill(s.max_calls + 2)  # spare ports cover calls still being released
         _log.info(
@@ -232,16 +223,8 @@ class SipEndpoint:
             ports=self.ports.size,
         )
 
-        acfg = pj.AccountConfig()
-        host = s.host if specific else "127.0.0.1"
-        acfg.idUri = f"sip:bot@{host}:{s.port}"
-        acfg.mediaConfig.transportConfig.port = s.rtp_port
-        acfg.mediaConfig.transportConfig.portRange = s.rtp_port_range
-        if specific:
-            acfg.mediaConfig.transportConfig.boundAddress = s.host
-            acfg.mediaConfig.transportConfig.publicAddress = s.host
         acc = SipAccount(self)
-        acc.create(acfg, True)
+        acc.create(self._account_config("bot"), True)
         self._account = acc
 
     def _destroy(self) -> None:
@@ -335,8 +318,12 @@ class SipEndpoint:
 
     def _id_uri(self, user: str) -> str:
         s = self.settings
-        host = s.host if s.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        host = s.host if s.host not in ANY_HOST else "127.0.0.1"
         return f"sip:{user}@{host}:{s.port}"
+
+    def _account_config(self, user: str) -> Any:
+        s = self.settings
+        return account_config(self._id_uri(user), s.host, s.rtp_port, s.rtp_port_range)
 
     def _account_for(self, user: str) -> SipAccount:
         """An account whose identity (From) is `user` (owner thread; kept until shutdown)."""
@@ -346,16 +333,8 @@ class SipEndpoint:
         if acc is None:
             if len(self._out_accounts) >= 32:
                 raise SipError("too many distinct caller ids for outbound calls (32)")
-            s = self.settings
-            acfg = pj.AccountConfig()
-            acfg.idUri = self._id_uri(user)
-            acfg.mediaConfig.transportConfig.port = s.rtp_port
-            acfg.mediaConfig.transportConfig.portRange = s.rtp_port_range
-            if s.host not in ("0.0.0.0", "::"):
-                acfg.mediaConfig.transportConfig.boundAddress = s.host
-                acfg.mediaConfig.transportConfig.publicAddress = s.host
             acc = SipAccount(self)
-            acc.create(acfg, False)
+            acc.create(self._account_config(user), False)
             self._out_accounts[user] = acc
         return acc
 

@@ -12,11 +12,11 @@ import sys
 
 from telephony_bot import cli, log
 from telephony_bot.app import CallSetup
-from telephony_bot.callport import CallEnded, MediaReady, TransferOutcome
+from telephony_bot.callport import CallEnded, CallPort, MediaReady, TransferOutcome
 from telephony_bot.providers.base import SessionConfig
 from telephony_bot.providers.echo import EchoProvider
 from telephony_bot.session.settings import SessionOptions
-from telephony_bot.sip.call import SipCall
+from telephony_bot.sip.carrier import SipCarrier
 from telephony_bot.worker import Worker
 
 _log = log.get("transfer-test")
@@ -26,12 +26,12 @@ class TransferWorker(Worker):
     target = ""
     dtmf = ""
 
-    def _on_call(self, call: SipCall) -> None:
+    def _on_call(self, call: CallPort) -> None:
         task = asyncio.create_task(self._transfer(call))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _transfer(self, call: SipCall) -> None:
+    async def _transfer(self, call: CallPort) -> None:
         await call.answer()
         while True:
             ev = await call.events.get()
@@ -67,7 +67,9 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(15, stop.set)
         await TransferWorker(
-            settings, CallSetup(EchoProvider(), SessionConfig(), SessionOptions())
+            settings,  # type: ignore[arg-type]
+            CallSetup(EchoProvider(), SessionConfig(), SessionOptions()),
+            carrier=SipCarrier(settings),  # type: ignore[arg-type]
         ).run(stop)
 
     asyncio.run(run())

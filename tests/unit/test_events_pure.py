@@ -21,7 +21,7 @@ from telephony_bot.events.control import CommandResult
 from telephony_bot.events.live import LiveCalls
 from telephony_bot.session.result import CallResult
 from telephony_bot.session.settings import CallMeta
-from telephony_bot.worker import trunk_uri
+from telephony_bot.sip.carrier import trunk_uri
 from telephony_bot.worker_control import number_allowed
 
 # ---------------------------------------------------------------- topics

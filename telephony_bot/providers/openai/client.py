@@ -33,6 +33,7 @@ from telephony_bot.providers.base import (
 )
 from telephony_bot.providers.openai.endpoints import RealtimeEndpoint
 from telephony_bot.providers.openai.protocol import RealtimeEventMapper
+from telephony_bot.providers.openai.session_config import session_update
 from telephony_bot.realtime import client_events as ce
 from telephony_bot.realtime import events
 
@@ -103,7 +104,7 @@ class RealtimeSession:
             ) from None
         except (OSError, TimeoutError, websockets.InvalidURI, websockets.InvalidHandshake) as exc:
             raise ProviderError(f"cannot reach realtime endpoint: {exc}", retryable=True) from None
-        await self._send(ce.session_update(self.config, self.dialect))
+        await self._send(session_update(self.config, self.dialect))
 
     async def _read_forever(self) -> None:
         while True:

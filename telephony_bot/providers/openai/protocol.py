@@ -23,6 +23,7 @@ from telephony_bot.providers.base import (
     TranscriptDelta,
     Usage,
 )
+from telephony_bot.providers.openai.session_config import session_update, tools, turn_detection
 from telephony_bot.realtime.client_events import (
     assistant_text_item,
     function_call_output,
@@ -35,10 +36,7 @@ from telephony_bot.realtime.client_events import (
     new_event_id,
     response_cancel,
     response_create,
-    session_update,
     system_text_item,
-    tools,
-    turn_detection,
     user_image_item,
     user_text_item,
 )

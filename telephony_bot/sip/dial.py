@@ -28,9 +28,15 @@ import numpy as np
 import pjsua2 as pj
 
 from telephony_bot.errors import ConfigError
-from telephony_bot.sip import codecs, framebuf
+from telephony_bot.sip import framebuf
+from telephony_bot.sip.endpoint_config import (
+    EndpointConfig,
+    account_config,
+    init_endpoint,
+    listen,
+    new_endpoint,
+)
 from telephony_bot.sip.media_port import audio_format
-from telephony_bot.sip.pjlog import quiet_stdout
 from telephony_bot.sip.pythread import pin
 
 FRAME_MS = 20
@@ -276,9 +282,7 @@ def dial(opts: DialOptions) -> dict[str, Any]:
     for path in opts.say:
         if not Path(path).is_file():
             raise ConfigError(f"--say {path}: no such file")
-    ep = pj.Endpoint()
-    with quiet_stdout():
-        ep.libCreate()
+    ep = new_endpoint()
     objs: dict[str, Any] = {}
     try:
         return _dial(ep, opts, local, play, objs)
@@ -316,37 +320,17 @@ def _release(ep: Any, objs: dict[str, Any]) -> None:
 def _dial(
     ep: Any, opts: DialOptions, local: str, play: bytes, objs: dict[str, Any]
 ) -> dict[str, Any]:
-    cfg = pj.EpConfig()
-    cfg.uaConfig.threadCnt = 1
-    cfg.uaConfig.mainThreadOnly = False
-    cfg.uaConfig.userAgent = "telephony-bot-dial"
-    cfg.logConfig.level = 1
-    cfg.logConfig.consoleLevel = 1
-    cfg.medConfig.clockRate = opts.rate
-    cfg.medConfig.sndClockRate = opts.rate
-    cfg.medConfig.channelCount = 1
-    cfg.medConfig.noVad = True
-    cfg.medConfig.ecTailLen = 0
-    ep.libInit(cfg)
-    ep.audDevManager().setNullDev()
-    codecs.apply_order(ep, [opts.codec])
-    tcfg = pj.TransportConfig()
-    tcfg.port = opts.local_port
-    if local != "0.0.0.0":
-        tcfg.boundAddress = local
-        tcfg.publicAddress = local
+    config = EndpointConfig(
+        user_agent="telephony-bot-dial", clock_rate=opts.rate, codecs=[opts.codec], log_level=1
+    )
+    init_endpoint(ep, config)
     tcp = "transport=tcp" in opts.uri.lower()
-    ep.transportCreate(pj.PJSIP_TRANSPORT_TCP if tcp else pj.PJSIP_TRANSPORT_UDP, tcfg)
+    listen(ep, "tcp" if tcp else "udp", local, opts.local_port)
     ep.libStart()
 
-    acfg = pj.AccountConfig()
-    acfg.idUri = f"sip:{opts.from_user}@{local if local != '0.0.0.0' else '127.0.0.1'}"
-    acfg.mediaConfig.transportConfig.port = opts.rtp_port
-    if local != "0.0.0.0":
-        acfg.mediaConfig.transportConfig.boundAddress = local
-        acfg.mediaConfig.transportConfig.publicAddress = local
+    id_uri = f"sip:{opts.from_user}@{local if local != '0.0.0.0' else '127.0.0.1'}"
     acc = objs["acc"] = pj.Account()
-    acc.create(acfg)
+    acc.create(account_config(id_uri, local, opts.rtp_port))
 
     port = objs["port"] = _Port(opts.rate, play, int(opts.play_at * 1000) // FRAME_MS)
     port.createPort("dial", audio_format(opts.rate))
