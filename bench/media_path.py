@@ -520,7 +520,7 @@ class _FakeCall:
 
         self.call_id = f"bench{n}"
         self.offer = CallOffered(self.call_id, "", "100", "dial", "", "", "127.0.0.1")
-        self.media = MediaBridge(loop, sample_rate=24000, port_rate=port_rate)
+        self.media = MediaBridge(loop, sample_rate=port_rate, port_rate=port_rate)
         self.events: asyncio.Queue[Any] = asyncio.Queue()
 
     async def answer(self) -> None:

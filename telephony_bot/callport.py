@@ -76,6 +76,10 @@ class CallMedia(Protocol):
     """A call's audio, as the session sees it: PCM16 mono in 20 ms frames at `sample_rate`,
     caller audio in (`read_frame`), bot audio out (`write`, any chunk size).
 
+    The carrier chooses `sample_rate`: the rate its audio already has (8 kHz for a G.711
+    SIP call), so nothing is resampled that need not be. The session converts once, between
+    this rate and the provider's (`ProviderSession.audio_rate`), only where they differ.
+
     The carrier owns the played position: `played_ms` is bot audio the caller can have
     heard, by the carrier's own measure (for SIP, frames taken by the 20 ms media clock; for
     a media stream, marks the far end echoed back), never what is merely queued.
@@ -111,12 +115,6 @@ class CallMedia(Protocol):
     @property
     def queued_ms(self) -> int:
         """Bot audio queued and not yet played, in ms."""
-        ...
-
-    @property
-    def frame_8k(self) -> bytes | None:
-        """The frame `read_frame()` returned last as 8 kHz audio, when the carrier has it
-        without resampling (a G.711 call); else None."""
         ...
 
     def close(self) -> None: ...

@@ -2,16 +2,16 @@
 
 The media thread (pjmedia's clock, every 20 ms) calls `push_caller_frame()` and
 `pull_playout_frame()`; both only copy bytes and never block. asyncio reads the caller's
-audio with `await read_frame()` (24 kHz PCM16 mono, 20 ms frames) and queues bot audio of
-any chunk size with `write()`. `clear()` drops queued bot audio at once (barge-in: the
+audio with `await read_frame()` (PCM16 mono at `sample_rate`, 20 ms frames) and queues bot
+audio of any chunk size with `write()`. `clear()` drops queued bot audio at once (barge-in: the
 caller hears silence from the next frame on). `played_ms` counts bot audio actually handed
 to the call's encoder, never what is merely queued.
 
-The media thread's side may run at another rate (`port_rate`, e.g. the 8 kHz of the
-conference bridge): then the bridge resamples on the asyncio side — caller frames as they
-are read, bot audio as it is queued — with the streaming polyphase resampler. That costs
-less than pjmedia resampling a 24 kHz port in C on its clock thread (bench/media_path.py)
-and keeps the media thread's work a plain copy.
+A SIP call's bridge runs at its port's own rate on both sides (8 kHz for G.711): the
+session converts to a provider's rate only where they differ (`session/context.py`). The
+media thread's side may still run at another rate (`port_rate`): then the bridge resamples
+on the asyncio side — caller frames as they are read, bot audio as it is queued — with the
+streaming polyphase resampler, keeping the media thread's work a plain copy.
 
 The buffers themselves are a `Crossing` (`media/crossing.py`): the Python one by default,
 or the C one a native pjmedia port fills without the GIL (`crossing=` factory).
@@ -65,7 +65,6 @@ class MediaBridge:
         resample = self.port_rate != sample_rate
         self._up = Resampler(self.port_rate, sample_rate) if resample else None
         self._down = Resampler(sample_rate, self.port_rate) if resample else None
-        self._last_port_frame: bytes | None = None
         self.crossing = crossing(
             self.frame_bytes,
             max(1, inbound_max_ms // frame_ms),
@@ -111,12 +110,6 @@ class MediaBridge:
 
     # ---- asyncio side ----
 
-    @property
-    def frame_8k(self) -> bytes | None:
-        """The frame `read_frame()` returned last, as the 8 kHz audio it was made from (when
-        the port runs at 8 kHz): the engine's VAD takes it without resampling back."""
-        return self._last_port_frame if self.port_rate == 8000 else None
-
     def wake(self) -> None:
         """asyncio side: let `read_frame()` see the frames queued so far."""
         w = self._waiter
@@ -129,10 +122,7 @@ class MediaBridge:
         while True:
             pcm = pop()
             if pcm is not None:
-                if self._up is None:
-                    return pcm
-                self._last_port_frame = pcm
-                return self._up.process(pcm)
+                return pcm if self._up is None else self._up.process(pcm)
             if self._closed:
                 return b""
             self._waiter = self.loop.create_future()

@@ -1,7 +1,8 @@
 """The engine's own voice-activity detector for the caller's audio (first stage of barge-in).
 
-`FrameVad.process()` takes one caller frame (24 kHz PCM16 mono, 20 ms = 960 bytes), downsamples
-it to 8 kHz with the stateful zero-latency `Resampler`, asks WebRTC's VAD (package
+`FrameVad.process()` takes one caller frame (PCM16 mono at the call's media rate, 20 ms),
+brings it to 8 kHz with the stateful zero-latency `Resampler` unless it is 8 kHz already (a
+G.711 call's own audio is taken as it is), asks WebRTC's VAD (package
 `webrtcvad-wheels`, GMM on 8 kHz telephone-band audio) whether it is speech, and measures the
 frame's level in dBFS. It costs a few µs of VAD plus the resampler's numpy work per frame, so it
 can run on every caller frame of every call. The decision lags speech onset by roughly one frame
@@ -61,9 +62,10 @@ def frame_dbfs(pcm: bytes) -> float:
 
 
 class FrameVad:
-    """Speech / not-speech and level for each 20 ms caller frame at 24 kHz; one per call."""
+    """Speech / not-speech and level for each 20 ms caller frame at `input_rate`; one per
+    call."""
 
-    def __init__(self, mode: int = 3) -> None:
+    def __init__(self, mode: int = 3, input_rate: int = INPUT_RATE) -> None:
         if mode not in (0, 1, 2, 3):
             raise ValueError(f"webrtcvad mode must be 0..3, got {mode}")
         try:
@@ -75,36 +77,33 @@ class FrameVad:
             ) from exc
         self.mode = mode
         self._vad: Any = webrtcvad.Vad(mode)
-        self._resampler = Resampler(INPUT_RATE, VAD_RATE)
+        self.input_rate = input_rate
+        self._resampler = Resampler(input_rate, VAD_RATE) if input_rate != VAD_RATE else None
         self._pending = np.zeros(0, dtype=np.int16)  # 8 kHz samples short of a full block
         self._last_speech = False
 
     def reset(self) -> None:
         """Start a new stream (forget resampler history and any partial block)."""
-        self._resampler.reset()
+        if self._resampler is not None:
+            self._resampler.reset()
         self._pending = np.zeros(0, dtype=np.int16)
         self._last_speech = False
 
-    def process(self, frame: bytes, frame_8k: bytes | None = None) -> VadFrame:
-        """Classify one caller frame (normally 960 bytes = 20 ms at 24 kHz).
+    def process(self, frame: bytes) -> VadFrame:
+        """Classify one caller frame (normally 20 ms at `input_rate`).
 
         Frames of other lengths are accepted: their 8 kHz samples are gathered into 20 ms
         blocks; the frame is speech if any block completed by it is, and a frame that
-        completes no block repeats the previous decision.
-
-        `frame_8k`: the same 20 ms as the caller's 8 kHz audio (320 bytes), when the caller
-        had it (the media bridge at 8 kHz does): WebRTC's VAD then takes it as it is instead
-        of the 24 kHz frame resampled back down (about 2/3 of this method's cost on a live
-        call). The level is still the 24 kHz frame's.
+        completes no block repeats the previous decision. The level is the frame's own.
         """
         if len(frame) % 2:
             raise ValueError(f"int16 PCM must have an even byte length, got {len(frame)}")
-        if frame_8k is not None and len(frame_8k) == _VAD_BLOCK * 2 and not self._pending.size:
-            speech = bool(self._vad.is_speech(frame_8k, VAD_RATE))
+        if self._resampler is None and len(frame) == _VAD_BLOCK * 2 and not self._pending.size:
+            speech = bool(self._vad.is_speech(frame, VAD_RATE))  # 8 kHz already: as it is
             self._last_speech = speech
             return VadFrame(speech, _frame_dbfs(frame))
         x = np.frombuffer(frame, dtype="<i2")
-        low = self._resampler.process_array(x)
+        low = self._resampler.process_array(x) if self._resampler is not None else x
         if self._pending.shape[0] == 0 and low.shape[0] == _VAD_BLOCK:  # the usual case
             speech = bool(self._vad.is_speech(low.astype("<i2", copy=False).tobytes(), VAD_RATE))
         else:

@@ -1,7 +1,7 @@
 """The port every realtime provider implements.
 
 A provider `connect()`s one session per call. The session accepts the caller's audio
-(24 kHz PCM16 mono) and actions (commit/clear input, create/cancel a response, truncate
+(PCM16 mono at its `audio_rate`) and actions (commit/clear input, create/cancel a response, truncate
 what the caller did not hear, send a tool's output, add a conversation item), and yields
 typed events. Wire protocols stay inside each provider; the session core sees only these.
 """
@@ -67,6 +67,9 @@ class SessionConfig:
     input_transcription_model: str | None = None
     temperature: float | None = None
     echo_delay_ms: int = 0
+    # The rate of the call's media (the carrier's choice). A provider that can work at it
+    # (the echo, a G.711 model at 8 kHz) takes and gives audio at that rate: nothing resampled.
+    media_rate: int = 24000
     # Extra `session.update` fields for servers that take them (the local engine's `flow`);
     # never sent to OpenAI, which refuses unknown parameters.
     extra: dict[str, Any] = field(default_factory=dict)
@@ -91,7 +94,7 @@ class SpeechStopped:
 
 @dataclass(frozen=True)
 class AudioDelta:
-    """Bot audio to play: 24 kHz PCM16 mono, any length."""
+    """Bot audio to play: PCM16 mono at the session's `audio_rate`, any length."""
 
     pcm: bytes
     item_id: str = ""
@@ -184,6 +187,9 @@ async def drain(queue: asyncio.Queue[ProviderEvent | None]) -> AsyncIterator[Pro
 
 
 class ProviderSession(Protocol):
+    # The rate of the PCM16 mono it takes in `send_audio` and gives in `AudioDelta`.
+    audio_rate: int
+
     async def send_audio(self, pcm: bytes) -> None: ...
 
     async def commit_input(self) -> None: ...

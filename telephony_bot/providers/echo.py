@@ -20,7 +20,8 @@ from telephony_bot.providers.base import (
 
 
 class EchoSession:
-    def __init__(self, delay_ms: int) -> None:
+    def __init__(self, delay_ms: int, audio_rate: int = 24000) -> None:
+        self.audio_rate = audio_rate  # the call's own rate: nothing to resample
         self._delay = max(0, delay_ms) / 1000.0
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[ProviderEvent | None] = asyncio.Queue()
@@ -77,4 +78,4 @@ class EchoProvider:
         self.delay_ms = delay_ms
 
     async def connect(self, config: SessionConfig) -> EchoSession:
-        return EchoSession(config.echo_delay_ms or self.delay_ms)
+        return EchoSession(config.echo_delay_ms or self.delay_ms, config.media_rate)

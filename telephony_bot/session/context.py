@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from telephony_bot import log
 from telephony_bot.callport import CallPort
+from telephony_bot.media.resample import Resampler
 from telephony_bot.media.vad import frame_dbfs
 from telephony_bot.providers.base import Provider, ProviderSession, SessionConfig
 from telephony_bot.session.ledger import PlayoutLedger
@@ -59,11 +60,15 @@ class CallContext:
         self.result = CallResult(call.call_id)
         self.usage = CallUsage()
         self.loop = asyncio.get_running_loop()
+        self.media_rate = call.media.sample_rate  # the carrier's choice
         # the echo gate alone needs the levels of what is played: only with barge-in on
         levels = frame_dbfs if options.barge_in.enabled else None
-        self.ledger = PlayoutLedger(options.barge_in.frame_ms, levels)
+        self.ledger = PlayoutLedger(options.barge_in.frame_ms, levels, self.media_rate)
         self.policy = TurnPolicy(options.barge_in, self.ledger)
         self.session: ProviderSession | None = None  # the provider's, once connected
+        # media rate ⇄ provider rate, where they differ (see `connected`)
+        self.to_provider: Resampler | None = None
+        self.from_provider: Resampler | None = None
         self.ready = asyncio.Event()  # connected to the provider
         self.first_audio = asyncio.Event()  # bot audio was queued (pre-warm answers then)
         self.ended = asyncio.Event()
@@ -75,6 +80,17 @@ class CallContext:
         self.hangup_reason: str | None = None  # why this side hung up
         self.tasks: set[asyncio.Task[Any]] = set()  # spawned: cancelled with the call
         self.tool_tasks: set[asyncio.Task[Any]] = set()  # tools running now
+
+    def connected(self, session: ProviderSession) -> None:
+        """The provider's session is open: audio crosses between the media's rate and the
+        provider's once, here, and only when they differ (a G.711 call to a G.711 model, or
+        to the echo, is never resampled)."""
+        self.session = session
+        rate = session.audio_rate
+        if rate != self.media_rate:
+            self.to_provider = Resampler(self.media_rate, rate)
+            self.from_provider = Resampler(rate, self.media_rate)
+        self.ready.set()
 
     def emit(self, type_: str, **data: Any) -> None:
         """Publish a call event (synchronous, never blocks, never raises)."""

@@ -66,12 +66,17 @@ class _Turn:
 
 
 class PlayoutLedger:
-    def __init__(self, frame_ms: int = 20, level: Callable[[bytes], float] | None = None) -> None:
-        """`level`: dBFS of one frame of 24 kHz PCM16; None: levels are not kept (only the
-        barge-in echo gate needs them)."""
+    def __init__(
+        self,
+        frame_ms: int = 20,
+        level: Callable[[bytes], float] | None = None,
+        sample_rate: int = 24000,
+    ) -> None:
+        """`level`: dBFS of one frame of PCM16 at `sample_rate` (the media's); None: levels
+        are not kept (only the barge-in echo gate needs them)."""
         self.frame_ms = frame_ms
         self._level = level
-        self._frame_bytes = 48 * frame_ms
+        self._frame_bytes = sample_rate * 2 * frame_ms // 1000
         self._timeline: list[Entry] = []  # queued or playing, oldest first
         self._base = 0  # where the (empty) timeline restarts
         self._played = 0  # the latest played position reported

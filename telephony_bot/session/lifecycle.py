@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from typing import Any
 
@@ -177,8 +178,8 @@ class CallSession:
         """Connect the provider (instructions go with it), start the media loops, greet."""
         ctx = self.ctx
         try:
-            ctx.session = await ctx.provider.connect(ctx.config)
-            ctx.ready.set()
+            config = dataclasses.replace(ctx.config, media_rate=ctx.media_rate)
+            ctx.connected(await ctx.provider.connect(config))
         except ProviderError as exc:
             _log.error("provider unavailable", error=str(exc), retryable=exc.retryable)
             return False

@@ -53,9 +53,10 @@ class MediaLoops:
     async def uplink(self) -> None:
         ctx = self.ctx
         assert ctx.session is not None
-        vad = FrameVad()
+        vad = FrameVad(input_rate=ctx.media_rate)
         media = ctx.call.media
         act = self.playout.act
+        up = ctx.to_provider
         gate = ctx.options.barge_in.enabled  # the echo gate reads the played levels
         while pcm := await media.read_frame():
             now = ctx.now_ms()
@@ -63,13 +64,13 @@ class MediaLoops:
             played = media.played_ms
             act(self.policy.played(played, None if gate else -120.0, now))
             self.report_turns(ctx.ledger.finished(played))
-            v = vad.process(pcm, media.frame_8k)
+            v = vad.process(pcm)
             if v.speech:
                 ctx.touch()
                 self._caller_voice_ms = now
             act(self.policy.caller_frame(v.speech, v.dbfs, now))
             act(self.policy.tick(now))
-            await ctx.session.send_audio(pcm)
+            await ctx.session.send_audio(pcm if up is None else up.process(pcm))
 
     # ---------- provider → caller ----------
 

@@ -26,7 +26,6 @@ from telephony_bot.session.turns import (
 
 _log = log.get("session")
 
-BYTES_PER_MS = 48  # 24 kHz PCM16 mono
 HANGUP_TAIL_S = 0.5  # after the last frame of a goodbye leaves, before the BYE
 
 
@@ -40,12 +39,15 @@ class Playout:
     # ---- audio in ----
 
     def model_audio(self, item_id: str, pcm: bytes) -> None:
-        """Queue the model's audio for `item_id`."""
+        """Queue the model's audio for `item_id` (PCM16 at the provider's rate)."""
         ctx = self.ctx
-        ms = len(pcm) // BYTES_PER_MS
+        assert ctx.session is not None
+        ms = len(pcm) * 500 // ctx.session.audio_rate  # as generated: what truncation counts
         ctx.usage.audio_out_ms += ms
         if ctx.result.first_audio_at is None:
             ctx.result.first_audio_at = time.time()
+        if ctx.from_provider is not None:
+            pcm = ctx.from_provider.process(pcm)
         played = self.media.played_ms
         self.media.write(pcm)
         ctx.first_audio.set()
@@ -60,10 +62,11 @@ class Playout:
         """Play one of the engine's own phrases (`closing`: its last words on this call)."""
         if closing:
             self.ctx.closing = True
-        pcm = prompts.load(name)
+        rate = self.ctx.media_rate
+        pcm = prompts.load(name, rate)
         played = self.media.played_ms
         self.media.write(pcm)
-        self.act(self.policy.engine_audio(len(pcm) // BYTES_PER_MS, self.ctx.now_ms(), pcm, played))
+        self.act(self.policy.engine_audio(len(pcm) * 500 // rate, self.ctx.now_ms(), pcm, played))
         self.media.end_of_stream()
 
     # ---- cutting the bot off ----
@@ -80,7 +83,7 @@ class Playout:
 
     def silence(self) -> None:
         """Drop what is queued for the engine's own reasons (a lost connection, a closing)."""
-        self.media.clear()
+        self._clear()
         self.act(self.policy.playout_cleared(self.ctx.now_ms(), self.media.played_ms))
 
     def act(self, actions: list[Action]) -> None:
@@ -105,8 +108,14 @@ class Playout:
                     _log.info("false interruption: asking the model to go on")
                     ctx.spawn(session.create_response() if session else None)
 
+    def _clear(self) -> int:
+        """Drop all queued bot audio; the next reply starts clean (no tail of this one)."""
+        if self.ctx.from_provider is not None:
+            self.ctx.from_provider.reset()
+        return self.media.clear()
+
     def _stopped(self, by: Cause) -> None:
-        dropped = self.media.clear()
+        dropped = self._clear()
         played = self.media.played_ms
         it = self.policy.last_interruption
         if by not in ("caller", "provider"):

@@ -34,7 +34,6 @@ from telephony_bot.sip.pythread import pin
 
 _log = log.get("sip.call")
 T = TypeVar("T")
-SESSION_RATE = 24000  # what the session and providers see: 24 kHz PCM16 mono
 
 
 class CallOwner(Protocol):
@@ -201,11 +200,9 @@ class SipCall:
         self.offer = offer
         self.outbound = outbound  # we dialled: answer() waits for the far end to pick up
         self.ring_timeout_s = 30.0
+        rate = endpoint.settings.media_port_rate  # the session works at the port's own rate
         self.media = MediaBridge(
-            endpoint.loop,
-            sample_rate=SESSION_RATE,
-            port_rate=endpoint.settings.media_port_rate,
-            crossing=endpoint.ports.crossing,
+            endpoint.loop, sample_rate=rate, port_rate=rate, crossing=endpoint.ports.crossing
         )
         endpoint.ports.register(self.media)
         self.events: asyncio.Queue[CallEvent] = asyncio.Queue()

@@ -63,6 +63,8 @@ class FakeCall:
 
 
 class FakeSession:
+    audio_rate = 24000  # like an OpenAI pcm16 session
+
     def __init__(self, log: list[str], first_audio_s: float | None) -> None:
         self.log = log
         self.first_audio_s = first_audio_s

@@ -143,7 +143,6 @@ async def test_an_8k_port_side_resamples_both_ways_and_counts_played_ms(make: Ma
     got = b"".join([await b.read_frame() for _ in range(20)])
     assert len(got) == 20 * FRAME
     assert abs(_peak_hz(got[FRAME:], 24000) - 1000) < 30
-    assert b.frame_8k == tone8[-320:]  # what the last 24 kHz frame was made from
     # bot: 24 kHz audio of any chunk size in, 8 kHz frames out
     bot = _tone(700, 1000, 24000)
     for i in range(0, len(bot), 1234):

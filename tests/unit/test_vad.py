@@ -134,16 +134,18 @@ def test_microseconds_per_frame(capsys: pytest.CaptureFixture[str]) -> None:
         print(f"\nFrameVad.process: {per_frame:.1f} µs/frame (frame_dbfs alone {per_level:.1f} µs)")
 
 
-def test_the_callers_own_8k_frame_gives_the_same_decisions_without_resampling() -> None:
+def test_the_callers_own_8k_frames_give_the_same_decisions_without_resampling() -> None:
     pytest.importorskip("webrtcvad")
     from telephony_bot.media.resample import Resampler
 
     x24 = np.concatenate([np.zeros(RATE // 2, np.int16), voiced(1.0, -20.0)])
     x8 = np.frombuffer(Resampler(24000, 8000).process(x24.tobytes()), "<i2")
-    a, b = FrameVad(), FrameVad()
+    a, b = FrameVad(), FrameVad(input_rate=8000)
     plain = [a.process(f) for f in frames(x24)]
-    fast = [b.process(f, x8[i * 160 : (i + 1) * 160].tobytes()) for i, f in enumerate(frames(x24))]
-    assert [f.dbfs for f in fast] == [f.dbfs for f in plain]  # level: the 24 kHz frame's
+    fast = [b.process(x8[i * 160 : (i + 1) * 160].tobytes()) for i in range(len(plain))]
+    # the level is the 8 kHz frame's own: the same telephone-band audio, within a dB
+    loud = [(p.dbfs, q.dbfs) for p, q in zip(plain, fast, strict=True) if p.dbfs > -60]
+    assert loud and all(abs(p - q) < 1.0 for p, q in loud[1:])
     agree = sum(p.speech == q.speech for p, q in zip(plain, fast, strict=True))
     assert agree >= len(plain) - 2  # the same audio: at most an edge frame differs
     assert not any(f.speech for f in fast[:20]) and sum(f.speech for f in fast[30:]) >= 40

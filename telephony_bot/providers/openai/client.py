@@ -20,7 +20,6 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from telephony_bot import log
 from telephony_bot.errors import ProviderError
 from telephony_bot.media.codecs import g711
-from telephony_bot.media.resample import Resampler
 from telephony_bot.providers.base import (
     AudioDelta,
     Capabilities,
@@ -44,19 +43,13 @@ _FATAL_HTTP = {401, 403, 404}
 
 
 class _G711:
-    """pcm16 24 kHz <-> G.711 8 kHz, for routes that pass G.711 straight to the model."""
+    """PCM16 8 kHz <-> G.711, for routes that pass G.711 straight to the model: the
+    session gives and takes 8 kHz audio (`audio_rate`), so a G.711 call is never
+    resampled on its way to the model and back."""
 
     def __init__(self, law: str) -> None:
-        self.encode_law = g711.ulaw_encode if law == "g711_ulaw" else g711.alaw_encode
-        self.decode_law = g711.ulaw_decode if law == "g711_ulaw" else g711.alaw_decode
-        self.down = Resampler(24000, 8000)
-        self.up = Resampler(8000, 24000)
-
-    def encode(self, pcm24: bytes) -> bytes:
-        return self.encode_law(self.down.process(pcm24))
-
-    def decode(self, data: bytes) -> bytes:
-        return self.up.process(self.decode_law(data))
+        self.encode = g711.ulaw_encode if law == "g711_ulaw" else g711.alaw_encode
+        self.decode = g711.ulaw_decode if law == "g711_ulaw" else g711.alaw_decode
 
 
 class RealtimeSession:
@@ -76,6 +69,7 @@ class RealtimeSession:
         self._closing = False
         self._history: list[tuple[str, str]] = []  # (role, text) of finished turns
         self._g711 = _G711(config.audio_format) if config.audio_format != "pcm16" else None
+        self.audio_rate = 24000 if self._g711 is None else 8000  # pcm16 is 24 kHz on the wire
         self.dropped_audio_ms = 0
         self.reconnects = 0
         self._mapper = RealtimeEventMapper()
@@ -183,7 +177,7 @@ class RealtimeSession:
     async def send_audio(self, pcm: bytes) -> None:
         data = self._g711.encode(pcm) if self._g711 is not None else pcm
         if not await self._send(ce.input_audio_append_text(data)):
-            self.dropped_audio_ms += len(pcm) // 48
+            self.dropped_audio_ms += len(pcm) * 500 // self.audio_rate
 
     async def commit_input(self) -> None:
         await self._send(ce.input_audio_commit())
