@@ -143,10 +143,9 @@ class CallPort(Protocol):
 class CarrierCapabilities:
     """What a carrier can do; the worker and the admin side ask before they act."""
 
-    transfer: bool = False  # CallPort.transfer() (SIP: REFER)
-    dtmf: bool = False  # DtmfReceived events and CallPort.send_dtmf()
-    originate: bool = False  # Carrier.originate() is configured (SIP: an outbound trunk)
-    registration: bool = False  # registers its addresses with a registrar (SIP accounts)
+    # Carrier.originate() is configured (SIP: an outbound trunk). More flags come with the
+    # carriers that need them asked (a media stream cannot REFER).
+    originate: bool = False
 
 
 IncomingCall = Callable[[CallPort], None]

@@ -36,9 +36,7 @@ class SipCarrier:
     def __init__(self, settings: SipSettings, *, trunk: str = "") -> None:
         self.settings = settings
         self.trunk = trunk
-        self.capabilities = CarrierCapabilities(
-            transfer=True, dtmf=True, originate=bool(trunk), registration=False
-        )
+        self.capabilities = CarrierCapabilities(originate=bool(trunk))
         self.endpoint: SipEndpoint | None = None
 
     async def start(self, on_call: IncomingCall) -> None:
