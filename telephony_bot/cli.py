@@ -511,6 +511,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 argv=worker_argv(["--port", str(port), *extra], "realtime-server"),
                 sip_port=0,
                 name="local engine",
+                ready_port=port,  # the workers take calls once it answers
             )
         )
     background = []

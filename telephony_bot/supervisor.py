@@ -30,6 +30,8 @@ from telephony_bot.events.metrics import mark_process_dead
 _log = log.get("supervisor")
 
 RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
+READY_WAIT_S = 60.0  # how long the workers wait for a process they depend on to be ready
+READY_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class WorkerSpec:
     # SIGTERM if the supervisor dies (setpriv --pdeathsig), and whatever is left of its group
     # is killed when it exits, so no orphan keeps its ports.
     own_group: bool = False
+    # A process the others need (the local engine): it starts first, and the rest start once
+    # this TCP port on 127.0.0.1 accepts connections (0: no such wait).
+    ready_port: int = 0
 
 
 class Service(Protocol):
@@ -133,7 +138,15 @@ class Supervisor:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        keepers = [asyncio.create_task(self._keep(s)) for s in self.specs]
+        first = [s for s in self.specs if s.ready_port]
+        keepers = [asyncio.create_task(self._keep(s)) for s in first]
+        if first:
+            waiting = asyncio.ensure_future(self._ready(first))
+            await asyncio.wait(
+                {waiting, asyncio.ensure_future(stop.wait())}, return_when="FIRST_COMPLETED"
+            )
+            waiting.cancel()
+        keepers += [asyncio.create_task(self._keep(s)) for s in self.specs if not s.ready_port]
         if self.admin is not None:
             await self.admin.start()
         extras = [asyncio.create_task(_guard(fn)) for fn in self.background]
@@ -158,6 +171,26 @@ class Supervisor:
             await self.admin.stop()
         _log.info("stopped")
         return 0
+
+    async def _ready(self, specs: list[WorkerSpec]) -> None:
+        """Until every one of `specs` accepts connections on its port (or READY_WAIT_S): a
+        worker must not take calls its route's engine cannot answer yet."""
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for spec in specs:
+            while not await _accepts(spec.ready_port):
+                if loop.time() - t0 > READY_WAIT_S:
+                    _log.warning(
+                        f"{spec.name} not ready: starting the workers anyway",
+                        port=spec.ready_port,
+                        waited_s=round(loop.time() - t0, 1),
+                    )
+                    break
+                await asyncio.sleep(READY_POLL_S)
+            else:
+                _log.info(
+                    f"{spec.name} ready", port=spec.ready_port, after_s=round(loop.time() - t0, 2)
+                )
 
     async def _stop(self, indexes: list[int], timeout: float) -> set[asyncio.Future[int]]:
         procs = [self.procs[i] for i in indexes if i in self.procs]
@@ -206,6 +239,17 @@ async def _lines(stream: asyncio.StreamReader, output: Callable[[str], None]) ->
             return
         with contextlib.suppress(Exception):
             output(line.decode(errors="replace"))
+
+
+async def _accepts(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 async def _guard(fn: Callable[[], Awaitable[None]]) -> None:

@@ -263,3 +263,41 @@ async def test_openai_sdk_against_the_real_offline_engine(local_engine: str, spe
         await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=500)
         cut = await until("conversation.item.truncated")
         assert cut.audio_end_ms == 500  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("after_s", [0.2, 0.5, 1.0, 2.0])
+def test_a_call_placed_as_serve_starts_is_answered_never_apologised_to(
+    tmp_path: Path, speech: tuple, after_s: float
+) -> None:
+    """`make run`, and a call at once: the offline engine is still loading its models and
+    the worker not yet listening. The caller's INVITE is retried by the caller as SIP does;
+    serve starts the worker once the engine answers, so the call is answered and greeted,
+    and a question is answered - never the "technical difficulties" apology."""
+    import time
+
+    _, tts = speech
+    _, question = _spoken(tts, "When are you open?", tmp_path / "q.wav")
+    t0 = time.monotonic()
+    eng = engine.start(
+        tmp_path, "serve", "--dialplan", "dialplans/example.yaml",
+        "--local-engine-port", str(engine.free_port()),
+        ready_count=0,  # do not wait for anything: the call goes out `after_s` from now
+    )  # fmt: skip
+    try:
+        time.sleep(max(0.0, t0 + after_s - time.monotonic()))
+        rep = engine.dial(
+            tmp_path, eng.sip_port, "--timeout", "30", "--play", str(question),
+            "--play-at", "4.5", "--duration", "9", name=f"early-{after_s}",
+        )  # fmt: skip
+        assert rep["answered"], rep
+        print(f"call {after_s} s after serve started: answered after {rep['setup_ms']} ms")
+        voiced = audio.voiced_frames(rep["energy_dbfs"])
+        assert voiced and voiced[0] * 20 - rep["setup_ms"] < 600  # greeted at once
+        said = [e["text"].lower() for e in eng.events("turn.assistant")]
+        assert said and "example clinic" in said[0]
+        heard = [e["text"].lower() for e in eng.events("turn.user")]
+        assert any("open" in t for t in heard), heard
+        assert any("monday" in t for t in said[1:]), said  # the question was answered
+        assert not eng.events("provider unavailable")
+    finally:
+        assert eng.stop() == 0

@@ -124,12 +124,16 @@ class FakeProvider:
         self.connect_s = connect_s
         self.first_audio_s = first_audio_s
         self.sessions: list[FakeSession] = []
-        self.fail = False
+        self.fail = False  # every connection is refused (a server that is down)
+        self.refuse_first = 0  # this many connections are refused first (a server starting)
+        self.retryable = True  # whether a refusal says a retry may help (False: a bad key)
+        self.attempts = 0
 
     async def connect(self, config: SessionConfig) -> FakeSession:
+        self.attempts += 1
         await asyncio.sleep(self.connect_s)
-        if self.fail:
-            raise ProviderError("refused", retryable=True)
+        if self.fail or self.attempts <= self.refuse_first:
+            raise ProviderError("connection refused", retryable=self.retryable)
         self.log.append("connect")  # session.update goes out with the connection
         s = FakeSession(self.log, self.first_audio_s)
         self.sessions.append(s)

@@ -130,3 +130,29 @@ def test_prewarm_is_on_by_default_and_a_route_can_turn_it_off() -> None:
     fast, plain = (effective(plan, r) for r in plan.routes)
     assert fast.prewarm and fast.prewarm_max_wait_ms == 1500
     assert not plain.prewarm
+
+
+async def test_a_provider_still_starting_is_retried_while_the_phone_rings() -> None:
+    # The offline engine still loading its models refuses the first connections: the call
+    # rings on while the engine retries, then is answered and greeted - no apology.
+    log: list[str] = []
+    call, provider = FakeCall(log), FakeProvider(log)
+    provider.refuse_first = 3
+    task = asyncio.create_task(_run(call, provider))
+    while "answer" not in log:
+        await asyncio.sleep(0.01)
+    assert log[:3] == ["connect", "response.create", "answer"] and provider.attempts == 4
+    assert call.queued_at_answer == 400  # greeted from the first frame
+    call.end()
+    result = await task
+    assert result.ended_by == "remote" and not any(e.startswith("hangup") for e in log)
+
+
+async def test_a_refusal_no_retry_can_mend_is_not_retried() -> None:
+    log: list[str] = []
+    call, provider = FakeCall(log), FakeProvider(log)
+    provider.fail, provider.retryable = True, False  # e.g. HTTP 401: a wrong key
+    result = await asyncio.wait_for(_run(call, provider), 15)
+    assert provider.attempts == 1
+    assert any(e.startswith("hangup provider unavailable") for e in log)
+    assert result.ended_by == "local"
