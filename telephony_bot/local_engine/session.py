@@ -103,6 +103,11 @@ class EngineSession(RealtimeSession):
         self.detector = server.pipeline.detector_factory()
         self.brain: Any = None
         self.started = False  # brain.start() called
+        # Items a client gives before any audio or response are the conversation so far (a
+        # reconnect, another engine taking over): the brain replays them to where the caller
+        # is, saying nothing, so it neither greets again nor answers old questions.
+        self.restoring = True
+        self.restored = 0
         self.pending: list[Any] = []  # actions not yet turned into a response
         self.auto_response_due = False
         self._frame_buf = b""
@@ -136,7 +141,14 @@ class EngineSession(RealtimeSession):
 
     # ---- hearing
 
+    def _restored(self) -> None:
+        if self.restoring:
+            self.restoring = False
+            if self.restored:
+                log.info("conversation restored", items=self.restored, started=self.started)
+
     async def _append(self, raw: bytes) -> None:
+        self._restored()
         pcm = self.wire_in.to_pcm24(raw)
         self.buffer += pcm
         self.audio_ms_since_response += len(pcm) / BYTES_PER_MS
@@ -242,30 +254,40 @@ class EngineSession(RealtimeSession):
         return actions
 
     def _on_client_item(self, item: Event) -> None:
+        if self.restoring:
+            self._replay(item)
+            return
         kind = item.get("type")
         if kind == "function_call_output":
-            raw = item.get("output")
-            try:
-                result: Any = json.loads(raw) if isinstance(raw, str) else raw
-            except ValueError:
-                result = raw
-            ok = not (isinstance(result, dict) and result.get("error") not in (None, False, ""))
+            ok, result = _tool_output(item)
             brain = self._ensure_brain()
             self.pending.extend(brain.tool_result(str(item["call_id"]), ok, result) or [])
         elif kind == "message" and item.get("role", "user") == "user":
-            texts = [
-                str(part.get("text") or "")
-                for part in item.get("content") or []
-                if isinstance(part, dict) and part.get("type") in ("input_text", "text")
-            ]
-            text = " ".join(t for t in texts if t).strip()
+            text = _user_text(item)
             if text:
                 self.text_words_since_response += _words(text)
                 self.pending.extend(self._brain_hear(text))
 
+    def _replay(self, item: Event) -> None:
+        """One item of the conversation so far: the brain's state follows it, its words are
+        not said again."""
+        self.restored += 1
+        brain = self._ensure_brain()
+        kind, role = item.get("type"), item.get("role", "user")
+        if kind == "message" and role == "assistant" and not self.started:
+            self.started = True  # the bot has spoken: its greeting is behind us
+            brain.start()
+        elif kind == "message" and role == "user":
+            if text := _user_text(item):
+                self._brain_hear(text)
+        elif kind == "function_call_output":
+            ok, result = _tool_output(item)
+            brain.tool_result(str(item.get("call_id", "")), ok, result)
+
     # ---- responses
 
     async def _create_response(self, ev: Event, event_id: str | None) -> None:
+        self._restored()
         self.auto_response_due = False
         response = ev.get("response")
         text = said_exactly(response.get("instructions")) if isinstance(response, dict) else None
@@ -507,3 +529,23 @@ class EngineSession(RealtimeSession):
             self.auto_response_due = False
             if self.pending:
                 await self._start_response()
+
+
+def _user_text(item: Event) -> str:
+    """The words of a user message item."""
+    texts = [
+        str(part.get("text") or "")
+        for part in item.get("content") or []
+        if isinstance(part, dict) and part.get("type") in ("input_text", "text")
+    ]
+    return " ".join(t for t in texts if t).strip()
+
+
+def _tool_output(item: Event) -> tuple[bool, Any]:
+    """A function_call_output item as the brain takes it: (ok, the decoded result)."""
+    raw = item.get("output")
+    try:
+        result: Any = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        result = raw
+    return not (isinstance(result, dict) and result.get("error") not in (None, False, "")), result

@@ -9,7 +9,7 @@ typed events. Wire protocols stay inside each provider; the session core sees on
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -55,6 +55,18 @@ def said_exactly(instructions: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class HistoryItem:
+    """One item of a call's conversation so far, as the caller heard it: what a new or
+    reconnected provider session is given so that it goes on where the caller is."""
+
+    kind: Literal["user", "assistant", "system", "image", "function_call", "function_output"]
+    text: str = ""  # user / assistant / system words; an image's data URL; a tool's output
+    call_id: str = ""  # function_call / function_output
+    name: str = ""  # function_call: the tool
+    arguments: str = ""  # function_call: the model's JSON arguments
+
+
+@dataclass(frozen=True)
 class SessionConfig:
     """What a route asks of a provider session for one call."""
 
@@ -70,6 +82,10 @@ class SessionConfig:
     # The rate of the call's media (the carrier's choice). A provider that can work at it
     # (the echo, a G.711 model at 8 kHz) takes and gives audio at that rate: nothing resampled.
     media_rate: int = 24000
+    # The conversation so far, asked each time the session connects or reconnects (a
+    # provider restarting, another provider taking over): it is restored right after the
+    # session's settings, so the model goes on where the caller is and never greets again.
+    history: Callable[[], Sequence[HistoryItem]] | None = None
     # Extra `session.update` fields for servers that take them (the local engine's `flow`);
     # never sent to OpenAI, which refuses unknown parameters.
     extra: dict[str, Any] = field(default_factory=dict)

@@ -91,6 +91,14 @@ def _item_create(item: dict[str, Any], event_id: str | None) -> dict[str, Any]:
     return client_event("conversation.item.create", event_id, item=item)
 
 
+def function_call_item(
+    call_id: str, name: str, arguments: str, *, event_id: str | None = None
+) -> dict[str, Any]:
+    """A function call the model made (e.g. replaying the conversation into a new session)."""
+    item = {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}
+    return _item_create(item, event_id)
+
+
 def function_call_output(
     call_id: str, output: str, *, event_id: str | None = None
 ) -> dict[str, Any]:

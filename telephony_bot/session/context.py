@@ -15,6 +15,7 @@ from telephony_bot.callport import CallPort
 from telephony_bot.media.resample import Resampler
 from telephony_bot.media.vad import frame_dbfs
 from telephony_bot.providers.base import Provider, ProviderSession, SessionConfig
+from telephony_bot.session.conversation import Conversation
 from telephony_bot.session.ledger import PlayoutLedger
 from telephony_bot.session.result import CallResult
 from telephony_bot.session.settings import CallLimits, CallMeta, SessionOptions
@@ -64,6 +65,7 @@ class CallContext:
         # the echo gate alone needs the levels of what is played: only with barge-in on
         levels = frame_dbfs if options.barge_in.enabled else None
         self.ledger = PlayoutLedger(options.barge_in.frame_ms, levels, self.media_rate)
+        self.conversation = Conversation()  # what a (re)connected model is given
         self.policy = TurnPolicy(options.barge_in, self.ledger)
         self.session: ProviderSession | None = None  # the provider's, once connected
         # media rate ⇄ provider rate, where they differ (see `connected`)

@@ -199,4 +199,5 @@ class CallControl:
             return False, f"the model of this call cannot take that: {exc}"
         except ValueError as exc:
             return False, str(exc)
+        ctx.conversation.injected(text=text, image=image_data_url, role=role)
         return True, ""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 SILENCE_DBFS = -120.0
 
@@ -34,6 +34,7 @@ class AgentTurn:
     text: str
     interrupted: bool
     played_ms: int
+    generated_ms: int = field(default=0, compare=False)  # all the audio it had
 
 
 @dataclass
@@ -216,13 +217,13 @@ class PlayoutLedger:
             if t.text is None:
                 continue
             if t.cut_at is not None:
-                out.append(AgentTurn(key, t.text, True, t.cut_at))
+                out.append(AgentTurn(key, t.text, True, t.cut_at, t.generated))
             elif t.start < 0:
                 if not t.done:
                     continue
                 out.append(AgentTurn(key, t.text, False, 0))  # a text-only item
             elif t.done and played_ms >= t.start + t.generated:
-                out.append(AgentTurn(key, t.text, False, t.generated))
+                out.append(AgentTurn(key, t.text, False, t.generated, t.generated))
             else:
                 continue
             del self._turns[key]
@@ -235,7 +236,7 @@ class PlayoutLedger:
             if t.text is None:
                 continue
             heard = 0 if t.start < 0 else max(0, min(played_ms - t.start, t.generated))
-            out.append(AgentTurn(key, t.text, heard < t.generated, heard))
+            out.append(AgentTurn(key, t.text, heard < t.generated, heard, t.generated))
             del self._turns[key]
         return out
 

@@ -193,7 +193,9 @@ class CallSession:
         answered (the route's pre-warm wait, or its ring time if longer): the caller hears
         ringing, not an apology. A refusal that no retry mends (a bad key) ends at once."""
         ctx = self.ctx
-        config = dataclasses.replace(ctx.config, media_rate=ctx.media_rate)
+        config = dataclasses.replace(
+            ctx.config, media_rate=ctx.media_rate, history=ctx.conversation.items
+        )
         wait_ms = max(ctx.limits.ring_ms, ctx.options.prewarm_max_wait_ms)
         deadline = ctx.loop.time() + wait_ms / 1000
         attempt = 0

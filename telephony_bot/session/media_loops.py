@@ -123,6 +123,7 @@ class MediaLoops:
             return
         if ev.role == "user":
             ctx.result.turns_user += 1
+            ctx.conversation.user(ev.text)
             ctx.emit("turn.user", text=ev.text, item_id=ev.item_id)
         else:
             ctx.result.turns_agent += 1
@@ -164,6 +165,7 @@ class MediaLoops:
 
     def report_turns(self, turns: list[AgentTurn]) -> None:
         for t in turns:
+            self.ctx.conversation.assistant(t)
             latency = self._latency_ms.pop(t.item_id, None)
             self.ctx.emit(
                 "turn.agent",

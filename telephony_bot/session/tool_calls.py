@@ -75,6 +75,7 @@ class ToolCalls:
         except json.JSONDecodeError:
             arguments = fc.arguments
         ctx.emit("tool.called", tool=fc.name, tool_call_id=fc.call_id, arguments=arguments)
+        ctx.conversation.function_call(fc.call_id, fc.name, fc.arguments)
         result = await self.executor.run(fc)
         ctx.emit(
             "tool.result",
@@ -86,6 +87,7 @@ class ToolCalls:
         )
         if ctx.session is None:
             return
+        ctx.conversation.function_output(fc.call_id, result.output)
         await ctx.session.send_function_output(fc.call_id, result.output)
         me = asyncio.current_task()
         busy = any(not t.done() for t in ctx.tool_tasks if t is not me)

@@ -301,3 +301,47 @@ def test_a_call_placed_as_serve_starts_is_answered_never_apologised_to(
         assert not eng.events("provider unavailable")
     finally:
         assert eng.stop() == 0
+
+
+def test_the_offline_engine_killed_mid_reply_comes_back_where_the_caller_is(
+    tmp_path: Path, speech: tuple
+) -> None:
+    """`serve` restarts the offline engine after a kill -9 in the middle of a reply; the
+    call reconnects and gives the new engine the conversation so far. The next question is
+    answered from where the flow was - no second greeting, no apology."""
+    import os
+    import signal
+    import time
+
+    _, tts = speech
+    q1, _ = _spoken(tts, "When are you open?", tmp_path / "q1.wav")
+    q2, _ = _spoken(tts, "What is your address?", tmp_path / "q2.wav")
+    gap = lambda s: np.zeros(int(s * RATE), np.int16)  # noqa: E731
+    talk = np.concatenate(
+        [gap(4.5), np.frombuffer(q1, "<i2"), gap(8.5), np.frombuffer(q2, "<i2"), gap(1)]
+    )
+    wav = audio.write_wav(tmp_path / "talk.wav", talk, RATE)
+    eng = engine.start(
+        tmp_path, "serve", "--dialplan", "dialplans/example.yaml",
+        "--local-engine-port", str(engine.free_port()),
+    )  # fmt: skip
+    try:
+        pid = eng.wait_for("local engine started")[0]["pid"]
+        call = engine.dial_async(
+            tmp_path, eng.sip_port, "--play", str(wav), "--duration", "21", name="kill"
+        )
+        eng.wait_for("turn.user", timeout=20)  # the first question was heard
+        time.sleep(1.2)  # its answer is being spoken
+        killed_at = len(eng.events("turn.assistant"))
+        os.kill(pid, signal.SIGKILL)
+        assert call.wait(60) == 0
+        restarted = eng.wait_for("local engine started", 2)[1]
+        assert restarted["pid"] != pid
+        assert eng.wait_for("reconnected", timeout=5)[0]["restored_items"] >= 3
+        assert eng.events("conversation restored")  # the engine replayed it
+        after = [e["text"].lower() for e in eng.events("turn.assistant")[killed_at:]]
+        assert not any("example clinic" in t for t in after), after  # no second greeting
+        assert any("example street" in t for t in after), after  # the address, from the flow
+        assert not eng.events("provider unavailable")
+    finally:
+        assert eng.stop() == 0

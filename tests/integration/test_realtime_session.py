@@ -4,6 +4,7 @@ turns, barge-in, tool calls with filler, a dropped socket, server errors, usage.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -200,6 +201,54 @@ def test_dropped_provider_socket_keeps_the_call_up_and_the_next_turn_works(
         assert abs(audio.dominant_hz(_segment(rec, 5700, 6400), RATE) - 900) < 15
         assert eng.events("provider reconnected")
         assert eng.wait_for("call ended")[-1]["ended_by"] == "remote"  # the caller hung up
+
+
+def test_a_reconnected_model_is_given_the_conversation_as_the_caller_lived_it(
+    tmp_path: Path, server_factory
+) -> None:
+    # greeting, a turn whose reply is a tool call, the tool's output, the answer; then the
+    # socket drops: the new connection gets all of it back, in order, and no new greeting
+    server = server_factory(
+        greeting=ScriptedReply(pcm=_tone(600, 0.6), transcript="Hello there."),
+        replies=[
+            ScriptedReply(function_call=("lookup", {"day": "monday"})),
+            ScriptedReply(pcm=_tone(900, 0.6), transcript="Nine or half past eleven."),
+        ],
+    )
+    speech = audio.write_wav(tmp_path / "q.wav", audio.speech_like(0.8, RATE), RATE)
+    plan = _plan(tmp_path, server, tools=["lookup"])
+    with engine.running(tmp_path, "worker", "--dialplan", str(plan)) as eng:
+        call = engine.dial_async(
+            tmp_path, eng.sip_port, "--play", str(speech), "--play-at", "1", "--duration", "9",
+            name="restore",
+        )  # fmt: skip
+        eng.wait_for("turn.assistant", 2, timeout=15)  # the answer after the tool
+        time.sleep(1.0)  # ... and it was heard
+        creates = len(server.wait_for("response.create"))
+        server.kill_connection()
+        server.wait_connections(2, timeout=10)
+        server.wait_for("session.update", 2)
+        time.sleep(0.5)
+        items = [e.data["item"] for e in server.received
+                 if e.conn == 1 and e.type == "conversation.item.create"]  # fmt: skip
+        assert [(i["type"], i.get("role")) for i in items] == [
+            ("message", "assistant"),
+            ("message", "user"),  # the scripted server's transcript of the caller's turn
+            ("function_call", None),
+            ("function_call_output", None),
+            ("message", "assistant"),
+        ], items
+        assert items[0]["content"][0]["text"] == "Hello there."
+        assert items[1]["content"][0]["text"].startswith("<caller audio")
+        call_item, output = items[2], items[3]
+        assert call_item["name"] == "lookup"
+        assert json.loads(call_item["arguments"]) == {"day": "monday"}
+        assert output["call_id"] == call_item["call_id"]
+        assert json.loads(output["output"])["slots"] == ["9:00", "11:30"]
+        assert items[4]["content"][0]["text"] == "Nine or half past eleven."
+        assert len(server.wait_for("response.create")) == creates  # no greeting again
+        assert call.wait(30) == 0
+        assert eng.wait_for("reconnected")[0]["restored_items"] == 5
 
 
 def test_a_bad_request_error_from_the_server_is_logged_and_the_call_goes_on(

@@ -27,12 +27,11 @@ from telephony_bot.providers.base import (
     ProviderEvent,
     Reconnected,
     SessionConfig,
-    TranscriptDelta,
     drain,
 )
 from telephony_bot.providers.openai.endpoints import RealtimeEndpoint
 from telephony_bot.providers.openai.protocol import RealtimeEventMapper
-from telephony_bot.providers.openai.session_config import session_update
+from telephony_bot.providers.openai.session_config import history_events, session_update
 from telephony_bot.realtime import client_events as ce
 from telephony_bot.realtime import events
 
@@ -67,7 +66,7 @@ class RealtimeSession:
         self._queue: asyncio.Queue[ProviderEvent | None] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
-        self._history: list[tuple[str, str]] = []  # (role, text) of finished turns
+        self.restored_items = 0  # items of the conversation given at the last (re)connect
         self._g711 = _G711(config.audio_format) if config.audio_format != "pcm16" else None
         self.audio_rate = 24000 if self._g711 is None else 8000  # pcm16 is 24 kHz on the wire
         self.dropped_audio_ms = 0
@@ -99,6 +98,10 @@ class RealtimeSession:
         except (OSError, TimeoutError, websockets.InvalidURI, websockets.InvalidHandshake) as exc:
             raise ProviderError(f"cannot reach realtime endpoint: {exc}", retryable=True) from None
         await self._send(session_update(self.config, self.dialect))
+        history = self.config.history() if self.config.history is not None else ()
+        for event in history_events(history, self.dialect):  # go on where the caller is
+            await self._send(event)
+        self.restored_items = len(history)
 
     async def _read_forever(self) -> None:
         while True:
@@ -133,15 +136,8 @@ class RealtimeSession:
                 if not exc.retryable:
                     return False
                 continue
-            for role, text in self._history:  # the conversation so far
-                item = (
-                    ce.user_text_item(text)
-                    if role == "user"
-                    else ce.assistant_text_item(text, self.dialect)
-                )
-                await self._send(item)
             self.reconnects += 1
-            _log.info("reconnected", attempt=attempt, restored_turns=len(self._history))
+            _log.info("reconnected", attempt=attempt, restored_items=self.restored_items)
             self._queue.put_nowait(Reconnected(attempt))
             return True
         return False
@@ -158,8 +154,6 @@ class RealtimeSession:
         for out in self._mapper.map(ev):
             if isinstance(out, AudioDelta) and self._g711 is not None:
                 out = AudioDelta(self._g711.decode(out.pcm), out.item_id, out.response_id)
-            elif isinstance(out, TranscriptDelta) and out.final and out.text:
-                self._history.append((out.role, out.text))
             self._queue.put_nowait(out)
 
     async def _send(self, event: dict[str, Any] | str) -> bool:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from telephony_bot.providers.base import SessionConfig, ToolSpec, TurnDetection
+from telephony_bot.providers.base import HistoryItem, SessionConfig, ToolSpec, TurnDetection
+from telephony_bot.realtime import client_events as ce
 from telephony_bot.realtime.client_events import client_event
 from telephony_bot.realtime.dialect import Dialect, audio_format, check_dialect
 
@@ -86,3 +87,23 @@ def session_update(
         session["tool_choice"] = "auto"
     session.update(config.extra)
     return client_event("session.update", event_id, session=session)
+
+
+def history_events(items: Iterable[HistoryItem], dialect: Dialect) -> list[dict[str, Any]]:
+    """The conversation so far as `conversation.item.create` events, in order (images only
+    for GA sessions: the preview API takes none)."""
+    out: list[dict[str, Any]] = []
+    for it in items:
+        if it.kind == "user":
+            out.append(ce.user_text_item(it.text))
+        elif it.kind == "system":
+            out.append(ce.system_text_item(it.text))
+        elif it.kind == "assistant":
+            out.append(ce.assistant_text_item(it.text, dialect))
+        elif it.kind == "function_call":
+            out.append(ce.function_call_item(it.call_id, it.name, it.arguments))
+        elif it.kind == "function_output":
+            out.append(ce.function_call_output(it.call_id, it.text))
+        elif it.kind == "image" and dialect == "ga":
+            out.append(ce.user_image_item(it.text, dialect))
+    return out
