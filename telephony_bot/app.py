@@ -14,7 +14,7 @@ from telephony_bot.dialplan.router import CallInfo, EffectiveRoute, effective, m
 from telephony_bot.dialplan.schema import Dialplan, ProviderDef, ToolDef
 from telephony_bot.errors import ConfigError
 from telephony_bot.providers.base import Provider, SessionConfig, ToolSpec
-from telephony_bot.session.settings import CallLimits, SessionOptions
+from telephony_bot.session.settings import CallLimits, Fallback, SessionOptions
 from telephony_bot.tools.base import Tool
 from telephony_bot.tools.builtin import hangup_tool, send_dtmf_tool, transfer_tool
 from telephony_bot.tools.python import python_tool
@@ -148,16 +148,27 @@ def for_route(
     pdef = route.provider if provider_override is None else _override(plan, provider_override)
     instructions = route.render_instructions(call) if call else route.instructions
     greeting = route.render_greeting(call) if call else route.greeting
-    config = SessionConfig(
-        provider=provider_name,
-        instructions=instructions,
-        voice=route.voice,
-        tools=tuple(t.spec for t in tools.values()),
-        audio_format=route.audio_format,
-        echo_delay_ms=route.echo_delay_ms,
-        extra=_local_extra(pdef, route, call),
-    )
+
+    def config_for(name: str, p: ProviderDef) -> SessionConfig:
+        return SessionConfig(
+            provider=name,
+            instructions=instructions,
+            voice=route.voice,
+            tools=tuple(t.spec for t in tools.values()),
+            audio_format=route.audio_format,
+            echo_delay_ms=route.echo_delay_ms,
+            extra=_local_extra(p, route, call),
+        )
+
+    config = config_for(provider_name, pdef)
     provider = build_provider(pdef, route)
+    fallbacks = (
+        ()
+        if provider_override is not None
+        else tuple(
+            Fallback(name, build_provider(p), config_for(name, p)) for name, p in route.fallbacks
+        )
+    )
     options = SessionOptions(
         greeting=greeting,
         barge_in=route.barge_in.settings(interruptible=provider.capabilities.interruptible),
@@ -166,6 +177,7 @@ def for_route(
         on_error_transfer=_on_error_target(route),
         prewarm=route.prewarm,
         prewarm_max_wait_ms=route.prewarm_max_wait_ms,
+        fallbacks=fallbacks,
     )
     limits = CallLimits(max_call_seconds=route.max_call_seconds, idle_seconds=route.idle_seconds)
     return CallSetup(provider, config, options, limits, route.name, plan_version)

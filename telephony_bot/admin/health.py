@@ -99,22 +99,23 @@ def provider_targets(loaded: Any, provider_override: str | None = None) -> list[
     out: dict[str, Check | Target] = {}
     for r in loaded.plan.routes or [None]:
         eff = effective(loaded.plan, r)
-        pdef = eff.provider if provider_override is None else app._override(
-            loaded.plan, provider_override
-        )  # fmt: skip
-        name = provider_override or eff.provider_name
-        try:
-            provider = app.build_provider(pdef, eff)
-        except ConfigError as exc:
-            out[name] = Check(f"provider {name}", False, str(exc))
-            continue
-        endpoint = getattr(provider, "endpoint", None)
-        if endpoint is None:  # echo: nothing to reach
-            continue
-        try:
-            out.setdefault(name, target_of(name, endpoint.url))
-        except ConfigError as exc:
-            out[name] = Check(f"provider {name}", False, str(exc))
+        if provider_override is None:
+            choices = [(eff.provider_name, eff.provider), *eff.fallbacks]  # each may serve
+        else:
+            choices = [(provider_override, app._override(loaded.plan, provider_override))]
+        for name, pdef in choices:
+            try:
+                provider = app.build_provider(pdef, eff)
+            except ConfigError as exc:
+                out[name] = Check(f"provider {name}", False, str(exc))
+                continue
+            endpoint = getattr(provider, "endpoint", None)
+            if endpoint is None:  # echo: nothing to reach
+                continue
+            try:
+                out.setdefault(name, target_of(name, endpoint.url))
+            except ConfigError as exc:
+                out[name] = Check(f"provider {name}", False, str(exc))
     return list(out.values())
 
 

@@ -463,12 +463,23 @@ class _Loader:
     ) -> None:
         """Checks shared by defaults and routes: provider, tool names, instructions."""
         provider = scope.get("provider")
-        if isinstance(provider, str) and provider not in provider_names:
-            self.at(
-                (*base, "provider"),
-                f"unknown provider {provider!r}{_did_you_mean(provider, provider_names)}; "
-                f"name one under providers: or use {', '.join(BUILTIN_PROVIDERS)}",
-            )
+        named: list[tuple[tuple[int, ...], str]] = []
+        if isinstance(provider, str):
+            named = [((), provider)]
+        elif isinstance(provider, list):  # in order of failover: each must exist, none twice
+            named = [((i,), p) for i, p in enumerate(provider) if isinstance(p, str)]
+        seen: set[str] = set()
+        for where, p in named:
+            if p in seen:
+                self.at((*base, "provider", *where), f"provider {p!r} is listed twice")
+                continue
+            seen.add(p)
+            if p not in provider_names:
+                self.at(
+                    (*base, "provider", *where),
+                    f"unknown provider {p!r}{_did_you_mean(p, provider_names)}; "
+                    f"name one under providers: or use {', '.join(BUILTIN_PROVIDERS)}",
+                )
         tools = scope.get("tools")
         if isinstance(tools, list):
             seen: set[str] = set()

@@ -169,6 +169,8 @@ class EffectiveRoute:
     prewarm: bool = True
     prewarm_max_wait_ms: int = 2000
     timezone: str | None = None  # the route's hours timezone: {date}/{time} are local to it
+    # the providers that take over, in order, when the one before cannot go on
+    fallbacks: tuple[tuple[str, ProviderDef], ...] = ()
 
     def _now(self, call: CallInfo) -> datetime:
         if self.timezone is None:
@@ -261,8 +263,10 @@ def effective(plan: Dialplan, route: Route | None) -> EffectiveRoute:
     def pick(name: str) -> object:
         return getattr(route, name) if _set(route, name) else getattr(d, name)
 
-    provider_name = str(pick("provider"))
-    provider = provider_def(plan, provider_name)
+    chosen = pick("provider")
+    names = [str(p) for p in chosen] if isinstance(chosen, list) else [str(chosen)]
+    provider_name, provider = names[0], provider_def(plan, names[0])
+    fallbacks = tuple((n, provider_def(plan, n)) for n in names[1:])
     tool_names: list[str] = list(route.tools if route and route.tools is not None else d.tools)
     tools: dict[str, ToolDef] = {}
     for t in tool_names:
@@ -281,6 +285,7 @@ def effective(plan: Dialplan, route: Route | None) -> EffectiveRoute:
         name=route.name if route else None,
         provider_name=provider_name,
         provider=provider,
+        fallbacks=fallbacks,
         model=model,
         voice=str(pick("voice") or ""),
         language=pick("language"),  # type: ignore[arg-type]

@@ -572,10 +572,15 @@ class OnError(_Strict):
     transfer: str | None = None  # a transfer target name
 
 
+# A provider, or an ordered list of them: the first serves the call; when it cannot (not
+# reachable, a fatal error, reconnects exhausted) the next takes over with the conversation.
+ProviderChoice = str | Annotated[list[str], Field(min_length=1, max_length=4)]
+
+
 class Defaults(_Strict):
     """Settings for every call; a route overrides each field it sets."""
 
-    provider: str = "echo"  # a name under providers:, or echo | local | openai
+    provider: ProviderChoice = "echo"  # names under providers:, or echo | local | openai
     echo_delay_ms: int = Field(default=0, ge=0, le=5000)
     max_call_seconds: float = Field(default=0, ge=0)
     idle_seconds: float = Field(default=0, ge=0)
@@ -622,7 +627,7 @@ class Route(_Strict):
     name: Annotated[str, Field(pattern=_NAME)]
     match: Match = Match()
     hours: Hours | None = None
-    provider: str | None = None
+    provider: ProviderChoice | None = None
     model: str | None = None
     voice: str | None = None
     language: str | None = None

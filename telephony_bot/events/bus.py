@@ -15,6 +15,7 @@ Event types (`Event.type`) and their `data`:
 - `transfer.started`  target;  `transfer.completed` / `transfer.failed`  target, status, reason
 - `dtmf`              digit, method
 - `provider.error`    code, message, retryable, fatal;  `provider.reconnected`  attempt
+- `provider.failover` from, to, reason, ok, ms: the route's next provider took the call over
 - `call.ended`        ended_by, reason, sip_status, duration_s
 - `cdr`               the call's record (events/cdr.py), published once after call.ended
 """
@@ -44,6 +45,7 @@ EVENT_TYPES = frozenset(
         "dtmf",
         "provider.error",
         "provider.reconnected",
+        "provider.failover",
         "call.ended",
         "cdr",
     }

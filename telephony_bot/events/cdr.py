@@ -93,6 +93,7 @@ def build_record(
         "dtmf": "".join(result.dtmf),
         "tool_calls": len(result.tools),
         "tools": list(result.tools),
+        "failovers": list(result.failovers),  # the providers that took the call over
         "media": media_quality(result.media),
         "usage": {
             "audio_in_s": u.get("audio_in_s", 0.0),

@@ -20,6 +20,7 @@ Metric names (all prefixed `telephony_bot_`):
 - `barge_in_latency_seconds`: caller's voice onset over the bot → bot audio cleared
   (`barge_in`'s `latency_ms`; barge-ins the provider's own VAD decided carry none)
 - `provider_errors_total{code}`, `provider_reconnects_total`
+- `provider_failovers_total{to,ok}`: calls handed to the route's next provider
 - `tool_duration_seconds{tool,ok}`: tool run time
 - `turns_total{role}`: final transcript turns
 - `bus_events_dropped_total`: events a slow subscriber (MQTT, an admin page) lost
@@ -111,6 +112,12 @@ class Metrics:
         self.provider_reconnects = Counter(
             p + "provider_reconnects", "Provider sessions re-established", registry=reg
         )
+        self.provider_failovers = Counter(
+            p + "provider_failovers",
+            "Calls handed to the route's next provider",
+            ["to", "ok"],
+            registry=reg,
+        )
         self.tool_duration = Histogram(
             p + "tool_duration_seconds", "Tool run time", ["tool", "ok"],
             buckets=TOOL_BUCKETS, registry=reg,
@@ -184,6 +191,9 @@ class Metrics:
             self.provider_errors.labels(str(d.get("code") or "unknown")).inc()
         elif t == "provider.reconnected":
             self.provider_reconnects.inc()
+        elif t == "provider.failover":
+            ok = "true" if d.get("ok") else "false"
+            self.provider_failovers.labels(str(d.get("to") or "?"), ok).inc()
 
 
 def _number(v: Any) -> float | None:

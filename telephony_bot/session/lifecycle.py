@@ -8,6 +8,7 @@ The parts of a call, each in its own module:
 - `media_loops.MediaLoops`: caller → provider (VAD, barge-in policy) and provider → caller;
 - `control.CallControl`: the verbs tools, MQTT and HTTP use (hang up, transfer, say...);
 - `tool_calls.ToolCalls`: the model's function calls;
+- `failover.Failover`: which provider serves the call, and who takes over;
 - `turns.TurnPolicy` (pure) decides barge-in and truncation; `ledger.PlayoutLedger` (pure)
   holds what was heard.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from typing import Any
 
@@ -29,10 +29,11 @@ from telephony_bot.callport import (
     MediaReady,
     TransferOutcome,
 )
-from telephony_bot.errors import CallGoneError, ProviderError
-from telephony_bot.providers.base import Provider, ProviderSession, SessionConfig, say_exactly
+from telephony_bot.errors import CallGoneError
+from telephony_bot.providers.base import Provider, SessionConfig, say_exactly
 from telephony_bot.session.context import CallContext, EventSink
 from telephony_bot.session.control import CallControl
+from telephony_bot.session.failover import Failover
 from telephony_bot.session.media_loops import MediaLoops
 from telephony_bot.session.playout import Playout
 from telephony_bot.session.prewarm import Prewarm
@@ -43,7 +44,6 @@ from telephony_bot.session.tool_calls import ToolCalls
 _log = log.get("session")
 
 MAX_HEADER_CHARS = 200  # per SIP header value in call.started
-CONNECT_BACKOFF_S = (0.1, 0.2, 0.3, 0.5)  # between connect attempts while the call rings
 
 
 def event_headers(headers: dict[str, str]) -> dict[str, str]:
@@ -78,7 +78,8 @@ class CallSession:
         self.playout = Playout(ctx)
         self.control = CallControl(ctx, self.playout)
         self.tools = ToolCalls(ctx, self.playout, self.control)
-        self.loops = MediaLoops(ctx, self.playout, self.control, self.tools)
+        self.failover = Failover(ctx, self.playout)
+        self.loops = MediaLoops(ctx, self.playout, self.control, self.tools, self.failover)
 
     # ---------- the call's life ----------
 
@@ -178,7 +179,7 @@ class CallSession:
     async def _open(self, tasks: set[asyncio.Task[Any]]) -> bool:
         """Connect the provider (instructions go with it), start the media loops, greet."""
         ctx = self.ctx
-        session = await self._connect()
+        session = await self.failover.first()
         if session is None:
             return False
         ctx.connected(session)
@@ -186,45 +187,6 @@ class CallSession:
         tasks.add(asyncio.create_task(self.loops.downlink(), name="downlink"))
         await self._greet()
         return True
-
-    async def _connect(self) -> ProviderSession | None:
-        """The provider's session. A provider not reachable yet (restarting, still loading its
-        models) is tried again with backoff for as long as the call may ring before it is
-        answered (the route's pre-warm wait, or its ring time if longer): the caller hears
-        ringing, not an apology. A refusal that no retry mends (a bad key) ends at once."""
-        ctx = self.ctx
-        config = dataclasses.replace(
-            ctx.config, media_rate=ctx.media_rate, history=ctx.conversation.items
-        )
-        wait_ms = max(ctx.limits.ring_ms, ctx.options.prewarm_max_wait_ms)
-        deadline = ctx.loop.time() + wait_ms / 1000
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                session = await ctx.provider.connect(config)
-            except ProviderError as exc:
-                left = deadline - ctx.loop.time()
-                if not exc.retryable or left <= 0:
-                    _log.error(
-                        "provider unavailable",
-                        error=str(exc),
-                        retryable=exc.retryable,
-                        attempts=attempt,
-                    )
-                    return None
-                delay = min(CONNECT_BACKOFF_S[min(attempt, len(CONNECT_BACKOFF_S)) - 1], left)
-                _log.info(
-                    "provider not reachable yet: retrying",
-                    error=str(exc),
-                    attempt=attempt,
-                    retry_in_s=round(delay, 2),
-                )
-                await asyncio.sleep(delay)
-                continue
-            if attempt > 1:
-                _log.info("provider reached", attempts=attempt)
-            return session
 
     async def _converse(
         self, watcher: asyncio.Task[None], tasks: set[asyncio.Task[Any]], warm: Prewarm | None

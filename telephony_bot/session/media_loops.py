@@ -15,6 +15,7 @@ from telephony_bot.providers.base import (
     AudioDone,
     FunctionCall,
     ProviderErrorEvent,
+    ProviderSession,
     Reconnected,
     ResponseDone,
     SpeechStarted,
@@ -23,6 +24,7 @@ from telephony_bot.providers.base import (
 )
 from telephony_bot.session.context import CallContext
 from telephony_bot.session.control import CallControl
+from telephony_bot.session.failover import Failover
 from telephony_bot.session.ledger import AgentTurn
 from telephony_bot.session.playout import Playout
 from telephony_bot.session.tool_calls import ToolCalls
@@ -34,9 +36,15 @@ FRAME_MS = 20
 
 class MediaLoops:
     def __init__(
-        self, ctx: CallContext, playout: Playout, control: CallControl, tools: ToolCalls
+        self,
+        ctx: CallContext,
+        playout: Playout,
+        control: CallControl,
+        tools: ToolCalls,
+        failover: Failover,
     ) -> None:
         self.ctx = ctx
+        self.failover = failover
         self.playout = playout
         self.control = control
         self.tools = tools
@@ -56,7 +64,6 @@ class MediaLoops:
         vad = FrameVad(input_rate=ctx.media_rate)
         media = ctx.call.media
         act = self.playout.act
-        up = ctx.to_provider
         gate = ctx.options.barge_in.enabled  # the echo gate reads the played levels
         while pcm := await media.read_frame():
             now = ctx.now_ms()
@@ -70,14 +77,24 @@ class MediaLoops:
                 self._caller_voice_ms = now
             act(self.policy.caller_frame(v.speech, v.dbfs, now))
             act(self.policy.tick(now))
+            up = ctx.to_provider  # the provider's rate (another after a failover)
             await ctx.session.send_audio(pcm if up is None else up.process(pcm))
 
     # ---------- provider → caller ----------
 
     async def downlink(self) -> None:
+        """Each provider session's events until it ends; after a failover, the next one's."""
         ctx = self.ctx
-        assert ctx.session is not None
-        async for ev in ctx.session.events():
+        while (session := ctx.session) is not None:
+            await self._dispatch(session)
+            if ctx.session is session:
+                return  # it ended and nobody took over: the call is ending
+
+    async def _dispatch(self, session: ProviderSession) -> None:
+        ctx = self.ctx
+        async for ev in session.events():
+            if ctx.session is not session:
+                return  # another provider took over: what this one still says is void
             if isinstance(ev, AudioDelta):
                 self._audio(ev)
             elif isinstance(ev, AudioDone):
@@ -156,7 +173,9 @@ class MediaLoops:
         if ev.code == "conversation_already_has_active_response":
             self.control.say_collided()
         if ev.fatal:
-            await self.control.give_up(f"provider error: {ev.code or ev.message}")
+            why = f"provider error: {ev.code or ev.message}"
+            if not await self.failover.take_over(why):
+                await self.control.give_up(why)
         elif ev.code == "connection_lost":
             self.playout.silence()
             self.playout.prompt("reconnecting")

@@ -25,6 +25,7 @@ class CallResult:
     turns_agent: int = 0
     barge_ins: int = 0
     tools: list[dict[str, Any]] = field(default_factory=list)
+    failovers: list[dict[str, Any]] = field(default_factory=list)  # from, to, reason, ok
     usage: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from telephony_bot.providers.base import Provider, SessionConfig
 from telephony_bot.session.turns import BargeInSettings
 from telephony_bot.session.usage import Prices
 from telephony_bot.tools.base import Tool
@@ -15,6 +16,15 @@ class CallLimits:
     ring_ms: int = 0
     max_call_seconds: float = 0.0  # 0: none
     idle_seconds: float = 0.0  # 0: none; silence on both sides this long ends the call
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """A provider that takes over a call when the one before cannot go on."""
+
+    name: str  # as the dialplan names it
+    provider: Provider
+    config: SessionConfig
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,9 @@ class SessionOptions:
     # once — or after prewarm_max_wait_ms more ringing at most (see session/prewarm.py).
     prewarm: bool = True
     prewarm_max_wait_ms: int = 2000
+    # The route's other providers, in order: on a connect failure, a fatal error or
+    # reconnects exhausted, the next takes over with the conversation so far.
+    fallbacks: tuple[Fallback, ...] = ()
 
 
 @dataclass(frozen=True)

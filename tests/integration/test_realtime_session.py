@@ -251,6 +251,49 @@ def test_a_reconnected_model_is_given_the_conversation_as_the_caller_lived_it(
         assert eng.wait_for("reconnected")[0]["restored_items"] == 5
 
 
+def test_a_model_gone_for_good_hands_the_call_to_the_routes_next_provider(
+    tmp_path: Path, server_factory
+) -> None:
+    # provider: [main, backup]. main greets, then fails for good (quota); backup takes the
+    # call over with the conversation, does not greet, and answers the caller's next turn.
+    main = server_factory(greeting=ScriptedReply(pcm=_tone(600, 0.6), transcript="Hello there."))
+    backup = server_factory(replies=[ScriptedReply(pcm=_tone(900, 1.0), transcript="Yes.")])
+    speech = audio.write_wav(tmp_path / "q.wav", audio.speech_like(0.8, RATE), RATE)
+    plan_path = _plan(tmp_path, main)
+    plan = json.loads(plan_path.read_text())
+
+    def named(server: ScriptedRealtimeServer) -> dict[str, object]:
+        model = "gpt-4o-realtime-preview-2024-12-17"
+        return {"type": "compatible", "base_url": server.url, "api_key_env": KEY_ENV,
+                "dialect": server.dialect, "model": model}  # fmt: skip
+
+    plan["providers"] = {"main": named(main), "backup": named(backup)}
+    plan["defaults"]["provider"] = ["main", "backup"]
+    plan_path.write_text(json.dumps(plan))
+    with engine.running(tmp_path, "worker", "--dialplan", str(plan_path)) as eng:
+        call = engine.dial_async(
+            tmp_path, eng.sip_port, "--play", str(speech), "--play-at", "3", "--duration", "7",
+            "--record", str(tmp_path / "rec.wav"), "--rate", str(RATE), name="fo",
+        )  # fmt: skip
+        eng.wait_for("turn.assistant")  # the greeting
+        time.sleep(1.0)  # ... heard
+        main.send_error(message="You exceeded your quota", code="insufficient_quota")
+        backup.wait_connections(1, timeout=10)
+        items = backup.wait_for("conversation.item.create")
+        assert items[0].data["item"]["content"][0]["text"] == "Hello there."  # the history
+        assert call.wait(30) == 0
+        rep = engine.read_report(tmp_path, "fo")
+        rec, _ = audio.read_wav(tmp_path / "rec.wav")
+        # the backup answered the caller's turn (900 Hz after the question at 3 s)
+        assert abs(audio.dominant_hz(_segment(rec, 4700, 5400), RATE) - 900) < 15
+        assert not [e for e in backup.received if e.type == "response.create"]  # no greeting
+        fo = eng.wait_for("provider failover")[0]
+        assert (fo["from"], fo["to"], fo["ok"]) == ("main", "backup", True)
+        assert not eng.events("model unavailable: transferring the caller")
+        assert eng.wait_for("call ended")[-1]["ended_by"] == "remote"  # never dropped
+        assert rep["answered"]
+
+
 def test_a_bad_request_error_from_the_server_is_logged_and_the_call_goes_on(
     tmp_path: Path, server_factory
 ) -> None:

@@ -114,12 +114,16 @@ class FakeSession:
 
 
 class FakeProvider:
-    name = "fake"
     capabilities = Capabilities()
 
     def __init__(
-        self, log: list[str], connect_s: float = 0.05, first_audio_s: float | None = 0.1
+        self,
+        log: list[str],
+        connect_s: float = 0.05,
+        first_audio_s: float | None = 0.1,
+        name: str = "fake",
     ) -> None:
+        self.name = name
         self.log = log
         self.connect_s = connect_s
         self.first_audio_s = first_audio_s
@@ -128,13 +132,15 @@ class FakeProvider:
         self.refuse_first = 0  # this many connections are refused first (a server starting)
         self.retryable = True  # whether a refusal says a retry may help (False: a bad key)
         self.attempts = 0
+        self.configs: list[SessionConfig] = []  # as each connection was asked for
 
     async def connect(self, config: SessionConfig) -> FakeSession:
         self.attempts += 1
+        self.configs.append(config)
         await asyncio.sleep(self.connect_s)
         if self.fail or self.attempts <= self.refuse_first:
             raise ProviderError("connection refused", retryable=self.retryable)
-        self.log.append("connect")  # session.update goes out with the connection
+        self.log.append("connect" if self.name == "fake" else f"connect {self.name}")
         s = FakeSession(self.log, self.first_audio_s)
         self.sessions.append(s)
         return s

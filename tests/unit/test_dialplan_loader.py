@@ -125,6 +125,43 @@ def test_unknown_provider(tmp_path: Path) -> None:
     )
 
 
+def test_a_list_of_providers_is_checked_item_by_item(tmp_path: Path) -> None:
+    f = write(
+        tmp_path,
+        """
+        providers:
+          realtime: {type: openai, model: gpt-realtime}
+        routes:
+          - name: day
+            provider: [realtime, ofline, realtime]
+        """,
+    )
+    found = problems(f)
+    assert found == [
+        f"{f}:5:26 routes[0].provider[1]: unknown provider 'ofline'; "
+        "name one under providers: or use echo, local, openai",
+        f"{f}:5:34 routes[0].provider[2]: provider 'realtime' is listed twice",
+    ]
+
+
+def test_a_list_of_providers_becomes_the_routes_fallbacks(tmp_path: Path) -> None:
+    from telephony_bot.dialplan.router import effective
+
+    f = write(
+        tmp_path,
+        """
+        providers:
+          realtime: {type: openai, model: gpt-realtime, api_key_env: RT_KEY}
+        defaults:
+          provider: [realtime, local, echo]
+        """,
+    )
+    plan = load(f, env={"RT_KEY": "sk-test"}).plan
+    route = effective(plan, None)
+    assert route.provider_name == "realtime" and route.provider.type == "openai"
+    assert [(n, p.type) for n, p in route.fallbacks] == [("local", "local"), ("echo", "echo")]
+
+
 def test_duplicate_route_name(tmp_path: Path) -> None:
     f = write(
         tmp_path,

@@ -1,0 +1,94 @@
+"""A route's providers in order: the next takes the call over when one cannot serve it, at
+call start or mid-call, with the conversation so far - the caller is never dropped and the
+bot does not greet again."""
+
+from __future__ import annotations
+
+import asyncio
+
+from telephony_bot.providers.base import ProviderErrorEvent, SessionConfig, TranscriptDelta
+from telephony_bot.session.lifecycle import CallSession
+from telephony_bot.session.settings import CallLimits, Fallback, SessionOptions
+from tests.support.fake_call import FakeCall, FakeProvider
+
+
+class Events:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, object]]] = []
+
+    def emit(self, type_: str, call_id: str, **data: object) -> None:
+        self.seen.append((type_, data))
+
+    def of(self, type_: str) -> list[dict[str, object]]:
+        return [d for t, d in self.seen if t == type_]
+
+
+def _session(call: FakeCall, first: FakeProvider, second: FakeProvider, bus: Events) -> CallSession:
+    fallback = Fallback("backup", second, SessionConfig(provider="backup"))
+    opts = SessionOptions(greeting="Hello", fallbacks=(fallback,))
+    return CallSession(
+        call,
+        first,
+        SessionConfig(provider="main"),
+        opts,
+        CallLimits(),
+        bus=bus,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_provider_that_cannot_be_reached_hands_the_call_to_the_next() -> None:
+    log: list[str] = []
+    call, bus = FakeCall(log), Events()
+    main, backup = FakeProvider(log, name="main"), FakeProvider(log, name="backup")
+    main.fail, main.retryable = True, False  # a wrong key: no retry mends it
+    task = asyncio.create_task(_session(call, main, backup, bus).run())
+    while "answer" not in log:
+        await asyncio.sleep(0.01)
+    assert log[:3] == ["connect backup", "response.create", "answer"]  # greeted by it
+    assert call.queued_at_answer == 400
+    assert bus.of("provider.failover")[0] | {"ms": 0} == {
+        "from": "main", "to": "backup", "reason": "provider unavailable", "ok": True, "ms": 0,
+    }  # fmt: skip
+    call.end()
+    result = await task
+    assert result.failovers == [
+        {"from": "main", "to": "backup", "reason": "provider unavailable", "ok": True}
+    ]
+    assert not any(e.startswith("hangup") for e in log)
+
+
+async def test_mid_call_the_next_provider_goes_on_with_the_conversation() -> None:
+    log: list[str] = []
+    call, bus = FakeCall(log), Events()
+    main, backup = FakeProvider(log, name="main"), FakeProvider(log, name="backup")
+    session = _session(call, main, backup, bus)
+    task = asyncio.create_task(session.run())
+    while "answer" not in log:
+        await asyncio.sleep(0.01)
+    first = main.sessions[0]
+    first.queue.put_nowait(TranscriptDelta("user", "I need an appointment.", "u1", final=True))
+    first.queue.put_nowait(ProviderErrorEvent("quota", code="insufficient_quota", fatal=True))
+    while not backup.sessions:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    history = backup.configs[0].history()  # type: ignore[misc]
+    assert [(h.kind, h.text) for h in history] == [("user", "I need an appointment.")]
+    assert first.closed and session.ctx.session is backup.sessions[0]
+    assert log.count("response.create") == 1  # the greeting, once: never again
+    assert call.media.queued_ms > 0  # the bridge phrase plays
+    assert bus.of("provider.failover")[0]["reason"] == "provider error: insufficient_quota"
+    call.end()
+    result = await task
+    assert result.ended_by == "remote" and not any(e.startswith("hangup") for e in log)
+
+
+async def test_when_every_provider_failed_the_caller_hears_the_apology() -> None:
+    log: list[str] = []
+    call, bus = FakeCall(log), Events()
+    main, backup = FakeProvider(log, name="main"), FakeProvider(log, name="backup")
+    main.fail = backup.fail = True
+    main.retryable = backup.retryable = False
+    result = await asyncio.wait_for(_session(call, main, backup, bus).run(), 20)
+    assert main.attempts == backup.attempts == 1
+    assert any(e.startswith("hangup provider unavailable") for e in log)
+    assert result.failovers[0]["ok"] is False
