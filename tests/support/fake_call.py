@@ -24,9 +24,13 @@ GREETING = b"\x10\x00" * 24 * 400  # 400 ms at 24 kHz
 
 
 class FakeCall:
-    """A CallPort that records what happened, in order."""
+    """A CallPort that records what happened, in order. Its line plays nothing unless
+    `line_speed` is set: then, once answered, it takes that many 20 ms frames of the bot's
+    audio every 20 ms (50: a second of audio in 20 ms, for tests that wait for playouts)."""
 
-    def __init__(self, log: list[str]) -> None:
+    def __init__(self, log: list[str], line_speed: int = 0) -> None:
+        self.line_speed = line_speed
+        self._line: asyncio.Task[None] | None = None
         self.call_id = "c1"
         self.offer = CallOffered("c1", "sip-1", "100", "200", "", "", "127.0.0.1")
         self.media = MediaBridge(asyncio.get_running_loop())
@@ -38,6 +42,8 @@ class FakeCall:
     async def answer(self) -> None:
         self.queued_at_answer = self.media.queued_ms
         self.log.append("answer")
+        if self.line_speed and self._line is None:
+            self._line = asyncio.create_task(self._play())
         self.events.put_nowait(CallAnswered(self.call_id, "PCMU/8000"))
 
     async def reject(self, status_code: int, reason: str = "") -> None:
@@ -57,6 +63,12 @@ class FakeCall:
 
     async def send_dtmf(self, digits: str) -> None:
         pass
+
+    async def _play(self) -> None:
+        while not self.media.closed:
+            for _ in range(self.line_speed):
+                self.media.pull_playout_frame()
+            await asyncio.sleep(0.02)
 
     def end(self) -> None:
         self.events.put_nowait(CallEnded(self.call_id, "remote", 200, "bye"))

@@ -84,7 +84,7 @@ async def test_mid_call_the_next_provider_goes_on_with_the_conversation() -> Non
 
 async def test_when_every_provider_failed_the_caller_hears_the_apology() -> None:
     log: list[str] = []
-    call, bus = FakeCall(log), Events()
+    call, bus = FakeCall(log, line_speed=50), Events()
     main, backup = FakeProvider(log, name="main"), FakeProvider(log, name="backup")
     main.fail = backup.fail = True
     main.retryable = backup.retryable = False

@@ -106,7 +106,7 @@ async def test_no_greeting_means_answering_as_soon_as_the_session_is_open() -> N
 
 async def test_a_provider_that_cannot_be_reached_still_gets_the_caller_an_apology() -> None:
     log: list[str] = []
-    call, provider = FakeCall(log), FakeProvider(log)
+    call, provider = FakeCall(log, line_speed=50), FakeProvider(log)
     provider.fail = True
     result = await asyncio.wait_for(_run(call, provider), 15)
     assert log[0] == "answer"  # answered, then the engine's own apology, then hung up
@@ -150,7 +150,7 @@ async def test_a_provider_still_starting_is_retried_while_the_phone_rings() -> N
 
 async def test_a_refusal_no_retry_can_mend_is_not_retried() -> None:
     log: list[str] = []
-    call, provider = FakeCall(log), FakeProvider(log)
+    call, provider = FakeCall(log, line_speed=50), FakeProvider(log)
     provider.fail, provider.retryable = True, False  # e.g. HTTP 401: a wrong key
     result = await asyncio.wait_for(_run(call, provider), 15)
     assert provider.attempts == 1
