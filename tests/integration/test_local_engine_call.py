@@ -271,12 +271,17 @@ def test_a_call_placed_as_serve_starts_is_answered_never_apologised_to(
 ) -> None:
     """`make run`, and a call at once: the offline engine is still loading its models and
     the worker not yet listening. The caller's INVITE is retried by the caller as SIP does;
-    serve starts the worker once the engine answers, so the call is answered and greeted,
-    and a question is answered - never the "technical difficulties" apology."""
+    serve starts the worker once the engine answers, so the call is answered and greeted -
+    never the "technical difficulties" apology. The earliest call also asks a question and
+    has it answered (the later ones take the same path, with less still starting)."""
     import time
 
-    _, tts = speech
-    _, question = _spoken(tts, "When are you open?", tmp_path / "q.wav")
+    ask = after_s == 0.2
+    args: list[str] = ["--duration", "4"]
+    if ask:
+        _, tts = speech
+        _, question = _spoken(tts, "When are you open?", tmp_path / "q.wav")
+        args = ["--play", str(question), "--play-at", "4.5", "--duration", "9"]
     t0 = time.monotonic()
     eng = engine.start(
         tmp_path, "serve", "--dialplan", "dialplans/example.yaml",
@@ -285,19 +290,18 @@ def test_a_call_placed_as_serve_starts_is_answered_never_apologised_to(
     )  # fmt: skip
     try:
         time.sleep(max(0.0, t0 + after_s - time.monotonic()))
-        rep = engine.dial(
-            tmp_path, eng.sip_port, "--timeout", "30", "--play", str(question),
-            "--play-at", "4.5", "--duration", "9", name=f"early-{after_s}",
-        )  # fmt: skip
+        rep = engine.dial(tmp_path, eng.sip_port, "--timeout", "30", *args, name=f"early-{after_s}")
         assert rep["answered"], rep
         print(f"call {after_s} s after serve started: answered after {rep['setup_ms']} ms")
         voiced = audio.voiced_frames(rep["energy_dbfs"])
         assert voiced and voiced[0] * 20 - rep["setup_ms"] < 600  # greeted at once
-        said = [e["text"].lower() for e in eng.events("turn.assistant")]
-        assert said and "example clinic" in said[0]
-        heard = [e["text"].lower() for e in eng.events("turn.user")]
-        assert any("open" in t for t in heard), heard
-        assert any("monday" in t for t in said[1:]), said  # the question was answered
+        said = [e["text"].lower() for e in eng.wait_for("turn.assistant")]
+        assert "example clinic" in said[0]
+        if ask:
+            heard = [e["text"].lower() for e in eng.events("turn.user")]
+            assert any("open" in t for t in heard), heard
+            said = [e["text"].lower() for e in eng.events("turn.assistant")]
+            assert any("monday" in t for t in said[1:]), said  # the question was answered
         assert not eng.events("provider unavailable")
     finally:
         assert eng.stop() == 0
