@@ -141,12 +141,13 @@ class Supervisor:
         first = [s for s in self.specs if s.ready_port]
         keepers = [asyncio.create_task(self._keep(s)) for s in first]
         if first:
-            waiting = asyncio.ensure_future(self._ready(first))
-            await asyncio.wait(
-                {waiting, asyncio.ensure_future(stop.wait())}, return_when="FIRST_COMPLETED"
-            )
-            waiting.cancel()
-        keepers += [asyncio.create_task(self._keep(s)) for s in self.specs if not s.ready_port]
+            ready = asyncio.create_task(self._ready(first))
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            for t in (ready, stopped):
+                t.cancel()
+        if not stop.is_set():  # stopped while it waited: no worker to start just to stop
+            keepers += [asyncio.create_task(self._keep(s)) for s in self.specs if not s.ready_port]
         if self.admin is not None:
             await self.admin.start()
         extras = [asyncio.create_task(_guard(fn)) for fn in self.background]

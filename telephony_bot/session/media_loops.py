@@ -64,12 +64,12 @@ class MediaLoops:
         vad = FrameVad(input_rate=ctx.media_rate)
         media = ctx.call.media
         act = self.playout.act
-        gate = ctx.options.barge_in.enabled  # the echo gate reads the played levels
         while pcm := await media.read_frame():
             now = ctx.now_ms()
             ctx.usage.audio_in_ms += FRAME_MS
             played = media.played_ms
-            act(self.policy.played(played, None if gate else -120.0, now))
+            # the level of what was played: the ledger keeps levels only for the echo gate
+            act(self.policy.played(played, None, now))
             self.report_turns(ctx.ledger.finished(played))
             v = vad.process(pcm)
             if v.speech:
