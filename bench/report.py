@@ -129,12 +129,34 @@ def local_engine(d: dict[str, Any]) -> str:
     )
 
 
+def failover(d: dict[str, Any]) -> str:
+    g, a = d["gap_ms"], d["dead_air_ms"]
+    rows = [
+        ("main provider killed mid-reply (calls)", d["kills"]),
+        ("calls dropped", d["dropped_calls"]),
+        ("calls the backup took over", d["switched"]),
+        ("backup given the earlier turns", d["backup_had_history"]),
+        ("last main audio → first backup audio, p50 / p95 ms", f"{g['p50']} / {g['p95']}"),
+        ("longest silence between them, p50 / p95 ms", f"{a['p50']} / {a['p95']}"),
+    ]
+    text = _rows(
+        "Provider failover, on the caller's side of the wire, `bench/failover.py`",
+        ("measure", "value"),
+        rows,
+    )
+    return text + (
+        '\n\nThe gap holds the bridge phrase ("Sorry, just a moment.", 1.5 s); the '
+        "silence is the time without it."
+    )
+
+
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("latency", latency),
     ("load", load),
     ("media_path", media_path),
     ("echo_calls", echo_calls),
     ("local_engine", local_engine),
+    ("failover", failover),
 ]
 
 

@@ -45,6 +45,7 @@ from pydantic_core import core_schema
 
 from telephony_bot import transfer_target
 from telephony_bot.dialplan.flow import Flow
+from telephony_bot.session.stall import StallSettings
 from telephony_bot.session.turns import MIN_INTERRUPT_MS, MIN_INTERRUPT_RANGE_MS, BargeInSettings
 
 BUILTIN_TOOLS = ("hangup", "transfer", "send_dtmf", "end_call")
@@ -565,6 +566,35 @@ class BargeIn(_Strict):
         )
 
 
+class Stall(_Strict):
+    """The admin's side of `session.stall.StallSettings`: when a provider counts as stalled
+    (it stopped answering, its connection is alive or not) and the call moves on."""
+
+    filler_ms: int = Field(default=2000, ge=500, le=10000)  # silence before a filler
+    reply_timeout_ms: int = Field(default=5000, ge=1000, le=60000)  # no response.created
+    audio_gap_ms: int = Field(default=4000, ge=1000, le=60000)  # a reply stopped mid-way
+    reconnect_ms: int = Field(default=700, ge=0, le=10000)  # a lost connection not back
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _filler_first(self) -> Stall:
+        if self.filler_ms >= min(self.reply_timeout_ms, self.audio_gap_ms):
+            raise ValueError(
+                "filler_ms must be less than reply_timeout_ms and audio_gap_ms "
+                "(the caller hears a filler before the call moves on)"
+            )
+        return self
+
+    def settings(self) -> StallSettings:
+        return StallSettings(
+            filler_ms=self.filler_ms,
+            reply_timeout_ms=self.reply_timeout_ms,
+            audio_gap_ms=self.audio_gap_ms,
+            reconnect_ms=self.reconnect_ms,
+            enabled=self.enabled,
+        )
+
+
 class OnError(_Strict):
     """What the caller hears (and where they go) when the provider or a tool fails for good."""
 
@@ -592,6 +622,7 @@ class Defaults(_Strict):
     greeting: str | None = None  # None: none; "": the model greets; text: say exactly this
     audio_format: Literal["pcm16", "g711_ulaw", "g711_alaw"] = "pcm16"
     barge_in: BargeIn = BargeIn()
+    stall: Stall = Stall()
     tools: list[str] = Field(default_factory=list)  # names from tools:, or builtins
     transfer_targets: dict[str, SipUri] = Field(default_factory=dict)  # name -> SIP URI
     filler_after_ms: int = Field(default=700, ge=100, le=10000)
@@ -637,6 +668,7 @@ class Route(_Strict):
     flow: Flow | None = None
     tools: list[str] | None = None  # replaces defaults.tools when given
     barge_in: BargeIn | None = None
+    stall: Stall | None = None
     prewarm: bool | None = None
     max_call_seconds: float | None = Field(default=None, ge=0)
     idle_seconds: float | None = Field(default=None, ge=0)

@@ -8,7 +8,8 @@ Event types (`Event.type`) and their `data`:
 - `call.started`      called, caller, route, plan_version, headers (trimmed)
 - `call.answered`     codec
 - `turn.user`         text, item_id
-- `turn.agent`        text, item_id, interrupted, played_ms
+- `turn.agent`        text (as the caller heard it), item_id, interrupted, played_ms;
+                      generated_text (all the model had said) when the reply was cut short
 - `barge_in`          by ("caller" | "provider"), played_ms, dropped_ms
 - `tool.called`       tool, tool_call_id, arguments
 - `tool.result`       tool, tool_call_id, ok, duration_ms, error
@@ -16,6 +17,8 @@ Event types (`Event.type`) and their `data`:
 - `dtmf`              digit, method
 - `provider.error`    code, message, retryable, fatal;  `provider.reconnected`  attempt
 - `provider.failover` from, to, reason, ok, ms: the route's next provider took the call over
+  (from == to: a new session of the same provider, the route having no other)
+- `provider.stalled`  provider, kind ("no_reply" | "audio_gap"), waited_ms: it stopped answering
 - `call.ended`        ended_by, reason, sip_status, duration_s
 - `cdr`               the call's record (events/cdr.py), published once after call.ended
 """
@@ -46,6 +49,7 @@ EVENT_TYPES = frozenset(
         "provider.error",
         "provider.reconnected",
         "provider.failover",
+        "provider.stalled",
         "call.ended",
         "cdr",
     }

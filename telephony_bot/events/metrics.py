@@ -21,6 +21,7 @@ Metric names (all prefixed `telephony_bot_`):
   (`barge_in`'s `latency_ms`; barge-ins the provider's own VAD decided carry none)
 - `provider_errors_total{code}`, `provider_reconnects_total`
 - `provider_failovers_total{to,ok}`: calls handed to the route's next provider
+- `provider_stalls_total{provider,kind}`: providers that stopped answering mid-call
 - `tool_duration_seconds{tool,ok}`: tool run time
 - `turns_total{role}`: final transcript turns
 - `bus_events_dropped_total`: events a slow subscriber (MQTT, an admin page) lost
@@ -118,6 +119,12 @@ class Metrics:
             ["to", "ok"],
             registry=reg,
         )
+        self.provider_stalls = Counter(
+            p + "provider_stalls",
+            "Providers that stopped answering mid-call (no reply, or a reply's audio stopped)",
+            ["provider", "kind"],
+            registry=reg,
+        )
         self.tool_duration = Histogram(
             p + "tool_duration_seconds", "Tool run time", ["tool", "ok"],
             buckets=TOOL_BUCKETS, registry=reg,
@@ -194,6 +201,9 @@ class Metrics:
         elif t == "provider.failover":
             ok = "true" if d.get("ok") else "false"
             self.provider_failovers.labels(str(d.get("to") or "?"), ok).inc()
+        elif t == "provider.stalled":
+            kind = str(d.get("kind") or "?")
+            self.provider_stalls.labels(str(d.get("provider") or "?"), kind).inc()
 
 
 def _number(v: Any) -> float | None:

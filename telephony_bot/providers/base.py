@@ -158,6 +158,13 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class ResponseStarted:
+    """The provider began a response (`response.created`): a reply is under way."""
+
+    response_id: str = ""
+
+
+@dataclass(frozen=True)
 class ResponseDone:
     response_id: str
     status: str  # completed | cancelled | failed | incomplete
@@ -187,6 +194,7 @@ ProviderEvent = (
     | AudioDone
     | TranscriptDelta
     | FunctionCall
+    | ResponseStarted
     | ResponseDone
     | ProviderErrorEvent
     | Reconnected

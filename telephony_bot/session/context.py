@@ -19,6 +19,7 @@ from telephony_bot.session.conversation import Conversation
 from telephony_bot.session.ledger import PlayoutLedger
 from telephony_bot.session.result import CallResult
 from telephony_bot.session.settings import CallLimits, CallMeta, SessionOptions
+from telephony_bot.session.stall import StallWatch
 from telephony_bot.session.turns import TurnPolicy
 from telephony_bot.session.usage import CallUsage
 
@@ -67,6 +68,7 @@ class CallContext:
         self.ledger = PlayoutLedger(options.barge_in.frame_ms, levels, self.media_rate)
         self.conversation = Conversation()  # what a (re)connected model is given
         self.policy = TurnPolicy(options.barge_in, self.ledger)
+        self.stall = StallWatch(options.stall)  # a provider that stopped answering
         self.session: ProviderSession | None = None  # the provider's, once connected
         # media rate ⇄ provider rate, where they differ (see `connected`)
         self.to_provider: Resampler | None = None
@@ -93,6 +95,15 @@ class CallContext:
             self.to_provider = Resampler(self.media_rate, rate)
             self.from_provider = Resampler(rate, self.media_rate)
         self.ready.set()
+
+    async def ask_reply(self, instructions: str | None = None) -> None:
+        """Ask the model for a reply (the next one in the conversation, or `instructions`'
+        words); the stall watch expects it from now on."""
+        session = self.session
+        if session is None:
+            return
+        self.stall.reply_due(self.now_ms())
+        await session.create_response(instructions)
 
     def emit(self, type_: str, **data: Any) -> None:
         """Publish a call event (synchronous, never blocks, never raises)."""

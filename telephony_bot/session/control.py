@@ -166,7 +166,7 @@ class CallControl:
             return
         text = self._says.popleft()
         self._say_sent = text
-        await self.ctx.session.create_response(instructions=say_exactly(text))
+        await self.ctx.ask_reply(say_exactly(text))
 
     async def response_done(self) -> None:
         self._say_sent = None

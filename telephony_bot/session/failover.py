@@ -27,6 +27,7 @@ _log = log.get("session")
 
 CONNECT_BACKOFF_S = (0.1, 0.2, 0.3, 0.5)  # between connect attempts
 FALLBACK_CONNECT_S = 2.0  # how long a provider taking over may take to be reached
+MIN_CONNECT_S = 1.0  # one connection attempt is given at least this long
 
 
 class Failover:
@@ -45,26 +46,37 @@ class Failover:
             session = await self._next("provider unavailable")
         return session
 
-    async def take_over(self, reason: str) -> bool:
+    def has_next(self) -> bool:
+        return bool(self._left)
+
+    async def take_over(self, reason: str, *, bridge: bool = True, restart: bool = False) -> bool:
         """The provider serving the call cannot go on: hand the call to the next one, with
-        the conversation so far. False when none is left (or none can be reached)."""
+        the conversation so far; with none left and `restart`, to a new session of the same
+        provider (a stalled session, a server that still accepts). The caller hears the
+        bridge phrase (unless `bridge` is off: it is playing already). False when no
+        provider took over."""
         ctx = self.ctx
-        if not self._left:
+        if not self._left and not restart:
             return False
-        old, interrupted = ctx.session, ctx.response_active
-        self.playout.silence()
-        self.playout.prompt("reconnecting")  # "Sorry, just a moment."
+        old = ctx.session
+        owed = ctx.response_active or ctx.stall.watching  # the caller waits for a reply
+        if bridge:
+            self.playout.silence()
+            self.playout.prompt("reconnecting")  # "Sorry, just a moment."
         session = None
         while session is None and self._left:
             session = await self._next(reason)
+        if session is None and restart:
+            session = await self._again(reason)
         if session is None:
             return False
         ctx.connected(session)
         ctx.response_active = False
+        ctx.stall.reset()
         if old is not None:
             ctx.spawn(_close(old))
-        if interrupted:  # a reply was cut: the new model gives it again, from the history
-            await session.create_response()
+        if owed:  # a reply was cut or never came: the new model gives it, from the history
+            await ctx.ask_reply()
         return True
 
     async def _next(self, reason: str) -> ProviderSession | None:
@@ -74,14 +86,24 @@ class Failover:
         ctx.provider, ctx.config = fallback.provider, fallback.config
         t0 = time.monotonic()
         session = await self._connect(fallback.provider, fallback.config, FALLBACK_CONNECT_S)
-        ms = round((time.monotonic() - t0) * 1000)
-        ok = session is not None
-        _log.warning("provider failover", **{"from": was}, to=fallback.name, reason=reason, ok=ok)
-        ctx.result.failovers.append({"from": was, "to": fallback.name, "reason": reason, "ok": ok})
-        ctx.emit(
-            "provider.failover", **{"from": was}, to=fallback.name, reason=reason, ok=ok, ms=ms
-        )
+        self._record(was, fallback.name, reason, session is not None, t0)
         return session
+
+    async def _again(self, reason: str) -> ProviderSession | None:
+        """A new session of the provider serving the call (the route has no other)."""
+        ctx = self.ctx
+        name = ctx.config.provider
+        t0 = time.monotonic()
+        session = await self._connect(ctx.provider, ctx.config, FALLBACK_CONNECT_S)
+        self._record(name, name, reason, session is not None, t0)
+        return session
+
+    def _record(self, was: str, to: str, reason: str, ok: bool, t0: float) -> None:
+        ctx = self.ctx
+        ms = round((time.monotonic() - t0) * 1000)
+        _log.warning("provider failover", **{"from": was}, to=to, reason=reason, ok=ok, ms=ms)
+        ctx.result.failovers.append({"from": was, "to": to, "reason": reason, "ok": ok})
+        ctx.emit("provider.failover", **{"from": was}, to=to, reason=reason, ok=ok, ms=ms)
 
     async def _connect(
         self, provider: Provider, config: SessionConfig, budget_s: float
@@ -97,7 +119,14 @@ class Failover:
         while True:
             attempt += 1
             try:
-                session = await provider.connect(config)
+                # a server that accepts and then says nothing (stopped, overloaded) must not
+                # hold the caller past the budget
+                wait = max(deadline - ctx.loop.time(), MIN_CONNECT_S)
+                session = await asyncio.wait_for(provider.connect(config), wait)
+            except TimeoutError:
+                _log.error("provider unavailable", provider=config.provider,
+                           error="no answer to the connection", attempts=attempt)  # fmt: skip
+                return None
             except ProviderError as exc:
                 left = deadline - ctx.loop.time()
                 if not exc.retryable or left <= 0:

@@ -204,13 +204,9 @@ class CallSession:
         await watcher
 
     async def _greet(self) -> None:
-        g, session = self.ctx.options.greeting, self.ctx.session
-        if g is None or session is None:
-            return
-        if g == "":
-            await session.create_response()
-        else:
-            await session.create_response(instructions=say_exactly(g))
+        g = self.ctx.options.greeting
+        if g is not None:
+            await self.ctx.ask_reply(say_exactly(g) if g else None)
 
     # ---------- call events ----------
 

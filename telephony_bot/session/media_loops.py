@@ -8,6 +8,8 @@ bot's turns are reported as the caller heard them.
 
 from __future__ import annotations
 
+import asyncio
+
 from telephony_bot import log
 from telephony_bot.media.vad import FrameVad
 from telephony_bot.providers.base import (
@@ -18,15 +20,18 @@ from telephony_bot.providers.base import (
     ProviderSession,
     Reconnected,
     ResponseDone,
+    ResponseStarted,
     SpeechStarted,
     SpeechStopped,
     TranscriptDelta,
 )
 from telephony_bot.session.context import CallContext
 from telephony_bot.session.control import CallControl
+from telephony_bot.session.conversation import heard_text
 from telephony_bot.session.failover import Failover
 from telephony_bot.session.ledger import AgentTurn
 from telephony_bot.session.playout import Playout
+from telephony_bot.session.stall import Filler, Stalled, StallWatch
 from telephony_bot.session.tool_calls import ToolCalls
 
 _log = log.get("session")
@@ -49,6 +54,8 @@ class MediaLoops:
         self.control = control
         self.tools = tools
         self.policy = ctx.policy
+        self.stall: StallWatch = ctx.stall
+        self._reconnected = 0  # Reconnected events seen (a lost connection came back)
         self._item_id = ""  # the assistant item whose audio arrived last
         self._agent_text: dict[str, str] = {}  # assistant transcript deltas, by item
         # turn latency (metrics): caller's last voiced frame → first audio of the next reply
@@ -77,6 +84,8 @@ class MediaLoops:
                 self._caller_voice_ms = now
             act(self.policy.caller_frame(v.speech, v.dbfs, now))
             act(self.policy.tick(now))
+            self.stall.caller_frame(now, v.speech and not self.policy.bot_speaking)
+            self._watch_stall(now)
             up = ctx.to_provider  # the provider's rate (another after a failover)
             await ctx.session.send_audio(pcm if up is None else up.process(pcm))
 
@@ -95,13 +104,16 @@ class MediaLoops:
         async for ev in session.events():
             if ctx.session is not session:
                 return  # another provider took over: what this one still says is void
+            self._signs_of_life(ev)
             if isinstance(ev, AudioDelta):
                 self._audio(ev)
             elif isinstance(ev, AudioDone):
                 self.playout.model_audio_done(ev.item_id)
             elif isinstance(ev, SpeechStarted):
+                self.stall.no_reply_due()  # the caller speaks again: their turn is not over
                 self.playout.act(self.policy.provider_speech_started(ctx.now_ms()))
             elif isinstance(ev, SpeechStopped):
+                self.stall.reply_due(ctx.now_ms())
                 self.playout.act(self.policy.provider_speech_stopped(ctx.now_ms()))
                 self._reply_due_from = self._caller_voice_ms
             elif isinstance(ev, TranscriptDelta):
@@ -109,13 +121,30 @@ class MediaLoops:
             elif isinstance(ev, FunctionCall):
                 # Run it once its response completes: a cancelled response's call is void.
                 self.tools.called(ev)
+            elif isinstance(ev, ResponseStarted):
+                self.stall.response_started(ctx.now_ms())
             elif isinstance(ev, ResponseDone):
                 await self._response_done(ev)
             elif isinstance(ev, ProviderErrorEvent):
                 await self._provider_error(ev)
             elif isinstance(ev, Reconnected):
+                self._reconnected += 1
                 _log.info("provider reconnected", attempt=ev.attempt)
                 ctx.emit("provider.reconnected", attempt=ev.attempt)
+
+    def _signs_of_life(self, ev: object) -> None:
+        """What the stall watch learns from any event: the provider hears the caller, or
+        its reply goes on."""
+        now = self.ctx.now_ms()
+        if isinstance(ev, AudioDelta | FunctionCall):
+            self.stall.response_event(now)
+        elif isinstance(ev, TranscriptDelta):
+            if ev.role == "assistant":
+                self.stall.response_event(now)
+            else:
+                self.stall.provider_heard(now)
+        elif isinstance(ev, SpeechStarted | SpeechStopped | ResponseStarted):
+            self.stall.provider_heard(now)
 
     def _audio(self, ev: AudioDelta) -> None:
         ctx = self.ctx
@@ -138,6 +167,8 @@ class MediaLoops:
             self._agent_text[ev.item_id] = self._agent_text.get(ev.item_id, "") + ev.text
         if not ev.final:
             return
+        if ev.role == "user" and not ev.text.strip():
+            self.stall.no_reply_due()  # the provider heard no words: no reply comes
         if ev.role == "user":
             ctx.result.turns_user += 1
             ctx.conversation.user(ev.text)
@@ -152,6 +183,7 @@ class MediaLoops:
     async def _response_done(self, ev: ResponseDone) -> None:
         ctx = self.ctx
         ctx.response_active = False
+        self.stall.response_done()
         self.playout.last_response_status = ev.status
         if ev.status == "cancelled":
             self.playout.provider_cancelled()
@@ -179,18 +211,66 @@ class MediaLoops:
         elif ev.code == "connection_lost":
             self.playout.silence()
             self.playout.prompt("reconnecting")
+            if self.failover.has_next():
+                self.ctx.spawn(self._back_or_over(self.ctx.session, self._reconnected))
+
+    async def _back_or_over(self, session: ProviderSession | None, reconnected: int) -> None:
+        """A lost connection with another provider to turn to: give the client
+        `reconnect_ms` to restore it, then hand the call over (the caller is waiting)."""
+        ctx = self.ctx
+        await asyncio.sleep(ctx.options.stall.reconnect_ms / 1000)
+        if ctx.session is not session or self._reconnected != reconnected or ctx.closing:
+            return
+        if not await self.failover.take_over("connection lost", bridge=False):
+            _log.warning("no provider took over: the client goes on reconnecting")
+
+    # ---------- a provider that stopped answering ----------
+
+    def _watch_stall(self, now: int) -> None:
+        ctx = self.ctx
+        if ctx.closing or not ctx.provider.capabilities.speech:
+            return
+        busy = bool(ctx.tool_tasks) or self.control.hangup_pending is not None
+        for a in self.stall.tick(now, ctx.call.media.queued_ms, busy=busy):
+            if isinstance(a, Filler):
+                _log.warning(
+                    "no reply yet: filler", provider=ctx.config.provider, kind=a.kind,
+                    silent_ms=a.silent_ms,
+                )  # fmt: skip
+                self.playout.prompt("one_moment")
+            elif isinstance(a, Stalled):
+                ctx.spawn(self._stalled(a), name="stalled")
+
+    async def _stalled(self, a: Stalled) -> None:
+        ctx = self.ctx
+        provider = ctx.config.provider
+        _log.warning("provider stalled", provider=provider, kind=a.kind, waited_ms=a.waited_ms)
+        ctx.result.stalls.append({"provider": provider, "kind": a.kind, "waited_ms": a.waited_ms})
+        ctx.emit("provider.stalled", provider=provider, kind=a.kind, waited_ms=a.waited_ms)
+        why = f"stalled: {a.kind}"
+        if not await self.failover.take_over(why, restart=True):
+            await self.control.give_up(f"provider {why}")
 
     # ---------- the bot's turns, as heard ----------
 
     def report_turns(self, turns: list[AgentTurn]) -> None:
+        """The bot's turns once they ended, as the caller heard them: a reply cut short
+        keeps the words the caller heard (`generated_text`: all the model had said)."""
         for t in turns:
             self.ctx.conversation.assistant(t)
+            heard = heard_text(t)
+            cut = {} if heard == t.text else {"generated_text": t.text}
             latency = self._latency_ms.pop(t.item_id, None)
+            _log.info(
+                "turn.agent", text=heard, item_id=t.item_id, interrupted=t.interrupted,
+                played_ms=t.played_ms,
+            )  # fmt: skip
             self.ctx.emit(
                 "turn.agent",
-                text=t.text,
+                text=heard,
                 item_id=t.item_id,
                 interrupted=t.interrupted,
                 played_ms=t.played_ms,
+                **cut,
                 **({} if latency is None else {"latency_ms": latency}),
             )

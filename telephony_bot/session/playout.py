@@ -106,7 +106,7 @@ class Playout:
                 # Only when the provider really cut its reply short on a noise.
                 if self.last_response_status == "cancelled" and not ctx.response_active:
                     _log.info("false interruption: asking the model to go on")
-                    ctx.spawn(session.create_response() if session else None)
+                    ctx.spawn(ctx.ask_reply())
 
     def _clear(self) -> int:
         """Drop all queued bot audio; the next reply starts clean (no tail of this one)."""

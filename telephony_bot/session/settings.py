@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from telephony_bot.providers.base import Provider, SessionConfig
+from telephony_bot.session.stall import StallSettings
 from telephony_bot.session.turns import BargeInSettings
 from telephony_bot.session.usage import Prices
 from telephony_bot.tools.base import Tool
@@ -33,6 +34,7 @@ class SessionOptions:
 
     greeting: str | None = None  # None: no greeting; "" : the model greets; text: say this
     barge_in: BargeInSettings = field(default_factory=BargeInSettings)
+    stall: StallSettings = field(default_factory=StallSettings)
     tools: dict[str, Tool] = field(default_factory=dict)
     filler_after_ms: int = 700
     prices: Prices = field(default_factory=Prices)

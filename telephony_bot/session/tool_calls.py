@@ -92,7 +92,7 @@ class ToolCalls:
         me = asyncio.current_task()
         busy = any(not t.done() for t in ctx.tool_tasks if t is not me)
         if not busy and self.control.hangup_pending is None:
-            await ctx.session.create_response()  # the model does not continue on its own
+            await ctx.ask_reply()  # the model does not continue on its own
 
     def _filler(self, tool_name: str) -> None:
         if self.ctx.call.media.queued_ms < 200:

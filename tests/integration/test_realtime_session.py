@@ -251,15 +251,11 @@ def test_a_reconnected_model_is_given_the_conversation_as_the_caller_lived_it(
         assert eng.wait_for("reconnected")[0]["restored_items"] == 5
 
 
-def test_a_model_gone_for_good_hands_the_call_to_the_routes_next_provider(
-    tmp_path: Path, server_factory
-) -> None:
-    # provider: [main, backup]. main greets, then fails for good (quota); backup takes the
-    # call over with the conversation, does not greet, and answers the caller's next turn.
-    main = server_factory(greeting=ScriptedReply(pcm=_tone(600, 0.6), transcript="Hello there."))
-    backup = server_factory(replies=[ScriptedReply(pcm=_tone(900, 1.0), transcript="Yes.")])
-    speech = audio.write_wav(tmp_path / "q.wav", audio.speech_like(0.8, RATE), RATE)
-    plan_path = _plan(tmp_path, main)
+def _two_providers(
+    tmp: Path, main: ScriptedRealtimeServer, backup: ScriptedRealtimeServer, **defaults: object
+) -> Path:
+    """A plan whose route has `provider: [main, backup]`."""
+    plan_path = _plan(tmp, main)
     plan = json.loads(plan_path.read_text())
 
     def named(server: ScriptedRealtimeServer) -> dict[str, object]:
@@ -268,8 +264,20 @@ def test_a_model_gone_for_good_hands_the_call_to_the_routes_next_provider(
                 "dialect": server.dialect, "model": model}  # fmt: skip
 
     plan["providers"] = {"main": named(main), "backup": named(backup)}
-    plan["defaults"]["provider"] = ["main", "backup"]
+    plan["defaults"] |= {"provider": ["main", "backup"], **defaults}
     plan_path.write_text(json.dumps(plan))
+    return plan_path
+
+
+def test_a_model_gone_for_good_hands_the_call_to_the_routes_next_provider(
+    tmp_path: Path, server_factory
+) -> None:
+    # provider: [main, backup]. main greets, then fails for good (quota); backup takes the
+    # call over with the conversation, does not greet, and answers the caller's next turn.
+    main = server_factory(greeting=ScriptedReply(pcm=_tone(600, 0.6), transcript="Hello there."))
+    backup = server_factory(replies=[ScriptedReply(pcm=_tone(900, 1.0), transcript="Yes.")])
+    speech = audio.write_wav(tmp_path / "q.wav", audio.speech_like(0.8, RATE), RATE)
+    plan_path = _two_providers(tmp_path, main, backup)
     with engine.running(tmp_path, "worker", "--dialplan", str(plan_path)) as eng:
         call = engine.dial_async(
             tmp_path, eng.sip_port, "--play", str(speech), "--play-at", "3", "--duration", "7",
@@ -292,6 +300,48 @@ def test_a_model_gone_for_good_hands_the_call_to_the_routes_next_provider(
         assert not eng.events("model unavailable: transferring the caller")
         assert eng.wait_for("call ended")[-1]["ended_by"] == "remote"  # never dropped
         assert rep["answered"]
+
+
+def test_a_model_that_stops_answering_gets_a_filler_then_the_next_provider_answers(
+    tmp_path: Path, server_factory
+) -> None:
+    # main greets, then stalls like a stopped process (connection open, nothing sent): the
+    # caller hears a filler within 2 s of their question, and after the route's
+    # reply_timeout_ms the backup answers it (it has the conversation, it does not greet).
+    main = server_factory(greeting=ScriptedReply(pcm=_tone(600, 0.6), transcript="Hello there."))
+    backup = server_factory(replies=[ScriptedReply(pcm=_tone(900, 1.0), transcript="Nine.")])
+    speech = audio.write_wav(tmp_path / "q.wav", audio.speech_like(0.8, RATE), RATE)
+    stall = {"filler_ms": 2000, "reply_timeout_ms": 3500}
+    plan_path = _two_providers(tmp_path, main, backup, stall=stall)
+    with engine.running(tmp_path, "worker", "--dialplan", str(plan_path)) as eng:
+        call = engine.dial_async(
+            tmp_path, eng.sip_port, "--play", str(speech), "--play-at", "2", "--duration", "9.5",
+            "--record", str(tmp_path / "rec.wav"), "--rate", str(RATE), name="stall",
+        )  # fmt: skip
+        eng.wait_for("turn.assistant")  # the greeting
+        main.freeze()  # from now on it says nothing
+        assert call.wait(30) == 0
+        rep = engine.read_report(tmp_path, "stall")
+        rec, _ = audio.read_wav(tmp_path / "rec.wav")
+        voiced = audio.voiced_frames(rep["energy_dbfs"])
+        # the question ends at 2.8 s: silence, then the filler (speech, not the 900 Hz)
+        after = [i * 20 for i in voiced if i * 20 > 2900]
+        assert after and after[0] - 2800 <= 2300, after[:3]
+        assert abs(audio.dominant_hz(_segment(rec, after[0], after[0] + 600), RATE) - 900) > 50
+        # the backup's answer after the reply timeout (2.8 + 3.5 s) and the bridge phrase
+        answer = [
+            t for t in range(6000, 9400, 100)
+            if abs(audio.dominant_hz(_segment(rec, t, t + 300), RATE) - 900) < 15
+        ]  # fmt: skip
+        assert answer and answer[0] < 8600, answer
+        stalled = eng.wait_for("provider stalled")[0]
+        assert (stalled["provider"], stalled["kind"]) == ("main", "no_reply")
+        fo = eng.wait_for("provider failover")[0]
+        assert (fo["from"], fo["to"], fo["reason"]) == ("main", "backup", "stalled: no_reply")
+        items = backup.wait_for("conversation.item.create")
+        assert items[0].data["item"]["content"][0]["text"] == "Hello there."
+        assert len(backup.wait_for("response.create")) == 1  # its answer; no greeting
+        assert eng.wait_for("call ended")[-1]["ended_by"] == "remote"  # never dropped
 
 
 def test_a_bad_request_error_from_the_server_is_logged_and_the_call_goes_on(

@@ -16,6 +16,7 @@ from telephony_bot.providers.base import (
     Capabilities,
     ProviderEvent,
     ResponseDone,
+    ResponseStarted,
     SessionConfig,
     drain,
 )
@@ -26,7 +27,8 @@ GREETING = b"\x10\x00" * 24 * 400  # 400 ms at 24 kHz
 class FakeCall:
     """A CallPort that records what happened, in order. Its line plays nothing unless
     `line_speed` is set: then, once answered, it takes that many 20 ms frames of the bot's
-    audio every 20 ms (50: a second of audio in 20 ms, for tests that wait for playouts)."""
+    audio every 20 ms (50: a second of audio in 20 ms, for tests that wait for playouts;
+    1: real time) and gives a quiet caller frame every 20 ms."""
 
     def __init__(self, log: list[str], line_speed: int = 0) -> None:
         self.line_speed = line_speed
@@ -65,9 +67,11 @@ class FakeCall:
         pass
 
     async def _play(self) -> None:
+        silence = bytes(self.media.frame_bytes)
         while not self.media.closed:
             for _ in range(self.line_speed):
                 self.media.pull_playout_frame()
+            self.media.push_caller_frame(silence)  # a quiet caller, a frame every 20 ms
             await asyncio.sleep(0.02)
 
     def end(self) -> None:
@@ -85,7 +89,8 @@ class FakeSession:
 
     async def create_response(self, instructions: str | None = None) -> None:
         self.log.append("response.create")
-        if self.first_audio_s is not None:
+        if self.first_audio_s is not None:  # None: a server that never answers (stalled)
+            self.queue.put_nowait(ResponseStarted("r1"))
             loop = asyncio.get_running_loop()
             loop.call_later(self.first_audio_s, self.queue.put_nowait, AudioDelta(GREETING, "i1"))
             loop.call_later(

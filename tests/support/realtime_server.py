@@ -255,6 +255,10 @@ class _Conn(RealtimeSession):
     def _on_received(self, t: float, type_: str, data: Event) -> None:
         self.srv._record_received(ReceivedEvent(t, type_, data, self.index))
 
+    async def send(self, type_: str, **fields: Any) -> None:
+        await self.srv._unfrozen.wait()  # a frozen server says nothing, to anyone
+        await super().send(type_, **fields)
+
     def _on_sent(self, type_: str, text: str) -> None:
         self.srv._record_sent(ReceivedEvent(time.monotonic(), type_, json.loads(text), self.index))
 
@@ -325,7 +329,9 @@ class _Conn(RealtimeSession):
     async def _commit(self, item_id: str, duration_ms: float) -> None:
         self.buffer_ms = 0.0
         item = await self._commit_item(item_id)
-        await self._transcribed(item, f"<caller audio {int(round(duration_ms))} ms>", duration_ms)
+        heard = self.srv.transcripts.pop(0) if self.srv.transcripts else ""
+        text = heard or f"<caller audio {int(round(duration_ms))} ms>"
+        await self._transcribed(item, text, duration_ms)
 
     def _buffered_ms(self) -> float:
         return self.buffer_ms
@@ -486,6 +492,8 @@ class ScriptedRealtimeServer:
         usage_per_response: dict[str, Any] | None = None,
         strict_headers: bool = True,
         speech_onset_ms: int = 0,
+        transcripts: Iterable[str] = (),
+        port: int = 0,
     ) -> None:
         if dialect not in ("preview", "ga"):
             raise ValueError(f"dialect must be 'preview' or 'ga', not {dialect!r}")
@@ -499,6 +507,8 @@ class ScriptedRealtimeServer:
         self.usage_per_response = usage_per_response
         self.strict_headers = strict_headers
         self.speech_onset_ms = speech_onset_ms  # speech this long before speech_started
+        # what the caller's turns are heard as, in order (then a placeholder)
+        self.transcripts: list[str] = list(transcripts)
 
         self.received: list[ReceivedEvent] = []
         self.sent: list[ReceivedEvent] = []
@@ -516,7 +526,10 @@ class ScriptedRealtimeServer:
         self._thread: threading.Thread | None = None
         self._server: Server | None = None
         self._port: int | None = None
+        self._bind_port = port  # 0: any free port
         self._conns: list[_Conn] = []
+        self._unfrozen = asyncio.Event()  # set: the server talks (see freeze())
+        self._unfrozen.set()
 
     # ---- lifecycle
 
@@ -556,7 +569,9 @@ class ScriptedRealtimeServer:
             raise failure[0]
 
     async def _serve(self) -> Server:
-        server = await serve_realtime(self._handler, "127.0.0.1", 0, ping_interval=None)
+        server = await serve_realtime(
+            self._handler, "127.0.0.1", self._bind_port, ping_interval=None
+        )
         self._port = server.sockets[0].getsockname()[1]
         return server
 
@@ -681,6 +696,13 @@ class ScriptedRealtimeServer:
         return ScriptedReply()
 
     # ---- test-thread API
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Stall like a stopped process: connections stay open, nothing more is sent (what
+        was due is sent once thawed with `freeze(False)`)."""
+        loop = self._loop
+        assert loop is not None
+        loop.call_soon_threadsafe(self._unfrozen.clear if frozen else self._unfrozen.set)
 
     def kill_connection(self, conn: int | None = None) -> None:
         """Drop the current (or given) connection abruptly: no close frame, TCP torn down."""

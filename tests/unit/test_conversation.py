@@ -3,10 +3,29 @@ the caller heard them, tool calls with their outputs, injected items - in order.
 
 from __future__ import annotations
 
-from telephony_bot.providers.base import HistoryItem
+import asyncio
+
+from telephony_bot.providers.base import (
+    AudioDelta,
+    AudioDone,
+    HistoryItem,
+    SessionConfig,
+    TranscriptDelta,
+)
 from telephony_bot.providers.openai.session_config import history_events
 from telephony_bot.session.conversation import Conversation, heard_text
 from telephony_bot.session.ledger import AgentTurn
+from telephony_bot.session.lifecycle import CallSession
+from telephony_bot.session.settings import CallLimits, SessionOptions
+from tests.support.fake_call import FakeCall, FakeProvider
+
+
+class Events:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, object]]] = []
+
+    def emit(self, type_: str, call_id: str, **data: object) -> None:
+        self.seen.append((type_, data))
 
 
 def test_a_reply_cut_short_is_kept_as_far_as_it_was_heard() -> None:
@@ -57,3 +76,32 @@ def test_the_record_becomes_realtime_items_in_either_dialect() -> None:
     assert preview[1]["item"]["content"][0]["type"] == "text"
     assert ga[1]["item"]["content"][0]["type"] == "output_text"
     assert len(ga) == 5 and ga[2]["item"]["name"] == "hours"
+
+
+async def test_the_turn_event_of_a_reply_cut_short_says_what_the_caller_heard() -> None:
+    log: list[str] = []
+    call, bus = FakeCall(log, line_speed=1), Events()
+    provider = FakeProvider(log, first_audio_s=None)
+    session = CallSession(
+        call, provider, SessionConfig(provider="fake"), SessionOptions(greeting=None),
+        CallLimits(), bus=bus,  # type: ignore[arg-type]
+    )  # fmt: skip
+    task = asyncio.create_task(session.run())
+    while not provider.sessions or "answer" not in log:
+        await asyncio.sleep(0.01)
+    text = "We are open Monday to Friday from eight in the morning."  # 10 words
+    model = provider.sessions[0]
+    model.queue.put_nowait(AudioDelta(b"\x10\x00" * 24 * 3000, "a1"))  # 3 s of reply
+    model.queue.put_nowait(AudioDone("a1"))
+    model.queue.put_nowait(TranscriptDelta("assistant", text, "a1", final=True))
+    await asyncio.sleep(0.9)  # the caller hears 0.9 s of it, then it is cut off
+    await session.control.say("Sorry to interrupt.", interrupt=True)
+    while not [d for t, d in bus.seen if t == "turn.agent"]:
+        await asyncio.sleep(0.01)
+    turn = next(d for t, d in bus.seen if t == "turn.agent")
+    assert turn["interrupted"] is True
+    assert turn["text"] == "We are open"  # 3 of 10 words: what 0.9 s of 3 s carried
+    assert turn["generated_text"] == text
+    assert [h.text for h in session.ctx.conversation.items()] == ["We are open"]
+    call.end()
+    await task

@@ -205,6 +205,8 @@ class RealtimeSession:
 
     async def close(self) -> None:
         self._closing = True
+        # the session's reader stops now, not once a stalled server acknowledges the close
+        self._queue.put_nowait(None)
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()

@@ -18,6 +18,7 @@ from telephony_bot.providers.base import (
     ProviderErrorEvent,
     ProviderEvent,
     ResponseDone,
+    ResponseStarted,
     SpeechStarted,
     SpeechStopped,
     TranscriptDelta,
@@ -61,6 +62,7 @@ from telephony_bot.realtime.events import (
     ResponseAudioDoneEvent,
     ResponseAudioTranscriptDeltaEvent,
     ResponseAudioTranscriptDoneEvent,
+    ResponseCreatedEvent,
     ResponseDoneEvent,
     ResponseOutputItemAddedEvent,
     ResponseOutputItemDoneEvent,
@@ -246,6 +248,8 @@ def to_provider_events(ev: ServerEvent | UnknownEvent) -> list[ProviderEvent]:
                     response_id=ev.response_id,
                 )
             ]
+        case ResponseCreatedEvent():
+            return [ResponseStarted(ev.response.id or "")]
         case ResponseDoneEvent():
             r = ev.response
             return [ResponseDone(r.id or "", r.status or "", usage_from(r.usage))]
