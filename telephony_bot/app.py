@@ -172,6 +172,7 @@ def for_route(
     options = SessionOptions(
         greeting=greeting,
         barge_in=route.barge_in.settings(interruptible=provider.capabilities.interruptible),
+        dtmf=route.dtmf.settings(),
         tools=tools,
         filler_after_ms=route.filler_after_ms,
         on_error_transfer=_on_error_target(route),

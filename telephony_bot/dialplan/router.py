@@ -27,6 +27,7 @@ from telephony_bot.dialplan.schema import (
     BargeIn,
     Defaults,
     Dialplan,
+    Dtmf,
     Hours,
     Match,
     NumberPattern,
@@ -158,6 +159,7 @@ class EffectiveRoute:
     flow: Flow | None
     tools: Mapping[str, ToolDef]  # in the order listed; builtins as ToolDef(builtin=...)
     barge_in: BargeIn
+    dtmf: Dtmf
     max_call_seconds: float
     idle_seconds: float
     recording: bool
@@ -294,6 +296,7 @@ def effective(plan: Dialplan, route: Route | None) -> EffectiveRoute:
         flow=pick("flow"),  # type: ignore[arg-type]
         tools=MappingProxyType(tools),
         barge_in=pick("barge_in"),  # type: ignore[arg-type]
+        dtmf=pick("dtmf"),  # type: ignore[arg-type]
         max_call_seconds=float(pick("max_call_seconds")),  # type: ignore[arg-type]
         idle_seconds=float(pick("idle_seconds")),  # type: ignore[arg-type]
         recording=bool(pick("recording")),

@@ -25,6 +25,7 @@ from telephony_bot.providers.base import (
 from telephony_bot.session.context import CallContext
 from telephony_bot.session.control import CallControl
 from telephony_bot.session.failover import Failover
+from telephony_bot.session.key_presses import KeyPresses
 from telephony_bot.session.ledger import AgentTurn
 from telephony_bot.session.playout import Playout
 from telephony_bot.session.tool_calls import ToolCalls
@@ -42,8 +43,10 @@ class MediaLoops:
         control: CallControl,
         tools: ToolCalls,
         failover: Failover,
+        keys: KeyPresses,
     ) -> None:
         self.ctx = ctx
+        self.keys = keys
         self.failover = failover
         self.playout = playout
         self.control = control
@@ -160,6 +163,7 @@ class MediaLoops:
         self.playout.act(self.policy.response_done(ctx.now_ms()))
         _log.info("response done", response_id=ev.response_id, status=ev.status)
         await self.control.response_done()
+        await self.keys.response_done()
 
     async def _provider_error(self, ev: ProviderErrorEvent) -> None:
         what: dict[str, object] = {
