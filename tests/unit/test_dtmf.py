@@ -164,6 +164,15 @@ def _problems(path: Path) -> list[str]:
     return [str(i) for i in info.value.issues]
 
 
+def test_an_unquoted_terminator_is_pointed_at_with_the_fix(tmp_path: Path) -> None:
+    f = _write(tmp_path, "defaults:\n  dtmf:\n    terminator: #\n    inter_digit_ms: 20\n")
+    assert _problems(f) == [
+        f'{f}:3:16 defaults.dtmf.terminator: write the terminator in quotes, e.g. terminator: "#"'
+        ' (a bare # starts a YAML comment); "" for none',
+        f"{f}:4:21 defaults.dtmf.inter_digit_ms: expected greater than or equal to 300, got 20",
+    ]
+
+
 def test_keys_a_flow_waits_for_must_be_able_to_reach_it(tmp_path: Path) -> None:
     f = _write(
         tmp_path,
