@@ -173,6 +173,7 @@ def for_route(
         greeting=greeting,
         barge_in=route.barge_in.settings(interruptible=provider.capabilities.interruptible),
         stall=route.stall.settings(),
+        dtmf=route.dtmf.settings(),
         tools=tools,
         filler_after_ms=route.filler_after_ms,
         on_error_transfer=_on_error_target(route),

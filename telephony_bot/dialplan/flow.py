@@ -13,11 +13,20 @@ flow:
           confirm: "Did you say {day}?"
           tool: {name: book_slot, args: {day: "{day}"}, result: booking}
           then: booked                 # a state, `hangup` or `transfer:<target>`
+        - name: desk
+          examples: ["a person please"]
+          dtmf: "0"                    # ... or the caller presses 0
+          then: "transfer:desk"
       fallback: {say: "Sorry, could you repeat that?", max_retries: 2, then: "transfer:desk"}
     booked:
       say: "You are booked at {booking.time}. Goodbye."
       then: hangup                     # a state without intents moves on after speaking
 ```
+
+Key presses (DTMF) drive a flow like words: an intent with `dtmf: "1"` is taken when the
+caller presses 1 ("press 1 for sales"), and a `digits` slot (`{type: digits, length: 4}`:
+a customer number, a PIN) takes the keys the caller typed, or the digits they said. The keys
+reach the flow as the route's `dtmf` bursts (the terminator, default `#`, ends one).
 
 A state may also call a tool as it is entered, before it speaks (`tool:` on the state, e.g.
 to look the caller up); a tool call's `result` names its reply for later placeholders
@@ -37,11 +46,21 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
+from telephony_bot import keypad
 from telephony_bot.dialplan import templates
 
-SLOT_TYPES = ("number", "date", "time", "yes_no", "text", "enum")
+SLOT_TYPES = ("number", "digits", "date", "time", "yes_no", "text", "enum")
+MAX_DIGITS_LENGTH = 32
 HANGUP = "hangup"
 TRANSFER_PREFIX = "transfer:"
 
@@ -64,8 +83,8 @@ def _slot_input(value: Any) -> Any:
             return {"type": "enum", "values": values}
         if value not in SLOT_TYPES or value == "enum":
             raise ValueError(
-                f"unknown slot type {value!r}; expected one of number, date, time, yes_no, "
-                "text or enum:[choice, ...]"
+                f"unknown slot type {value!r}; expected one of number, digits, date, time, "
+                "yes_no, text or enum:[choice, ...]"
             )
         return {"type": value}
     if isinstance(value, dict) and set(value) == {"enum"}:
@@ -83,13 +102,31 @@ _SLOT_JSON = {
             "required": ["enum"],
             "additionalProperties": False,
         },
+        {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string", "enum": list(SLOT_TYPES)},
+                "values": {"type": "array", "items": {"type": "string"}},
+                "length": {"type": "integer", "minimum": 1, "maximum": MAX_DIGITS_LENGTH},
+            },
+            "required": ["type"],
+            "additionalProperties": False,
+        },
     ]
 }
 
 
 class Slot(_Strict):
-    type: Literal["number", "date", "time", "yes_no", "text", "enum"]
+    type: Literal["number", "digits", "date", "time", "yes_no", "text", "enum"]
     values: list[str] = Field(default_factory=list)  # the choices of an enum slot
+    # a digits slot: exactly this many digits (a 4-digit PIN); none: any number of them
+    length: int | None = Field(default=None, ge=1, le=MAX_DIGITS_LENGTH)
+
+    @model_validator(mode="after")
+    def _length_for_digits(self) -> Slot:
+        if self.length is not None and self.type != "digits":
+            raise ValueError(f"length only applies to a digits slot, not to type {self.type}")
+        return self
 
 
 SlotInput = Annotated[Slot, BeforeValidator(_slot_input), WithJsonSchema(_SLOT_JSON)]
@@ -104,13 +141,43 @@ class ToolCall(_Strict):
     on_error: Target | None = None  # where to go when the tool fails; default: the fallback
 
 
+def _dtmf_input(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # dtmf: 1 (YAML reads a number)
+    return value
+
+
+def _check_dtmf(value: str) -> str:
+    if not keypad.are_keys(value):
+        raise ValueError(f'expected DTMF keys (0-9, *, #, A-D), like "1", got {value!r}')
+    return value
+
+
+DtmfKeys = Annotated[
+    str,
+    BeforeValidator(_dtmf_input),
+    AfterValidator(_check_dtmf),
+    Field(max_length=MAX_DIGITS_LENGTH),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9*#A-D]{1,32}$"}),
+]
+
+
 class Intent(_Strict):
     name: str
-    examples: list[str] = Field(min_length=1)
+    examples: list[str] = Field(default_factory=list)  # what the caller may say
+    dtmf: DtmfKeys | None = None  # ... or the keys they may press for it, e.g. "1"
     slots: dict[str, SlotInput] = Field(default_factory=dict)
     confirm: str | None = None  # asked (yes/no) before acting, e.g. "Did you say {day}?"
     tool: ToolCall | None = None
     then: Target
+
+    @model_validator(mode="after")
+    def _said_or_pressed(self) -> Intent:
+        if not self.examples and self.dtmf is None:
+            raise ValueError(
+                "an intent needs examples (what the caller says) or dtmf (a key they press)"
+            )
+        return self
 
 
 class Fallback(_Strict):
@@ -236,6 +303,7 @@ def check_flow(
             target((*base, "then"), state.then)
             reachable.add(state.then)
         seen: set[str] = set()
+        keys: dict[str, str] = {}
         for i, intent in enumerate(state.intents):
             iloc = (*base, "intents", i)
             if intent.name in seen:
@@ -243,6 +311,16 @@ def check_flow(
                     FlowProblem((*iloc, "name"), f"intent {intent.name!r} appears twice here")
                 )
             seen.add(intent.name)
+            if intent.dtmf is not None:
+                if intent.dtmf in keys:
+                    problems.append(
+                        FlowProblem(
+                            (*iloc, "dtmf"),
+                            f"key {intent.dtmf!r} is already taken by intent "
+                            f"{keys[intent.dtmf]!r} in this state",
+                        )
+                    )
+                keys.setdefault(intent.dtmf, intent.name)
             for slot_name, slot in intent.slots.items():
                 if slot.type == "enum" and not slot.values:
                     problems.append(
@@ -259,6 +337,55 @@ def check_flow(
             problems.append(
                 FlowProblem(("states", sname), f"state {sname!r} is never reached", warning=True)
             )
+    return problems
+
+
+def check_keys(
+    flow: Flow, *, to_model: bool, terminator: str, max_digits: int
+) -> list[FlowProblem]:
+    """The flow's key presses against the route's `dtmf` settings: keys an intent waits for
+    must be able to reach it (`to_model`, the terminator ends a burst and is not part of
+    it, a burst holds at most `max_digits` keys), and so must a digits slot's length."""
+    problems: list[FlowProblem] = []
+    for sname, state in flow.states.items():
+        for i, intent in enumerate(state.intents):
+            iloc: tuple[str | int, ...] = ("states", sname, "intents", i)
+            keys = intent.dtmf
+            if keys is not None:
+                if not to_model:
+                    problems.append(
+                        FlowProblem(
+                            (*iloc, "dtmf"),
+                            f"intent {intent.name!r} waits for key {keys!r}, but the route's "
+                            "dtmf.to_model is false: no key press reaches the flow",
+                        )
+                    )
+                elif terminator and terminator in keys and keys != terminator:
+                    problems.append(
+                        FlowProblem(
+                            (*iloc, "dtmf"),
+                            f"{keys!r} can never be pressed: {terminator!r} is the route's "
+                            f"dtmf.terminator, which ends the keys and is not part of them "
+                            f"(write {keys.replace(terminator, '')!r})",
+                        )
+                    )
+                elif len(keys) > max_digits:
+                    problems.append(
+                        FlowProblem(
+                            (*iloc, "dtmf"),
+                            f"{keys!r} can never be pressed: the route's dtmf.max_digits "
+                            f"ends the keys after {max_digits}",
+                        )
+                    )
+            for slot_name, slot in intent.slots.items():
+                if slot.type == "digits" and slot.length and to_model and slot.length > max_digits:
+                    problems.append(
+                        FlowProblem(
+                            (*iloc, "slots", slot_name),
+                            f"a {slot.length}-digit slot cannot be typed: the route's "
+                            f"dtmf.max_digits ends the keys after {max_digits}",
+                        )
+                    )
     return problems
 
 

@@ -30,12 +30,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from telephony_bot.dialplan import templates
-from telephony_bot.dialplan.flow import Flow, check_flow
+from telephony_bot.dialplan.flow import Flow, check_flow, check_keys
 from telephony_bot.dialplan.schema import (
     BUILTIN_PROVIDERS,
     BUILTIN_TOOLS,
     TOOLS_WARN_ABOVE,
     Dialplan,
+    Dtmf,
 )
 from telephony_bot.errors import DialplanError, DialplanIssue
 
@@ -419,19 +420,28 @@ class _Loader:
                     f"reliably above {TOOLS_WARN_ABOVE}; consider splitting the route",
                     warn=True,
                 )
-            # the offline flow, checked against this route's tools and targets
+            # the offline flow, checked against this route's tools, targets and keys
+            r_dtmf = route.get("dtmf") if "dtmf" in route else defaults.get("dtmf")
             if "flow" in route:
-                self.check_flow((*base, "flow"), route.get("flow"), r_tools, targets, "")
+                self.check_flow((*base, "flow"), route.get("flow"), r_tools, targets, r_dtmf, "")
             elif "flow" in defaults:
                 self.check_flow(
                     ("defaults", "flow"),
                     defaults.get("flow"),
                     r_tools,
                     targets,
+                    r_dtmf,
                     f" (route {name!r} uses the default flow)",
                 )
         if not routes and "flow" in defaults:
-            self.check_flow(("defaults", "flow"), defaults.get("flow"), d_tools, d_targets, "")
+            self.check_flow(
+                ("defaults", "flow"),
+                defaults.get("flow"),
+                d_tools,
+                d_targets,
+                defaults.get("dtmf"),
+                "",
+            )
 
         for i, route in enumerate(routes):
             hours = _dict(_dict(route).get("hours"))
@@ -568,14 +578,20 @@ class _Loader:
         raw: Any,
         tools: list[Any],
         targets: Mapping[str, Any],
+        dtmf: Any,
         suffix: str,
     ) -> None:
         try:
             flow = Flow.model_validate(raw)
+            keys = Dtmf.model_validate(dtmf if dtmf is not None else {})
         except ValidationError:
             return  # already reported by the plan's validation
         names = [t for t in tools if isinstance(t, str)]
-        for problem in check_flow(flow, tools=names, transfer_targets=list(targets)):
+        problems = check_flow(flow, tools=names, transfer_targets=list(targets))
+        problems += check_keys(
+            flow, to_model=keys.to_model, terminator=keys.terminator, max_digits=keys.max_digits
+        )
+        for problem in problems:
             self.at((*path, *problem.loc), problem.message + suffix, warn=problem.warning)
 
 

@@ -27,6 +27,7 @@ from telephony_bot.dialplan.schema import (
     BargeIn,
     Defaults,
     Dialplan,
+    Dtmf,
     Hours,
     Match,
     NumberPattern,
@@ -160,6 +161,7 @@ class EffectiveRoute:
     tools: Mapping[str, ToolDef]  # in the order listed; builtins as ToolDef(builtin=...)
     barge_in: BargeIn
     stall: Stall
+    dtmf: Dtmf
     max_call_seconds: float
     idle_seconds: float
     recording: bool
@@ -297,6 +299,7 @@ def effective(plan: Dialplan, route: Route | None) -> EffectiveRoute:
         tools=MappingProxyType(tools),
         barge_in=pick("barge_in"),  # type: ignore[arg-type]
         stall=pick("stall"),  # type: ignore[arg-type]
+        dtmf=pick("dtmf"),  # type: ignore[arg-type]
         max_call_seconds=float(pick("max_call_seconds")),  # type: ignore[arg-type]
         idle_seconds=float(pick("idle_seconds")),  # type: ignore[arg-type]
         recording=bool(pick("recording")),

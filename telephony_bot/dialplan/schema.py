@@ -43,8 +43,14 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
-from telephony_bot import transfer_target
+from telephony_bot import keypad, transfer_target
 from telephony_bot.dialplan.flow import Flow
+from telephony_bot.session.dtmf import (
+    INTER_DIGIT_MS,
+    INTER_DIGIT_RANGE_MS,
+    MAX_DIGITS,
+    DtmfSettings,
+)
 from telephony_bot.session.stall import StallSettings
 from telephony_bot.session.turns import MIN_INTERRUPT_MS, MIN_INTERRUPT_RANGE_MS, BargeInSettings
 
@@ -595,6 +601,49 @@ class Stall(_Strict):
         )
 
 
+def _terminator_input(value: Any) -> Any:
+    if value is None:
+        raise ValueError(
+            'write the terminator in quotes, e.g. terminator: "#" (a bare # starts a YAML '
+            'comment); "" for none'
+        )
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 9:
+        return str(value)
+    return value
+
+
+def _check_terminator(value: str) -> str:
+    if value and (len(value) != 1 or value not in keypad.KEYS):
+        raise ValueError(f'expected one DTMF key (0-9, *, #, A-D) or "" for none, got {value!r}')
+    return value
+
+
+class Dtmf(_Strict):
+    """The admin's side of `session.dtmf.DtmfSettings`: what the caller's keys do."""
+
+    to_model: bool = True  # each burst of keys becomes a user item the model answers
+    terminator: Annotated[
+        str,
+        BeforeValidator(_terminator_input),
+        AfterValidator(_check_terminator),
+        WithJsonSchema({"type": "string", "pattern": r"^[0-9*#A-D]?$"}),
+    ] = "#"
+    inter_digit_ms: int = Field(
+        default=INTER_DIGIT_MS, ge=INTER_DIGIT_RANGE_MS[0], le=INTER_DIGIT_RANGE_MS[1]
+    )
+    max_digits: int = Field(default=MAX_DIGITS, ge=1, le=MAX_DIGITS)
+    interrupt: bool = True  # a key pressed while the bot speaks cuts it off
+
+    def settings(self) -> DtmfSettings:
+        return DtmfSettings(
+            to_model=self.to_model,
+            terminator=self.terminator,
+            inter_digit_ms=self.inter_digit_ms,
+            max_digits=self.max_digits,
+            interrupt=self.interrupt,
+        )
+
+
 class OnError(_Strict):
     """What the caller hears (and where they go) when the provider or a tool fails for good."""
 
@@ -623,6 +672,7 @@ class Defaults(_Strict):
     audio_format: Literal["pcm16", "g711_ulaw", "g711_alaw"] = "pcm16"
     barge_in: BargeIn = BargeIn()
     stall: Stall = Stall()
+    dtmf: Dtmf = Dtmf()  # the caller's keys: to the model, terminator, timeout, barge-in
     tools: list[str] = Field(default_factory=list)  # names from tools:, or builtins
     transfer_targets: dict[str, SipUri] = Field(default_factory=dict)  # name -> SIP URI
     filler_after_ms: int = Field(default=700, ge=100, le=10000)
@@ -669,6 +719,7 @@ class Route(_Strict):
     tools: list[str] | None = None  # replaces defaults.tools when given
     barge_in: BargeIn | None = None
     stall: Stall | None = None
+    dtmf: Dtmf | None = None  # replaces defaults.dtmf when given
     prewarm: bool | None = None
     max_call_seconds: float | None = Field(default=None, ge=0)
     idle_seconds: float | None = Field(default=None, ge=0)

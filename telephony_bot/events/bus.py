@@ -10,11 +10,13 @@ Event types (`Event.type`) and their `data`:
 - `turn.user`         text, item_id
 - `turn.agent`        text (as the caller heard it), item_id, interrupted, played_ms;
                       generated_text (all the model had said) when the reply was cut short
-- `barge_in`          by ("caller" | "provider"), played_ms, dropped_ms
+- `barge_in`          by ("caller" | "provider" | "dtmf": a key pressed), played_ms, dropped_ms
 - `tool.called`       tool, tool_call_id, arguments
 - `tool.result`       tool, tool_call_id, ok, duration_ms, error
 - `transfer.started`  target;  `transfer.completed` / `transfer.failed`  target, status, reason
-- `dtmf`              digit, method
+- `dtmf`              digit, method (every key as it is pressed)
+- `dtmf.input`        digits, terminator, ended ("terminator" | "timeout" | "max_digits"),
+                      to_model: one burst of keys, as the model is told of it (session/dtmf.py)
 - `provider.error`    code, message, retryable, fatal;  `provider.reconnected`  attempt
 - `provider.failover` from, to, reason, ok, ms: the route's next provider took the call over
   (from == to: a new session of the same provider, the route having no other)
@@ -46,6 +48,7 @@ EVENT_TYPES = frozenset(
         "transfer.completed",
         "transfer.failed",
         "dtmf",
+        "dtmf.input",
         "provider.error",
         "provider.reconnected",
         "provider.failover",

@@ -21,11 +21,19 @@ How an utterance is understood, in the current state:
 * with every slot filled, an intent with `confirm` asks it and waits for yes/no ("no" asks
   the state's question again); then its tool is called, and after the tool its `then`.
 
+Key presses come in through `hear` too, as the text the engine gives any model for them
+(`keypad.pressed_text`: "The caller pressed the keys: 1234 (ended with #)"), and are taken
+as keys, not words: first as the answer to a pending slot question (a `digits` slot takes
+the digits, of its `length` when it has one; a `number` slot their value), then as the
+intent of this state whose `dtmf` they are ("press 1 for sales"), then as the value of the
+first intent's slot that takes them; else the fallback speaks, as for words not understood.
+
 Templates: `{slot}`, `{result.path.0.field}`, the call `variables` (`caller`, `called`,
 `header.X-Name`, ...) and `{date}`, `{time}`, `{weekday}` from `now`; a placeholder without a
 value renders as "" (never raises). In `Say` text a date slot reads "Monday 4 May", a
 yes/no slot "yes"/"no", an enum choice with spaces for underscores. In tool arguments a
 value that is one placeholder alone keeps its type (number slot -> int, yes_no -> bool,
+digits -> the string of digits, read out digit by digit in `Say` text,
 tool result -> as returned); pass `tools` (tool name -> JSON Schema of its parameters) and
 the arguments are also coerced to the declared types (a PIN heard as a number is sent as
 the string "0412" when the tool declares a string, leading zeros kept).
@@ -40,6 +48,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from telephony_bot import keypad
 from telephony_bot.dialplan import templates
 from telephony_bot.dialplan.flow import HANGUP, TRANSFER_PREFIX, Flow, Intent, Slot, State, ToolCall
 from telephony_bot.local_engine import slots as sx
@@ -113,6 +122,8 @@ def _canon(word: str) -> str:
 def _find_slot(slot: Slot, toks: Sequence[Tok], today: date) -> Found | None:
     if slot.type == "number":
         return sx.find_number(toks)
+    if slot.type == "digits":
+        return sx.find_digits(toks, slot.length)
     if slot.type == "date":
         return sx.find_date(toks, today)
     if slot.type == "time":
@@ -255,7 +266,7 @@ def score_intents(
     out: list[_Scored] = []
     for intent, exs in prepared:
         heard = _features(toks, intent.slots, today)
-        best = _Scored(0.0, intent, intent.examples[0])
+        best = _Scored(0.0, intent, intent.examples[0] if intent.examples else "")
         for ex, feats in exs:
             s = _similarity(heard, feats, weight)
             if len(answering) == 1 and answering[0] is intent and feats[:1] == [polar]:
@@ -401,6 +412,9 @@ class FlowRunner:
         if self.done or self._waiting is not None:
             return []
         self._steps = 0
+        pressed = keypad.parse_pressed(text)
+        if pressed is not None:
+            return self._keys(pressed)
         toks = sx.tokenize(text)
         pending, self._pending = self._pending, None
         if pending is None:
@@ -537,14 +551,43 @@ class FlowRunner:
         found = self._extract(intent, toks, order)
         values = {**pending.values, **found}
         if name not in found:
-            fb = self._state().fallback
-            self._retries += 1
-            if self._retries > fb.max_retries:
-                return self._goto(fb.then, reason="not understood")
-            self._pending = _Pending("slot", intent, values, slot=name)
-            ask = self._ask(name, slot)
-            return [Say(f"Sorry, {ask[0].lower()}{ask[1:]}")]
+            return self._ask_again(intent, values, name)
         return self._pursue(intent, values, confirmed=False)
+
+    def _ask_again(self, intent: Intent, values: dict[str, Found], name: str) -> list[Action]:
+        """The answer did not fill the slot asked for: ask once more, or give up."""
+        fb = self._state().fallback
+        self._retries += 1
+        if self._retries > fb.max_retries:
+            return self._goto(fb.then, reason="not understood")
+        self._pending = _Pending("slot", intent, values, slot=name)
+        ask = self._ask(name, intent.slots[name])
+        return [Say(f"Sorry, {ask[0].lower()}{ask[1:]}")]
+
+    def _keys(self, pressed: keypad.Pressed) -> list[Action]:
+        """A burst of key presses (see the module docstring)."""
+        state = self._state()
+        pending, self._pending = self._pending, None
+        asked = pending if pending is not None and pending.kind == "slot" else None
+        if asked is not None:
+            name = asked.slot or ""
+            found = _from_keys(asked.intent.slots[name], pressed.digits)
+            if found is not None:
+                values = {**asked.values, name: found}
+                return self._pursue(asked.intent, values, confirmed=False)
+        for intent in state.intents:
+            if intent.dtmf is not None and intent.dtmf == pressed.keys:
+                self._retries = 0
+                return self._pursue(intent, {}, confirmed=False)
+        for intent in state.intents:
+            for name, slot in intent.slots.items():
+                found = _from_keys(slot, pressed.digits)
+                if found is not None:
+                    self._retries = 0
+                    return self._pursue(intent, {name: found}, confirmed=False)
+        if asked is not None:
+            return self._ask_again(asked.intent, asked.values, asked.slot or "")
+        return self._fallback()
 
     def _answer_confirm(self, pending: _Pending, toks: Sequence[Tok]) -> list[Action]:
         answer = sx.find_yes_no(toks, strict=True)
@@ -671,6 +714,8 @@ class FlowRunner:
             return text
         if info is not None and info.kind == "enum":
             return str(value).replace("_", " ")
+        if info is not None and info.kind == "digits":
+            return " ".join(str(value))  # a number to read digit by digit, not "twelve..."
         return _plain(value)
 
     def _render(self, template: str, overlay: Mapping[str, Found] | None = None) -> str:
@@ -715,6 +760,18 @@ class FlowRunner:
             items = [self._arg(item, schema.get("items"), overlay) for item in value]
             return [i for i in items if i is not _MISSING]
         return value
+
+
+def _from_keys(slot: Slot, digits: str) -> Found | None:
+    """The value typed keys give a slot: a digits slot the digits (of its length), a number
+    slot their value; None for any other slot, or keys that are not digits."""
+    if not digits.isdigit():
+        return None
+    if slot.type == "digits" and (slot.length is None or len(digits) == slot.length):
+        return Found(digits, digits, -1, -1)
+    if slot.type == "number":
+        return Found(int(digits), digits, -1, -1)
+    return None
 
 
 def _schema_type(schema: Mapping[str, Any]) -> str | None:

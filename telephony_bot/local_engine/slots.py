@@ -1,5 +1,5 @@
 """Slot values from one ASR utterance (Whisper output: any case, punctuation, numbers as
-digits or words): numbers, dates, times, yes/no, enum choices and free text.
+digits or words): numbers, digit strings, dates, times, yes/no, enum choices and free text.
 
 Pure functions: no I/O, no clock; dates are resolved against the `today` passed in.
 Every finder works on `tokenize(text)` and returns a `Found(value, text, start, end)`
@@ -21,6 +21,7 @@ __all__ = [
     "Tok",
     "find_code",
     "find_date",
+    "find_digits",
     "find_enum",
     "find_number",
     "find_time",
@@ -224,6 +225,19 @@ def find_number(toks: Sequence[Tok], start: int = 0) -> Found | None:
             continue
         text = "".join(g.text for g in groups)
         return Found(int(text), text, i, end)
+    return None
+
+
+def find_digits(toks: Sequence[Tok], length: int | None = None) -> Found | None:
+    """The first digit string (a customer number, a PIN), said digit by digit or as a
+    number, with `length` digits when given: "0 4 1 2", "zero four one two" -> "0412". The
+    value is the text: leading zeros are part of it."""
+    start = 0
+    while (found := find_number(toks, start)) is not None:
+        text = found.text
+        if text.isdigit() and (length is None or len(text) == length):
+            return Found(text, text, found.start, found.end)
+        start = max(found.end, found.start + 1)
     return None
 
 

@@ -9,6 +9,7 @@ The parts of a call, each in its own module:
 - `control.CallControl`: the verbs tools, MQTT and HTTP use (hang up, transfer, say...);
 - `tool_calls.ToolCalls`: the model's function calls;
 - `failover.Failover`: which provider serves the call, and who takes over;
+- `key_presses.KeyPresses`: the caller's keys, burst by burst, to the model (`dtmf`, pure);
 - `turns.TurnPolicy` (pure) decides barge-in and truncation; `ledger.PlayoutLedger` (pure)
   holds what was heard.
 """
@@ -34,6 +35,7 @@ from telephony_bot.providers.base import Provider, SessionConfig, say_exactly
 from telephony_bot.session.context import CallContext, EventSink
 from telephony_bot.session.control import CallControl
 from telephony_bot.session.failover import Failover
+from telephony_bot.session.key_presses import KeyPresses
 from telephony_bot.session.media_loops import MediaLoops
 from telephony_bot.session.playout import Playout
 from telephony_bot.session.prewarm import Prewarm
@@ -79,7 +81,10 @@ class CallSession:
         self.control = CallControl(ctx, self.playout)
         self.tools = ToolCalls(ctx, self.playout, self.control)
         self.failover = Failover(ctx, self.playout)
-        self.loops = MediaLoops(ctx, self.playout, self.control, self.tools, self.failover)
+        self.keys = KeyPresses(ctx, self.playout)
+        self.loops = MediaLoops(
+            ctx, self.playout, self.control, self.tools, self.failover, self.keys
+        )
 
     # ---------- the call's life ----------
 
@@ -227,6 +232,7 @@ class CallSession:
                 ctx.touch()
                 _log.info("dtmf", digit=ev.digit, method=ev.method, duration_ms=ev.duration_ms)
                 ctx.emit("dtmf", digit=ev.digit, method=ev.method, duration_ms=ev.duration_ms)
+                self.keys.pressed(ev.digit)
             elif isinstance(ev, TransferOutcome):
                 self.control.transfer_outcome(ev)
             elif isinstance(ev, CallEnded):

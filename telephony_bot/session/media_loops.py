@@ -29,6 +29,7 @@ from telephony_bot.session.context import CallContext
 from telephony_bot.session.control import CallControl
 from telephony_bot.session.conversation import heard_text
 from telephony_bot.session.failover import Failover
+from telephony_bot.session.key_presses import KeyPresses
 from telephony_bot.session.ledger import AgentTurn
 from telephony_bot.session.playout import Playout
 from telephony_bot.session.stall import Filler, Stalled, StallWatch
@@ -47,8 +48,10 @@ class MediaLoops:
         control: CallControl,
         tools: ToolCalls,
         failover: Failover,
+        keys: KeyPresses,
     ) -> None:
         self.ctx = ctx
+        self.keys = keys
         self.failover = failover
         self.playout = playout
         self.control = control
@@ -192,6 +195,7 @@ class MediaLoops:
         self.playout.act(self.policy.response_done(ctx.now_ms()))
         _log.info("response done", response_id=ev.response_id, status=ev.status)
         await self.control.response_done()
+        await self.keys.response_done()
 
     async def _provider_error(self, ev: ProviderErrorEvent) -> None:
         what: dict[str, object] = {

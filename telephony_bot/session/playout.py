@@ -118,7 +118,7 @@ class Playout:
         dropped = self._clear()
         played = self.media.played_ms
         it = self.policy.last_interruption
-        if by not in ("caller", "provider"):
+        if by not in ("caller", "provider", "dtmf"):  # the caller did not interrupt
             _log.info("bot cut off", by=by, dropped_ms=dropped, played_ms=played)
             return
         self.ctx.result.barge_ins += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from telephony_bot.providers.base import Provider, SessionConfig
+from telephony_bot.session.dtmf import DtmfSettings
 from telephony_bot.session.stall import StallSettings
 from telephony_bot.session.turns import BargeInSettings
 from telephony_bot.session.usage import Prices
@@ -49,6 +50,8 @@ class SessionOptions:
     # The route's other providers, in order: on a connect failure, a fatal error or
     # reconnects exhausted, the next takes over with the conversation so far.
     fallbacks: tuple[Fallback, ...] = ()
+    # The caller's key presses: bursts given to the model (see session/dtmf.py).
+    dtmf: DtmfSettings = field(default_factory=DtmfSettings)
 
 
 @dataclass(frozen=True)

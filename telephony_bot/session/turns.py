@@ -45,10 +45,11 @@ way before that), and until `erl_min_ms` has been measured the worst case applie
 Every interruption, one decision point
 --------------------------------------
 The caller's voice (above), the provider cancelling its own reply (`provider_cancelled`: its
-VAD heard the caller first), an operator's `say` that cuts the bot off (`interrupt(by="say")`)
-and, later, the output gate: each goes through `_cut`, which returns the same actions in the
-same order - `StopPlayout(by)`, `CancelResponse` while a response is still being generated,
-`Truncate` - and records an `Interruption` with its cause.
+VAD heard the caller first), an operator's `say` that cuts the bot off (`interrupt(by="say")`),
+a key the caller pressed over the bot (`interrupt(by="dtmf")`) and the output gate: each goes
+through `_cut`, which returns the same actions in the same order - `StopPlayout(by)`,
+`CancelResponse` while a response is still being generated, `Truncate` - and records an
+`Interruption` with its cause.
 
 Truncation rule
 ---------------
@@ -75,7 +76,7 @@ from typing import Literal
 
 from telephony_bot.session.ledger import SILENCE_DBFS, PlayoutLedger
 
-Cause = Literal["caller", "provider", "say", "gate"]
+Cause = Literal["caller", "provider", "say", "gate", "dtmf"]
 MIN_INTERRUPT_MS = 150  # the default; a dialplan may set min_interrupt_ms in this range:
 MIN_INTERRUPT_RANGE_MS = (40, 2000)
 
@@ -161,7 +162,8 @@ class Interruption:
     truncate_ms: int | None  # the Truncate sent, None if none was
     by_provider: bool = False  # confirmed on the provider's speech_started, not a caller frame
     # caller: their voice over the bot; provider: it cancelled its reply itself; say: an
-    # operator's `say` cut the bot off; gate: the output gate stopped a sentence
+    # operator's `say` cut the bot off; gate: the output gate stopped a sentence; dtmf: the
+    # caller pressed a key over the bot
     cause: Cause = "caller"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from telephony_bot import keypad
 from telephony_bot.providers.base import ToolSpec
 from telephony_bot.tools.base import CallControl, FunctionTool, ToolError
 
@@ -49,7 +50,7 @@ def transfer_tool(targets: dict[str, str]) -> FunctionTool:
 def send_dtmf_tool() -> FunctionTool:
     async def run(args: dict[str, Any], call: CallControl) -> Any:
         digits = str(args.get("digits", ""))
-        if not digits or any(c not in "0123456789*#ABCD" for c in digits):
+        if not keypad.are_keys(digits):
             raise ToolError("digits must be 0-9, *, #, A-D")
         await call.send_dtmf(digits)
         return {"ok": True, "sent": digits}

@@ -349,3 +349,63 @@ def test_the_offline_engine_killed_mid_reply_comes_back_where_the_caller_is(
         assert not eng.events("provider unavailable")
     finally:
         assert eng.stop() == 0
+
+
+KEYS_FLOW = {
+    "start": "number",
+    "states": {
+        "number": {
+            "say": "Please enter your four digit customer number, then press the hash key.",
+            "intents": [
+                {
+                    "name": "customer",
+                    "examples": ["my customer number is 1234"],
+                    "slots": {"customer": {"type": "digits", "length": 4}},
+                    "tool": {"name": "customer", "args": {"number": "{customer}"}, "result": "c"},
+                    "then": "thanks",
+                }
+            ],
+            "fallback": {"say": "Sorry, I need your customer number.", "then": "hangup"},
+        },
+        "thanks": {"say": "Thank you, {c.name}, customer {customer}. Goodbye.", "then": "hangup"},
+    },
+}
+
+
+def test_digits_the_caller_types_fill_the_offline_flows_slot(
+    tmp_path: Path, local_engine: str, speech: tuple
+) -> None:
+    """A pjsua2 caller types 1234# (RFC 4733) over the offline engine's question: the burst
+    reaches the flow as one item, fills its 4-digit slot, the flow's tool gets "1234" and the
+    caller hears the answer with the number read back."""
+    asr, _ = speech
+    plan = _local_plan(
+        tmp_path, local_engine,
+        tools={"customer": {"python": "tests.support.tools:customer_by_number",
+                            "description": "The customer with this number",
+                            "parameters": {"type": "object",
+                                           "properties": {"number": {"type": "string"}},
+                                           "required": ["number"]}}},
+        defaults={"tools": ["customer", "hangup"], "flow": KEYS_FLOW},
+    )  # fmt: skip
+    with engine.running(tmp_path, "worker", "--dialplan", str(plan)) as eng:
+        rec = tmp_path / "heard.wav"
+        rep = engine.dial(
+            tmp_path, eng.sip_port, "--dtmf", "1234#", "--dtmf-at", "2.0", "--duration", "14",
+            "--record", str(rec), "--rate", str(RATE),
+        )  # fmt: skip
+        assert rep["answered"] and rep["dtmf_sent"] == "1234#"
+        burst = eng.wait_for("dtmf input")[0]
+        assert (burst["digits"], burst["terminator"], burst["to_model"]) == ("1234", "#", True)
+        result = eng.wait_for("tool result")[0]
+        assert result["tool"] == "customer" and result["ok"] is True  # it got "1234" exactly
+        said = [e["text"] for e in eng.wait_for("turn.assistant", 2)]
+        assert said[-1] == "Thank you, Anna, customer 1 2 3 4. Goodbye.", said
+        assert rep["ended_by"] == "remote"  # the flow hung up after its goodbye
+        heard, _ = audio.read_wav(rec)
+        answer = asr.transcribe(heard[int(3.0 * RATE) :].tobytes(), sample_rate=RATE).text
+        words = answer.lower()
+        digits = "".join(c for c in words if c.isdigit())
+        spelled = all(w in words for w in ("one", "two", "three", "four"))
+        print(f"offline flow after 1234#: the caller heard {answer!r}")
+        assert "anna" in words and ("1234" in digits or spelled), answer

@@ -579,3 +579,96 @@ async def test_say_exactly_is_spoken_verbatim_then_the_flow_goes_on(
         await conn.response.create(response={"instructions": "Be brief."})
         await _until(conn, "response.done", log)
         assert not [e for e in log if e.type == "response.audio_transcript.done"]
+
+
+KEYS_FLOW = {
+    "start": "number",
+    "states": {
+        "number": {
+            "say": "Please enter your customer number.",
+            "intents": [
+                {
+                    "name": "customer",
+                    "examples": ["my customer number is 1234"],
+                    "slots": {"customer": {"type": "digits", "length": 4}},
+                    "then": "menu",
+                }
+            ],
+            "fallback": {"say": "Sorry, I need your customer number.", "then": "hangup"},
+        },
+        "menu": {
+            "say": "Thank you, customer {customer}. Press 1 for sales or 2 for a person.",
+            "intents": [
+                {"name": "sales", "dtmf": "1", "then": "sales"},
+                {"name": "desk", "dtmf": "2", "then": "hangup"},
+            ],
+        },
+        "sales": {"say": "Sales it is. Goodbye.", "then": "hangup"},
+    },
+}
+
+
+async def test_key_presses_drive_the_flow_and_a_new_connection_replays_them() -> None:
+    """The item the worker sends for a burst of keys fills the flow's digits slot (the real
+    flow brain, fake speech parts); given again as the conversation so far on a new
+    connection (a reconnect, a failover), it puts the flow where the caller is."""
+    from telephony_bot import keypad
+    from telephony_bot.local_engine.engine import brain_factory
+    from telephony_bot.providers.base import HistoryItem
+    from telephony_bot.providers.openai.session_config import history_events
+
+    synth = ToneSynthesizer()
+    pipeline = Pipeline(EnergyDetector, FixedRecognizer(), synth, brain_factory)
+    srv = LocalRealtimeServer("127.0.0.1", 0, pipeline)
+    await srv.start()
+    session = {**PREVIEW_SESSION, "tools": [], "flow": KEYS_FLOW}
+
+    async def said(conn: Any, log: list[Any]) -> list[str]:
+        await _until(conn, "response.done", log)
+        return [e.transcript for e in log if e.type == "response.audio_transcript.done"]
+
+    keys = keypad.pressed_text("0412", "#")
+    try:
+        async with _client(srv).beta.realtime.connect(model=PREVIEW_MODEL) as conn:
+            log: list[Any] = []
+            await _until(conn, "session.created", log)
+            await conn.session.update(session=session)  # type: ignore[arg-type]
+            await _until(conn, "session.updated", log)
+            await conn.response.create()
+            assert await said(conn, log) == ["Please enter your customer number."]
+            log.clear()
+            await conn.conversation.item.create(
+                item={
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": keys}],
+                }  # fmt: skip
+            )
+            await conn.response.create()
+            assert await said(conn, log) == [
+                "Thank you, customer 0 4 1 2. Press 1 for sales or 2 for a person."
+            ]
+        history = [
+            HistoryItem("assistant", "Please enter your customer number."),
+            HistoryItem("user", keys),
+            HistoryItem("assistant", "Thank you, customer 0 4 1 2. Press 1 for sales."),
+        ]
+        async with _client(srv).beta.realtime.connect(model=PREVIEW_MODEL) as conn:
+            log = []
+            await _until(conn, "session.created", log)
+            await conn.session.update(session=session)  # type: ignore[arg-type]
+            await _until(conn, "session.updated", log)
+            for event in history_events(history, "preview"):
+                await conn.send(event)  # type: ignore[arg-type]
+            await _send_audio(conn, _silence(100))  # the call goes on: restoring is over
+            log.clear()
+            await conn.conversation.item.create(
+                item={"type": "message", "role": "user",
+                      "content": [{"type": "input_text", "text": keypad.pressed_text("1")}]}
+            )  # fmt: skip
+            await conn.response.create()
+            assert await said(conn, log) == ["Sales it is. Goodbye."]  # the menu's key 1
+            calls = [e for e in log if e.type == "response.function_call_arguments.done"]
+            assert [c.name for c in calls] == ["hangup"]
+    finally:
+        await srv.stop()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from telephony_bot import keypad
 from tests.support import audio, engine
 from tests.support.plans import KEY_ENV, scripted_plan
 from tests.support.realtime_server import ScriptedRealtimeServer, ScriptedReply
@@ -457,3 +458,80 @@ def test_model_gone_for_good_puts_the_caller_through_to_the_fallback_target(
             assert rep["transfer"] and rep["transfer"]["answered"], rep["transfer"]
             assert [e["called"] for e in desk.wait_for("incoming call")] == ["desk"]
             assert eng.events("model unavailable: transferring the caller")
+
+
+def _runs(voiced: list[int], gap: int = 5) -> list[tuple[int, int]]:
+    """Voiced frame indexes as (first, last) runs; a pause of more than `gap` frames splits."""
+    runs: list[tuple[int, int]] = []
+    for i in voiced:
+        if runs and i - runs[-1][1] <= gap:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
+
+
+def test_keys_the_caller_types_reach_the_model_as_one_item_and_are_answered(
+    tmp_path: Path, server_factory
+) -> None:
+    # A 4 s prompt; 1 s in, the caller types 1234# (RFC 4733, pjsua2): the first key cuts the
+    # prompt off, the five keys become one user item, and the model is asked to answer it.
+    server = server_factory(
+        greeting=ScriptedReply(pcm=_tone(600, 4.0), transcript="Please type your number."),
+        replies=[ScriptedReply(pcm=_tone(900, 1.0), transcript="Thank you.")],
+    )
+    with engine.running(tmp_path, "worker", "--dialplan", str(_plan(tmp_path, server))) as eng:
+        rep, rec = _call(
+            tmp_path, eng.sip_port, "--dtmf", "1234#", "--dtmf-at", "1.0", "--duration", "5"
+        )
+        assert rep["dtmf_sent"] == "1234#"
+        items = [e for e in server.received if e.type == "conversation.item.create"]
+        assert len(items) == 1, [e.data for e in items]  # one item for the five keys
+        item = items[0].data["item"]
+        assert (item["type"], item["role"], item["content"][0]["type"]) == (
+            "message", "user", "input_text",
+        )  # fmt: skip
+        text = item["content"][0]["text"]
+        assert text == "The caller pressed the keys: 1234 (ended with #)"
+        assert keypad.parse_pressed(text) == keypad.Pressed("1234", "#")
+        creates = server.wait_for("response.create", 2)
+        assert creates[1].t > items[0].t  # then the model was asked to answer
+        # the prompt was cut at the first key, where the caller stopped hearing it
+        trunc = server.truncations[0]
+        assert trunc["ok"] and 800 <= trunc["audio_end_ms"] <= 1600, trunc
+        assert eng.wait_for("barge_in")[0]["by"] == "dtmf"
+        burst = eng.wait_for("dtmf input")[0]
+        assert (burst["digits"], burst["terminator"], burst["ended"]) == ("1234", "#", "terminator")
+        # what the caller heard: the prompt, silence from the key on, then the answer
+        runs = _runs(audio.voiced_frames(rep["energy_dbfs"]))
+        assert len(runs) == 2, runs
+        prompt, answer = runs
+        assert (prompt[1] - prompt[0]) * 20 < 1600, runs  # not the whole 4 s prompt
+        start = answer[0] * 20
+        assert abs(audio.dominant_hz(_segment(rec, start + 100, start + 700), RATE) - 900) < 15
+        print(f"dtmf: prompt cut at {trunc['audio_end_ms']} ms (first key at ~1000 ms); the "
+              f"answer {start - prompt[1] * 20} ms after the prompt stopped")  # fmt: skip
+
+
+def test_the_model_sends_dtmf_through_its_builtin_tool_and_the_caller_receives_it(
+    tmp_path: Path, server_factory
+) -> None:
+    server = server_factory(
+        replies=[
+            ScriptedReply(function_call=("send_dtmf", {"digits": "42#"})),
+            ScriptedReply(pcm=_tone(900, 0.6), transcript="Done."),
+        ],
+    )
+    speech = audio.write_wav(tmp_path / "q.wav", audio.speech_like(0.6, RATE), RATE)
+    plan = _plan(tmp_path, server, greeting=None, tools=["send_dtmf"])
+    with engine.running(tmp_path, "worker", "--dialplan", str(plan)) as eng:
+        rep, _ = _call(
+            tmp_path, eng.sip_port, "--play", str(speech), "--play-at", "0.5", "--duration", "4"
+        )
+        assert rep["dtmf_received"] == "42#"  # the caller's phone got the model's digits
+        upd = server.wait_for("session.update")[0].data["session"]
+        assert [t["name"] for t in upd["tools"]] == ["send_dtmf"]
+        out = server.function_outputs[0]
+        assert json.loads(out["output"]) == {"ok": True, "sent": "42#"}
+        assert server.wait_for("response.create")[-1].t > out["t"]  # and it went on
+        assert eng.wait_for("tool result")[0]["ok"] is True

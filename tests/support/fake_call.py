@@ -116,7 +116,7 @@ class FakeSession:
         self.log.append(f"function_output {call_id} {output}")
 
     async def add_text_item(self, text: str, role: str = "user") -> None:
-        pass
+        self.log.append(f"item {role}: {text}")
 
     async def add_image_item(self, data_url: str) -> None:
         pass

@@ -15,3 +15,11 @@ async def slow_lookup(day: str) -> dict[str, Any]:
 def opening_hours() -> dict[str, Any]:
     """A sync tool: the engine runs it in a thread."""
     return {"open": "from nine to five"}
+
+
+def customer_by_number(number: str) -> dict[str, Any]:
+    """A customer lookup that knows one customer number, "1234": a test that reaches it
+    with exactly those digits (a string) gets the name."""
+    if number != "1234":
+        raise ValueError(f"no customer with the number {number!r}")
+    return {"name": "Anna"}

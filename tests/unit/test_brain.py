@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from telephony_bot import keypad
 from telephony_bot.dialplan.flow import Flow
 from telephony_bot.dialplan.loader import load
 from telephony_bot.local_engine import slots as sx
@@ -256,11 +257,25 @@ def test_bank_wrong_pin_then_right(plans: dict[str, Any]) -> None:
     )
 
 
-def test_bank_without_tool_schemas_numbers_stay_numbers(plans: dict[str, Any]) -> None:
+def test_bank_pin_is_a_string_of_digits_even_without_tool_schemas(plans: dict[str, Any]) -> None:
     call = Call(flow_of(plans["bank"]))
     call.tool({"first_name": "Maria", "id": "C-1001"})
     call.hear("It's 9 8 7 6.")
-    assert call.call().arguments == {"customer_id": "C-1001", "pin": 9876}
+    assert call.call().arguments == {"customer_id": "C-1001", "pin": "9876"}  # a digits slot
+
+
+def test_bank_pin_typed_on_the_keypad_and_zero_for_an_advisor(plans: dict[str, Any]) -> None:
+    call = Call(flow_of(plans["bank"]), tools=schemas(plans["bank"]))
+    call.tool({"first_name": "Maria", "id": "C-1001"})
+    assert "or type it and press hash" in call.said()
+    call.hear(keypad.pressed_text("0412", "#"))
+    assert call.call() == CallTool("flow-2", "verify_pin", {"customer_id": "C-1001", "pin": "0412"})
+    call = Call(flow_of(plans["bank"]))
+    call.tool({"first_name": "Maria", "id": "C-1001"})
+    assert call.hear(keypad.pressed_text("041", "#")) == [  # three digits are no PIN
+        Say("Sorry, I need your four-digit telephone PIN, digit by digit.")
+    ]
+    assert call.hear(keypad.pressed_text("0")) == [Transfer("advisor")]
 
 
 def test_bank_unknown_number_lost_card_and_retries(plans: dict[str, Any]) -> None:

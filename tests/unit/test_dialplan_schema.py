@@ -318,7 +318,9 @@ def test_flow_cross_checks() -> None:
     [
         ({"then": "transfer to nurse"}, "String should match pattern"),
         ({"slots": {"x": "colour"}}, "unknown slot type 'colour'"),
-        ({"examples": []}, "List should have at least 1 item"),
+        ({"examples": []}, "an intent needs examples (what the caller says) or dtmf"),
+        ({"dtmf": "9x"}, "expected DTMF keys (0-9, *, #, A-D)"),
+        ({"slots": {"x": {"type": "number", "length": 4}}}, "length only applies to a digits"),
     ],
 )
 def test_bad_flow_values(patch: dict[str, Any], message: str) -> None:
