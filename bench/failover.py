@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from bench import report
 from tests.support import audio, engine
-from tests.support.plans import KEY_ENV, scripted_plan
+from tests.support.plans import KEY_ENV, fallback_plan
 from tests.support.realtime_server import ScriptedRealtimeServer, ScriptedReply
 
 RESULTS = Path(__file__).parent / "results" / "failover.json"
@@ -105,17 +106,7 @@ def run(kills: int, tmp: Path) -> dict[str, Any]:
     main = ScriptedRealtimeServer()  # each call's main listens on this one's port
     main.start()
     port = main.port
-    plan_path = scripted_plan(tmp, main)
-    plan = json.loads(plan_path.read_text())
-
-    def named(server: ScriptedRealtimeServer) -> dict[str, object]:
-        model = "gpt-4o-realtime-preview-2024-12-17"
-        return {"type": "compatible", "base_url": server.url, "api_key_env": KEY_ENV,
-                "dialect": server.dialect, "model": model}  # fmt: skip
-
-    plan["providers"] = {"main": named(main), "backup": named(backup)}
-    plan["defaults"]["provider"] = ["main", "backup"]
-    plan_path.write_text(json.dumps(plan))
+    plan_path = fallback_plan(tmp, main, backup)
     main.stop()
     speech = audio.write_wav(tmp / "q.wav", audio.speech_like(0.8, RATE), RATE)
     calls: list[dict[str, Any]] = []
@@ -181,20 +172,6 @@ def run(kills: int, tmp: Path) -> dict[str, Any]:
     }
 
 
-def table(d: dict[str, Any]) -> str:
-    g, a = d.get("gap_ms", {}), d.get("dead_air_ms", {})
-    rows = [
-        ("main killed mid-reply", d["kills"]),
-        ("calls dropped", d["dropped_calls"]),
-        ("calls taken over by the backup", d["switched"]),
-        ("backup given the earlier turns", d["backup_had_history"]),
-        ("last main audio → first backup audio, p50 / p95 ms", f"{g.get('p50')} / {g.get('p95')}"),
-        ("longest silence in between, p50 / p95 ms", f"{a.get('p50')} / {a.get('p95')}"),
-    ]
-    out = ["| failover | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
-    return "\n".join(out)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=20)
@@ -203,7 +180,7 @@ def main() -> None:
         data = run(args.kills, Path(tmp))
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(data, indent=2) + "\n")
-    print(table(data))
+    print(report.failover(data))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pytest
 
 from telephony_bot import keypad
 from tests.support import audio, engine
-from tests.support.plans import KEY_ENV, scripted_plan
+from tests.support.plans import KEY_ENV, fallback_plan, scripted_plan
 from tests.support.realtime_server import ScriptedRealtimeServer, ScriptedReply
 
 RATE = 16000  # the caller's recording rate
@@ -252,24 +252,6 @@ def test_a_reconnected_model_is_given_the_conversation_as_the_caller_lived_it(
         assert eng.wait_for("reconnected")[0]["restored_items"] == 5
 
 
-def _two_providers(
-    tmp: Path, main: ScriptedRealtimeServer, backup: ScriptedRealtimeServer, **defaults: object
-) -> Path:
-    """A plan whose route has `provider: [main, backup]`."""
-    plan_path = _plan(tmp, main)
-    plan = json.loads(plan_path.read_text())
-
-    def named(server: ScriptedRealtimeServer) -> dict[str, object]:
-        model = "gpt-4o-realtime-preview-2024-12-17"
-        return {"type": "compatible", "base_url": server.url, "api_key_env": KEY_ENV,
-                "dialect": server.dialect, "model": model}  # fmt: skip
-
-    plan["providers"] = {"main": named(main), "backup": named(backup)}
-    plan["defaults"] |= {"provider": ["main", "backup"], **defaults}
-    plan_path.write_text(json.dumps(plan))
-    return plan_path
-
-
 def test_a_model_gone_for_good_hands_the_call_to_the_routes_next_provider(
     tmp_path: Path, server_factory
 ) -> None:
@@ -278,7 +260,7 @@ def test_a_model_gone_for_good_hands_the_call_to_the_routes_next_provider(
     main = server_factory(greeting=ScriptedReply(pcm=_tone(600, 0.6), transcript="Hello there."))
     backup = server_factory(replies=[ScriptedReply(pcm=_tone(900, 1.0), transcript="Yes.")])
     speech = audio.write_wav(tmp_path / "q.wav", audio.speech_like(0.8, RATE), RATE)
-    plan_path = _two_providers(tmp_path, main, backup)
+    plan_path = fallback_plan(tmp_path, main, backup)
     with engine.running(tmp_path, "worker", "--dialplan", str(plan_path)) as eng:
         call = engine.dial_async(
             tmp_path, eng.sip_port, "--play", str(speech), "--play-at", "3", "--duration", "7",
@@ -313,7 +295,7 @@ def test_a_model_that_stops_answering_gets_a_filler_then_the_next_provider_answe
     backup = server_factory(replies=[ScriptedReply(pcm=_tone(900, 1.0), transcript="Nine.")])
     speech = audio.write_wav(tmp_path / "q.wav", audio.speech_like(0.8, RATE), RATE)
     stall = {"filler_ms": 2000, "reply_timeout_ms": 3500}
-    plan_path = _two_providers(tmp_path, main, backup, stall=stall)
+    plan_path = fallback_plan(tmp_path, main, backup, stall=stall)
     with engine.running(tmp_path, "worker", "--dialplan", str(plan_path)) as eng:
         call = engine.dial_async(
             tmp_path, eng.sip_port, "--play", str(speech), "--play-at", "2", "--duration", "9.5",

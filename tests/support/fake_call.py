@@ -161,3 +161,16 @@ class FakeProvider:
         s = FakeSession(self.log, self.first_audio_s)
         self.sessions.append(s)
         return s
+
+
+class Events:
+    """An `EventSink` that keeps every event a session published, in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    def emit(self, type_: str, call_id: str, **data: Any) -> None:
+        self.seen.append((type_, data))
+
+    def of(self, type_: str) -> list[dict[str, Any]]:
+        return [d for t, d in self.seen if t == type_]

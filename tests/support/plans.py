@@ -21,6 +21,11 @@ LOOKUP_TOOL = {
 }
 
 
+def model_of(server: ScriptedRealtimeServer) -> str:
+    """The model name a plan gives for `server` (its dialect's)."""
+    return "gpt-4o-realtime-preview-2024-12-17" if server.dialect == "preview" else "gpt-realtime"
+
+
 def scripted_plan(
     tmp: Path,
     server: ScriptedRealtimeServer,
@@ -29,7 +34,7 @@ def scripted_plan(
 ) -> Path:
     """A plan whose defaults put every call on `server` (its dialect's model), with the
     `lookup` tool defined; `defaults` override or add default fields."""
-    model = "gpt-4o-realtime-preview-2024-12-17" if server.dialect == "preview" else "gpt-realtime"
+    model = model_of(server)
     d: dict[str, Any] = {
         "provider": "openai",
         "instructions": "You are a test agent.",
@@ -48,4 +53,25 @@ def scripted_plan(
         plan["routes"] = routes
     path = tmp / "plan.yaml"
     path.write_text(json.dumps(plan))  # JSON is YAML
+    return path
+
+
+def fallback_plan(
+    tmp: Path, main: ScriptedRealtimeServer, backup: ScriptedRealtimeServer, **defaults: object
+) -> Path:
+    """`scripted_plan` whose calls have `provider: [main, backup]`: the backup takes over
+    when main cannot go on."""
+    path = scripted_plan(tmp, main)
+    plan = json.loads(path.read_text())
+
+    def named(server: ScriptedRealtimeServer) -> dict[str, object]:
+        model = (
+            "gpt-4o-realtime-preview-2024-12-17" if server.dialect == "preview" else "gpt-realtime"
+        )
+        return {"type": "compatible", "base_url": server.url, "api_key_env": KEY_ENV,
+                "dialect": server.dialect, "model": model}  # fmt: skip
+
+    plan["providers"] = {"main": named(main), "backup": named(backup)}
+    plan["defaults"] |= {"provider": ["main", "backup"], **defaults}
+    path.write_text(json.dumps(plan))
     return path

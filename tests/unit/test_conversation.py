@@ -17,15 +17,7 @@ from telephony_bot.session.conversation import Conversation, heard_text
 from telephony_bot.session.ledger import AgentTurn
 from telephony_bot.session.lifecycle import CallSession
 from telephony_bot.session.settings import CallLimits, SessionOptions
-from tests.support.fake_call import FakeCall, FakeProvider
-
-
-class Events:
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, dict[str, object]]] = []
-
-    def emit(self, type_: str, call_id: str, **data: object) -> None:
-        self.seen.append((type_, data))
+from tests.support.fake_call import Events, FakeCall, FakeProvider
 
 
 def test_a_reply_cut_short_is_kept_as_far_as_it_was_heard() -> None:

@@ -15,18 +15,7 @@ from telephony_bot.providers.base import (
 from telephony_bot.session.lifecycle import CallSession
 from telephony_bot.session.settings import CallLimits, Fallback, SessionOptions
 from telephony_bot.session.stall import StallSettings
-from tests.support.fake_call import FakeCall, FakeProvider
-
-
-class Events:
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, dict[str, object]]] = []
-
-    def emit(self, type_: str, call_id: str, **data: object) -> None:
-        self.seen.append((type_, data))
-
-    def of(self, type_: str) -> list[dict[str, object]]:
-        return [d for t, d in self.seen if t == type_]
+from tests.support.fake_call import Events, FakeCall, FakeProvider
 
 
 def _session(call: FakeCall, first: FakeProvider, second: FakeProvider, bus: Events) -> CallSession:

@@ -18,20 +18,9 @@ from telephony_bot.providers.base import (
 from telephony_bot.session.dtmf import DtmfSettings
 from telephony_bot.session.lifecycle import CallSession
 from telephony_bot.session.settings import CallLimits, SessionOptions
-from tests.support.fake_call import FakeCall, FakeProvider
+from tests.support.fake_call import Events, FakeCall, FakeProvider
 
 ITEM = "item user: The caller pressed the keys: 1234 (ended with #)"
-
-
-class Events:
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, dict[str, Any]]] = []
-
-    def emit(self, type_: str, call_id: str, **data: Any) -> None:
-        self.seen.append((type_, data))
-
-    def of(self, type_: str) -> list[dict[str, Any]]:
-        return [d for t, d in self.seen if t == type_]
 
 
 async def _live(
