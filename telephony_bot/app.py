@@ -175,6 +175,7 @@ def for_route(
         tools=tools,
         filler_after_ms=route.filler_after_ms,
         on_error_transfer=_on_error_target(route),
+        on_error_say=route.on_error._pcm if route.on_error else None,
         prewarm=route.prewarm,
         prewarm_max_wait_ms=route.prewarm_max_wait_ms,
         fallbacks=fallbacks,

@@ -153,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="WAV to say once the far end spoke and paused (repeat: a conversation)",
     )
     dial.add_argument("--turn-gap", type=float, default=1.0, help="pause that ends a bot turn (s)")
+    dial.add_argument(
+        "--refuse-transfer",
+        type=int,
+        default=0,
+        metavar="STATUS",
+        help="answer a REFER with this 4xx-6xx status (e.g. 603) instead of following it",
+    )
     _frontdoor_args(sub)
     rs = sub.add_parser(
         "realtime-server",
@@ -599,6 +606,7 @@ def _cmd_dial(args: argparse.Namespace) -> int:
             headers=tuple(args.header),
             say=tuple(args.say),
             turn_gap=args.turn_gap,
+            refuse_transfer=args.refuse_transfer,
         )
     )
     status = "answered" if report["answered"] else f"failed ({report['sip_status']})"

@@ -94,6 +94,7 @@ def build_record(
         "tool_calls": len(result.tools),
         "tools": list(result.tools),
         "failovers": list(result.failovers),  # the providers that took the call over
+        "transfers": list(result.transfers),  # target, by (model, operator, engine), ok, status
         "media": media_quality(result.media),
         "usage": {
             "audio_in_s": u.get("audio_in_s", 0.0),

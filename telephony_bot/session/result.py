@@ -26,6 +26,7 @@ class CallResult:
     barge_ins: int = 0
     tools: list[dict[str, Any]] = field(default_factory=list)
     failovers: list[dict[str, Any]] = field(default_factory=list)  # from, to, reason, ok
+    transfers: list[dict[str, Any]] = field(default_factory=list)  # target, by, ok, status, reason
     usage: dict[str, Any] = field(default_factory=dict)
 
     @property

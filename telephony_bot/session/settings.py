@@ -36,9 +36,11 @@ class SessionOptions:
     tools: dict[str, Tool] = field(default_factory=dict)
     filler_after_ms: int = 700
     prices: Prices = field(default_factory=Prices)
-    # When the model is gone for good: put the caller through here (a SIP URI) instead of
-    # apologising and hanging up.
+    # When the model is gone for good (every provider failed): put the caller through here
+    # (a SIP URI) instead of apologising and hanging up; and what they hear first, instead
+    # of the engine's own phrase (24 kHz PCM16 mono, the plan's recorded `on_error.say`).
     on_error_transfer: str | None = None
+    on_error_say: bytes | None = None
     # Pre-warm: while the call rings, open the provider session (instructions sent) and
     # start the greeting; answer once its first audio is queued, so the caller hears it at
     # once — or after prewarm_max_wait_ms more ringing at most (see session/prewarm.py).
