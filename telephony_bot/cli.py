@@ -452,7 +452,7 @@ def _engine_settings(args: argparse.Namespace) -> Any:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from telephony_bot import app
+    from telephony_bot import app, price_table
     from telephony_bot.supervisor import WorkerSpec, worker_argv
 
     if args.workers < 1:
@@ -461,6 +461,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     app.check(loaded, args.provider)  # fail fast: bad plan, provider, key, tool
     _sip_settings(args, 0)  # validate before spawning anything
     engine = _engine_settings(args)
+    price_table.load(engine.prices.file)  # fail fast: a price table with mistakes
     front = args.front_door == "kamailio" or (args.front_door == "auto" and args.workers > 1)
     first_port = args.sip_port
     if front:

@@ -415,10 +415,13 @@ class LlmDef(_Strict):
         return v.rstrip("/")
 
 
+ProviderKind = Literal["openai", "azure", "compatible", "local", "echo"]
+
+
 class ProviderDef(_Strict):
     """A named provider endpoint a route can pick with `provider: <name>`."""
 
-    type: Literal["openai", "azure", "compatible", "local", "echo"]
+    type: ProviderKind
     model: str | None = None
     dialect: Literal["preview", "ga"] | None = None
     base_url: str | None = None

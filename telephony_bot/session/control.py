@@ -85,6 +85,7 @@ class CallControl:
             self.playout.recorded(say, closing=True)
         else:
             self.playout.prompt("apology", closing=True)
+        # the apology lasts about 5 s; a recording as the last words, up to 30 s
         last_words = 8.0 if target or not say else max(8.0, _seconds(say) + 3)
         await self.playout.hang_up_after_playout(reason, max_wait_s=last_words)
 

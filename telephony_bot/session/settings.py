@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from telephony_bot.providers.base import Provider, SessionConfig
 from telephony_bot.session.turns import BargeInSettings
-from telephony_bot.session.usage import Prices
+from telephony_bot.session.usage import CallPrices
 from telephony_bot.tools.base import Tool
 
 
@@ -35,7 +35,7 @@ class SessionOptions:
     barge_in: BargeInSettings = field(default_factory=BargeInSettings)
     tools: dict[str, Tool] = field(default_factory=dict)
     filler_after_ms: int = 700
-    prices: Prices = field(default_factory=Prices)
+    prices: CallPrices = field(default_factory=CallPrices)  # each provider's, from the table
     # When the model is gone for good (every provider failed): put the caller through here
     # (a SIP URI) instead of apologising and hanging up; and what they hear first, instead
     # of the engine's own phrase (24 kHz PCM16 mono, the plan's recorded `on_error.say`).
