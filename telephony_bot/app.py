@@ -8,19 +8,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from telephony_bot import price_table
 from telephony_bot.config import MqttSettings
 from telephony_bot.dialplan.loader import LoadedPlan
 from telephony_bot.dialplan.router import CallInfo, EffectiveRoute, effective, match
 from telephony_bot.dialplan.schema import Dialplan, ProviderDef, ToolDef
 from telephony_bot.errors import ConfigError
+from telephony_bot.price_table import PriceTable
 from telephony_bot.providers.base import Provider, SessionConfig, ToolSpec
 from telephony_bot.session.settings import CallLimits, Fallback, SessionOptions
+from telephony_bot.session.usage import CallPrices
 from telephony_bot.tools.base import Tool
 from telephony_bot.tools.builtin import hangup_tool, send_dtmf_tool, transfer_tool
 from telephony_bot.tools.python import python_tool
 
 LOCAL_ENGINE_PORT = 8765
 LOCAL_ENGINE_URL = f"ws://127.0.0.1:{LOCAL_ENGINE_PORT}/v1"
+DEFAULT_MODEL = "gpt-4o-realtime-preview-2024-12-17"
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,18 @@ class CallSetup:
     limits: CallLimits | None = None
     route: str | None = None
     plan_version: str = ""
+
+
+def model_of(pdef: ProviderDef, route: EffectiveRoute | None = None) -> str:
+    """The model a provider serves a route with: the route's `model`, else the provider's,
+    else the default; an Azure deployment's is its model, else its deployment's name; the
+    offline engine and the echo name none."""
+    named = (route.model if route else None) or pdef.model
+    if pdef.type in ("local", "echo"):
+        return named or ""
+    if pdef.type == "azure":
+        return named or pdef.deployment or ""
+    return named or DEFAULT_MODEL
 
 
 def build_provider(pdef: ProviderDef, route: EffectiveRoute | None = None) -> Provider:
@@ -47,7 +63,7 @@ def build_provider(pdef: ProviderDef, route: EffectiveRoute | None = None) -> Pr
     )
 
     key = pdef.key()
-    model = (route.model if route else None) or pdef.model or "gpt-4o-realtime-preview-2024-12-17"
+    model = model_of(pdef, route)
     if pdef.type == "azure":
         if not key:
             raise ConfigError(f"provider azure: set {pdef.api_key_env or 'its api_key'}")
@@ -141,7 +157,9 @@ def for_route(
     plan_version: str = "",
     *,
     mqtt: MqttSettings | None = None,
+    prices: PriceTable | None = None,
 ) -> CallSetup:
+    """`prices`: the engine's price table (None: the shipped one)."""
     targets = dict(route.transfer_targets)
     tools = {name: build_tool(name, t, targets, mqtt) for name, t in route.tools.items()}
     provider_name = provider_override or route.provider_name
@@ -169,6 +187,13 @@ def for_route(
             Fallback(name, build_provider(p), config_for(name, p)) for name, p in route.fallbacks
         )
     )
+    # each provider is priced by the model it serves (fallbacks are built without the route)
+    table = prices or price_table.shipped()
+    served = [(provider_name, pdef, route)]
+    served += [(name, p, None) for name, p in route.fallbacks] if fallbacks else []
+    call_prices = CallPrices(
+        table.version, {name: table.price(p.type, model_of(p, r)) for name, p, r in served}
+    )
     options = SessionOptions(
         greeting=greeting,
         barge_in=route.barge_in.settings(interruptible=provider.capabilities.interruptible),
@@ -177,9 +202,11 @@ def for_route(
         tools=tools,
         filler_after_ms=route.filler_after_ms,
         on_error_transfer=_on_error_target(route),
+        on_error_say=route.on_error._pcm if route.on_error else None,
         prewarm=route.prewarm,
         prewarm_max_wait_ms=route.prewarm_max_wait_ms,
         fallbacks=fallbacks,
+        prices=call_prices,
     )
     limits = CallLimits(max_call_seconds=route.max_call_seconds, idle_seconds=route.idle_seconds)
     return CallSetup(provider, config, options, limits, route.name, plan_version)
@@ -217,6 +244,7 @@ def for_call(
     provider_override: str | None = None,
     *,
     mqtt: MqttSettings | None = None,
+    prices: PriceTable | None = None,
 ) -> tuple[CallSetup | None, str]:
     """Route a call: its setup, or None (refuse with 404), and the reason in words."""
     if not loaded.plan.routes:
@@ -227,7 +255,9 @@ def for_call(
         if decision.route is None:
             return None, decision.reason
         route, reason = effective(loaded.plan, decision.route), decision.reason
-    setup = for_route(loaded.plan, route, call, provider_override, loaded.version, mqtt=mqtt)
+    setup = for_route(
+        loaded.plan, route, call, provider_override, loaded.version, mqtt=mqtt, prices=prices
+    )
     return setup, reason
 
 
@@ -258,6 +288,7 @@ def for_named_route(
     provider_override: str | None = None,
     *,
     mqtt: MqttSettings | None = None,
+    prices: PriceTable | None = None,
 ) -> CallSetup:
     """An outbound call's setup: the route called `name`, or the plan's defaults (None)."""
     route = None
@@ -267,4 +298,6 @@ def for_named_route(
             known = ", ".join(r.name for r in loaded.plan.routes) or "none"
             raise ConfigError(f"no route named {name!r} in the dialplan (routes: {known})")
     eff = effective(loaded.plan, route)
-    return for_route(loaded.plan, eff, call, provider_override, loaded.version, mqtt=mqtt)
+    return for_route(
+        loaded.plan, eff, call, provider_override, loaded.version, mqtt=mqtt, prices=prices
+    )

@@ -153,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="WAV to say once the far end spoke and paused (repeat: a conversation)",
     )
     dial.add_argument("--turn-gap", type=float, default=1.0, help="pause that ends a bot turn (s)")
+    dial.add_argument(
+        "--refuse-transfer",
+        type=int,
+        default=0,
+        metavar="STATUS",
+        help="answer a REFER with this 4xx-6xx status (e.g. 603) instead of following it",
+    )
     _frontdoor_args(sub)
     rs = sub.add_parser(
         "realtime-server",
@@ -445,7 +452,7 @@ def _engine_settings(args: argparse.Namespace) -> Any:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from telephony_bot import app
+    from telephony_bot import app, price_table
     from telephony_bot.supervisor import WorkerSpec, worker_argv
 
     if args.workers < 1:
@@ -454,6 +461,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     app.check(loaded, args.provider)  # fail fast: bad plan, provider, key, tool
     _sip_settings(args, 0)  # validate before spawning anything
     engine = _engine_settings(args)
+    price_table.load(engine.prices.file)  # fail fast: a price table with mistakes
     front = args.front_door == "kamailio" or (args.front_door == "auto" and args.workers > 1)
     first_port = args.sip_port
     if front:
@@ -599,6 +607,7 @@ def _cmd_dial(args: argparse.Namespace) -> int:
             headers=tuple(args.header),
             say=tuple(args.say),
             turn_gap=args.turn_gap,
+            refuse_transfer=args.refuse_transfer,
         )
     )
     status = "answered" if report["answered"] else f"failed ({report['sip_status']})"

@@ -185,11 +185,25 @@ class OutboundSettings(_Section):
         return v
 
 
+class PricesSettings(_Section):
+    """Where the price table comes from (see `price_table`)."""
+
+    file: Path | None = None  # a YAML price table replacing the shipped one; None: shipped
+
+    @field_validator("file")
+    @classmethod
+    def _file_exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"no such file: {v}")
+        return v
+
+
 class EngineSettings(_Section):
     mqtt: MqttSettings | None = None  # None: no MQTT events or commands
     cdr: CdrSettings = CdrSettings()
     admin: AdminSettings = AdminSettings()
     outbound: OutboundSettings = OutboundSettings()
+    prices: PricesSettings = PricesSettings()
 
     def describe(self) -> dict[str, Any]:
         """For the start-up log line: what is configured, never a secret."""
@@ -201,6 +215,7 @@ class EngineSettings(_Section):
             "cdr": str(self.cdr.path) if self.cdr.path else "off",
             "admin": f"{self.admin.host}:{self.admin.port}" if self.admin.port else "off",
             "outbound": self.outbound.trunk or "off",
+            "prices": str(self.prices.file) if self.prices.file else "shipped",
         }
 
 
@@ -210,6 +225,7 @@ _ENV_FIELDS: dict[str, tuple[str, ...]] = {
     "cdr": ("path",),
     "admin": ("host", "port", "token"),
     "outbound": ("trunk", "from_user", "allow", "route", "ring_timeout_s"),
+    "prices": ("file",),
 }  # fmt: skip
 _LIST_FIELDS = {"commands", "allow"}
 

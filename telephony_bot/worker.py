@@ -16,7 +16,7 @@ import os
 import signal
 from datetime import UTC, datetime
 
-from telephony_bot import app, log
+from telephony_bot import app, log, price_table
 from telephony_bot.app import CallSetup
 from telephony_bot.callport import CallPort, Carrier
 from telephony_bot.config import EngineSettings, SipSettings
@@ -53,6 +53,7 @@ class Worker:
         self.settings = settings
         self.carrier = carrier
         self.engine = engine or EngineSettings()
+        self.prices = price_table.load(self.engine.prices.file)  # ConfigError at start
         self.node = self.engine.mqtt.node if self.engine.mqtt else ""
         self.bus = Bus()
         self.sessions: dict[str, CallSession] = {}  # live calls' sessions, by call_id
@@ -84,7 +85,13 @@ class Worker:
             return self.setup, "fixed setup"
         offer = call.offer
         info = CallInfo(offer.called, offer.caller, offer.headers, datetime.now(UTC))
-        return app.for_call(self.plans.current, info, self.provider_override, mqtt=self.engine.mqtt)
+        return app.for_call(
+            self.plans.current,
+            info,
+            self.provider_override,
+            mqtt=self.engine.mqtt,
+            prices=self.prices,
+        )
 
     def _on_call(self, call: CallPort) -> None:
         self.calls_total += 1
@@ -188,6 +195,7 @@ class Worker:
                     info,
                     self.provider_override,
                     mqtt=self.engine.mqtt,
+                    prices=self.prices,
                 )
             except ConfigError as exc:
                 return CommandResult(False, str(exc))

@@ -39,6 +39,7 @@ from telephony_bot.dialplan.schema import (
     Dtmf,
 )
 from telephony_bot.errors import DialplanError, DialplanIssue
+from telephony_bot.session import prompts
 
 __all__ = ["LoadedPlan", "json_schema", "load"]
 
@@ -118,6 +119,7 @@ class _Loader:
     files: list[Path] = field(default_factory=list)
     nodes: dict[tuple[Any, ...], _Node] = field(default_factory=dict)
     instructions: dict[tuple[Any, ...], str] = field(default_factory=dict)
+    prompts: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # on_error.say, read
 
     # ----- reporting -----
 
@@ -168,11 +170,19 @@ class _Loader:
         for path, text in self.instructions.items():
             target: BaseModel = plan.defaults if path[0] == "defaults" else plan.routes[path[1]]
             target._instructions_text = text  # type: ignore[attr-defined]
+        for path, pcm in self.prompts.items():
+            scope = plan.defaults if path[0] == "defaults" else plan.routes[path[1]]
+            assert scope.on_error is not None
+            scope.on_error._pcm = pcm
         canonical = json.dumps(
             {
                 "plan": data,
                 "instructions_files": [
                     self.instructions[k] for k in sorted(self.instructions, key=str)
+                ],
+                "prompts": [
+                    hashlib.sha256(self.prompts[k]).hexdigest()
+                    for k in sorted(self.prompts, key=str)
                 ],
             },
             sort_keys=True,
@@ -523,6 +533,30 @@ class _Loader:
         for key in ("instructions", "greeting"):
             if isinstance(scope.get(key), str):
                 self.check_placeholders((*base, key), scope[key])
+        say = _dict(scope.get("on_error")).get("say")
+        if isinstance(say, str) and say:
+            self.read_prompt((*base, "on_error", "say"), say)
+
+    def read_prompt(self, path: tuple[Any, ...], name: str) -> None:
+        """`on_error.say`: a recorded prompt, read now (a call whose model is gone must not
+        find the file missing), its contents part of the plan's version."""
+        node = self.nodes[path]
+        where = Path(node.mark.file).parent / name
+        if not name.lower().endswith(".wav"):
+            self.at(
+                path,
+                f"say takes a recorded prompt, a .wav file relative to the plan, not {name!r}: "
+                "when every provider has failed there is no voice left to speak a text "
+                '(record it, e.g. telephony-bot say "..." --out sorry.wav --rate 24000)',
+            )
+            return
+        try:
+            pcm = prompts.read_wav(where)
+        except prompts.PromptError as exc:
+            self.at(path, f"cannot use prompt {str(where)!r}: {exc} (relative to the plan file)")
+            return
+        self.files.append(where)
+        self.prompts[path[:-2]] = pcm
 
     def check_placeholders(self, path: tuple[Any, ...], text: str) -> None:
         for name in dict.fromkeys(templates.unknown_placeholders(text)):

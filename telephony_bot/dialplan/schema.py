@@ -422,10 +422,13 @@ class LlmDef(_Strict):
         return v.rstrip("/")
 
 
+ProviderKind = Literal["openai", "azure", "compatible", "local", "echo"]
+
+
 class ProviderDef(_Strict):
     """A named provider endpoint a route can pick with `provider: <name>`."""
 
-    type: Literal["openai", "azure", "compatible", "local", "echo"]
+    type: ProviderKind
     model: str | None = None
     dialect: Literal["preview", "ga"] | None = None
     base_url: str | None = None
@@ -645,10 +648,17 @@ class Dtmf(_Strict):
 
 
 class OnError(_Strict):
-    """What the caller hears (and where they go) when the provider or a tool fails for good."""
+    """When the call cannot go on because every provider of the route failed for good: what
+    the caller hears, and where they go. (A tool that fails is not such a case: the model
+    is told and goes on.)"""
 
-    say: str | None = None
+    # A recorded prompt: a WAV file, relative to the plan file. Not a text: with every
+    # provider gone there is no voice left to speak one (the offline voice speaks English
+    # only, and loading it in a worker is not done); `telephony-bot say` records English.
+    say: str | None = Field(default=None, min_length=1)
     transfer: str | None = None  # a transfer target name
+
+    _pcm: bytes | None = PrivateAttr(default=None)  # `say`, read: 24 kHz PCM16 mono
 
 
 # A provider, or an ordered list of them: the first serves the call; when it cannot (not

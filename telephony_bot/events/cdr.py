@@ -17,7 +17,9 @@ from telephony_bot.callport import CallOffered
 from telephony_bot.session.result import CallResult
 from telephony_bot.session.settings import CallMeta
 
-CDR_VERSION = 1
+# 2: `transfers`; tokens split into cached text and cached audio; `cost_usd` null when the
+# price table lacks a provider's model; `price_table` (its version).
+CDR_VERSION = 2
 
 
 def _iso(ts: float | None) -> str | None:
@@ -95,6 +97,7 @@ def build_record(
         "tools": list(result.tools),
         "failovers": list(result.failovers),  # the providers that took the call over
         "stalls": list(result.stalls),  # providers that stopped answering
+        "transfers": list(result.transfers),  # target, by (model, operator, engine), ok, status
         "media": media_quality(result.media),
         "usage": {
             "audio_in_s": u.get("audio_in_s", 0.0),
@@ -103,12 +106,15 @@ def build_record(
             "tokens": {
                 "input_text": u.get("input_text_tokens", 0),
                 "input_audio": u.get("input_audio_tokens", 0),
-                "input_cached": u.get("input_cached_tokens", 0),
+                "input_cached": u.get("input_cached_tokens", 0),  # within the two above
+                "input_cached_text": u.get("input_cached_text_tokens", 0),
+                "input_cached_audio": u.get("input_cached_audio_tokens", 0),
                 "output_text": u.get("output_text_tokens", 0),
                 "output_audio": u.get("output_audio_tokens", 0),
                 "total": u.get("total_tokens", 0),
             },
-            "cost_usd": u.get("cost_usd", 0.0),
+            "cost_usd": u.get("cost_usd"),  # None: a provider's model has no known price
+            "price_table": u.get("price_table"),  # the version of the table it was priced with
         },
     }
 

@@ -144,7 +144,9 @@ class FunctionCall:
 
 @dataclass(frozen=True)
 class Usage:
-    """Token usage of one response (Realtime `response.done.response.usage`)."""
+    """Token usage of one response (Realtime `response.done.response.usage`). The cached
+    input tokens are part of the text and audio input counts, split into their own two
+    (cached text and cached audio cost differently)."""
 
     input_text_tokens: int = 0
     input_audio_tokens: int = 0
@@ -152,6 +154,8 @@ class Usage:
     output_text_tokens: int = 0
     output_audio_tokens: int = 0
     total_tokens: int = 0
+    input_cached_text_tokens: int = 0
+    input_cached_audio_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(*(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__))

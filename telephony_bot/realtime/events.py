@@ -59,10 +59,17 @@ class ConversationItem(_Model):
     output: str | None = None
 
 
+class CachedTokenDetails(_Model):
+    text_tokens: int | None = None
+    audio_tokens: int | None = None
+    image_tokens: int | None = None
+
+
 class InputTokenDetails(_Model):
     text_tokens: int | None = None
     audio_tokens: int | None = None
     cached_tokens: int | None = None
+    cached_tokens_details: CachedTokenDetails | None = None
     image_tokens: int | None = None
 
 

@@ -60,7 +60,7 @@ class CallContext:
         self.bus: EventSink = bus if bus is not None else NoEvents()
         self.meta = meta or CallMeta()
         self.result = CallResult(call.call_id)
-        self.usage = CallUsage()
+        self.usage = CallUsage(price_table=options.prices.table_version)
         self.loop = asyncio.get_running_loop()
         self.media_rate = call.media.sample_rate  # the carrier's choice
         # the echo gate alone needs the levels of what is played: only with barge-in on

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from typing import Literal
 
 from telephony_bot import log, transfer_target
 from telephony_bot.callport import TransferOutcome
 from telephony_bot.errors import ProviderError
 from telephony_bot.providers.base import say_exactly
+from telephony_bot.session import prompts
 from telephony_bot.session.context import CallContext
 from telephony_bot.session.playout import Playout
 
@@ -22,6 +24,13 @@ _log = log.get("session")
 
 TRANSFER_TIMEOUT_S = 25.0  # from the REFER to the target's final answer
 TOOLS_SETTLE_S = 2.0  # a transfer tool's result reaches the model before the hang-up
+STILL_ON_THE_LINE = "the caller is still on the line"
+
+Requester = Literal["model", "operator", "engine"]  # who asked for a transfer
+
+
+def _seconds(pcm24: bytes | None) -> float:
+    return len(pcm24) / (2 * prompts.RATE) if pcm24 else 0.0
 
 
 class CallControl:
@@ -51,67 +60,112 @@ class CallControl:
             self.ctx.spawn(self.playout.hang_up_after_playout(reason))
 
     async def give_up(self, reason: str) -> None:
-        """The model is gone for good: put the caller through to the route's fallback
-        target, or apologise and hang up. Never dead air, never a silent drop."""
-        ctx, media = self.ctx, self.ctx.call.media
+        """The model is gone for good (every provider of the route failed): the caller hears
+        the route's recorded `on_error.say` (else the engine's own phrase) and is put through
+        to `on_error.transfer`. With no transfer, or when the transfer fails, the engine
+        apologises and hangs up. Never dead air, never a silent drop."""
+        ctx = self.ctx
         self.playout.silence()
-        target = ctx.options.on_error_transfer
+        say, target = ctx.options.on_error_say, ctx.options.on_error_transfer
         if target:
-            self.playout.prompt("reconnecting", closing=True)  # "Sorry, just a moment."
-            until = ctx.loop.time() + 3
-            while media.queued_ms > 0 and ctx.loop.time() < until:
-                await asyncio.sleep(0.05)
+            if say:
+                self.playout.recorded(say, closing=True)
+            else:
+                self.playout.prompt("reconnecting", closing=True)  # "Sorry, just a moment."
+            await self.playout.played_out(_seconds(say) + 2 if say else 3)
             _log.info("model unavailable: transferring the caller", target=target, reason=reason)
-            ok, detail = await self.transfer(target, reason=f"transferred after {reason}")
+            why = f"transferred after {reason}"
+            ok, detail = await self.transfer(target, reason=why, by="engine")
             if ok:
                 return
             _log.warning("fallback transfer failed", target=target, detail=detail)
-        self.playout.prompt("apology", closing=True)
-        await self.playout.hang_up_after_playout(reason, max_wait_s=8)
+            # `say` announced the transfer: after its failure, the engine's own apology
+            self.playout.prompt("apology", closing=True)
+        elif say:
+            self.playout.recorded(say, closing=True)
+        else:
+            self.playout.prompt("apology", closing=True)
+        # the apology lasts about 5 s; a recording as the last words, up to 30 s
+        last_words = 8.0 if target or not say else max(8.0, _seconds(say) + 3)
+        await self.playout.hang_up_after_playout(reason, max_wait_s=last_words)
 
     # ---- transfer ----
 
-    async def transfer(self, target: str, *, reason: str | None = None) -> tuple[bool, str]:
+    async def transfer(
+        self, target: str, *, reason: str | None = None, by: Requester = "operator"
+    ) -> tuple[bool, str]:
         """Hand the caller to `target` (a blind REFER) and, once the target answered, leave
-        the call (hang up with `reason`, default "transferred to TARGET")."""
+        the call (hang up with `reason`, default "transferred to TARGET"). `by`: who asked,
+        the model (its transfer tool), an operator (MQTT, HTTP) or the engine (on_error).
+
+        A failed transfer keeps the caller with the bot and says so in the detail ("486
+        Busy Here; the caller is still on the line"). The model's tool hands that to the
+        model, which is asked to answer; an operator's failure is told to the model here,
+        so the caller hears the bot at once either way."""
         why = transfer_target.problem(target)
         if why is not None:
             return False, f"transfer target: {why}"
         if self.ctx.result.answered_at is None:
             return False, "the call is not answered yet"
-        ok, detail = await self._refer(target)
+        ok, status, sip_reason = await self._refer(target, by)
+        detail = f"{status} {sip_reason}".strip() if status else sip_reason
         if ok:
             self.hangup_pending = reason or f"transferred to {target}"
             self.ctx.spawn(self._leave(self.hangup_pending))
-        return ok, detail
+            return True, detail
+        detail = f"{detail}; {STILL_ON_THE_LINE}"
+        if by == "operator":
+            await self._tell_model_transfer_failed(detail)
+        return False, detail
 
-    async def _refer(self, target: str) -> tuple[bool, str]:
+    async def _refer(self, target: str, by: Requester) -> tuple[bool, int, str]:
+        """Send the REFER and wait for the target's final answer: (ok, SIP status, reason).
+        Status 0: the REFER could not be sent; 408: no final answer in time."""
         ctx = self.ctx
         fut: asyncio.Future[TransferOutcome] = ctx.loop.create_future()
         self._transfer_waiters.append(fut)
-        ctx.emit("transfer.started", target=target)
-        _log.info("transfer requested", target=target)
+        ctx.emit("transfer.started", target=target, by=by)
+        _log.info("transfer requested", target=target, by=by)
         try:
             await ctx.call.transfer(target)
         except Exception as exc:  # noqa: BLE001 - reported as the transfer's outcome
             self._transfer_waiters.remove(fut)
-            ctx.emit("transfer.failed", target=target, status=0, reason=str(exc))
-            return False, str(exc)
+            return self._transferred(target, by, 0, f"the REFER could not be sent: {exc}")
         try:
             out = await asyncio.wait_for(fut, timeout=TRANSFER_TIMEOUT_S)
         except TimeoutError:
-            why = "no answer from the transfer target"
-            ctx.emit("transfer.failed", target=target, status=0, reason=why)
-            return False, why
-        ok = 200 <= out.status_code < 300
-        detail = f"{out.status_code} {out.reason}".strip()
-        ctx.emit(
-            "transfer.completed" if ok else "transfer.failed",
-            target=target,
-            status=out.status_code,
-            reason=out.reason,
+            if fut in self._transfer_waiters:
+                self._transfer_waiters.remove(fut)
+            why = f"Request Timeout (no final answer within {TRANSFER_TIMEOUT_S:g} s)"
+            return self._transferred(target, by, 408, why)
+        return self._transferred(target, by, out.status_code, out.reason)
+
+    def _transferred(
+        self, target: str, by: Requester, status: int, reason: str
+    ) -> tuple[bool, int, str]:
+        """Record a transfer's outcome: the call record, the event, the log."""
+        ok = 200 <= status < 300
+        outcome = {"target": target, "by": by, "ok": ok, "status": status, "reason": reason}
+        self.ctx.result.transfers.append(outcome)
+        self.ctx.emit("transfer.completed" if ok else "transfer.failed", **outcome)
+        (_log.info if ok else _log.warning)("transfer outcome", **outcome)
+        return ok, status, reason
+
+    async def _tell_model_transfer_failed(self, detail: str) -> None:
+        """An operator's transfer failed: the model learns it and answers the caller now."""
+        ctx = self.ctx
+        if ctx.closing or ctx.session is None or not ctx.provider.capabilities.conversation:
+            return
+        note = (
+            f"The caller was to be transferred to another line, but the transfer failed "
+            f"({detail}). Tell the caller so, briefly, and offer to help further."
         )
-        return ok, detail
+        ok, _ = await self.inject(text=note, role="system")
+        if ok and not ctx.response_active and self._say_sent is None:
+            try:
+                await ctx.session.create_response()
+            except ProviderError as exc:
+                _log.warning("could not ask the model to answer", error=str(exc))
 
     def transfer_outcome(self, ev: TransferOutcome) -> None:
         """The carrier reported how the transfer went (only the final answer counts)."""

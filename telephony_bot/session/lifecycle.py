@@ -123,7 +123,7 @@ class CallSession:
     def _report(self) -> None:
         ctx, result = self.ctx, self.result
         result.tools = self.tools.summary()
-        result.usage = ctx.usage.summary(ctx.options.prices)
+        result.usage = ctx.usage.summary()
         self.loops.report_turns(ctx.ledger.flush(self.call.media.played_ms))
         result.ended_at = time.time()
         if result.ended_by == "local" and ctx.hangup_reason:

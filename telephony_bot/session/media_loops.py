@@ -191,7 +191,7 @@ class MediaLoops:
         if ev.status == "cancelled":
             self.playout.provider_cancelled()
         self.tools.response_done(ev.response_id, ev.status)
-        ctx.usage.add_response(ev.usage)
+        ctx.usage.add_response(ev.usage, ctx.options.prices.of(ctx.config.provider))
         self.playout.act(self.policy.response_done(ctx.now_ms()))
         _log.info("response done", response_id=ev.response_id, status=ev.status)
         await self.control.response_done()

@@ -60,10 +60,16 @@ class Playout:
 
     def prompt(self, name: str, closing: bool = False) -> None:
         """Play one of the engine's own phrases (`closing`: its last words on this call)."""
+        self._engine_audio(prompts.load(name, self.ctx.media_rate), closing)
+
+    def recorded(self, pcm24: bytes, closing: bool = False) -> None:
+        """Play a plan's recorded prompt (24 kHz PCM16), as the engine's own words."""
+        self._engine_audio(prompts.at_rate(pcm24, self.ctx.media_rate), closing)
+
+    def _engine_audio(self, pcm: bytes, closing: bool) -> None:
         if closing:
             self.ctx.closing = True
         rate = self.ctx.media_rate
-        pcm = prompts.load(name, rate)
         played = self.media.played_ms
         self.media.write(pcm)
         self.act(self.policy.engine_audio(len(pcm) * 500 // rate, self.ctx.now_ms(), pcm, played))

@@ -27,6 +27,7 @@ class CallResult:
     tools: list[dict[str, Any]] = field(default_factory=list)
     failovers: list[dict[str, Any]] = field(default_factory=list)  # from, to, reason, ok
     stalls: list[dict[str, Any]] = field(default_factory=list)  # provider, kind, waited_ms
+    transfers: list[dict[str, Any]] = field(default_factory=list)  # target, by, ok, status, reason
     usage: dict[str, Any] = field(default_factory=dict)
 
     @property

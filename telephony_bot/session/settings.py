@@ -9,7 +9,7 @@ from telephony_bot.providers.base import Provider, SessionConfig
 from telephony_bot.session.dtmf import DtmfSettings
 from telephony_bot.session.stall import StallSettings
 from telephony_bot.session.turns import BargeInSettings
-from telephony_bot.session.usage import Prices
+from telephony_bot.session.usage import CallPrices
 from telephony_bot.tools.base import Tool
 
 
@@ -38,10 +38,12 @@ class SessionOptions:
     stall: StallSettings = field(default_factory=StallSettings)
     tools: dict[str, Tool] = field(default_factory=dict)
     filler_after_ms: int = 700
-    prices: Prices = field(default_factory=Prices)
-    # When the model is gone for good: put the caller through here (a SIP URI) instead of
-    # apologising and hanging up.
+    prices: CallPrices = field(default_factory=CallPrices)  # each provider's, from the table
+    # When the model is gone for good (every provider failed): put the caller through here
+    # (a SIP URI) instead of apologising and hanging up; and what they hear first, instead
+    # of the engine's own phrase (24 kHz PCM16 mono, the plan's recorded `on_error.say`).
     on_error_transfer: str | None = None
+    on_error_say: bytes | None = None
     # Pre-warm: while the call rings, open the provider session (instructions sent) and
     # start the greeting; answer once its first audio is queued, so the caller hears it at
     # once — or after prewarm_max_wait_ms more ringing at most (see session/prewarm.py).

@@ -62,6 +62,11 @@ class DialOptions:
     headers: tuple[str, ...] = ()
     say: tuple[str, ...] = ()  # WAVs to say in turn, each after the far end spoke and paused
     turn_gap: float = 1.0  # seconds of silence that end the far end's turn
+    refuse_transfer: int = 0  # answer a REFER with this status (4xx-6xx) instead of following it
+
+    def __post_init__(self) -> None:
+        if self.refuse_transfer and not 400 <= self.refuse_transfer <= 699:
+            raise ConfigError(f"--refuse-transfer: a 4xx-6xx status, not {self.refuse_transfer}")
 
 
 def read_wav(path: str, rate: int) -> bytes:
@@ -170,10 +175,11 @@ class _TransferCall(pj.Call):  # type: ignore[misc]
 
 
 class _Call(pj.Call):  # type: ignore[misc]
-    def __init__(self, acc: Any, port: _Port) -> None:
+    def __init__(self, acc: Any, port: _Port, refuse_transfer: int = 0) -> None:
         super().__init__(acc)
         self.account = acc
         self.port = port
+        self.refuse_transfer = refuse_transfer
         self.transfer_target = ""
         self.transfer_call: _TransferCall | None = None
         self.dtmf_received = ""
@@ -215,9 +221,13 @@ class _Call(pj.Call):  # type: ignore[misc]
         self.dtmf_received += str(prm.digit)
 
     def onCallTransferRequest(self, prm: Any) -> None:  # noqa: N802
-        """The far end asked us (REFER) to call someone else: do it, as a phone would."""
+        """The far end asked us (REFER) to call someone else: do it, as a phone would, or
+        refuse the REFER with `refuse_transfer` (a phone whose user declines)."""
         pin()
         self.transfer_target = str(prm.dstUri)
+        if self.refuse_transfer:
+            prm.statusCode = self.refuse_transfer
+            return
         self.transfer_call = _TransferCall(self.account)
         prm.newCall = self.transfer_call
 
@@ -334,7 +344,7 @@ def _dial(
 
     port = objs["port"] = _Port(opts.rate, play, int(opts.play_at * 1000) // FRAME_MS)
     port.createPort("dial", audio_format(opts.rate))
-    call = objs["call"] = _Call(acc, port)
+    call = objs["call"] = _Call(acc, port, opts.refuse_transfer)
     prm = pj.CallOpParam(True)
     for h in opts.headers:
         name, _, value = h.partition(":")
@@ -405,6 +415,7 @@ def _dial(
                 "target": call.transfer_target,
                 "answered": bool(call.transfer_call and call.transfer_call.confirmed),
                 "sip_status": call.transfer_call.status if call.transfer_call else 0,
+                "refused": opts.refuse_transfer or None,  # our answer to the REFER
             }
             if call.transfer_target
             else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from telephony_bot.providers.base import ToolSpec
 
@@ -20,7 +20,7 @@ class CallControl(Protocol):
 
     async def hangup_after_playout(self, reason: str) -> None: ...
 
-    async def transfer(self, target: str) -> tuple[bool, str]: ...
+    async def transfer(self, target: str, *, by: Literal["model"]) -> tuple[bool, str]: ...
 
     async def send_dtmf(self, digits: str) -> None: ...
 

@@ -30,8 +30,8 @@ def transfer_tool(targets: dict[str, str]) -> FunctionTool:
         name = str(args.get("destination", names[0] if len(names) == 1 else ""))
         if name not in targets:
             raise ToolError(f"unknown destination {name!r}; choose one of {names}")
-        ok, detail = await call.transfer(targets[name])
-        if not ok:
+        ok, detail = await call.transfer(targets[name], by="model")
+        if not ok:  # e.g. "486 Busy Here; the caller is still on the line"
             raise ToolError(f"transfer to {name} failed: {detail}")
         return {"ok": True, "destination": name, "status": detail}
 

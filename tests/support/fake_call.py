@@ -39,7 +39,9 @@ class FakeCall:
         self.events: asyncio.Queue[Any] = asyncio.Queue()
         self.log = log
         self.queued_at_answer: int | None = None
-        self.transfer_status = 200  # the target's final answer, as the NOTIFY reports it
+        # the target's final answer, as the NOTIFY reports it (None: none ever comes)
+        self.transfer_status: int | None = 200
+        self.transfer_reason = ""
 
     async def answer(self) -> None:
         self.queued_at_answer = self.media.queued_ms
@@ -59,8 +61,11 @@ class FakeCall:
         """A blind REFER: the target's provisional, then its final answer."""
         self.log.append(f"transfer {target}")
         loop = asyncio.get_running_loop()
-        for delay, code, final in ((0.01, 100, False), (0.05, self.transfer_status, True)):
-            ev = TransferOutcome(self.call_id, target, code, "", final)
+        answers = [(0.01, 100, "Trying", False)]
+        if self.transfer_status is not None:
+            answers.append((0.05, self.transfer_status, self.transfer_reason, True))
+        for delay, code, reason, final in answers:
+            ev = TransferOutcome(self.call_id, target, code, reason, final)
             loop.call_later(delay, self.events.put_nowait, ev)
 
     async def send_dtmf(self, digits: str) -> None:

@@ -7,14 +7,17 @@ API
         start calls in the background, do something else, then collect the result
     await run_sipp_async(...)                   run_sipp() in a worker thread
     sipp_available(), scenario_path("uac_rtp"), SIPP_DTMF_DIGITS, free_udp_port()
+    with running_uas(["-sf", scenario_path("uas_busy")], workdir) as "127.0.0.1:port": a UAS
+    Ports(): distinct free ports (.sip(), .media()) for one test
 
     SippResult(successful, failed, returncode, stdout, stderr, error_log, stats,
                timed_out, screen, rtp_received); .ok, .busy, .counter(name), .describe()
     ``stats`` is the last row of SIPp's -trace_stat CSV (keys such as "SuccessfulCall(C)",
     "FailedCall(C)", "FailedMaxUDPRetrans(C)", "busy(C)", "Retransmissions(C)").
 
-Scenarios (tests/sipp): uac_rtp, uac_dtmf, uac_short, uac_wait_bye (UACs); uas_sends_bye is a
-test peer for the self-check only.  All UACs send to sip:<service>@<target>, service "bot"
+Scenarios (tests/sipp): uac_rtp, uac_dtmf, uac_short, uac_wait_bye (UACs); uas_busy (a busy
+line: 486, e.g. a transfer target that refuses); uas_sends_bye is a test peer for the
+self-check only.  All UACs send to sip:<service>@<target>, service "bot"
 by default (-s).  ``duration_ms`` is -d, the length of every bare ``<pause/>``.
 
 Findings (SIPp 3.6.1 as installed here)
@@ -80,6 +83,7 @@ Findings (SIPp 3.6.1 as installed here)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import math
@@ -95,7 +99,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -454,6 +458,61 @@ def run_sipp(
 async def run_sipp_async(scenario: str | Path, target: str, **kwargs: Any) -> SippResult:
     """run_sipp() in a worker thread, for asyncio tests (same keyword arguments)."""
     return await asyncio.to_thread(run_sipp, scenario, target, **kwargs)
+
+
+class Ports:
+    """Distinct free UDP ports in 15000-19999 for one test."""
+
+    def __init__(self) -> None:
+        self.used: set[int] = set()
+
+    def sip(self) -> int:
+        port = free_udp_port(exclude=self.used)
+        self.used.add(port)
+        return port
+
+    def media(self) -> int:
+        port = free_udp_port(pair=True, exclude=self.used)
+        self.used.update(range(port - 1, port + 4))
+        return port
+
+
+def udp_bound(port: int, ip: str = "127.0.0.1") -> bool:
+    """Whether some process has bound UDP `ip:port` (/proc/net/udp)."""
+    native = struct.unpack("=I", bytes(int(x) for x in ip.split(".")))[0]
+    local = f"{native:08X}:{port:04X}"
+    lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    return any(line.split()[1] == local for line in lines)
+
+
+@contextlib.contextmanager
+def running_uas(args: list[str], workdir: Path, ports: Ports | None = None) -> Iterator[str]:
+    """Run a SIPp UAS (`args`: e.g. ["-sf", scenario_path("uas_busy")], or ["-sn", "uas"]),
+    bounded by -timeout and stopped at the end; yields "127.0.0.1:port"."""
+    ports = ports or Ports()
+    port, media = ports.sip(), ports.media()
+    fixed = "-i 127.0.0.1 -bind_local -ci 127.0.0.1 -nostdin -timeout 60s".split()
+    cmd = [SIPP_BIN, *fixed, "-p", str(port), "-mp", str(media), *map(str, args)]
+    for key, path in prepare_pcaps(workdir).items():
+        cmd += ["-key", key, str(path)]
+    out_path = workdir / f"uas-{port}.out"
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 5
+        while not udp_bound(port) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert proc.poll() is None, out_path.read_text(errors="replace")
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def free_udp_port(

@@ -1,30 +1,27 @@
 """Self-check of tests/sipp scenarios and tests/support/sipp.py against SIPp's own UAS.
 
 No engine is involved: the peer is ``sipp -sn uas`` (answers 180/200, never sends BYE or RTP),
-tests/sipp/uas_sends_bye.xml (hangs up itself and plays RTP) or an inline 486 UAS.
+tests/sipp/uas_sends_bye.xml (hangs up itself and plays RTP) or tests/sipp/uas_busy.xml (486).
 """
 
 from __future__ import annotations
 
 import struct
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.support.sipp import (
     DTMF_PCAP,
-    SIPP_BIN,
     SIPP_DTMF_DIGITS,
+    Ports,
     SippResult,
     alaw_pcap_to_ulaw,
     finish,
-    free_udp_port,
     prepare_pcaps,
     run_sipp,
+    running_uas,
     scenario_path,
     sipp_available,
     start_sipp,
@@ -35,77 +32,6 @@ pytestmark = [
     pytest.mark.skipif(not sipp_available(), reason="sipp (Debian package sip-tester) missing"),
 ]
 
-UAS_BUSY_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="uas_busy">
-  <recv request="INVITE"/>
-  <send>
-    <![CDATA[
-
-      SIP/2.0 486 Busy Here
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv request="ACK"/>
-</scenario>
-"""
-
-
-class Ports:
-    """Distinct free UDP ports in 15000-19999 for one test."""
-
-    def __init__(self) -> None:
-        self.used: set[int] = set()
-
-    def sip(self) -> int:
-        port = free_udp_port(exclude=self.used)
-        self.used.add(port)
-        return port
-
-    def media(self) -> int:
-        port = free_udp_port(pair=True, exclude=self.used)
-        self.used.update(range(port - 1, port + 4))
-        return port
-
-
-def _udp_bound(port: int, ip: str = "127.0.0.1") -> bool:
-    native = struct.unpack("=I", bytes(int(x) for x in ip.split(".")))[0]
-    local = f"{native:08X}:{port:04X}"
-    lines = Path("/proc/net/udp").read_text().splitlines()[1:]
-    return any(line.split()[1] == local for line in lines)
-
-
-@contextmanager
-def sipp_uas(args: list[str], workdir: Path, ports: Ports) -> Iterator[str]:
-    """Run a SIPp UAS (bounded by -timeout, killed at the end); yields "127.0.0.1:port"."""
-    port, media = ports.sip(), ports.media()
-    fixed = "-i 127.0.0.1 -bind_local -ci 127.0.0.1 -nostdin -timeout 60s".split()
-    cmd = [SIPP_BIN, *fixed, "-p", str(port), "-mp", str(media), *args]
-    for key, path in prepare_pcaps(workdir).items():
-        cmd += ["-key", key, str(path)]
-    with open(workdir / f"uas-{port}.out", "wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 5
-        while not _udp_bound(port) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        assert proc.poll() is None, (workdir / f"uas-{port}.out").read_text(errors="replace")
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
 
 def _ok(result: SippResult, calls: int) -> None:
     assert result.ok and result.successful == calls and result.failed == 0, result.describe()
@@ -113,7 +39,7 @@ def _ok(result: SippResult, calls: int) -> None:
 
 def test_uac_short_sequential_calls(tmp_path: Path) -> None:
     ports = Ports()
-    with sipp_uas(["-sn", "uas"], tmp_path, ports) as target:
+    with running_uas(["-sn", "uas"], tmp_path, ports) as target:
         t0 = time.monotonic()
         result = run_sipp(
             "uac_short",
@@ -134,7 +60,7 @@ def test_uac_short_sequential_calls(tmp_path: Path) -> None:
 
 def test_uac_rtp_concurrent_while_another_call_runs(tmp_path: Path) -> None:
     ports = Ports()
-    with sipp_uas(["-sn", "uas"], tmp_path, ports) as target:
+    with running_uas(["-sn", "uas"], tmp_path, ports) as target:
         running = start_sipp(
             "uac_rtp",
             target,
@@ -165,7 +91,7 @@ def test_uac_rtp_concurrent_while_another_call_runs(tmp_path: Path) -> None:
 
 def test_uac_rtp_two_concurrent_calls(tmp_path: Path) -> None:
     ports = Ports()
-    with sipp_uas(["-sn", "uas"], tmp_path, ports) as target:
+    with running_uas(["-sn", "uas"], tmp_path, ports) as target:
         result = run_sipp(
             "uac_rtp",
             target,
@@ -207,8 +133,7 @@ def test_nobody_listening_fails_without_hanging() -> None:
 
 def test_busy_486_counts_as_one_failed_call(tmp_path: Path) -> None:
     ports = Ports()
-    (tmp_path / "uas_busy.xml").write_text(UAS_BUSY_XML)
-    with sipp_uas(["-sf", str(tmp_path / "uas_busy.xml")], tmp_path, ports) as target:
+    with running_uas(["-sf", str(scenario_path("uas_busy"))], tmp_path, ports) as target:
         result = run_sipp(
             "uac_short", target, local_port=ports.sip(), media_port=ports.media(), timeout_s=20
         )
@@ -221,7 +146,7 @@ def test_busy_486_counts_as_one_failed_call(tmp_path: Path) -> None:
 def test_uac_wait_bye_remote_hangup(tmp_path: Path) -> None:
     ports = Ports()
     uas = ["-sf", str(scenario_path("uas_sends_bye")), "-d", "1000"]
-    with sipp_uas(uas, tmp_path, ports) as target:
+    with running_uas(uas, tmp_path, ports) as target:
         t0 = time.monotonic()
         result = run_sipp(
             "uac_wait_bye",
@@ -238,7 +163,7 @@ def test_uac_wait_bye_remote_hangup(tmp_path: Path) -> None:
 
 def test_uac_wait_bye_fails_when_nobody_hangs_up(tmp_path: Path) -> None:
     ports = Ports()
-    with sipp_uas(["-sn", "uas"], tmp_path, ports) as target:
+    with running_uas(["-sn", "uas"], tmp_path, ports) as target:
         result = run_sipp(
             "uac_wait_bye",
             target,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import wave
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,16 @@ EXAMPLE_ENV = {
 def write(tmp_path: Path, text: str, name: str = "plan.yaml") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def _wav(path: Path, rate: int, seconds: float, *, width: int = 2, channels: int = 1) -> Path:
+    n = int(rate * seconds)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(b"\x10\x00" * (width // 2) * n * channels if width == 2 else b"\x80" * n)
     return path
 
 
@@ -422,14 +433,15 @@ def test_missing_required_field_and_transfer_without_targets(tmp_path: Path) -> 
         routes:
           - match: {number: "+4930123"}
             tools: [transfer]
-            on_error: {say: Sorry, transfer: desk}
+            on_error: {say: sorry.wav, transfer: desk}
         """,
     )
+    _wav(tmp_path / "sorry.wav", 8000, 0.5)
     assert problems(f) == [
         f"{f}:2:5 routes[0].name: missing required field 'name'",
         f"{f}:3:13 routes[0].tools[0]: the transfer tool needs transfer_targets (name: sip:uri) "
         "on the route or in defaults",
-        f"{f}:4:38 routes[0].on_error.transfer: unknown transfer target 'desk' "
+        f"{f}:4:42 routes[0].on_error.transfer: unknown transfer target 'desk' "
         "(transfer_targets: none are defined)",
     ]
 
@@ -667,3 +679,51 @@ def test_inherited_transfer_tool_is_checked_per_route(tmp_path: Path) -> None:
         f"{f}:2:11 defaults.tools[0]: the transfer tool needs transfer_targets (name: sip:uri) "
         "on the route or in defaults (route 'b' uses the default tools)"
     )
+
+
+# ---------- on_error.say: a recorded prompt ----------
+
+SAY_PLAN = """
+defaults:
+  transfer_targets: {desk: "sip:desk@127.0.0.1:5070"}
+  on_error: {say: %s, transfer: desk}
+"""
+
+
+def test_on_error_say_is_read_with_the_plan_and_its_contents_are_part_of_the_version(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "prompts").mkdir()
+    wav = _wav(tmp_path / "prompts" / "sorry.wav", 8000, 0.5)
+    f = write(tmp_path, SAY_PLAN % "prompts/sorry.wav")
+    first = load(f, env={})
+    on_error = first.plan.defaults.on_error
+    assert on_error is not None and on_error._pcm is not None
+    assert len(on_error._pcm) == 24000  # 0.5 s at 24 kHz, 16-bit: resampled once, at load
+    assert wav in first.files  # hot reload watches the recording too
+    _wav(wav, 8000, 0.75)  # a new recording: a new plan version
+    assert load(f, env={}).version != first.version
+
+
+@pytest.mark.parametrize(
+    ("say", "make", "expected"),
+    [
+        ("Sorry, a colleague will help you.", None, "say takes a recorded prompt, a .wav file "
+         "relative to the plan, not 'Sorry, a colleague will help you.': when every provider "
+         "has failed there is no voice left to speak a text"),
+        ("gone.wav", None, "cannot use prompt '{dir}/gone.wav': no such file"),
+        ("loud.wav", {"rate": 8000, "seconds": 0.2, "width": 1}, "need 16-bit PCM samples, "
+         "the file has 8-bit"),
+        ("long.wav", {"rate": 8000, "seconds": 31}, "31.0 s long: a prompt may last 30 s at most"),
+        ("odd.wav", {"rate": 11025, "seconds": 0.2}, "sample rate 11025 Hz: use one of"),
+    ],
+)  # fmt: skip
+def test_on_error_say_that_cannot_be_played_is_refused_at_its_line(
+    tmp_path: Path, say: str, make: dict[str, float] | None, expected: str
+) -> None:
+    if make is not None:
+        _wav(tmp_path / say, int(make["rate"]), make["seconds"], width=int(make.get("width", 2)))
+    f = write(tmp_path, SAY_PLAN % json.dumps(say))
+    found = only(f)
+    assert found.startswith(f"{f}:3:19 defaults.on_error.say: "), found
+    assert expected.format(dir=tmp_path) in found, found

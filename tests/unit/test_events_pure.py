@@ -156,8 +156,12 @@ def _result() -> tuple[CallResult, CallOffered, CallMeta]:
     r.media = {"rtp_rx_packets": 1470, "rtp_rx_lost": 30, "rtp_rx_jitter_us": 2500,
                "underruns": 2, "frames_dropped": 1}  # fmt: skip
     r.usage = {"audio_in_s": 30.0, "audio_out_s": 9.5, "responses": 3, "input_text_tokens": 10,
-               "input_audio_tokens": 300, "input_cached_tokens": 0, "output_text_tokens": 40,
-               "output_audio_tokens": 200, "total_tokens": 550, "cost_usd": 0.0285}  # fmt: skip
+               "input_audio_tokens": 300, "input_cached_tokens": 64,
+               "input_cached_text_tokens": 10, "input_cached_audio_tokens": 54,
+               "output_text_tokens": 40, "output_audio_tokens": 200, "total_tokens": 550,
+               "cost_usd": 0.0285, "price_table": "t1"}  # fmt: skip
+    r.transfers = [{"target": "sip:desk@pbx", "by": "model", "ok": False, "status": 486,
+                    "reason": "Busy Here"}]  # fmt: skip
     offer = CallOffered("c1", "sip-1", "100", "200", "<sip:200@x>", "<sip:100@y>", "1.2.3.4")
     return r, offer, CallMeta("inbound", "sales", "v1", "openai")
 
@@ -171,10 +175,14 @@ def test_a_cdr_holds_times_turns_tools_quality_and_usage() -> None:
     assert rec["tool_calls"] == 1 and rec["tools"][0]["duration_ms"] == 1500.2
     assert rec["media"]["loss_pct"] == 2.0 and rec["media"]["jitter_ms"] == 2.5
     assert rec["media"]["underruns"] == 2 and rec["media"]["overruns"] == 1
-    tokens = {"input_text": 10, "input_audio": 300, "input_cached": 0, "output_text": 40,
-              "output_audio": 200, "total": 550}  # fmt: skip
+    tokens = {"input_text": 10, "input_audio": 300, "input_cached": 64, "input_cached_text": 10,
+              "input_cached_audio": 54, "output_text": 40, "output_audio": 200,
+              "total": 550}  # fmt: skip
     assert rec["usage"]["tokens"] == tokens
-    assert rec["usage"]["cost_usd"] == 0.0285 and rec["end_reason"] == "200 Normal"
+    assert rec["usage"]["cost_usd"] == 0.0285 and rec["usage"]["price_table"] == "t1"
+    assert rec["end_reason"] == "200 Normal"
+    assert rec["transfers"] == [{"target": "sip:desk@pbx", "by": "model", "ok": False,
+                                 "status": 486, "reason": "Busy Here"}]  # fmt: skip
 
 
 def test_a_cdr_names_the_engines_own_reason_when_it_hung_up() -> None:

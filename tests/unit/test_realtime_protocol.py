@@ -213,6 +213,7 @@ VOICE_USAGE = Usage(
     output_text_tokens=22,
     output_audio_tokens=57,
     total_tokens=253,
+    input_cached_text_tokens=64,  # the recorded usage splits its cached tokens: all text
 )
 
 
@@ -295,7 +296,7 @@ def expected_function_call(pcm: list[bytes]) -> list[Any]:
         TranscriptDelta(
             "assistant", "Your order shipped and arrives Friday.", item_id=ASSIST2, final=True
         ),
-        ResponseDone(RESP2, "completed", Usage(278, 52, 256, 24, 57, 411)),
+        ResponseDone(RESP2, "completed", Usage(278, 52, 256, 24, 57, 411, 256, 0)),
     ]
 
 

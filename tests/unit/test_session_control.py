@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from telephony_bot.providers.base import AudioDelta, FunctionCall, ResponseDone, SessionConfig
+from telephony_bot.session import control
 from telephony_bot.session.lifecycle import CallSession
 from telephony_bot.session.settings import CallLimits, SessionOptions
 from telephony_bot.tools.builtin import transfer_tool
@@ -16,10 +19,12 @@ from tests.support.fake_call import FakeCall, FakeProvider
 NURSE = "sip:nurse@127.0.0.1:5080"
 
 
-async def _live(log: list[str], **options: object) -> tuple[CallSession, asyncio.Task, FakeCall]:
+async def _live(
+    log: list[str], bus: object = None, **options: object
+) -> tuple[CallSession, asyncio.Task, FakeCall]:
     call, provider = FakeCall(log), FakeProvider(log, first_audio_s=None)
     opts = SessionOptions(greeting=None, prewarm=False, **options)  # type: ignore[arg-type]
-    session = CallSession(call, provider, SessionConfig(), opts, CallLimits())  # type: ignore[arg-type]
+    session = CallSession(call, provider, SessionConfig(), opts, CallLimits(), bus=bus)  # type: ignore[arg-type]
     task = asyncio.create_task(session.run())
     while not (session.ctx.ready.is_set() and session.result.answered_at):
         await asyncio.sleep(0.01)
@@ -55,14 +60,80 @@ async def test_the_models_transfer_tool_ends_the_same_way_after_telling_the_mode
     assert result.hangup_reason == f"transferred to {NURSE}"
 
 
-async def test_a_failed_transfer_keeps_the_caller_with_the_bot() -> None:
+class Events:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, object]]] = []
+
+    def emit(self, type_: str, call_id: str, **data: object) -> None:
+        self.seen.append((type_, data))
+
+    def of(self, type_: str) -> list[dict[str, object]]:
+        return [d for t, d in self.seen if t == type_]
+
+
+async def _until(cond: object, timeout: float = 3.0) -> None:
+    async def wait() -> None:
+        while not cond():  # type: ignore[operator]
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(wait(), timeout)
+
+
+async def test_a_transfer_the_target_refuses_is_told_to_the_model_which_answers_at_once() -> None:
     log: list[str] = []
-    session, task, call = await _live(log)
-    call.transfer_status = 486
-    ok, detail = await session.control.transfer(NURSE)
-    assert not ok and detail.startswith("486")
+    bus = Events()
+    tools = {"transfer": transfer_tool({"nurse": NURSE})}
+    session, task, call = await _live(log, tools=tools, bus=bus)
+    call.transfer_status, call.transfer_reason = 486, "Busy Here"
+    fake = session.ctx.session
+    args = json.dumps({"destination": "nurse"})
+    fake.queue.put_nowait(FunctionCall("fc1", "transfer", args, "item_1", "r1"))  # type: ignore[union-attr]
+    fake.queue.put_nowait(ResponseDone("r1", "completed"))  # type: ignore[union-attr]
+    await _until(lambda: any(e.startswith("function_output fc1") for e in log))
+    told = next(i for i, e in enumerate(log) if e.startswith("function_output fc1"))
+    output = json.loads(log[told].split(" ", 2)[2])
+    assert output == {
+        "error": "transfer to nurse failed: 486 Busy Here; the caller is still on the line"
+    }
+    await _until(lambda: "response.create" in log[told:])  # the model answers the caller now
+    assert bus.of("transfer.failed") == [
+        {"target": NURSE, "by": "model", "ok": False, "status": 486, "reason": "Busy Here"}
+    ]
     await asyncio.sleep(0.1)
     assert not task.done() and not any(e.startswith("hangup") for e in log)
+    call.end()
+    result = await asyncio.wait_for(task, 5)
+    assert result.transfers == [
+        {"target": NURSE, "by": "model", "ok": False, "status": 486, "reason": "Busy Here"}
+    ]
+
+
+async def test_an_operators_failed_transfer_is_told_to_the_model_and_the_caller_stays() -> None:
+    log: list[str] = []
+    session, task, call = await _live(log)
+    call.transfer_status, call.transfer_reason = 603, "Decline"
+    ok, detail = await session.control.transfer(NURSE)
+    assert not ok and detail == "603 Decline; the caller is still on the line"
+    note = next(i for i, e in enumerate(log) if e.startswith("item system: "))
+    assert "the transfer failed (603 Decline; the caller is still on the line)" in log[note]
+    assert log[note + 1] == "response.create"  # the caller hears the bot at once
+    assert not task.done() and not any(e.startswith("hangup") for e in log)
+    call.end()
+    result = await asyncio.wait_for(task, 5)
+    assert [t["status"] for t in result.transfers] == [603]
+
+
+async def test_a_transfer_without_a_final_answer_fails_as_a_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(control, "TRANSFER_TIMEOUT_S", 0.2)
+    log: list[str] = []
+    bus = Events()
+    session, task, call = await _live(log, bus=bus)
+    call.transfer_status = None  # the target never gives a final answer
+    ok, detail = await session.control.transfer(NURSE)
+    assert not ok and detail.startswith("408 Request Timeout (no final answer within 0.2 s)")
+    assert [e["status"] for e in bus.of("transfer.failed")] == [408]
     call.end()
     await asyncio.wait_for(task, 5)
 

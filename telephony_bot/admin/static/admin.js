@@ -38,6 +38,14 @@ function setPill(el, text, cls, title = "") {
   el.title = title;
 }
 
+// The call record's cost: USD from the price table in force; null when the table does not
+// price a model the call used (unknown, never a guess).
+function fmtCost(usage) {
+  if (!usage || !("cost_usd" in usage)) return "";
+  const c = usage.cost_usd;
+  return typeof c === "number" ? "$" + c.toFixed(4) : "unknown";
+}
+
 function fmtDuration(s) {
   s = Math.max(0, Math.floor(s));
   const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
@@ -275,6 +283,7 @@ async function loadRecords() {
     const [result, cls] = outcome(r);
     cell(tr, result, "result-" + cls);
     cell(tr, r.end_reason ?? r.reason);
+    cell(tr, fmtCost(r.usage), "num cost");
     body.append(tr);
   }
   $("#no-records").hidden = records.length > 0;

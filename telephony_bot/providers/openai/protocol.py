@@ -168,13 +168,22 @@ def usage_from(usage: ResponseUsage | None) -> Usage:
         return Usage()
     inp = usage.input_token_details or InputTokenDetails()
     out = usage.output_token_details or OutputTokenDetails()
+    text, audio, cached = inp.text_tokens or 0, inp.audio_tokens or 0, inp.cached_tokens or 0
+    details = inp.cached_tokens_details
+    if details is not None:
+        cached_text, cached_audio = details.text_tokens or 0, details.audio_tokens or 0
+    else:  # a server that does not split its cached tokens: in proportion to the inputs
+        cached_text = round(cached * text / (text + audio)) if text + audio else 0
+        cached_audio = cached - cached_text
     return Usage(
-        input_text_tokens=inp.text_tokens or 0,
-        input_audio_tokens=inp.audio_tokens or 0,
-        input_cached_tokens=inp.cached_tokens or 0,
+        input_text_tokens=text,
+        input_audio_tokens=audio,
+        input_cached_tokens=cached,
         output_text_tokens=out.text_tokens or 0,
         output_audio_tokens=out.audio_tokens or 0,
         total_tokens=usage.total_tokens or 0,
+        input_cached_text_tokens=cached_text,
+        input_cached_audio_tokens=cached_audio,
     )
 
 
