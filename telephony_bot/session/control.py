@@ -163,7 +163,7 @@ class CallControl:
         ok, _ = await self.inject(text=note, role="system")
         if ok and not ctx.response_active and self._say_sent is None:
             try:
-                await ctx.session.create_response()
+                await ctx.ask_reply()
             except ProviderError as exc:
                 _log.warning("could not ask the model to answer", error=str(exc))
 
