@@ -79,6 +79,7 @@ class CallContext:
         # played any more, and nothing more is asked of it.
         self.closing = False
         self.last_activity = self.loop.time()
+        self.caller_voice_ms: int | None = None  # now_ms of the caller's last voiced frame
         self.hangup_reason: str | None = None  # why this side hung up
         self.tasks: set[asyncio.Task[Any]] = set()  # spawned: cancelled with the call
         self.tool_tasks: set[asyncio.Task[Any]] = set()  # tools running now
@@ -107,6 +108,7 @@ class CallContext:
     def touch(self) -> None:
         """Someone spoke or pressed a key: the call is not idle."""
         self.last_activity = self.loop.time()
+        self.caller_voice_ms: int | None = None  # now_ms of the caller's last voiced frame
 
     def spawn(self, coro: Coroutine[Any, Any, Any] | None, name: str | None = None) -> None:
         """Run `coro` beside the call's loops; it is cancelled when the call ends."""

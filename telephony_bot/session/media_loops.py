@@ -51,8 +51,8 @@ class MediaLoops:
         self.policy = ctx.policy
         self._item_id = ""  # the assistant item whose audio arrived last
         self._agent_text: dict[str, str] = {}  # assistant transcript deltas, by item
-        # turn latency (metrics): caller's last voiced frame → first audio of the next reply
-        self._caller_voice_ms: int | None = None  # loop ms of the last voiced caller frame
+        # turn latency (metrics): caller's last voiced frame (ctx.caller_voice_ms) → first
+        # audio of the next reply
         self._reply_due_from: int | None = None  # set when the caller's turn ended
         self._latency_ms: dict[str, int] = {}  # by assistant item, until its turn.agent
 
@@ -74,7 +74,7 @@ class MediaLoops:
             v = vad.process(pcm)
             if v.speech:
                 ctx.touch()
-                self._caller_voice_ms = now
+                ctx.caller_voice_ms = now
             act(self.policy.caller_frame(v.speech, v.dbfs, now))
             act(self.policy.tick(now))
             up = ctx.to_provider  # the provider's rate (another after a failover)
@@ -101,9 +101,11 @@ class MediaLoops:
                 self.playout.model_audio_done(ev.item_id)
             elif isinstance(ev, SpeechStarted):
                 self.playout.act(self.policy.provider_speech_started(ctx.now_ms()))
+                self.tools.caller_turn(started=True)
             elif isinstance(ev, SpeechStopped):
                 self.playout.act(self.policy.provider_speech_stopped(ctx.now_ms()))
-                self._reply_due_from = self._caller_voice_ms
+                self._reply_due_from = ctx.caller_voice_ms
+                self.tools.caller_turn(started=False)
             elif isinstance(ev, TranscriptDelta):
                 self._transcript(ev)
             elif isinstance(ev, FunctionCall):
@@ -172,6 +174,7 @@ class MediaLoops:
         self.ctx.emit("provider.error", **what)
         if ev.code == "conversation_already_has_active_response":
             self.control.say_collided()
+            self.tools.reply_refused()
         if ev.fatal:
             why = f"provider error: {ev.code or ev.message}"
             if not await self.failover.take_over(why):

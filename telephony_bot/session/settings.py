@@ -35,6 +35,9 @@ class SessionOptions:
     barge_in: BargeInSettings = field(default_factory=BargeInSettings)
     tools: dict[str, Tool] = field(default_factory=dict)
     filler_after_ms: int = 700
+    # A tool still running this long after the model called it (an async tool at once) is
+    # answered "the result will follow", and its result given later (result_waits.py).
+    tool_window_ms: int = 5000
     prices: Prices = field(default_factory=Prices)
     # When the model is gone for good: put the caller through here (a SIP URI) instead of
     # apologising and hanging up.

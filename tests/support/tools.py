@@ -15,3 +15,9 @@ async def slow_lookup(day: str) -> dict[str, Any]:
 def opening_hours() -> dict[str, Any]:
     """A sync tool: the engine runs it in a thread."""
     return {"open": "from nine to five"}
+
+
+async def track_parcel(order: str) -> dict[str, Any]:
+    """A carrier's tracking lookup that takes 12 s: far past a realtime model's tool window."""
+    await asyncio.sleep(12)
+    return {"order": order, "status": "out for delivery", "eta": "before noon"}
