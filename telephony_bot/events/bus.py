@@ -11,7 +11,9 @@ Event types (`Event.type`) and their `data`:
 - `turn.agent`        text, item_id, interrupted, played_ms
 - `barge_in`          by ("caller" | "provider"), played_ms, dropped_ms
 - `tool.called`       tool, tool_call_id, arguments
-- `tool.result`       tool, tool_call_id, ok, duration_ms, error
+- `tool.pending`      tool, tool_call_id, after_ms, declared_async: the result will follow
+- `tool.result`       tool, tool_call_id, ok, duration_ms, error, output_chars, pending,
+                      late (the call had ended: logged and published, not given to a model)
 - `transfer.started`  target;  `transfer.completed` / `transfer.failed`  target, status, reason
 - `dtmf`              digit, method
 - `provider.error`    code, message, retryable, fatal;  `provider.reconnected`  attempt
@@ -38,6 +40,7 @@ EVENT_TYPES = frozenset(
         "turn.agent",
         "barge_in",
         "tool.called",
+        "tool.pending",
         "tool.result",
         "transfer.started",
         "transfer.completed",

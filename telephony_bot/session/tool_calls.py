@@ -254,14 +254,22 @@ class ToolCalls:
             if ctx.closing or self.control.hangup_pending is not None or ctx.session is None:
                 continue
             for action in self.waits.step(self._line()):
-                if isinstance(action, Deliver):
-                    await self._give(action.call_ids)
-                elif isinstance(action, AskAgain):
-                    _log.info("asking again for the reply that gives tool results")
-                    await ctx.session.create_response()
-                elif isinstance(action, PlayFiller):
-                    _log.info("filler", waiting_for=sorted(self.waits.awaited))
-                    self.playout.prompt("one_moment")
+                try:
+                    await self._act(action)
+                except Exception:  # noqa: BLE001 - the watch goes on for the other results
+                    _log.exception("tool results: action failed", action=type(action).__name__)
+
+    async def _act(self, action: Deliver | AskAgain | PlayFiller) -> None:
+        session = self.ctx.session
+        assert session is not None
+        if isinstance(action, Deliver):
+            await self._give(action.call_ids)
+        elif isinstance(action, AskAgain):
+            _log.info("asking again for the reply that gives tool results")
+            await session.create_response()
+        else:
+            _log.info("filler", waiting_for=sorted(self.waits.awaited))
+            self.playout.prompt("one_moment")
 
     def _line(self) -> Line:
         ctx = self.ctx

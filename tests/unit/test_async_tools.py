@@ -86,7 +86,7 @@ async def test_an_async_tool_is_answered_at_once_and_its_result_given_later() ->
     t0 = asyncio.get_running_loop().time()
     _model_calls(session)
     pending = await _wait_for(log, "function_output fc1")
-    assert asyncio.get_running_loop().time() - t0 < 0.2  # at once, not after the tool
+    assert asyncio.get_running_loop().time() - t0 < 0.5  # at once, not after the tool (1 s)
     assert log[pending] == f"function_output fc1 {PENDING_OUTPUT}"
     assert log[pending + 1] == "response.create"  # the model tells the caller it is on it
     given = await _wait_for(log, "text_item", timeout=4)
@@ -120,12 +120,12 @@ async def test_a_tool_still_running_at_the_window_is_pending_then_given() -> Non
     t0 = asyncio.get_running_loop().time()
     _model_calls(session)
     await _wait_for(log, f"function_output fc1 {PENDING_OUTPUT}")
-    assert 0.28 <= asyncio.get_running_loop().time() - t0 < 0.6  # at the window
+    assert 0.3 <= asyncio.get_running_loop().time() - t0 < 0.9  # at the window, not at 1 s
     await _wait_for(log, "text_item system Result of lookup_order (call fc1)", timeout=4)
     call.end()
     result = await asyncio.wait_for(task, 5)
     [rec] = result.tools
-    assert rec["async"] is False and 280 <= rec["pending_ms"] < 600 and rec["delivered"] is True
+    assert rec["async"] is False and 300 <= rec["pending_ms"] < 900 and rec["delivered"] is True
 
 
 async def test_a_tool_answering_within_the_window_is_answered_as_before() -> None:
@@ -176,7 +176,8 @@ async def test_a_result_is_not_given_over_the_callers_turn_nor_the_bots_reply() 
     fake.queue.put_nowait(ResponseDone("ranswer", "completed"))  # type: ignore[union-attr]
     t_answer = loop.time()
     i = await _wait_for(log, "text_item", timeout=5)
-    assert loop.time() - t_answer >= 1.5 + 0.7  # once it was heard, and the line quiet
+    # once it was heard, and the line quiet for 0.7 s (looked at every 0.1 s)
+    assert loop.time() - t_answer >= 1.5 + 0.7 - 0.1
     assert log[i + 1] == "response.create"
     call.end()
     await asyncio.wait_for(task, 5)
