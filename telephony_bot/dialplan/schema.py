@@ -480,7 +480,7 @@ class HttpTool(_Strict):
 
 class MqttTool(_Strict):
     topic: Annotated[str, Field(min_length=1)]
-    response_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    response_timeout_s: float = Field(default=5.0, gt=0, le=ASYNC_TIMEOUT_MAX_S)  # see ToolDef
 
 
 def _check_parameters(value: dict[str, Any]) -> dict[str, Any]:
@@ -545,6 +545,16 @@ class ToolDef(_Strict):
             raise ValueError(
                 f"at most {TIMEOUT_MAX_S} s; a tool that may take longer must be async "
                 f"(async: true allows up to {ASYNC_TIMEOUT_MAX_S} s)"
+            )
+        return v
+
+    @field_validator("mqtt")
+    @classmethod
+    def _reply_timeout(cls, v: MqttTool | None, info: ValidationInfo) -> MqttTool | None:
+        if v is not None and v.response_timeout_s > TIMEOUT_MAX_S and not info.data.get("is_async"):
+            raise ValueError(
+                f"response_timeout_s is at most {TIMEOUT_MAX_S} s; a tool that may wait longer "
+                f"must be async (async: true allows up to {ASYNC_TIMEOUT_MAX_S} s)"
             )
         return v
 

@@ -69,7 +69,7 @@ def _problems(path: Path) -> list[str]:
     return [str(i) for i in info.value.issues]
 
 
-def test_a_long_timeout_needs_async_and_a_builtin_cannot_be_async(tmp_path: Path) -> None:
+def test_long_timeouts_need_async_and_a_builtin_cannot_be_async(tmp_path: Path) -> None:
     f = _write(
         tmp_path,
         """
@@ -85,6 +85,12 @@ def test_a_long_timeout_needs_async_and_a_builtin_cannot_be_async(tmp_path: Path
             python: "x.tools:slower"
             async: true
             timeout_s: 900
+          alert:
+            mqtt: {topic: alerts, response_timeout_s: 300}
+          alert_async:
+            async: true
+            timeout_s: 310
+            mqtt: {topic: alerts, response_timeout_s: 300}
         defaults:
           tool_window_ms: 100
         """,
@@ -95,7 +101,9 @@ def test_a_long_timeout_needs_async_and_a_builtin_cannot_be_async(tmp_path: Path
         f"{f}:7:14 tools.bye.builtin: builtin hangup answers at once and cannot be async: "
         "async applies to http, mqtt and python tools",
         f"{f}:12:16 tools.slower.timeout_s: expected less than or equal to 600, got 900",
-        f"{f}:14:19 defaults.tool_window_ms: expected greater than or equal to 500, got 100",
+        f"{f}:14:11 tools.alert.mqtt: response_timeout_s is at most 120 s; a tool that may "
+        "wait longer must be async (async: true allows up to 600 s)",
+        f"{f}:20:19 defaults.tool_window_ms: expected greater than or equal to 500, got 100",
     ]
 
 
