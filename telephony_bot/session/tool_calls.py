@@ -142,7 +142,7 @@ class ToolCalls:
 
     async def _run(self, fc: FunctionCall) -> None:
         ctx = self.ctx
-        _log.info("tool called", tool=fc.name, call_id=fc.call_id)
+        _log.info("tool called", tool=fc.name, tool_call_id=fc.call_id)  # call_id: the call's
         try:
             arguments: Any = json.loads(fc.arguments or "{}")
         except json.JSONDecodeError:
