@@ -91,6 +91,12 @@ def build_tool(
 ) -> Tool:
     """`mqtt`: the engine's broker (`--config`, TELEPHONY_BOT_MQTT_*), which MQTT tools use;
     None: a broker on 127.0.0.1:1883."""
+    tool = _build_tool(name, t, targets, mqtt)
+    tool.is_async = t.is_async
+    return tool
+
+
+def _build_tool(name: str, t: ToolDef, targets: dict[str, str], mqtt: MqttSettings | None) -> Tool:
     spec = ToolSpec(name, t.description, t.parameters)
     if t.builtin is not None or name in ("hangup", "transfer", "send_dtmf", "end_call"):
         kind = t.builtin or name
@@ -201,6 +207,7 @@ def for_route(
         dtmf=route.dtmf.settings(),
         tools=tools,
         filler_after_ms=route.filler_after_ms,
+        tool_window_ms=route.tool_window_ms,
         on_error_transfer=_on_error_target(route),
         on_error_say=route.on_error._pcm if route.on_error else None,
         prewarm=route.prewarm,

@@ -170,6 +170,7 @@ class EffectiveRoute:
     audio_format: Literal["pcm16", "g711_ulaw", "g711_alaw"]
     filler_after_ms: int
     echo_delay_ms: int
+    tool_window_ms: int = 5000
     prewarm: bool = True
     prewarm_max_wait_ms: int = 2000
     timezone: str | None = None  # the route's hours timezone: {date}/{time} are local to it
@@ -307,6 +308,7 @@ def effective(plan: Dialplan, route: Route | None) -> EffectiveRoute:
         on_error=pick("on_error"),  # type: ignore[arg-type]
         audio_format=d.audio_format,
         filler_after_ms=d.filler_after_ms,
+        tool_window_ms=int(pick("tool_window_ms")),  # type: ignore[arg-type]
         echo_delay_ms=echo_delay,
         prewarm=bool(pick("prewarm")),
         prewarm_max_wait_ms=d.prewarm_max_wait_ms,

@@ -58,6 +58,8 @@ BUILTIN_TOOLS = ("hangup", "transfer", "send_dtmf", "end_call")
 BUILTIN_PROVIDERS = ("echo", "local", "openai")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TOOLS_WARN_ABOVE = 15
+TIMEOUT_MAX_S = 120  # a tool's timeout_s
+ASYNC_TIMEOUT_MAX_S = 600  # an async tool's timeout_s
 
 _NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$"
 _TOOL_NAME = r"^[A-Za-z0-9_\-]{1,64}$"  # what realtime APIs accept as a function name
@@ -488,7 +490,7 @@ class HttpTool(_Strict):
 
 class MqttTool(_Strict):
     topic: Annotated[str, Field(min_length=1)]
-    response_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    response_timeout_s: float = Field(default=5.0, gt=0, le=ASYNC_TIMEOUT_MAX_S)  # see ToolDef
 
 
 def _check_parameters(value: dict[str, Any]) -> dict[str, Any]:
@@ -522,13 +524,18 @@ def _check_parameters(value: dict[str, Any]) -> dict[str, Any]:
 
 
 class ToolDef(_Strict):
-    """A tool, defined once; routes list it by name. Exactly one of http/mqtt/python/builtin."""
+    """A tool, defined once; routes list it by name. Exactly one of http/mqtt/python/builtin.
+
+    `async: true`: the model is told at once that the result will follow and the
+    conversation goes on; the result is given to it when it arrives (session/result_waits.py).
+    Such a tool may run up to ASYNC_TIMEOUT_MAX_S, any other up to TIMEOUT_MAX_S."""
 
     description: str = ""
     parameters: Annotated[dict[str, Any], AfterValidator(_check_parameters)] = Field(
         default_factory=lambda: {"type": "object"}
     )
-    timeout_s: float = Field(default=8.0, gt=0, le=120)
+    is_async: bool = Field(default=False, alias="async")
+    timeout_s: float = Field(default=8.0, gt=0, le=ASYNC_TIMEOUT_MAX_S)
     http: HttpTool | None = None
     mqtt: MqttTool | None = None
     python: str | None = None  # "module:function", sync or async
@@ -539,6 +546,36 @@ class ToolDef(_Strict):
     def _python_ref(cls, v: str | None) -> str | None:
         if v is not None and not _PYTHON_REF.match(v):
             raise ValueError(f'expected "module:function", e.g. "mypkg.tools:book", got {v!r}')
+        return v
+
+    @field_validator("timeout_s")
+    @classmethod
+    def _timeout(cls, v: float, info: ValidationInfo) -> float:
+        if v > TIMEOUT_MAX_S and not info.data.get("is_async", False):
+            raise ValueError(
+                f"at most {TIMEOUT_MAX_S} s; a tool that may take longer must be async "
+                f"(async: true allows up to {ASYNC_TIMEOUT_MAX_S} s)"
+            )
+        return v
+
+    @field_validator("mqtt")
+    @classmethod
+    def _reply_timeout(cls, v: MqttTool | None, info: ValidationInfo) -> MqttTool | None:
+        if v is not None and v.response_timeout_s > TIMEOUT_MAX_S and not info.data.get("is_async"):
+            raise ValueError(
+                f"response_timeout_s is at most {TIMEOUT_MAX_S} s; a tool that may wait longer "
+                f"must be async (async: true allows up to {ASYNC_TIMEOUT_MAX_S} s)"
+            )
+        return v
+
+    @field_validator("builtin")
+    @classmethod
+    def _not_async(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and info.data.get("is_async", False):
+            raise ValueError(
+                f"builtin {v} answers at once and cannot be async: async applies to http, "
+                "mqtt and python tools"
+            )
         return v
 
     @model_validator(mode="after")
@@ -686,6 +723,10 @@ class Defaults(_Strict):
     tools: list[str] = Field(default_factory=list)  # names from tools:, or builtins
     transfer_targets: dict[str, SipUri] = Field(default_factory=dict)  # name -> SIP URI
     filler_after_ms: int = Field(default=700, ge=100, le=10000)
+    # A tool still running this long after the model called it is answered "the result
+    # will follow" (an async tool at once); its result is given when it arrives. Realtime
+    # models expect a function's output within about 5 s.
+    tool_window_ms: int = Field(default=5000, ge=500, le=TIMEOUT_MAX_S * 1000)
     # Open the model's session and prepare the greeting while the call still rings, and
     # answer once the greeting is ready (at most prewarm_max_wait_ms of extra ringing).
     prewarm: bool = True
@@ -727,6 +768,7 @@ class Route(_Strict):
     greeting: str | None = None
     flow: Flow | None = None
     tools: list[str] | None = None  # replaces defaults.tools when given
+    tool_window_ms: int | None = Field(default=None, ge=500, le=TIMEOUT_MAX_S * 1000)
     barge_in: BargeIn | None = None
     stall: Stall | None = None
     dtmf: Dtmf | None = None  # replaces defaults.dtmf when given

@@ -12,7 +12,9 @@ Event types (`Event.type`) and their `data`:
                       generated_text (all the model had said) when the reply was cut short
 - `barge_in`          by ("caller" | "provider" | "dtmf": a key pressed), played_ms, dropped_ms
 - `tool.called`       tool, tool_call_id, arguments
-- `tool.result`       tool, tool_call_id, ok, duration_ms, error
+- `tool.pending`      tool, tool_call_id, after_ms, declared_async: the result will follow
+- `tool.result`       tool, tool_call_id, ok, duration_ms, error, output_chars, pending,
+                      late (the call had ended: logged and published, not given to a model)
 - `transfer.started`  target;  `transfer.completed` / `transfer.failed`  target, status, reason
 - `dtmf`              digit, method (every key as it is pressed)
 - `dtmf.input`        digits, terminator, ended ("terminator" | "timeout" | "max_digits"),
@@ -43,6 +45,7 @@ EVENT_TYPES = frozenset(
         "turn.agent",
         "barge_in",
         "tool.called",
+        "tool.pending",
         "tool.result",
         "transfer.started",
         "transfer.completed",

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from websockets.asyncio.server import ServerConnection
 
 from telephony_bot import log as logmod
-from telephony_bot.providers.base import said_exactly
+from telephony_bot.providers.base import followed_result, is_pending_output, said_exactly
 from telephony_bot.realtime import server_events as se
 from telephony_bot.realtime.audio import WireInput, WireOutput
 from telephony_bot.realtime.dialect import Dialect
@@ -258,10 +258,10 @@ class EngineSession(RealtimeSession):
             self._replay(item)
             return
         kind = item.get("type")
-        if kind == "function_call_output":
-            ok, result = _tool_output(item)
+        if (answer := _tool_answer(item)) is not None:
+            call_id, ok, result = answer
             brain = self._ensure_brain()
-            self.pending.extend(brain.tool_result(str(item["call_id"]), ok, result) or [])
+            self.pending.extend(brain.tool_result(call_id, ok, result) or [])
         elif kind == "message" and item.get("role", "user") == "user":
             text = _user_text(item)
             if text:
@@ -277,12 +277,11 @@ class EngineSession(RealtimeSession):
         if kind == "message" and role == "assistant" and not self.started:
             self.started = True  # the bot has spoken: its greeting is behind us
             brain.start()
+        elif (answer := _tool_answer(item)) is not None:
+            brain.tool_result(*answer)
         elif kind == "message" and role == "user":
             if text := _user_text(item):
                 self._brain_hear(text)
-        elif kind == "function_call_output":
-            ok, result = _tool_output(item)
-            brain.tool_result(str(item.get("call_id", "")), ok, result)
 
     # ---- responses
 
@@ -532,7 +531,7 @@ class EngineSession(RealtimeSession):
 
 
 def _user_text(item: Event) -> str:
-    """The words of a user message item."""
+    """The words of a user (or system) message item."""
     texts = [
         str(part.get("text") or "")
         for part in item.get("content") or []
@@ -541,9 +540,27 @@ def _user_text(item: Event) -> str:
     return " ".join(t for t in texts if t).strip()
 
 
-def _tool_output(item: Event) -> tuple[bool, Any]:
-    """A function_call_output item as the brain takes it: (ok, the decoded result)."""
-    raw = item.get("output")
+def _tool_answer(item: Event) -> tuple[str, bool, Any] | None:
+    """A tool's answer in an item, as the brain takes it: `(call_id, ok, decoded result)`:
+    a function call's output, or the system message giving a result that was to follow
+    (`providers.base.result_follows`). None for any other item, and for the output that
+    only says the result will follow: the brain goes on waiting for it."""
+    kind = item.get("type")
+    if kind == "function_call_output":
+        if is_pending_output(str(item.get("output"))):
+            return None
+        return (str(item.get("call_id", "")), *_tool_output(item.get("output")))
+    if kind == "message" and item.get("role") == "system":
+        followed = followed_result(_user_text(item))
+        if followed is not None:
+            call_id, ok, output = followed
+            decoded_ok, result = _tool_output(output)
+            return call_id, ok and decoded_ok, result
+    return None
+
+
+def _tool_output(raw: Any) -> tuple[bool, Any]:
+    """A tool's output as the brain takes it: (ok, the decoded result)."""
     try:
         result: Any = json.loads(raw) if isinstance(raw, str) else raw
     except ValueError:

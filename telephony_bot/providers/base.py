@@ -9,6 +9,8 @@ typed events. Wire protocols stay inside each provider; the session core sees on
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -52,6 +54,45 @@ def said_exactly(instructions: str | None) -> str | None:
     if instructions and instructions.startswith(SAY_EXACTLY):
         return instructions[len(SAY_EXACTLY) :].strip() or None
     return None
+
+
+# How the engine tells a model that a tool's result will follow (an async tool, or one still
+# running when the provider's tool window closes), and how it gives the result later: a
+# function call's output can be sent only once, so the result comes as a system message in
+# this form. The local engine recognises both and hands the result to its brain.
+PENDING_OUTPUT = json.dumps(
+    {
+        "status": "pending",
+        "message": "The result will follow; tell the caller you are working on it.",
+    }
+)
+_FOLLOWED = re.compile(
+    r"^(?:Result of (?P<ok>[A-Za-z0-9_\-]+) \(call (?P<ok_id>[^)\s]*)\)"
+    r"|(?P<failed>[A-Za-z0-9_\-]+) \(call (?P<failed_id>[^)\s]*)\) failed): (?P<output>.*)$",
+    re.DOTALL,
+)
+
+
+def is_pending_output(output: str) -> bool:
+    """True for the output that says a tool's result will follow."""
+    return output == PENDING_OUTPUT
+
+
+def result_follows(name: str, call_id: str, output: str, ok: bool) -> str:
+    """The message that gives the model a result it was told would follow (or says the
+    tool failed: `output` is then the tool's error, as JSON)."""
+    if ok:
+        return f"Result of {name} (call {call_id}): {output}"
+    return f"{name} (call {call_id}) failed: {output}"
+
+
+def followed_result(text: str) -> tuple[str, bool, str] | None:
+    """`(call_id, ok, output)` of a `result_follows()` message; None for any other text."""
+    m = _FOLLOWED.match(text)
+    if m is None:
+        return None
+    ok = m.group("ok") is not None
+    return m.group("ok_id" if ok else "failed_id"), ok, m.group("output")
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ class CallContext:
         # played any more, and nothing more is asked of it.
         self.closing = False
         self.last_activity = self.loop.time()
+        self.caller_voice_ms: int | None = None  # now_ms of the caller's last voiced frame
         self.hangup_reason: str | None = None  # why this side hung up
         self.tasks: set[asyncio.Task[Any]] = set()  # spawned: cancelled with the call
         self.tool_tasks: set[asyncio.Task[Any]] = set()  # tools running now

@@ -54,3 +54,8 @@ class Conversation:
 
     def function_output(self, call_id: str, output: str) -> None:
         self._items.append(HistoryItem("function_output", output, call_id=call_id))
+
+    def followed_result(self, text: str) -> None:
+        """A tool's result the model was told would follow (`providers.base.result_follows`),
+        given to it as a system message."""
+        self._items.append(HistoryItem("system", text))

@@ -110,7 +110,7 @@ class CallSession:
                 with contextlib.suppress(Exception):
                     await ctx.hangup("session error")
             finally:
-                self.tools.cancel_all()
+                self.tools.call_ended()
                 for t in ctx.tasks:
                     t.cancel()
                 if ctx.session is not None:

@@ -61,8 +61,8 @@ class MediaLoops:
         self._reconnected = 0  # Reconnected events seen (a lost connection came back)
         self._item_id = ""  # the assistant item whose audio arrived last
         self._agent_text: dict[str, str] = {}  # assistant transcript deltas, by item
-        # turn latency (metrics): caller's last voiced frame → first audio of the next reply
-        self._caller_voice_ms: int | None = None  # loop ms of the last voiced caller frame
+        # turn latency (metrics): caller's last voiced frame (ctx.caller_voice_ms) → first
+        # audio of the next reply
         self._reply_due_from: int | None = None  # set when the caller's turn ended
         self._latency_ms: dict[str, int] = {}  # by assistant item, until its turn.agent
 
@@ -84,7 +84,7 @@ class MediaLoops:
             v = vad.process(pcm)
             if v.speech:
                 ctx.touch()
-                self._caller_voice_ms = now
+                ctx.caller_voice_ms = now
             act(self.policy.caller_frame(v.speech, v.dbfs, now))
             act(self.policy.tick(now))
             self.stall.caller_frame(now, v.speech and not self.policy.bot_speaking)
@@ -115,10 +115,12 @@ class MediaLoops:
             elif isinstance(ev, SpeechStarted):
                 self.stall.no_reply_due()  # the caller speaks again: their turn is not over
                 self.playout.act(self.policy.provider_speech_started(ctx.now_ms()))
+                self.tools.caller_turn(started=True)
             elif isinstance(ev, SpeechStopped):
                 self.stall.reply_due(ctx.now_ms())
                 self.playout.act(self.policy.provider_speech_stopped(ctx.now_ms()))
-                self._reply_due_from = self._caller_voice_ms
+                self._reply_due_from = ctx.caller_voice_ms
+                self.tools.caller_turn(started=False)
             elif isinstance(ev, TranscriptDelta):
                 self._transcript(ev)
             elif isinstance(ev, FunctionCall):
@@ -208,6 +210,7 @@ class MediaLoops:
         self.ctx.emit("provider.error", **what)
         if ev.code == "conversation_already_has_active_response":
             self.control.say_collided()
+            self.tools.reply_refused()
         if ev.fatal:
             why = f"provider error: {ev.code or ev.message}"
             if not await self.failover.take_over(why):
@@ -234,6 +237,8 @@ class MediaLoops:
         ctx = self.ctx
         if ctx.closing or not ctx.provider.capabilities.speech:
             return
+        # a tool the model waits on (not one whose result will follow: tool_tasks holds
+        # those no longer) has its own filler, and asks for the reply itself
         busy = bool(ctx.tool_tasks) or self.control.hangup_pending is not None
         for a in self.stall.tick(now, ctx.call.media.queued_ms, busy=busy):
             if isinstance(a, Filler):

@@ -38,6 +38,9 @@ class SessionOptions:
     stall: StallSettings = field(default_factory=StallSettings)
     tools: dict[str, Tool] = field(default_factory=dict)
     filler_after_ms: int = 700
+    # A tool still running this long after the model called it (an async tool at once) is
+    # answered "the result will follow", and its result given later (result_waits.py).
+    tool_window_ms: int = 5000
     prices: CallPrices = field(default_factory=CallPrices)  # each provider's, from the table
     # When the model is gone for good (every provider failed): put the caller through here
     # (a SIP URI) instead of apologising and hanging up; and what they hear first, instead

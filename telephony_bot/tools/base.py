@@ -28,6 +28,9 @@ class CallControl(Protocol):
 class Tool(Protocol):
     spec: ToolSpec
     timeout_s: float
+    # The model is told at once that the result will follow, and is given it later
+    # (dialplan `async: true`; see session/result_waits.py).
+    is_async: bool
 
     async def run(self, args: dict[str, Any], call: CallControl) -> Any: ...
 
@@ -64,6 +67,7 @@ class FunctionTool:
     fn: Any
     timeout_s: float = 8.0
     meta: dict[str, Any] = field(default_factory=dict)
+    is_async: bool = False
 
     async def run(self, args: dict[str, Any], call: CallControl) -> Any:
         return await self.fn(args, call)

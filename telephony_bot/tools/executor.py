@@ -2,7 +2,9 @@
 with its own timeout, cancelled on hangup, errors returned to the model as the output.
 
 When a tool takes longer than `filler_after_ms` the executor calls `on_filler()` once, so
-the session can play a short phrase and the caller never sits in dead air.
+the session can play a short phrase and the caller never sits in dead air. A tool whose
+result follows later (async, or past the tool window) runs here to its end all the same;
+`session/tool_calls.py` decides what the model is told meanwhile.
 """
 
 from __future__ import annotations
@@ -78,23 +80,33 @@ class ToolExecutor:
         self.call = call
         self.filler_after_ms = filler_after_ms
         self.on_filler = on_filler
-        self._running: set[asyncio.Task[Any]] = set()
-        self.results: list[ToolResult] = []
+
+    def refusal(self, fc: FunctionCall) -> str | None:
+        """Why `fc` cannot run (not on this line, arguments wrong), or None: it can."""
+        try:
+            self._checked(fc)
+        except ToolError as exc:
+            return str(exc)
+        return None
+
+    def _checked(self, fc: FunctionCall) -> tuple[Tool, dict[str, Any]]:
+        tool = self.tools.get(fc.name)
+        if tool is None:
+            raise ToolError(f"tool {fc.name!r} is not available on this line")
+        try:
+            args = json.loads(fc.arguments or "{}")
+        except json.JSONDecodeError as exc:
+            raise ToolError(f"arguments are not valid JSON: {exc.msg}") from None
+        check_arguments(tool.spec.parameters, args)
+        return tool, args
 
     async def run(self, fc: FunctionCall) -> ToolResult:
+        """Run `fc` to its end (its tool's timeout at most); cancelling this stops the tool."""
         t0 = time.monotonic()
         filler_played = False
-        tool = self.tools.get(fc.name)
         try:
-            if tool is None:
-                raise ToolError(f"tool {fc.name!r} is not available on this line")
-            try:
-                args = json.loads(fc.arguments or "{}")
-            except json.JSONDecodeError as exc:
-                raise ToolError(f"arguments are not valid JSON: {exc.msg}") from None
-            check_arguments(tool.spec.parameters, args)
+            tool, args = self._checked(fc)
             task = asyncio.create_task(tool.run(args, self.call), name=f"tool-{fc.name}")
-            self._running.add(task)
             try:
                 done, _ = await asyncio.wait({task}, timeout=self.filler_after_ms / 1000)
                 if not done and self.on_filler is not None:
@@ -105,7 +117,7 @@ class ToolExecutor:
             except TimeoutError:
                 raise ToolError(f"{fc.name} did not answer within {tool.timeout_s:g} s") from None
             finally:
-                self._running.discard(task)
+                task.cancel()  # nothing when it is done; else its caller gave up on it
             result = ToolResult(
                 fc.call_id, fc.name, to_output(value), True, _ms(t0), filler_played=filler_played
             )
@@ -124,17 +136,11 @@ class ToolExecutor:
             error=result.error or None,
             filler=result.filler_played,
         )
-        self.results.append(result)
         return result
 
     def _error(self, fc: FunctionCall, msg: str, t0: float, filler: bool) -> ToolResult:
         out = json.dumps({"error": msg})
         return ToolResult(fc.call_id, fc.name, out, False, _ms(t0), error=msg, filler_played=filler)
-
-    def cancel_all(self) -> None:
-        """The call ended: stop every tool still running."""
-        for task in list(self._running):
-            task.cancel()
 
 
 def _ms(t0: float) -> float:

@@ -672,3 +672,53 @@ async def test_key_presses_drive_the_flow_and_a_new_connection_replays_them() ->
             assert [c.name for c in calls] == ["hangup"]
     finally:
         await srv.stop()
+
+
+async def test_a_result_that_follows_reaches_the_brain_as_the_tools_result(
+    server: LocalRealtimeServer, parts: Parts
+) -> None:
+    """An async tool (or one past the tool window): the output saying the result will
+    follow leaves the brain waiting; the system message giving the result later is the
+    tool's result to it, and the reply asked for then speaks it."""
+    from telephony_bot.providers.base import PENDING_OUTPUT, result_follows
+
+    async with _client(server).beta.realtime.connect(model=PREVIEW_MODEL) as conn:
+        log: list[Any] = []
+        await _until(conn, "session.created", log)
+        await conn.session.update(session=PREVIEW_SESSION)
+        await _until(conn, "session.updated", log)
+        await conn.response.create()  # the greeting
+        await _until(conn, "response.done", log)
+        await conn.conversation.item.create(
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "what is the weather"}],
+            }
+        )
+        await conn.response.create()
+        await _until(conn, "response.function_call_arguments.done", log)
+        await _until(conn, "response.done", log)
+        log.clear()
+        await conn.conversation.item.create(
+            item={"type": "function_call_output", "call_id": "call_w1", "output": PENDING_OUTPUT}
+        )
+        await conn.response.create()
+        await _until(conn, "response.done", log)
+        assert parts.brains[0].results == []  # still waiting for the result
+        assert not [e for e in log if e.type == "response.audio_transcript.done"]
+        log.clear()
+        text = result_follows("get_weather", "call_w1", '{"temp": 19}', True)
+        await conn.conversation.item.create(
+            item={
+                "type": "message",
+                "role": "system",
+                "content": [{"type": "input_text", "text": text}],
+            }
+        )
+        await conn.response.create()
+        await _until(conn, "response.done", log)
+        said = [e.transcript for e in log if e.type == "response.audio_transcript.done"]
+        assert said == ["It is 19 degrees in Paris."]
+        assert parts.brains[0].results == [("call_w1", True, {"temp": 19})]
+        assert parts.brains[0].heard == ["what is the weather"]  # not taken as the caller's

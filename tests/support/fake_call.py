@@ -91,16 +91,20 @@ class FakeSession:
         self.first_audio_s = first_audio_s
         self.queue: asyncio.Queue[ProviderEvent | None] = asyncio.Queue()
         self.closed = False
+        self.responses = 0
 
     async def create_response(self, instructions: str | None = None) -> None:
+        """Each response: 400 ms of audio (item i1, i2, ...) `first_audio_s` after the
+        request, done at once (r1, r2, ...)."""
         self.log.append("response.create")
+        self.responses += 1
         if self.first_audio_s is not None:  # None: a server that never answers (stalled)
-            self.queue.put_nowait(ResponseStarted("r1"))
-            loop = asyncio.get_running_loop()
-            loop.call_later(self.first_audio_s, self.queue.put_nowait, AudioDelta(GREETING, "i1"))
-            loop.call_later(
-                self.first_audio_s, self.queue.put_nowait, ResponseDone("r1", "completed")
-            )
+            n, loop = self.responses, asyncio.get_running_loop()
+            self.queue.put_nowait(ResponseStarted(f"r{n}"))
+            delta = AudioDelta(GREETING, f"i{n}", f"r{n}")
+            loop.call_later(self.first_audio_s, self.queue.put_nowait, delta)
+            done = ResponseDone(f"r{n}", "completed")
+            loop.call_later(self.first_audio_s, self.queue.put_nowait, done)
 
     async def send_audio(self, pcm: bytes) -> None:
         pass

@@ -23,3 +23,9 @@ def customer_by_number(number: str) -> dict[str, Any]:
     if number != "1234":
         raise ValueError(f"no customer with the number {number!r}")
     return {"name": "Anna"}
+
+
+async def track_parcel(order: str) -> dict[str, Any]:
+    """A carrier's tracking lookup that takes 12 s: far past a realtime model's tool window."""
+    await asyncio.sleep(12)
+    return {"order": order, "status": "out for delivery", "eta": "before noon"}

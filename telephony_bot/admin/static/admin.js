@@ -158,6 +158,11 @@ function onEvent(ev) {
       if (card) addLine(card, "note", `tool ${ev.tool} called`, { key: `tool|${ev.tool_call_id}` });
       break;
     }
+    case "tool.pending": {
+      const card = cards.get(id);
+      if (card) addLine(card, "note", `tool ${ev.tool}: its result will follow`, { key: `toolp|${ev.tool_call_id}` });
+      break;
+    }
     case "transfer.started": {
       const card = cards.get(id);
       if (card) addLine(card, "note", `transferring to ${ev.target}`, { key: `xfer|${ev.target}|${ev.ts}` });
