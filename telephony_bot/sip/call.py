@@ -128,8 +128,12 @@ class PjCall(pj.Call):  # type: ignore[misc]
                 try:
                     si = self.getStreamInfo(i)
                     self.codec = f"{si.codecName}/{si.codecClockRate}"
+                    srtp = bool(int(si.proto) & pj.PJMEDIA_TP_PROFILE_SRTP)  # RTP/SAVP
                 except Exception:  # noqa: BLE001
-                    self.codec = "unknown"
+                    self.codec, srtp = "unknown", False
+                if "srtp" not in self.media_stats:
+                    _log.info("media active", call_id=self.call_id, codec=self.codec, srtp=srtp)
+                self.media_stats["srtp"] = int(srtp)
                 if self.endpoint.settings.media_loopback:
                     am.startTransmit(am)
                 else:

@@ -56,3 +56,21 @@ def parse_request(raw: str) -> RequestSummary:
             headers[canon] = value.strip()
         last = canon
     return RequestSummary(method=method, request_uri=request_uri, headers=headers)
+
+
+_VIA = re.compile(r"^\s*SIP\s*/\s*2\.0\s*/\s*(?P<transport>[A-Za-z]+)", re.IGNORECASE)
+
+
+def via_transport(via: str) -> str:
+    """The transport of a (top) Via header, lower case: `SIP/2.0/TLS host;...` → tls."""
+    m = _VIA.match(via)
+    return m.group("transport").lower() if m else ""
+
+
+_SDES_KEY = re.compile(r"(inline:)[A-Za-z0-9+/=]+")
+
+
+def mask_sdes_keys(text: str) -> str:
+    """SRTP master keys in SDP (`a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:KEY|2^20`) masked:
+    anyone holding one can decrypt the call's audio."""
+    return _SDES_KEY.sub(r"\1****", text)

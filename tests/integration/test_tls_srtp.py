@@ -1,0 +1,177 @@
+"""TLS signaling and SRTP media with a real pjsua2 caller (`telephony-bot dial`).
+
+Certificates are made here, for this run (tests/support/certs.py); no key is committed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support import audio, certs, engine
+
+RATE = 16000
+ECHO_MS = 300
+PLAY_AT = 0.3
+SPEECH_S = 1.2
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tls")
+
+
+@pytest.fixture(scope="module")
+def pki(workdir: Path) -> certs.TlsFiles:
+    return certs.make_server_certs(workdir / "pki")
+
+
+@pytest.fixture(scope="module")
+def speech_wav(workdir: Path) -> Path:
+    return audio.write_wav(workdir / "speech.wav", audio.speech_like(SPEECH_S, RATE), RATE)
+
+
+def _config(workdir: Path, name: str, pki: certs.TlsFiles, **sip: Any) -> tuple[Path, int]:
+    """An engine config with a TLS listener on a free port, and `sip` settings over it."""
+    port = engine.free_port()
+    tls = {"port": port, "cert_file": str(pki.cert), "key_file": str(pki.key),
+           "ca_file": str(pki.ca), **sip.pop("tls", {})}  # fmt: skip
+    extra = sip.pop("extra", {})  # other sections (trunks)
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"sip": {"tls": tls, **sip}, **extra}))
+    return path, port
+
+
+@pytest.fixture(scope="module")
+def secure_worker(workdir: Path, pki: certs.TlsFiles):
+    """A worker that takes calls over TLS and insists on SRTP (echo provider)."""
+    config, tls_port = _config(workdir, "secure", pki, srtp="mandatory")
+    with engine.running(
+        workdir, "worker", "--provider", "echo", "--echo-delay-ms", str(ECHO_MS),
+        "--config", str(config), name="secure",
+    ) as eng:  # fmt: skip
+        eng.tls_port = tls_port  # type: ignore[attr-defined]
+        # a warm-up call, as in test_echo_call: a fresh process's first call can run late
+        warm = _secure_dial(workdir, eng, pki, "--duration", "1", name="warm-secure")
+        assert warm["answered"], warm
+        yield eng
+
+
+def _secure_dial(workdir: Path, eng: Any, pki: certs.TlsFiles, *args: str, name: str) -> dict:
+    return engine.dial(
+        workdir, eng.tls_port, "--tls-ca", str(pki.ca), "--srtp", "mandatory", *args,
+        name=name, scheme="sips",
+    )  # fmt: skip
+
+
+def test_a_tls_call_with_mandatory_srtp_echoes_the_callers_audio(
+    workdir: Path, pki: certs.TlsFiles, speech_wav: Path, secure_worker
+) -> None:
+    rec = workdir / "secure-echo.wav"
+    rep = _secure_dial(
+        workdir, secure_worker, pki,
+        "--play", str(speech_wav), "--play-at", str(PLAY_AT), "--duration", "2",
+        "--record", str(rec), "--rate", str(RATE), name="secure-echo",
+    )  # fmt: skip
+    assert rep["answered"], rep
+    # what the caller saw: TLS with a certificate that checked out, SRTP audio
+    assert rep["transport"] == "tls"
+    assert rep["tls"]["verified"] and rep["tls"]["established"], rep["tls"]
+    assert rep["tls"]["peer"] == "127.0.0.1"
+    assert rep["srtp"] is True, rep
+    assert rep["rtp"]["rx_packets"] > 50 and rep["rtp"]["tx_packets"] > 50, rep["rtp"]
+    # audio both ways: the caller hears its own speech back, intact, after the echo delay
+    sent, _ = audio.read_wav(speech_wav)
+    got, _ = audio.read_wav(rec)
+    echo = audio.echo_pieces(sent, got, RATE)
+    assert echo.intact, f"the echo is not what was sent: {echo.describe()}"
+    delay = echo.whole_ms - rep["play_start_ms"]
+    assert ECHO_MS <= delay < ECHO_MS + 150, delay
+    # what the engine saw: a call over TLS on its SRTP-mandatory account, SRTP media
+    call = [e for e in secure_worker.events("incoming call") if e["transport"] == "tls"][-1]
+    assert call["srtp"] == "mandatory"
+    media = [e for e in secure_worker.events("media active") if e["call_id"] == call["call_id"]]
+    assert media and media[0]["srtp"] is True, media
+
+
+@pytest.mark.parametrize("scheme", ["sips", "sip"])
+def test_a_caller_without_srtp_is_refused_with_488(
+    workdir: Path, pki: certs.TlsFiles, secure_worker, scheme: str
+) -> None:
+    """Plain RTP, over TLS or UDP: PJSIP answers 488 before any session starts."""
+    sessions = len(secure_worker.events("incoming call"))
+    port = secure_worker.tls_port if scheme == "sips" else secure_worker.sip_port
+    rep = engine.dial(
+        workdir, port, "--tls-ca", str(pki.ca), "--duration", "1",
+        name=f"plain-{scheme}", scheme=scheme,
+    )  # fmt: skip
+    assert not rep["answered"]
+    assert rep["sip_status"] == 488, rep
+    assert rep["_exit_code"] != 0
+    assert len(secure_worker.events("incoming call")) == sessions  # no session was started
+
+
+def test_a_server_certificate_from_an_unknown_ca_fails_the_call_clearly(
+    workdir: Path, secure_worker
+) -> None:
+    stranger = certs.make_server_certs(workdir / "stranger")  # a CA that signed nothing here
+    rep = engine.dial(
+        workdir, secure_worker.tls_port, "--tls-ca", str(stranger.ca), "--srtp", "mandatory",
+        "--duration", "1", name="unknown-ca", scheme="sips",
+    )  # fmt: skip
+    assert not rep["answered"]
+    assert rep["sip_status"] == 503, rep
+    assert "certificate verification" in rep["reason"], rep["reason"]
+    assert rep["tls"]["verified"] is False
+    assert any("untrusted" in m for m in rep["tls"]["verify_errors"]), rep["tls"]
+    assert "certificate failed the check" in rep["_stdout"], rep["_stdout"]
+
+
+def test_mutual_tls_takes_only_clients_with_a_certificate_and_srtp_off_refuses_srtp(
+    workdir: Path, pki: certs.TlsFiles
+) -> None:
+    """`verify_peer`: a client must show a certificate from `ca_file`. `srtp: off` (the
+    default) answers plain RTP and refuses an offer of SRTP only."""
+    cert, key = certs.make_client_cert(pki)
+    config, tls_port = _config(workdir, "mtls", pki, tls={"verify_peer": True})
+    client = ("--tls-ca", str(pki.ca), "--tls-cert", str(cert), "--tls-key", str(key))
+    with engine.running(
+        workdir, "worker", "--provider", "echo", "--config", str(config), name="mtls"
+    ) as eng:
+        ok = engine.dial(workdir, tls_port, *client, "--duration", "1", name="mtls-ok",
+                         scheme="sips")  # fmt: skip
+        anonymous = engine.dial(workdir, tls_port, "--tls-ca", str(pki.ca), "--duration", "1",
+                                name="mtls-anon", scheme="sips")  # fmt: skip
+        srtp_only = engine.dial(workdir, tls_port, *client, "--srtp", "mandatory",
+                                "--duration", "1", name="mtls-srtp", scheme="sips")  # fmt: skip
+        calls = eng.events("incoming call")
+        refusals = [e["msg"] for e in eng.events("pjsip") if "certificate" in e.get("msg", "")]
+    assert ok["answered"] and ok["srtp"] is False, ok
+    assert not anonymous["answered"] and anonymous["sip_status"] >= 400, anonymous
+    # the operator sees why: the engine's log names the missing client certificate
+    assert any("did not return a certificate" in m for m in refusals), refusals
+    assert not srtp_only["answered"] and srtp_only["sip_status"] == 488, srtp_only
+    assert len(calls) == 1  # only the call with a certificate and plain RTP got through
+
+
+def test_srtp_follows_the_trunk_a_call_is_attributed_to(workdir: Path, pki: certs.TlsFiles) -> None:
+    """`trunks.<name>.srtp` over `sip.srtp`: the endpoint puts each INVITE on the account of
+    its trunk's mode. Here a test worker attributes calls by an `X-Trunk` header."""
+    config, _ = _config(
+        workdir, "trunks", pki, srtp="off", extra={"trunks": {"secure": {"srtp": "mandatory"}}}
+    )
+    prefix = [sys.executable, "-m", "tests.support.trunk_worker"]
+    with engine.running(
+        workdir, "worker", "--config", str(config), name="trunks", prefix=prefix
+    ) as eng:
+        trunk = ("--header", "X-Trunk: secure", "--duration", "1")
+        plain_trunk = engine.dial(workdir, eng.sip_port, *trunk, name="trunk-plain")
+        srtp_trunk = engine.dial(workdir, eng.sip_port, *trunk, "--srtp", "mandatory",
+                                 name="trunk-srtp")  # fmt: skip
+        plain_other = engine.dial(workdir, eng.sip_port, "--duration", "1", name="other-plain")
+    assert plain_trunk["sip_status"] == 488 and not plain_trunk["answered"], plain_trunk
+    assert srtp_trunk["answered"] and srtp_trunk["srtp"] is True, srtp_trunk
+    assert plain_other["answered"] and plain_other["srtp"] is False, plain_other

@@ -1,0 +1,163 @@
+"""TLS and SRTP settings: the engine config's `sip.tls`, `sip.srtp` and `trunks.*.srtp`, the
+caller's options, SDES keys kept out of logs. Certificates are made here, for this run."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from telephony_bot import log
+from telephony_bot.cli import main
+from telephony_bot.config import load_engine_settings
+from telephony_bot.errors import ConfigError
+from telephony_bot.sip.dial import DialOptions
+from telephony_bot.sip.pjlog import PjLogWriter
+from telephony_bot.sip.sipmsg import mask_sdes_keys, via_transport
+from telephony_bot.trunk_config import SrtpPolicy, Trunk
+from tests.support import certs
+
+KEY = "fzzu3oc1xxY582ZG1k4f9W6LEYvFhFvY802KcHDc05fQ98pv/L3eQZrGYNx0KQ=="
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> certs.TlsFiles:
+    return certs.make_server_certs(tmp_path_factory.mktemp("pki"))
+
+
+def _tls_yaml(pki: certs.TlsFiles, **extra: str) -> str:
+    lines = [f"    cert_file: {pki.cert}", f"    key_file: {pki.key}"]
+    lines += [f"    {k}: {v}" for k, v in extra.items()]
+    return "sip:\n  tls:\n" + "\n".join(lines) + "\n"
+
+
+def test_tls_and_srtp_from_the_file_and_the_environment(
+    tmp_path: Path, pki: certs.TlsFiles
+) -> None:
+    cfg = tmp_path / "engine.yaml"
+    cfg.write_text(
+        _tls_yaml(pki, ca_file=str(pki.ca)) + "  srtp: optional\n"
+        "trunks:\n  pbx:\n    srtp: mandatory\n  carrier: {}\n"
+    )
+    s = load_engine_settings(cfg, {"TELEPHONY_BOT_SIP_TLS_PORT": "15061",
+                                   "TELEPHONY_BOT_SIP_TLS_VERIFY_PEER": "true"})  # fmt: skip
+    assert s.sip.tls is not None
+    assert s.sip.tls.port == 15061 and s.sip.tls.verify_peer and s.sip.tls.verify_server
+    assert s.sip.tls.cert_file == pki.cert.resolve() and s.sip.tls.trust_file() == str(pki.ca)
+    assert s.srtp_policy() == SrtpPolicy("optional", (("pbx", "mandatory"),))
+    assert s.describe()["sip_tls"] == "port 15061"
+    assert s.describe()["srtp"] == "optional; trunks pbx=mandatory"
+
+
+def test_tls_is_off_and_srtp_off_unless_configured() -> None:
+    s = load_engine_settings(None, {})
+    assert s.sip.tls is None and s.srtp_policy() == SrtpPolicy()
+    only_env = load_engine_settings(None, {"TELEPHONY_BOT_SIP_SRTP": "mandatory"})
+    assert only_env.srtp_policy().default == "mandatory"
+
+
+def test_without_a_ca_file_servers_are_checked_against_the_system_cas(
+    tmp_path: Path, pki: certs.TlsFiles
+) -> None:
+    cfg = tmp_path / "engine.yaml"
+    cfg.write_text(_tls_yaml(pki))
+    tls = load_engine_settings(cfg, {}).sip.tls
+    assert tls is not None and tls.ca_file is None
+    assert Path(tls.trust_file()).is_file()  # the system bundle, never "trust nothing"
+
+
+def test_a_trunks_srtp_refines_the_default() -> None:
+    p = SrtpPolicy.of("off", {"pbx": Trunk(srtp="mandatory"), "lab": Trunk(), "x": Trunk()})
+    assert p.mode_for("pbx") == "mandatory"
+    assert p.mode_for("lab") == "off" and p.mode_for(None) == "off"
+    assert p.modes == ("off", "mandatory")  # one SIP account per mode, the default first
+    assert SrtpPolicy.of("optional", {}).modes == ("optional",)
+
+
+def _encrypted_key(pki: certs.TlsFiles, tmp_path: Path) -> Path:
+    out = tmp_path / "encrypted.key"
+    subprocess.run(["openssl", "pkey", "-in", str(pki.key), "-aes256", "-passout", "pass:x",
+                    "-out", str(out)], check=True, capture_output=True)  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing cert", "sip.tls.cert_file: no such file"),
+        ("no key", "sip.tls.key_file: Field required"),
+        ("key of another cert", "are not a usable PEM certificate and its unencrypted"),
+        ("encrypted key", "the private key is encrypted"),
+        ("verify_peer without ca", "verify_peer needs ca_file"),
+        ("ca not pem", "not PEM CA certificates"),
+        ("bad srtp", "sip.srtp: Input should be 'off', 'optional' or 'mandatory'"),
+        ("bad trunk srtp", "trunks.pbx.srtp: Input should be 'off', 'optional' or 'mandatory'"),
+        ("unknown tls field", "sip.tls.certificate: unknown setting"),
+    ],
+)
+def test_bad_tls_and_srtp_settings_say_file_field_and_why(
+    tmp_path: Path, pki: certs.TlsFiles, case: str, message: str
+) -> None:
+    other = certs.make_server_certs(tmp_path / "other") if case == "key of another cert" else None
+    text = {
+        "missing cert": f"sip:\n  tls:\n    cert_file: /nope.pem\n    key_file: {pki.key}\n",
+        "no key": f"sip:\n  tls:\n    cert_file: {pki.cert}\n",
+        "key of another cert": other
+        and f"sip:\n  tls:\n    cert_file: {pki.cert}\n    key_file: {other.key}\n",
+        "encrypted key": case == "encrypted key"
+        and f"sip:\n  tls:\n    cert_file: {pki.cert}\n    key_file: {_encrypted_key(pki, tmp_path)}\n",
+        "verify_peer without ca": _tls_yaml(pki, verify_peer="true"),
+        "ca not pem": _tls_yaml(pki, ca_file=str(pki.key.parent / "server.ext")),
+        "bad srtp": "sip:\n  srtp: yes\n",
+        "bad trunk srtp": "trunks:\n  pbx:\n    srtp: always\n",
+        "unknown tls field": _tls_yaml(pki, certificate="x"),
+    }[case]
+    cfg = tmp_path / "engine.yaml"
+    cfg.write_text(str(text))
+    with pytest.raises(ConfigError) as exc:
+        load_engine_settings(cfg, {})
+    assert str(cfg) in str(exc.value) and message in str(exc.value), str(exc.value)
+
+
+def test_serve_refuses_tls_behind_the_front_door_before_starting_anything(
+    tmp_path: Path, pki: certs.TlsFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "engine.yaml"
+    cfg.write_text(_tls_yaml(pki))
+    code = main(["serve", "--provider", "echo", "--workers", "2", "--config", str(cfg)])
+    assert code == 2
+    assert "sip.tls with the Kamailio front door" in capsys.readouterr().err
+
+
+def test_the_caller_takes_tls_from_the_uri_and_checks_its_options(tmp_path: Path) -> None:
+    assert DialOptions("sips:100@127.0.0.1:5061").transport == "tls"
+    assert DialOptions("sip:100@127.0.0.1:5061;transport=TLS").transport == "tls"
+    assert DialOptions("sip:100@127.0.0.1:5060;transport=tcp").transport == "tcp"
+    assert DialOptions("sip:100@127.0.0.1:5060").transport == "udp"
+    assert not DialOptions("sips:1@h", tls_verify=False).tls_transport().verify_server
+    assert DialOptions("sips:1@h").tls_transport().ca_file  # the system's CAs by default
+    with pytest.raises(ConfigError, match="--srtp"):
+        DialOptions("sip:1@h", srtp="sometimes")
+    with pytest.raises(ConfigError, match="--tls-ca /nope.pem: no such file"):
+        DialOptions("sips:1@h", tls_ca="/nope.pem")
+    key = tmp_path / "k.pem"
+    key.write_text("x")
+    with pytest.raises(ConfigError, match="go together"):
+        DialOptions("sips:1@h", tls_key=str(key))
+
+
+def test_via_transport() -> None:
+    assert via_transport("SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bK1") == "tls"
+    assert via_transport("SIP/2.0/UDP 10.0.0.1;rport") == "udp"
+    assert via_transport("garbage") == ""
+
+
+def test_srtp_keys_never_reach_the_log(capfd: pytest.CaptureFixture[str]) -> None:
+    sdp = f"m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:{KEY}|2^20\r\n"
+    assert KEY not in mask_sdes_keys(sdp) and "inline:****|2^20" in mask_sdes_keys(sdp)
+    log.setup("json", "debug")
+    PjLogWriter(4).write(SimpleNamespace(msg=f"RX 900 bytes INVITE\n{sdp}", level=5))
+    err = capfd.readouterr().err
+    assert "RTP/SAVP" in err and KEY not in err
