@@ -43,6 +43,7 @@ from telephony_bot.sip.endpoint_config import (
 )
 from telephony_bot.sip.media_port import audio_format
 from telephony_bot.sip.pythread import pin
+from telephony_bot.sip.sdp_answer import their_answer_srtp
 
 FRAME_MS = 20
 SILENCE_DBFS = -50.0
@@ -226,7 +227,7 @@ class _Call(pj.Call):  # type: ignore[misc]
         self.status = 0
         self.reason = ""
         self.codec = ""
-        self.srtp: bool | None = None  # the audio stream's profile was RTP/SAVP
+        self.srtp: bool | None = None  # the SDP answer took SRTP; None: no answer
         self.rtp: dict[str, int] = {}
         self.connected = False
 
@@ -249,12 +250,18 @@ class _Call(pj.Call):  # type: ignore[misc]
             if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
                 si = self.getStreamInfo(i)
                 self.codec = f"{si.codecName}/{si.codecClockRate}"
-                self.srtp = bool(int(si.proto) & pj.PJMEDIA_TP_PROFILE_SRTP)
                 if not self.connected:
                     am = self.getAudioMedia(i)
                     am.startTransmit(self.port)
                     self.port.startTransmit(am)
                     self.connected = True
+
+    def onCallTsxState(self, prm: Any) -> None:  # noqa: N802
+        pin()
+        with contextlib.suppress(Exception):
+            srtp = their_answer_srtp(prm)
+            if srtp is not None:
+                self.srtp = srtp
 
     def onDtmfDigit(self, prm: Any) -> None:  # noqa: N802
         pin()

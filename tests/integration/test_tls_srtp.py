@@ -4,7 +4,9 @@ Certificates are made here, for this run (tests/support/certs.py); no key is com
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,8 @@ def _config(workdir: Path, name: str, pki: certs.TlsFiles, **sip: Any) -> tuple[
 @pytest.fixture(scope="module")
 def secure_worker(workdir: Path, pki: certs.TlsFiles):
     """A worker that takes calls over TLS and insists on SRTP (echo provider)."""
-    config, tls_port = _config(workdir, "secure", pki, srtp="mandatory")
+    cdr = {"cdr": {"path": str(workdir / "secure-cdr.jsonl")}}
+    config, tls_port = _config(workdir, "secure", pki, srtp="mandatory", extra=cdr)
     with engine.running(
         workdir, "worker", "--provider", "echo", "--echo-delay-ms", str(ECHO_MS),
         "--config", str(config), name="secure",
@@ -95,6 +98,20 @@ def test_a_tls_call_with_mandatory_srtp_echoes_the_callers_audio(
     assert call["srtp"] == "mandatory"
     media = [e for e in secure_worker.events("media active") if e["call_id"] == call["call_id"]]
     assert media and media[0]["srtp"] is True, media
+    # and its call record says so
+    record = _record(workdir / "secure-cdr.jsonl", call["call_id"])
+    assert record["transport"] == "tls" and record["media"]["srtp"] is True, record
+
+
+def _record(path: Path, call_id: str, timeout: float = 5.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines() if path.exists() else []
+        for r in map(json.loads, lines):
+            if r["call_id"] == call_id:
+                return dict(r)
+        time.sleep(0.05)
+    raise AssertionError(f"no call record for {call_id} in {path}")
 
 
 @pytest.mark.parametrize("scheme", ["sips", "sip"])
@@ -160,18 +177,32 @@ def test_mutual_tls_takes_only_clients_with_a_certificate_and_srtp_off_refuses_s
 def test_srtp_follows_the_trunk_a_call_is_attributed_to(workdir: Path, pki: certs.TlsFiles) -> None:
     """`trunks.<name>.srtp` over `sip.srtp`: the endpoint puts each INVITE on the account of
     its trunk's mode. Here a test worker attributes calls by an `X-Trunk` header."""
-    config, _ = _config(
-        workdir, "trunks", pki, srtp="off", extra={"trunks": {"secure": {"srtp": "mandatory"}}}
-    )
+    trunks = {"secure": {"srtp": "mandatory"}, "mixed": {"srtp": "optional"}}
+    config, _ = _config(workdir, "trunks", pki, srtp="off", extra={"trunks": trunks})
     prefix = [sys.executable, "-m", "tests.support.trunk_worker"]
+
+    def call(name: str, trunk: str | None, srtp: str) -> dict[str, Any]:
+        header = ("--header", f"X-Trunk: {trunk}") if trunk else ()
+        return engine.dial(workdir, eng.sip_port, *header, "--srtp", srtp, "--duration", "1",
+                           name=name)  # fmt: skip
+
     with engine.running(
         workdir, "worker", "--config", str(config), name="trunks", prefix=prefix
     ) as eng:
-        trunk = ("--header", "X-Trunk: secure", "--duration", "1")
-        plain_trunk = engine.dial(workdir, eng.sip_port, *trunk, name="trunk-plain")
-        srtp_trunk = engine.dial(workdir, eng.sip_port, *trunk, "--srtp", "mandatory",
-                                 name="trunk-srtp")  # fmt: skip
-        plain_other = engine.dial(workdir, eng.sip_port, "--duration", "1", name="other-plain")
-    assert plain_trunk["sip_status"] == 488 and not plain_trunk["answered"], plain_trunk
-    assert srtp_trunk["answered"] and srtp_trunk["srtp"] is True, srtp_trunk
-    assert plain_other["answered"] and plain_other["srtp"] is False, plain_other
+        secure_plain = call("secure-plain", "secure", "off")
+        secure_srtp = call("secure-srtp", "secure", "mandatory")
+        mixed_plain = call("mixed-plain", "mixed", "off")
+        mixed_best_effort = call("mixed-optional", "mixed", "optional")  # RTP/AVP + a=crypto
+        other_plain = call("other-plain", None, "off")
+        other_srtp = call("other-srtp", None, "mandatory")
+        media = {e["call_id"]: e["srtp"] for e in eng.events("media active")}
+        incoming = eng.events("incoming call")
+    assert secure_plain["sip_status"] == 488 and not secure_plain["answered"], secure_plain
+    assert secure_srtp["answered"] and secure_srtp["srtp"] is True, secure_srtp
+    assert mixed_plain["answered"] and mixed_plain["srtp"] is False, mixed_plain
+    assert mixed_best_effort["answered"] and mixed_best_effort["srtp"] is True, mixed_best_effort
+    assert other_plain["answered"] and other_plain["srtp"] is False, other_plain
+    assert other_srtp["sip_status"] == 488, other_srtp  # srtp off: an SRTP-only offer fails
+    # the engine agrees on each call it took: its account's mode and the media it got
+    seen = [(e["srtp"], media[e["call_id"]]) for e in incoming]
+    assert seen == [("mandatory", True), ("optional", False), ("optional", True), ("off", False)]

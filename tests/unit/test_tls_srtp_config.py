@@ -15,7 +15,7 @@ from telephony_bot.config import load_engine_settings
 from telephony_bot.errors import ConfigError
 from telephony_bot.sip.dial import DialOptions
 from telephony_bot.sip.pjlog import PjLogWriter
-from telephony_bot.sip.sipmsg import mask_sdes_keys, via_transport
+from telephony_bot.sip.sipmsg import mask_sdes_keys, sdp_has_crypto, via_transport
 from telephony_bot.trunk_config import SrtpPolicy, Trunk
 from tests.support import certs
 
@@ -100,22 +100,29 @@ def _encrypted_key(pki: certs.TlsFiles, tmp_path: Path) -> Path:
 def test_bad_tls_and_srtp_settings_say_file_field_and_why(
     tmp_path: Path, pki: certs.TlsFiles, case: str, message: str
 ) -> None:
-    other = certs.make_server_certs(tmp_path / "other") if case == "key of another cert" else None
-    text = {
-        "missing cert": f"sip:\n  tls:\n    cert_file: /nope.pem\n    key_file: {pki.key}\n",
-        "no key": f"sip:\n  tls:\n    cert_file: {pki.cert}\n",
-        "key of another cert": other
-        and f"sip:\n  tls:\n    cert_file: {pki.cert}\n    key_file: {other.key}\n",
-        "encrypted key": case == "encrypted key"
-        and f"sip:\n  tls:\n    cert_file: {pki.cert}\n    key_file: {_encrypted_key(pki, tmp_path)}\n",
-        "verify_peer without ca": _tls_yaml(pki, verify_peer="true"),
-        "ca not pem": _tls_yaml(pki, ca_file=str(pki.key.parent / "server.ext")),
-        "bad srtp": "sip:\n  srtp: yes\n",
-        "bad trunk srtp": "trunks:\n  pbx:\n    srtp: always\n",
-        "unknown tls field": _tls_yaml(pki, certificate="x"),
-    }[case]
+    def files(cert: Path, key: Path) -> str:
+        return f"sip:\n  tls:\n    cert_file: {cert}\n    key_file: {key}\n"
+
+    if case == "missing cert":
+        text = files(Path("/nope.pem"), pki.key)
+    elif case == "no key":
+        text = f"sip:\n  tls:\n    cert_file: {pki.cert}\n"
+    elif case == "key of another cert":
+        text = files(pki.cert, certs.make_server_certs(tmp_path / "other").key)
+    elif case == "encrypted key":
+        text = files(pki.cert, _encrypted_key(pki, tmp_path))
+    elif case == "verify_peer without ca":
+        text = _tls_yaml(pki, verify_peer="true")
+    elif case == "ca not pem":
+        text = _tls_yaml(pki, ca_file=str(pki.key.parent / "server.ext"))
+    elif case == "bad srtp":
+        text = "sip:\n  srtp: yes\n"
+    elif case == "bad trunk srtp":
+        text = "trunks:\n  pbx:\n    srtp: always\n"
+    else:
+        text = _tls_yaml(pki, certificate="x")
     cfg = tmp_path / "engine.yaml"
-    cfg.write_text(str(text))
+    cfg.write_text(text)
     with pytest.raises(ConfigError) as exc:
         load_engine_settings(cfg, {})
     assert str(cfg) in str(exc.value) and message in str(exc.value), str(exc.value)
@@ -161,3 +168,12 @@ def test_srtp_keys_never_reach_the_log(capfd: pytest.CaptureFixture[str]) -> Non
     PjLogWriter(4).write(SimpleNamespace(msg=f"RX 900 bytes INVITE\n{sdp}", level=5))
     err = capfd.readouterr().err
     assert "RTP/SAVP" in err and KEY not in err
+
+
+def test_srtp_is_read_from_the_sdp_answer() -> None:
+    """`optional` SRTP answers under RTP/AVP with a crypto line: still SRTP."""
+    avp = "v=0\r\nm=audio 4000 RTP/AVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:k\r\n"
+    assert sdp_has_crypto(avp)
+    assert not sdp_has_crypto("v=0\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+    refused = "m=audio 0 RTP/SAVP 0\r\na=crypto:1 X inline:k\r\nm=audio 4002 RTP/AVP 0\r\n"
+    assert not sdp_has_crypto(refused)
