@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.support import audio, certs, engine
+from tests.support.admin import TOKEN, http
 
 RATE = 16000
 ECHO_MS = 300
@@ -206,3 +207,36 @@ def test_srtp_follows_the_trunk_a_call_is_attributed_to(workdir: Path, pki: cert
     # the engine agrees on each call it took: its account's mode and the media it got
     seen = [(e["srtp"], media[e["call_id"]]) for e in incoming]
     assert seen == [("mandatory", True), ("optional", False), ("optional", True), ("off", False)]
+
+
+def test_calls_out_over_tls_check_the_far_ends_certificate(
+    workdir: Path, pki: certs.TlsFiles, secure_worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`originate` through a `sips:` trunk: TLS to the far end, whose certificate must chain to
+    `ca_file` (`verify_server`); SRTP as `sip.srtp` says. The far end is the secure worker."""
+    monkeypatch.setenv("TELEPHONY_BOT_ADMIN_TOKEN", TOKEN)
+    stranger = certs.make_server_certs(workdir / "stranger-out")
+    outcomes = {}
+    for name, ca in (("trusted", pki.ca), ("stranger", stranger.ca)):
+        outbound = {"trunk": f"sips:127.0.0.1:{secure_worker.tls_port}", "allow": ["+49*"]}
+        config, _ = _config(workdir, f"out-{name}", pki, srtp="mandatory",
+                            tls={"ca_file": str(ca)}, extra={"outbound": outbound})  # fmt: skip
+        admin = engine.free_port()
+        before = len(secure_worker.events("incoming call"))
+        with engine.running(
+            workdir, "worker", "--provider", "echo", "--config", str(config),
+            "--admin-port", str(admin), "--max-call-seconds", "1", name=f"out-{name}",
+            ready_event="worker admin API listening",
+        ) as caller:  # fmt: skip
+            st, res = http("POST", f"http://127.0.0.1:{admin}/originate", body={"to": "+4930777"})
+            assert st == 200 and res["ok"], res
+            ended = caller.wait_for("call ended")[0]
+        outcomes[name] = (ended, secure_worker.events("incoming call")[before:])
+    ended, arrived = outcomes["trusted"]
+    assert [(c["called"], c["transport"], c["srtp"]) for c in arrived] == [
+        ("+4930777", "tls", "mandatory")
+    ]
+    assert ended["srtp"] == 1, ended  # the engine's own record of the call: SRTP media
+    ended, arrived = outcomes["stranger"]
+    assert arrived == []  # the far end never saw an INVITE
+    assert "certificate verification" in ended["reason"], ended
