@@ -10,16 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 # How a call's media is protected (SRTP with SDES keys in the SDP):
 #   off       plain RTP; an offer with only SRTP is refused (488)
 #   optional  SRTP when the caller offers it, plain RTP otherwise
 #   mandatory SRTP or no call: an offer without SRTP is refused with 488 Not Acceptable Here
-SrtpMode = Literal["off", "optional", "mandatory"]
-SRTP_MODES: tuple[SrtpMode, ...] = ("off", "optional", "mandatory")
+SrtpName = Literal["off", "optional", "mandatory"]
+SRTP_MODES: tuple[SrtpName, ...] = ("off", "optional", "mandatory")
+
+
+def _yaml_word(v: object) -> object:
+    """YAML reads a bare `off` as false (and `on`/`yes` as true): take false as "off"."""
+    if v is False:
+        return "off"
+    if v is True:
+        raise ValueError("write optional or mandatory (YAML reads on, yes and true as true)")
+    return v
+
+
+SrtpMode = Annotated[SrtpName, BeforeValidator(_yaml_word)]
 
 
 class Trunk(BaseModel):
@@ -36,19 +48,19 @@ class SrtpPolicy:
     The one place that decides it; the SIP endpoint keeps one account per mode in `modes` and
     puts each incoming call on the account of `mode_for(its trunk)`."""
 
-    default: SrtpMode = "off"
-    per_trunk: tuple[tuple[str, SrtpMode], ...] = ()  # (trunk name, mode) where a trunk sets one
+    default: SrtpName = "off"
+    per_trunk: tuple[tuple[str, SrtpName], ...] = ()  # (trunk name, mode) where a trunk sets one
 
     @classmethod
-    def of(cls, default: SrtpMode, trunks: Mapping[str, Trunk]) -> SrtpPolicy:
+    def of(cls, default: SrtpName, trunks: Mapping[str, Trunk]) -> SrtpPolicy:
         return cls(default, tuple((n, t.srtp) for n, t in trunks.items() if t.srtp is not None))
 
-    def mode_for(self, trunk: str | None) -> SrtpMode:
+    def mode_for(self, trunk: str | None) -> SrtpName:
         """The mode of a call from `trunk` (None: a call no trunk was found for)."""
         return dict(self.per_trunk).get(trunk, self.default) if trunk else self.default
 
     @property
-    def modes(self) -> tuple[SrtpMode, ...]:
+    def modes(self) -> tuple[SrtpName, ...]:
         """Every mode some call can get, the default first."""
         return (self.default,) + tuple(
             m for m in SRTP_MODES if m != self.default and m in dict(self.per_trunk).values()

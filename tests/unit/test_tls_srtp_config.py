@@ -51,9 +51,12 @@ def test_tls_and_srtp_from_the_file_and_the_environment(
     assert s.describe()["srtp"] == "optional; trunks pbx=mandatory"
 
 
-def test_tls_is_off_and_srtp_off_unless_configured() -> None:
+def test_tls_is_off_and_srtp_off_unless_configured(tmp_path: Path) -> None:
     s = load_engine_settings(None, {})
     assert s.sip.tls is None and s.srtp_policy() == SrtpPolicy()
+    bare_off = tmp_path / "engine.yaml"
+    bare_off.write_text("sip:\n  srtp: off\ntrunks:\n  pbx: {srtp: off}\n")  # YAML: false
+    assert load_engine_settings(bare_off, {}).srtp_policy() == SrtpPolicy("off", (("pbx", "off"),))
     only_env = load_engine_settings(None, {"TELEPHONY_BOT_SIP_SRTP": "mandatory"})
     assert only_env.srtp_policy().default == "mandatory"
 
@@ -93,6 +96,7 @@ def _encrypted_key(pki: certs.TlsFiles, tmp_path: Path) -> Path:
         ("verify_peer without ca", "verify_peer needs ca_file"),
         ("ca not pem", "not PEM CA certificates"),
         ("bad srtp", "sip.srtp: Input should be 'off', 'optional' or 'mandatory'"),
+        ("srtp yes", "sip.srtp: write optional or mandatory (YAML reads on, yes and true"),
         ("bad trunk srtp", "trunks.pbx.srtp: Input should be 'off', 'optional' or 'mandatory'"),
         ("unknown tls field", "sip.tls.certificate: unknown setting"),
     ],
@@ -116,6 +120,8 @@ def test_bad_tls_and_srtp_settings_say_file_field_and_why(
     elif case == "ca not pem":
         text = _tls_yaml(pki, ca_file=str(pki.key.parent / "server.ext"))
     elif case == "bad srtp":
+        text = "sip:\n  srtp: always\n"
+    elif case == "srtp yes":
         text = "sip:\n  srtp: yes\n"
     elif case == "bad trunk srtp":
         text = "trunks:\n  pbx:\n    srtp: always\n"
