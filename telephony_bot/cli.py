@@ -498,6 +498,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             raise ConfigError("--worker-port range overlaps the front door's --sip-port")
     elif args.worker_port is not None:
         first_port = args.worker_port
+    _check_tls_ports(engine.sip.tls, args.sip_port, first_port, args.workers, front)
     rtp_range = 100
     specs = []
     for i in range(args.workers):
@@ -554,21 +555,30 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     background = []
     if front:
-        door = _front_door(args, first_port)
+        door = _front_door(args, first_port, engine.sip.tls)
         specs.append(door.prepare())
         background.append(door.monitor)
     return _supervise(specs, args.grace, engine, args.workers, background)
 
 
+def _check_tls_ports(tls: Any, public: int, first: int, workers: int, front: bool) -> None:
+    """TLS listens on TCP: its ports must be none of the SIP ports (which listen on TCP too)."""
+    if tls is None:
+        return
+    sip = set(range(first, first + workers)) | ({public} if front else set())
+    ours = {tls.port} if front else set(range(tls.port, tls.port + workers))
+    if sip & ours:
+        raise ConfigError(
+            f"sip.tls.port {tls.port}: TLS port(s) {sorted(ours)} overlap the SIP ports "
+            f"{sorted(sip)}; pick another sip.tls.port or move the workers (--worker-port)"
+        )
+
+
 def _worker_tls_port(public: int, index: int, front: bool) -> int:
     """The TLS port of worker `index`: the public one for a lone worker, consecutive ones
-    when each worker takes calls on its own ports."""
-    if front:
-        raise ConfigError(
-            "sip.tls with the Kamailio front door is not supported yet: TLS ends at the "
-            "worker. Run one worker (serve --workers 1) or --front-door none"
-        )
-    return public + index
+    when each worker takes calls on its own ports, none behind the front door (TLS ends
+    there)."""
+    return 0 if front else public + index
 
 
 def _worker_admin_args(admin_port: int | None, index: int) -> list[str]:
@@ -608,7 +618,7 @@ def _supervise(
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _front_door(args: argparse.Namespace, first_port: int) -> Any:
+def _front_door(args: argparse.Namespace, first_port: int, tls: Any = None) -> Any:
     from pathlib import Path
 
     from telephony_bot.frontdoor.render import FrontDoorConfig, WorkerAddress
@@ -622,8 +632,19 @@ def _front_door(args: argparse.Namespace, first_port: int) -> Any:
         workers=tuple(WorkerAddress(host, first_port + i) for i in range(args.workers)),
         run_dir=run_dir,
         transports=_transports(args.transports),
+        tls=_front_door_tls(tls),
     )
+    cfg.check()  # before any process starts
     return FrontDoor(cfg)
+
+
+def _front_door_tls(tls: Any) -> Any:
+    """The front door's TLS listener from the engine config's `sip.tls` (None: none)."""
+    if tls is None:
+        return None
+    from telephony_bot.frontdoor.render import FrontDoorTls
+
+    return FrontDoorTls(tls.port, tls.cert_file, tls.key_file, tls.ca_file, tls.verify_peer)
 
 
 def _cmd_dial(args: argparse.Namespace) -> int:

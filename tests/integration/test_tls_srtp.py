@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from telephony_bot.frontdoor.render import DEFAULT_MODULE_PATH
 from tests.support import audio, certs, engine
 from tests.support.admin import TOKEN, http
 
@@ -240,3 +241,38 @@ def test_calls_out_over_tls_check_the_far_ends_certificate(
     ended, arrived = outcomes["stranger"]
     assert arrived == []  # the far end never saw an INVITE
     assert "certificate verification" in ended["reason"], ended
+
+
+@pytest.mark.skipif(
+    not Path(DEFAULT_MODULE_PATH, "tls.so").exists(),
+    reason="Kamailio's tls module is not installed (scripts/install-system-deps.sh installs it)",
+)
+def test_the_front_door_takes_tls_and_the_workers_keep_srtp_mandatory(
+    workdir: Path, pki: certs.TlsFiles, speech_wav: Path
+) -> None:
+    """`serve --workers 2`: TLS ends at Kamailio (`;transport=tls`), the call goes on to a
+    worker on loopback, SRTP between the caller and the worker as the worker's mode says."""
+    config, tls_port = _config(workdir, "front", pki, srtp="mandatory")
+    eng = engine.start(
+        workdir, "serve", "--workers", "2", "--provider", "echo", "--echo-delay-ms",
+        str(ECHO_MS), "--grace", "2", "--config", str(config), ready_event="front door ready",
+        name="front-tls",
+    )  # fmt: skip
+    try:
+        eng.wait_for("worker listening", 2)
+        rec = workdir / "front-echo.wav"
+        rep = engine.dial(
+            workdir, tls_port, "--tls-ca", str(pki.ca), "--srtp", "mandatory",
+            "--play", str(speech_wav), "--play-at", str(PLAY_AT), "--duration", "2",
+            "--record", str(rec), "--rate", str(RATE), name="front-echo",
+            params=";transport=tls",
+        )  # fmt: skip
+        plain = engine.dial(workdir, tls_port, "--tls-ca", str(pki.ca), "--duration", "1",
+                            name="front-plain", params=";transport=tls")  # fmt: skip
+    finally:
+        eng.stop()
+    assert rep["answered"] and rep["transport"] == "tls" and rep["srtp"] is True, rep
+    assert rep["tls"]["verified"], rep["tls"]  # Kamailio's certificate, from our CA
+    echo = audio.echo_pieces(audio.read_wav(speech_wav)[0], audio.read_wav(rec)[0], RATE)
+    assert echo.intact, echo.describe()
+    assert plain["sip_status"] == 488 and not plain["answered"], plain

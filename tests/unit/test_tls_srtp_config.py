@@ -13,6 +13,15 @@ from telephony_bot import log
 from telephony_bot.cli import main
 from telephony_bot.config import load_engine_settings
 from telephony_bot.errors import ConfigError
+from telephony_bot.frontdoor import kamailio
+from telephony_bot.frontdoor.render import (
+    DEFAULT_MODULE_PATH,
+    FrontDoorConfig,
+    FrontDoorTls,
+    WorkerAddress,
+    render_cfg,
+    write,
+)
 from telephony_bot.sip.dial import DialOptions
 from telephony_bot.sip.pjlog import PjLogWriter
 from telephony_bot.sip.sipmsg import mask_sdes_keys, sdp_has_crypto, via_transport
@@ -134,14 +143,50 @@ def test_bad_tls_and_srtp_settings_say_file_field_and_why(
     assert str(cfg) in str(exc.value) and message in str(exc.value), str(exc.value)
 
 
-def test_serve_refuses_tls_behind_the_front_door_before_starting_anything(
-    tmp_path: Path, pki: certs.TlsFiles, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        # Kamailio names its own address in Via and Record-Route: it needs one
+        (["--workers", "2"], "TLS at the front door needs the address it listens on"),
+        # TLS is TCP: its port must be none of the workers' SIP (UDP+TCP) ports
+        (
+            ["--workers", "2", "--sip-host", "127.0.0.1", "--sip-port", "5050"],
+            "TLS port(s) [5051] overlap the SIP ports [5050, 5051, 5052]",
+        ),
+        (
+            ["--workers", "2", "--front-door", "none", "--sip-port", "5052"],
+            "TLS port(s) [5051, 5052] overlap the SIP ports [5052, 5053]",
+        ),
+    ],
+)
+def test_serve_checks_where_tls_listens_before_starting_anything(
+    tmp_path: Path, pki: certs.TlsFiles, capsys: pytest.CaptureFixture[str],
+    flags: list[str], message: str,
+) -> None:  # fmt: skip
     cfg = tmp_path / "engine.yaml"
-    cfg.write_text(_tls_yaml(pki))
-    code = main(["serve", "--provider", "echo", "--workers", "2", "--config", str(cfg)])
-    assert code == 2
-    assert "sip.tls with the Kamailio front door" in capsys.readouterr().err
+    cfg.write_text(_tls_yaml(pki, port="5051"))
+    assert main(["serve", "--provider", "echo", "--config", str(cfg), *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_front_door_terminates_tls_with_the_engines_certificate(
+    tmp_path: Path, pki: certs.TlsFiles
+) -> None:
+    workers = (WorkerAddress("127.0.0.1", 15998), WorkerAddress("127.0.0.1", 15997))
+    tls = FrontDoorTls(15996, pki.cert, pki.key, pki.ca, verify_peer=True)
+    cfg = FrontDoorConfig("127.0.0.1", 15999, workers, tmp_path, tls=tls)
+    text = render_cfg(cfg)
+    assert "listen=tls:127.0.0.1:15996" in text and "enable_tls=yes" in text
+    assert f'modparam("tls", "certificate", "{pki.cert}")' in text
+    assert f'modparam("tls", "ca_list", "{pki.ca}")' in text
+    assert 'modparam("tls", "require_certificate", 1)' in text
+    assert 'modparam("tls", "tls_method", "TLSv1.2+")' in text
+    if Path(DEFAULT_MODULE_PATH, "tls.so").exists():
+        kamailio.check_config(write(cfg))  # Kamailio itself accepts it
+    missing = FrontDoorConfig("127.0.0.1", 15999, workers, tmp_path, tls=tls,
+                              module_path=str(tmp_path))  # fmt: skip
+    with pytest.raises(ConfigError, match="kamailio-tls-modules"):
+        render_cfg(missing)
 
 
 def test_the_caller_takes_tls_from_the_uri_and_checks_its_options(tmp_path: Path) -> None:
