@@ -473,6 +473,13 @@ def _engine_settings(args: argparse.Namespace) -> Any:
 
         token = engine.admin.token.get_secret_value() if engine.admin.token else None
         check_bind(engine.admin.host, token)  # no open API beyond loopback
+    tls = engine.sip.tls
+    if tls is not None and tls.key_file.stat().st_mode & 0o077:
+        log.get("config").warning(
+            "the TLS private key is readable by other users: chmod 600 it",
+            key_file=str(tls.key_file),
+            mode=oct(tls.key_file.stat().st_mode & 0o777),
+        )
     node = getattr(args, "mqtt_node", None)
     if node and engine.mqtt is not None:
         engine = engine.model_copy(update={"mqtt": engine.mqtt.model_copy(update={"node": node})})

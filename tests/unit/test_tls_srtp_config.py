@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from telephony_bot import log
-from telephony_bot.cli import main
+from telephony_bot.cli import _engine_settings, build_parser, main
 from telephony_bot.config import load_engine_settings
 from telephony_bot.errors import ConfigError
 from telephony_bot.frontdoor import kamailio
@@ -228,3 +228,21 @@ def test_srtp_is_read_from_the_sdp_answer() -> None:
     assert not sdp_has_crypto("v=0\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
     refused = "m=audio 0 RTP/SAVP 0\r\na=crypto:1 X inline:k\r\nm=audio 4002 RTP/AVP 0\r\n"
     assert not sdp_has_crypto(refused)
+
+
+def test_a_private_key_others_can_read_is_warned_about(
+    tmp_path: Path, pki: certs.TlsFiles, capfd: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "open.key"
+    key.write_bytes(pki.key.read_bytes())
+    key.chmod(0o644)
+    cfg = tmp_path / "engine.yaml"
+    cfg.write_text(f"sip:\n  tls:\n    cert_file: {pki.cert}\n    key_file: {key}\n")
+    log.setup("json", "info")
+    args = build_parser().parse_args(["worker", "--config", str(cfg)])
+    _engine_settings(args)
+    err = capfd.readouterr().err
+    assert "the TLS private key is readable by other users" in err and "0o644" in err
+    key.chmod(0o600)
+    _engine_settings(args)
+    assert "readable by other users" not in capfd.readouterr().err
