@@ -11,6 +11,7 @@
 #   kamailio    the SIP dispatcher `serve --workers N` (N > 1) puts in front of the workers;
 #               serve runs it in the foreground with its own generated cfg (the package's
 #               systemd service is not used; in containers it is not started)
+#   kamailio-tls-modules  its TLS listener, when the engine config has sip.tls
 set -euo pipefail
 need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
@@ -20,6 +21,7 @@ ldconfig -p 2>/dev/null | grep 'libopus\.so\.0' >/dev/null || need+=(libopus0)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
+dpkg -s kamailio-tls-modules >/dev/null 2>&1 || need+=(kamailio-tls-modules)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # gcc and the Python headers build the project's two small C extensions (telephony_bot/native)
 command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)

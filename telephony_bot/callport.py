@@ -26,6 +26,7 @@ class CallOffered:
     to_uri: str
     source: str  # transport address the INVITE came from
     headers: dict[str, str] = field(default_factory=dict)
+    transport: str = ""  # what it came over: udp, tcp, tls (SIP); "" for other carriers
 
 
 @dataclass(frozen=True)

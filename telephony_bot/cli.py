@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--worker-id", type=int, default=0)
     worker.add_argument("--rtp-port-range", type=int, default=100)
     worker.add_argument("--max-calls", type=int, default=4)
+    worker.add_argument(
+        "--tls-port",
+        type=int,
+        help="port of this worker's TLS listener (overrides sip.tls.port; 0: none); serve "
+        "sets it for each worker",
+    )
     worker.add_argument("--mqtt-node", help="MQTT node name of this worker (default: mqtt.node)")
     worker.add_argument(
         "--no-admin", action="store_true", help="no admin API even if the config has a port"
@@ -160,6 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STATUS",
         help="answer a REFER with this 4xx-6xx status (e.g. 603) instead of following it",
     )
+    dial.add_argument(
+        "--srtp",
+        choices=("off", "optional", "mandatory"),
+        default="off",
+        help="offer SRTP (SDES): optional or mandatory (default off: plain RTP)",
+    )
+    dial.add_argument("--tls-ca", help="CA file the server's TLS certificate must chain to "
+                      "(sips: or ;transport=tls URIs; default: the system's CAs)")  # fmt: skip
+    dial.add_argument(
+        "--tls-no-verify", action="store_true", help="accept any TLS server certificate"
+    )
+    dial.add_argument("--tls-cert", help="client certificate (PEM), for servers that ask")
+    dial.add_argument("--tls-key", help="its private key (PEM)")
     _frontdoor_args(sub)
     rs = sub.add_parser(
         "realtime-server",
@@ -366,10 +385,19 @@ def _pattern_text(p: Any) -> str:
     return f"/{getattr(p, 'regex', '')}/"
 
 
-def _sip_settings(args: argparse.Namespace, plan_max_call: float) -> object:
+def _sip_settings(args: argparse.Namespace, plan_max_call: float, engine: Any = None) -> object:
+    """The worker's SIP settings: the command line's, with TLS and SRTP from the engine
+    config (`sip.tls`, `sip.srtp`, `trunks`)."""
     from telephony_bot.config import SipSettings
+    from telephony_bot.trunk_config import SrtpPolicy
 
+    tls = engine.sip.tls if engine is not None else None
+    tls_port = getattr(args, "tls_port", None)
+    if tls is not None and tls_port is not None:
+        tls = tls.model_copy(update={"port": tls_port}) if tls_port else None
     return SipSettings(
+        tls=tls,
+        srtp=engine.srtp_policy() if engine is not None else SrtpPolicy(),
         host=args.sip_host,
         port=args.sip_port,
         transports=tuple(t.strip() for t in args.transports.split(",") if t.strip()),
@@ -416,7 +444,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         log.get("dialplan").warning("dialplan warning", warning=w)
     app.check(plans.current, args.provider)
     engine = _engine_settings(args)
-    settings = _sip_settings(args, 0)
+    settings = _sip_settings(args, 0, engine)
     with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError):
         faulthandler.enable()  # a crash inside PJSIP leaves a Python stack trace in the log
     worker = Worker(
@@ -445,6 +473,13 @@ def _engine_settings(args: argparse.Namespace) -> Any:
 
         token = engine.admin.token.get_secret_value() if engine.admin.token else None
         check_bind(engine.admin.host, token)  # no open API beyond loopback
+    tls = engine.sip.tls
+    if tls is not None and tls.key_file.stat().st_mode & 0o077:
+        log.get("config").warning(
+            "the TLS private key is readable by other users: chmod 600 it",
+            key_file=str(tls.key_file),
+            mode=oct(tls.key_file.stat().st_mode & 0o777),
+        )
     node = getattr(args, "mqtt_node", None)
     if node and engine.mqtt is not None:
         engine = engine.model_copy(update={"mqtt": engine.mqtt.model_copy(update={"node": node})})
@@ -459,8 +494,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("--workers must be at least 1")
     loaded = _load_plan(args)
     app.check(loaded, args.provider)  # fail fast: bad plan, provider, key, tool
-    _sip_settings(args, 0)  # validate before spawning anything
     engine = _engine_settings(args)
+    _sip_settings(args, 0, engine)  # validate before spawning anything
     price_table.load(engine.prices.file)  # fail fast: a price table with mistakes
     front = args.front_door == "kamailio" or (args.front_door == "auto" and args.workers > 1)
     first_port = args.sip_port
@@ -470,6 +505,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             raise ConfigError("--worker-port range overlaps the front door's --sip-port")
     elif args.worker_port is not None:
         first_port = args.worker_port
+    _check_tls_ports(engine.sip.tls, args.sip_port, first_port, args.workers, front)
     rtp_range = 100
     specs = []
     for i in range(args.workers):
@@ -488,6 +524,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "--port-rate", str(args.port_rate),
             "--media-port", args.media_port,
         ]  # fmt: skip
+        if engine.sip.tls is not None:
+            argv += ["--tls-port", str(_worker_tls_port(engine.sip.tls.port, i, front))]
         if args.no_prewarm:
             argv.append("--no-prewarm")
         for flag, value in (
@@ -524,10 +562,30 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     background = []
     if front:
-        door = _front_door(args, first_port)
+        door = _front_door(args, first_port, engine.sip.tls)
         specs.append(door.prepare())
         background.append(door.monitor)
     return _supervise(specs, args.grace, engine, args.workers, background)
+
+
+def _check_tls_ports(tls: Any, public: int, first: int, workers: int, front: bool) -> None:
+    """TLS listens on TCP: its ports must be none of the SIP ports (which listen on TCP too)."""
+    if tls is None:
+        return
+    sip = set(range(first, first + workers)) | ({public} if front else set())
+    ours = {tls.port} if front else set(range(tls.port, tls.port + workers))
+    if sip & ours:
+        raise ConfigError(
+            f"sip.tls.port {tls.port}: TLS port(s) {sorted(ours)} overlap the SIP ports "
+            f"{sorted(sip)}; pick another sip.tls.port or move the workers (--worker-port)"
+        )
+
+
+def _worker_tls_port(public: int, index: int, front: bool) -> int:
+    """The TLS port of worker `index`: the public one for a lone worker, consecutive ones
+    when each worker takes calls on its own ports, none behind the front door (TLS ends
+    there)."""
+    return 0 if front else public + index
 
 
 def _worker_admin_args(admin_port: int | None, index: int) -> list[str]:
@@ -567,7 +625,7 @@ def _supervise(
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _front_door(args: argparse.Namespace, first_port: int) -> Any:
+def _front_door(args: argparse.Namespace, first_port: int, tls: Any = None) -> Any:
     from pathlib import Path
 
     from telephony_bot.frontdoor.render import FrontDoorConfig, WorkerAddress
@@ -581,8 +639,19 @@ def _front_door(args: argparse.Namespace, first_port: int) -> Any:
         workers=tuple(WorkerAddress(host, first_port + i) for i in range(args.workers)),
         run_dir=run_dir,
         transports=_transports(args.transports),
+        tls=_front_door_tls(tls),
     )
+    cfg.check()  # before any process starts
     return FrontDoor(cfg)
+
+
+def _front_door_tls(tls: Any) -> Any:
+    """The front door's TLS listener from the engine config's `sip.tls` (None: none)."""
+    if tls is None:
+        return None
+    from telephony_bot.frontdoor.render import FrontDoorTls
+
+    return FrontDoorTls(tls.port, tls.cert_file, tls.key_file, tls.ca_file, tls.verify_peer)
 
 
 def _cmd_dial(args: argparse.Namespace) -> int:
@@ -608,13 +677,23 @@ def _cmd_dial(args: argparse.Namespace) -> int:
             say=tuple(args.say),
             turn_gap=args.turn_gap,
             refuse_transfer=args.refuse_transfer,
+            srtp=args.srtp,
+            tls_ca=args.tls_ca,
+            tls_verify=not args.tls_no_verify,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
         )
     )
     status = "answered" if report["answered"] else f"failed ({report['sip_status']})"
+    secure = "SRTP" if report["srtp"] else "RTP"
     print(
-        f"{args.uri}: {status}, codec {report['codec'] or '-'}, "
-        f"setup {report['setup_ms']} ms, heard {report['heard_ms']} ms of audio"
+        f"{args.uri}: {status}, {report['transport'].upper()}, {secure}, codec "
+        f"{report['codec'] or '-'}, setup {report['setup_ms']} ms, heard {report['heard_ms']} "
+        "ms of audio"
     )
+    tls = report.get("tls")
+    if tls and not tls["verified"]:
+        print(f"TLS: the server's certificate failed the check: {'; '.join(tls['verify_errors'])}")
     return EXIT_OK if report["answered"] else EXIT_RUNTIME
 
 

@@ -10,14 +10,101 @@ import re
 import socket
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from telephony_bot.errors import ConfigError
+from telephony_bot.trunk_config import SrtpMode, SrtpPolicy, Trunk
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SipTlsSettings(_Section):
+    """The engine's TLS listener (`sip.tls`): SIP over TLS, `sips:` URIs.
+
+    The certificate and key come from files (PEM; the key unencrypted, readable by the engine
+    only). `ca_file` is whom the engine trusts: the CAs of client certificates when
+    `verify_peer` is on, and of the servers it connects to over TLS (outbound calls); without
+    it, the system's CAs."""
+
+    port: int = Field(5061, ge=1, le=65535)
+    cert_file: Path  # the engine's certificate (PEM, its chain after it)
+    key_file: Path  # its private key (PEM, not encrypted)
+    ca_file: Path | None = None
+    # Incoming TLS connections must present a certificate signed by `ca_file` (mutual TLS);
+    # off: any client may connect (as HTTPS), and the trunk's allow-list or auth decides.
+    verify_peer: bool = False
+    # TLS connections the engine opens (outbound calls) check the far end's certificate and
+    # name against `ca_file` (or the system's CAs) and are dropped when it does not match.
+    verify_server: bool = True
+
+    @field_validator("cert_file", "key_file", "ca_file")
+    @classmethod
+    def _readable(cls, v: Path | None) -> Path | None:
+        if v is None:
+            return v
+        if not v.is_file():
+            raise ValueError(f"no such file: {v}")
+        if not os.access(v, os.R_OK):
+            raise ValueError(f"cannot read {v}")
+        return v.resolve()
+
+    @model_validator(mode="after")
+    def _usable(self) -> SipTlsSettings:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
+                self.cert_file, self.key_file, password=_no_password
+            )
+        except (ssl.SSLError, _EncryptedKey) as exc:
+            raise ValueError(
+                f"cert_file {self.cert_file} and key_file {self.key_file} are not a usable "
+                f"PEM certificate and its unencrypted private key: {_ssl_reason(exc)}"
+            ) from None
+        if self.ca_file is not None:
+            try:
+                ssl.create_default_context(cafile=str(self.ca_file))
+            except ssl.SSLError as exc:
+                raise ValueError(
+                    f"ca_file {self.ca_file}: not PEM CA certificates: {_ssl_reason(exc)}"
+                ) from None
+        elif self.verify_peer:
+            raise ValueError("verify_peer needs ca_file: the CAs client certificates must have")
+        return self
+
+    def trust_file(self) -> str:
+        """The CA file TLS peers are verified against: `ca_file`, else the system's bundle."""
+        if self.ca_file is not None:
+            return str(self.ca_file)
+        paths = ssl.get_default_verify_paths()
+        return paths.cafile or paths.openssl_cafile or ""
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _no_password() -> str:
+    raise _EncryptedKey("the private key is encrypted (give it unencrypted, readable by the "
+                        "engine only)")  # fmt: skip
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    return str(getattr(exc, "reason", None) or exc)
+
 
 # This build of PJSIP (the pjsua2-python wheel) is compiled with PJSUA_MAX_CALLS = 4.
 PJSUA_MAX_CALLS = 4
@@ -49,6 +136,8 @@ class SipSettings:
     # How call audio crosses into the engine: "native" (a pjmedia port in C, sip/native_port),
     # "python" (pjsua2 AudioMediaPort callbacks), "auto" (native when its self-check passes).
     media_port: str = "auto"
+    tls: SipTlsSettings | None = None  # a TLS listener (engine config `sip.tls`); None: none
+    srtp: SrtpPolicy = field(default_factory=SrtpPolicy)  # SRTP per call (`sip.srtp`, trunks)
 
     @property
     def media_port_rate(self) -> int:
@@ -94,10 +183,6 @@ class SipSettings:
 
 _ENV_PREFIX = "TELEPHONY_BOT_"
 COMMAND_VERBS = ("hangup", "transfer", "say", "inject", "originate")
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def tls_context(tls: bool, ca_file: Path | None) -> ssl.SSLContext | None:
@@ -198,7 +283,16 @@ class PricesSettings(_Section):
         return v
 
 
+class SipSection(_Section):
+    """SIP settings beyond the command line's: TLS and SRTP."""
+
+    tls: SipTlsSettings | None = None  # None: no TLS listener
+    srtp: SrtpMode = "off"  # calls of no trunk, and trunks that set no `srtp`
+
+
 class EngineSettings(_Section):
+    sip: SipSection = SipSection()
+    trunks: dict[str, Trunk] = {}
     mqtt: MqttSettings | None = None  # None: no MQTT events or commands
     cdr: CdrSettings = CdrSettings()
     admin: AdminSettings = AdminSettings()
@@ -216,10 +310,17 @@ class EngineSettings(_Section):
             "admin": f"{self.admin.host}:{self.admin.port}" if self.admin.port else "off",
             "outbound": self.outbound.trunk or "off",
             "prices": str(self.prices.file) if self.prices.file else "shipped",
+            "sip_tls": f"port {self.sip.tls.port}" if self.sip.tls else "off",
+            "srtp": self.srtp_policy().describe(),
         }
+
+    def srtp_policy(self) -> SrtpPolicy:
+        return SrtpPolicy.of(self.sip.srtp, self.trunks)
 
 
 _ENV_FIELDS: dict[str, tuple[str, ...]] = {
+    "sip": ("srtp", "tls.port", "tls.cert_file", "tls.key_file", "tls.ca_file",
+            "tls.verify_peer", "tls.verify_server"),
     "mqtt": ("host", "port", "username", "password", "tls", "ca_file", "prefix", "node",
              "keepalive", "queue", "commands"),
     "cdr": ("path",),
@@ -231,16 +332,23 @@ _LIST_FIELDS = {"commands", "allow"}
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """`{section: {field: value}}`; a dotted field (`tls.port`, variable `..._SIP_TLS_PORT`)
+    lands in a nested mapping (`{"tls": {"port": ...}}`)."""
     out: dict[str, dict[str, Any]] = {}
     for section, names in _ENV_FIELDS.items():
         for name in names:
-            value = env.get(f"{_ENV_PREFIX}{section.upper()}_{name.upper()}")
+            var = f"{_ENV_PREFIX}{section.upper()}_{name.replace('.', '_').upper()}"
+            value = env.get(var)
             if value is None:
                 continue
             parsed: Any = value
             if name in _LIST_FIELDS:
                 parsed = [x.strip() for x in value.split(",") if x.strip()]
-            out.setdefault(section, {})[name] = parsed
+            *parents, leaf = name.split(".")
+            target = out.setdefault(section, {})
+            for p in parents:
+                target = target.setdefault(p, {})
+            target[leaf] = parsed
     return out
 
 
@@ -275,13 +383,23 @@ def load_engine_settings(
             current = {}
         if not isinstance(current, dict):
             raise ConfigError(f"{where}: section {section!r} must be a mapping")
-        data[section] = {**current, **values}
+        data[section] = _merge(current, values)
     if "mqtt" in data and data["mqtt"] is None:
         data["mqtt"] = {}
     try:
         return EngineSettings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_explain(where, exc)) from None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
 
 
 def _explain(where: str, exc: ValidationError) -> str:

@@ -46,6 +46,7 @@ def media_quality(media: dict[str, int]) -> dict[str, Any]:
         "jitter_ms": round(media.get("rtp_rx_jitter_us", 0) / 1000, 2),
         "jb_lost": media.get("jb_lost", 0),
         "jb_discarded": media.get("jb_discarded", 0),
+        "srtp": bool(media.get("srtp", 0)),  # the call's audio was SRTP (encrypted)
         "frames_in": media.get("frames_in", 0),
         "frames_out": media.get("frames_out", 0),
         "underruns": media.get("underruns", 0),  # bot audio ran dry mid-reply
@@ -72,6 +73,7 @@ def build_record(
         "direction": meta.direction,
         "called": offer.called,
         "caller": offer.caller,
+        "transport": offer.transport,  # udp, tcp, tls: how the call's signaling came
         "route": meta.route,
         "plan_version": meta.plan_version,
         "provider": meta.provider,

@@ -53,6 +53,32 @@ class WorkerAddress:
 
 
 @dataclass(frozen=True)
+class FrontDoorTls:
+    """The front door's TLS listener (Kamailio `tls` module): TLS ends here, and calls go on
+    to the workers over the private transport (SRTP keys in the SDP stay on the machine
+    only when the workers are on it)."""
+
+    port: int
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None
+    verify_peer: bool = False  # clients must show a certificate signed by ca_file
+
+    def modparams(self) -> str:
+        lines = [
+            'loadmodule "tls.so"',
+            'modparam("tls", "tls_method", "TLSv1.2+")',
+            f'modparam("tls", "certificate", "{self.cert_file}")',
+            f'modparam("tls", "private_key", "{self.key_file}")',
+            f'modparam("tls", "verify_certificate", {int(self.verify_peer)})',
+            f'modparam("tls", "require_certificate", {int(self.verify_peer)})',
+        ]
+        if self.ca_file is not None:
+            lines.append(f'modparam("tls", "ca_list", "{self.ca_file}")')
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
 class FrontDoorConfig:
     """What the rendered configuration needs to know."""
 
@@ -68,6 +94,7 @@ class FrontDoorConfig:
     children: int = 2
     log_level: str = "notice"
     module_path: str = DEFAULT_MODULE_PATH
+    tls: FrontDoorTls | None = None
 
     def check(self) -> None:
         if not self.workers:
@@ -82,6 +109,18 @@ class FrontDoorConfig:
             raise ConfigError(f"log level {self.log_level!r}: one of {', '.join(_LOG_LEVELS)}")
         if self.ping_interval_s < 1 or self.fr_timer_ms < 100:
             raise ConfigError("ping interval must be >= 1 s and fr_timer >= 100 ms")
+        if self.tls is not None and self.listen_host in ("0.0.0.0", "::", ""):
+            raise ConfigError(
+                "TLS at the front door needs the address it listens on (--sip-host), not any "
+                "address: Kamailio then names it in Via and Record-Route"
+            )
+        if self.tls is not None and self.tls.port == self.listen_port:
+            raise ConfigError("the front door's TLS port must differ from its SIP port")
+        if self.tls is not None and not (Path(self.module_path) / "tls.so").exists():
+            raise ConfigError(
+                "TLS at the front door needs Kamailio's tls module (Debian package "
+                "kamailio-tls-modules; `make install` installs it)"
+            )
 
 
 def render_template(text: str, values: dict[str, str]) -> str:
@@ -109,7 +148,11 @@ def render_cfg(cfg: FrontDoorConfig, list_file: Path | None = None) -> str:
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         listen = "\n".join(f"listen={t}:{host}:{cfg.listen_port}" for t in cfg.transports)
-    if "tcp" not in cfg.transports:
+    tls = "# no TLS listener (engine config sip.tls)"
+    if cfg.tls is not None:
+        listen += f"\nlisten=tls:{host}:{cfg.tls.port}\nenable_tls=yes"
+        tls = cfg.tls.modparams()
+    elif "tcp" not in cfg.transports:
         listen += "\ndisable_tcp=yes"
     template = resources.files(__package__).joinpath(TEMPLATE).read_text()
     return render_template(
@@ -121,6 +164,7 @@ def render_cfg(cfg: FrontDoorConfig, list_file: Path | None = None) -> str:
             "list_file": str(list_file or cfg.run_dir / "dispatcher.list"),
             "module_path": cfg.module_path,
             "listen": listen,
+            "tls": tls,
             "fr_timer_ms": str(cfg.fr_timer_ms),
             "hash_expire": str(cfg.hash_expire_s),
             "ping_interval": str(cfg.ping_interval_s),

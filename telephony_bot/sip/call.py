@@ -9,6 +9,7 @@ never touches a pjsua2 object itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -31,6 +32,7 @@ from telephony_bot.media.bridge import MediaBridge
 from telephony_bot.sip.media_port import BridgePort, BridgePortPool
 from telephony_bot.sip.native_port import NativePort, NativePortPool
 from telephony_bot.sip.pythread import pin
+from telephony_bot.sip.sdp_answer import our_answer_srtp, their_answer_srtp
 
 _log = log.get("sip.call")
 T = TypeVar("T")
@@ -68,6 +70,8 @@ class PjCall(pj.Call):  # type: ignore[misc]
         self.transfer_target = ""
         self.media_stats: dict[str, int] = {}
         self.codec = ""
+        self.srtp: bool | None = None  # the SDP answer took SRTP; None: no answer yet
+        self.media_logged = False
         self.answered = False
         self.ended = False
 
@@ -96,6 +100,8 @@ class PjCall(pj.Call):  # type: ignore[misc]
             # Rejected calls (486/503/400) end here too: freeing a pjsua2 Call before its
             # DISCONNECTED state makes its destructor hang up again (and answer 500).
             self.ended = True
+            if self.srtp is not None:
+                self.media_stats["srtp"] = int(self.srtp)
             if self.port is not None:
                 self.port.bridge.close()
                 self.media_stats["bridge_callback_errors"] = self.port.callback_errors
@@ -130,6 +136,10 @@ class PjCall(pj.Call):  # type: ignore[misc]
                     self.codec = f"{si.codecName}/{si.codecClockRate}"
                 except Exception:  # noqa: BLE001
                     self.codec = "unknown"
+                if not self.media_logged:
+                    self.media_logged = True
+                    _log.info("media active", call_id=self.call_id, codec=self.codec,
+                              srtp=self.srtp)  # fmt: skip
                 if self.endpoint.settings.media_loopback:
                     am.startTransmit(am)
                 else:
@@ -141,6 +151,20 @@ class PjCall(pj.Call):  # type: ignore[misc]
                 break
         except Exception as exc:  # noqa: BLE001
             _log.error("media setup failed", call_id=self.call_id, error=str(exc))
+
+    def onCallSdpCreated(self, prm: Any) -> None:  # noqa: N802
+        pin()
+        with contextlib.suppress(Exception):
+            srtp = our_answer_srtp(prm)
+            if srtp is not None:
+                self.srtp = srtp
+
+    def onCallTsxState(self, prm: Any) -> None:  # noqa: N802
+        pin()
+        with contextlib.suppress(Exception):
+            srtp = their_answer_srtp(prm)
+            if srtp is not None:
+                self.srtp = srtp
 
     def onStreamDestroyed(self, prm: Any) -> None:  # noqa: N802
         pin()

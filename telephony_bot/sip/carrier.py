@@ -15,7 +15,7 @@ from telephony_bot.callport import CarrierCapabilities, IncomingCall
 from telephony_bot.config import SipSettings
 from telephony_bot.errors import SipError
 from telephony_bot.sip.call import SipCall
-from telephony_bot.sip.endpoint import SipEndpoint
+from telephony_bot.sip.endpoint import SipEndpoint, TrunkOf
 
 _log = log.get("sip")
 
@@ -33,14 +33,19 @@ class SipCarrier:
 
     name = "sip"
 
-    def __init__(self, settings: SipSettings, *, trunk: str = "") -> None:
+    def __init__(
+        self, settings: SipSettings, *, trunk: str = "", trunk_of: TrunkOf | None = None
+    ) -> None:
+        """`trunk_of` names the trunk of an incoming request (its SRTP mode applies)."""
         self.settings = settings
         self.trunk = trunk
+        self.trunk_of = trunk_of
         self.capabilities = CarrierCapabilities(originate=bool(trunk))
         self.endpoint: SipEndpoint | None = None
 
     async def start(self, on_call: IncomingCall) -> None:
-        self.endpoint = SipEndpoint(self.settings, asyncio.get_running_loop(), on_call)
+        loop = asyncio.get_running_loop()
+        self.endpoint = SipEndpoint(self.settings, loop, on_call, trunk_of=self.trunk_of)
         await self.endpoint.start()
 
     async def originate(self, to: str, *, caller: str, ring_timeout_s: float) -> SipCall:
@@ -82,7 +87,8 @@ class SipCarrier:
             return False, "the SIP stack is not running"
         if ep.draining:
             return False, "draining: new calls get 503"
-        return True, f"{'+'.join(s.transports)} on {s.host}:{s.port}"
+        tls = f", tls on {s.tls.port}" if s.tls else ""
+        return True, f"{'+'.join(s.transports)} on {s.host}:{s.port}{tls}"
 
     def describe(self) -> dict[str, Any]:
         s = self.settings
@@ -90,7 +96,7 @@ class SipCarrier:
         return {
             "sip_host": s.host,
             "sip_port": s.port,
-            "transports": ",".join(s.transports),
+            "transports": ",".join(s.transports) + (f",tls:{s.tls.port}" if s.tls else ""),
             "codecs": ",".join(ep.codecs) if ep is not None else "",
             "rtp_ports": f"{s.rtp_port}-{s.rtp_port + s.rtp_port_range - 1}",
             "fast_frames": ep.frames.fast if ep is not None else None,

@@ -1,8 +1,10 @@
 """`telephony-bot dial`: a real SIP caller (pjsua2) for people, tests and benches.
 
 It places one call, optionally plays a WAV file and sends RFC 4733 DTMF, records what it
-hears, and writes a report: call setup time, negotiated codec, and the energy of every
-20 ms frame received — so latency can be measured from outside the engine. Sending and
+hears, and writes a report: call setup time, negotiated codec, the signaling transport and
+whether the media was SRTP, and the energy of every 20 ms frame received — so latency can be
+measured from outside the engine. A `sips:` URI or `;transport=tls` calls over TLS (the
+server's certificate checked against `tls_ca`, or the system's CAs); `srtp` offers SRTP. Sending and
 recording share one media port on one clock, so `play_start_ms` and the received frame
 timeline are on the same time axis.
 
@@ -18,6 +20,7 @@ import ipaddress
 import json
 import math
 import re
+import ssl
 import time
 import wave
 from dataclasses import dataclass
@@ -30,7 +33,9 @@ import pjsua2 as pj
 from telephony_bot.errors import ConfigError
 from telephony_bot.sip import framebuf
 from telephony_bot.sip.endpoint_config import (
+    SRTP_USE,
     EndpointConfig,
+    TlsTransport,
     account_config,
     init_endpoint,
     listen,
@@ -38,6 +43,7 @@ from telephony_bot.sip.endpoint_config import (
 )
 from telephony_bot.sip.media_port import audio_format
 from telephony_bot.sip.pythread import pin
+from telephony_bot.sip.sdp_answer import their_answer_srtp
 
 FRAME_MS = 20
 SILENCE_DBFS = -50.0
@@ -63,10 +69,43 @@ class DialOptions:
     say: tuple[str, ...] = ()  # WAVs to say in turn, each after the far end spoke and paused
     turn_gap: float = 1.0  # seconds of silence that end the far end's turn
     refuse_transfer: int = 0  # answer a REFER with this status (4xx-6xx) instead of following it
+    srtp: str = "off"  # off | optional | mandatory: what SRTP (SDES) the call offers
+    tls_ca: str | None = None  # CAs the server's certificate must chain to (default: system)
+    tls_verify: bool = True  # False: accept any server certificate (tests, self-signed labs)
+    tls_cert: str | None = None  # a client certificate, for servers that ask for one
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.refuse_transfer and not 400 <= self.refuse_transfer <= 699:
             raise ConfigError(f"--refuse-transfer: a 4xx-6xx status, not {self.refuse_transfer}")
+        if self.srtp not in SRTP_USE:
+            raise ConfigError(f"--srtp: off, optional or mandatory, not {self.srtp!r}")
+        for flag, path in (("--tls-ca", self.tls_ca), ("--tls-cert", self.tls_cert),
+                           ("--tls-key", self.tls_key)):  # fmt: skip
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"{flag} {path}: no such file")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together")
+
+    @property
+    def transport(self) -> str:
+        """The signaling transport the URI asks for: tls (`sips:`, `;transport=tls`), tcp, udp."""
+        uri = self.uri.lower()
+        if uri.startswith("sips:") or "transport=tls" in uri:
+            return "tls"
+        return "tcp" if "transport=tcp" in uri else "udp"
+
+    def tls_transport(self) -> TlsTransport:
+        ca = self.tls_ca
+        if ca is None and self.tls_verify:
+            paths = ssl.get_default_verify_paths()
+            ca = paths.cafile or paths.openssl_cafile or ""
+        return TlsTransport(
+            cert_file=self.tls_cert or "",
+            key_file=self.tls_key or "",
+            ca_file=ca or "",
+            verify_server=self.tls_verify,
+        )
 
 
 def read_wav(path: str, rate: int) -> bytes:
@@ -188,6 +227,7 @@ class _Call(pj.Call):  # type: ignore[misc]
         self.status = 0
         self.reason = ""
         self.codec = ""
+        self.srtp: bool | None = None  # the SDP answer took SRTP; None: no answer
         self.rtp: dict[str, int] = {}
         self.connected = False
 
@@ -216,6 +256,13 @@ class _Call(pj.Call):  # type: ignore[misc]
                     self.port.startTransmit(am)
                     self.connected = True
 
+    def onCallTsxState(self, prm: Any) -> None:  # noqa: N802
+        pin()
+        with contextlib.suppress(Exception):
+            srtp = their_answer_srtp(prm)
+            if srtp is not None:
+                self.srtp = srtp
+
     def onDtmfDigit(self, prm: Any) -> None:  # noqa: N802
         pin()
         self.dtmf_received += str(prm.digit)
@@ -242,6 +289,31 @@ class _Call(pj.Call):  # type: ignore[misc]
                 "rx_jitter_us": int(st.rtcp.rxStat.jitterUsec.mean),
             }
         except Exception:  # noqa: BLE001
+            pass
+
+
+class _Endpoint(pj.Endpoint):  # type: ignore[misc]
+    """Keeps what the TLS connection's handshake said (protocol, cipher, certificate check)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tls: dict[str, Any] | None = None
+
+    def onTransportState(self, prm: Any) -> None:  # noqa: N802
+        pin()
+        try:
+            ti = prm.tlsInfo
+            if ti.isEmpty() or not ti.established and ti.verifyStatus == 0:
+                return
+            verified = int(ti.verifyStatus) == 0
+            self.tls = {
+                "established": bool(ti.established) and prm.state == pj.PJSIP_TP_STATE_CONNECTED,
+                "cipher": str(ti.cipherName),
+                "verified": verified,
+                "verify_errors": [] if verified else [str(m) for m in ti.verifyMsgs],
+                "peer": str(ti.remoteCertInfo.subjectCn),
+            }
+        except Exception:  # noqa: BLE001 - the report says less, the call goes on
             pass
 
 
@@ -292,7 +364,7 @@ def dial(opts: DialOptions) -> dict[str, Any]:
     for path in opts.say:
         if not Path(path).is_file():
             raise ConfigError(f"--say {path}: no such file")
-    ep = new_endpoint()
+    ep = new_endpoint(_Endpoint)
     objs: dict[str, Any] = {}
     try:
         return _dial(ep, opts, local, play, objs)
@@ -334,13 +406,14 @@ def _dial(
         user_agent="telephony-bot-dial", clock_rate=opts.rate, codecs=[opts.codec], log_level=1
     )
     init_endpoint(ep, config)
-    tcp = "transport=tcp" in opts.uri.lower()
-    listen(ep, "tcp" if tcp else "udp", local, opts.local_port)
+    kind = opts.transport
+    listen(ep, kind, local, opts.local_port, opts.tls_transport() if kind == "tls" else None)
     ep.libStart()
 
-    id_uri = f"sip:{opts.from_user}@{local if local != '0.0.0.0' else '127.0.0.1'}"
+    scheme = "sips" if opts.uri.lower().startswith("sips:") else "sip"  # sips: Contact too
+    id_uri = f"{scheme}:{opts.from_user}@{local if local != '0.0.0.0' else '127.0.0.1'}"
     acc = objs["acc"] = pj.Account()
-    acc.create(account_config(id_uri, local, opts.rtp_port))
+    acc.create(account_config(id_uri, local, opts.rtp_port, srtp=opts.srtp))
 
     port = objs["port"] = _Port(opts.rate, play, int(opts.play_at * 1000) // FRAME_MS)
     port.createPort("dial", audio_format(opts.rate))
@@ -397,6 +470,9 @@ def _dial(
         "reason": call.reason,
         "setup_ms": round((call.confirmed_at - t0) * 1000, 1) if call.confirmed_at else None,
         "codec": call.codec,
+        "transport": kind,
+        "tls": ep.tls if kind == "tls" else None,  # the handshake: protocol, cipher, checks
+        "srtp": call.srtp,  # None: no audio was negotiated
         "rate": opts.rate,
         "ended_by": ended_by,
         "duration_ms": len(port.rx) * FRAME_MS,

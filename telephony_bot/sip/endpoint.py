@@ -30,6 +30,7 @@ from telephony_bot.sip.call import PjCall, SipCall, _op
 from telephony_bot.sip.endpoint_config import (
     ANY_HOST,
     EndpointConfig,
+    TlsTransport,
     account_config,
     init_endpoint,
     listen,
@@ -39,9 +40,12 @@ from telephony_bot.sip.media_port import BridgePortPool
 from telephony_bot.sip.native_port import NativePortPool
 from telephony_bot.sip.pjlog import PjLogWriter
 from telephony_bot.sip.pythread import pin
-from telephony_bot.sip.sipmsg import parse_request, uri_user
+from telephony_bot.sip.sipmsg import parse_request, uri_user, via_transport
 
 T = TypeVar("T")
+# The trunk an incoming request belongs to, from its source address ("IP:port") and its
+# whole message; None: no trunk (the engine's defaults apply).
+TrunkOf = Callable[[str, str], str | None]
 _log = log.get("sip")
 
 _FORWARDED_HEADERS = ("User-Agent", "Diversion", "P-Asserted-Identity", "Referred-By")
@@ -57,14 +61,35 @@ class SipAccount(pj.Account):  # type: ignore[misc]
         self.endpoint._incoming(self, prm)
 
 
+class _Endpoint(pj.Endpoint):  # type: ignore[misc]
+    """The pjsua2 Endpoint, with the account choice for incoming requests handed to `select`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.select: Callable[[Any, int], int] | None = None
+
+    def onSelectAccount(self, prm: Any) -> None:  # noqa: N802
+        pin()
+        if self.select is None:
+            return
+        try:
+            prm.accountIndex = self.select(prm.rdata, int(prm.accountIndex))
+        except Exception as exc:  # noqa: BLE001 - PJSIP's own choice stands
+            _log.error("account selection failed", error=str(exc))
+
+
 class SipEndpoint:
     def __init__(
         self,
         settings: SipSettings,
         loop: asyncio.AbstractEventLoop,
         on_call: Callable[[SipCall], None],
+        trunk_of: TrunkOf | None = None,
     ) -> None:
+        """`trunk_of` tells which trunk an incoming call belongs to, so it gets that trunk's
+        SRTP mode (`settings.srtp`); without it every call gets the default mode."""
         self.settings = settings
+        self.trunk_of = trunk_of
         self.loop = loop
         self.on_call = on_call
         self.frames = framebuf.select()
@@ -78,8 +103,12 @@ class SipEndpoint:
         self._lock = threading.Lock()
         self._calls: dict[int, PjCall] = {}  # every live pjsua2 call, by object id
         self._ep: Any = None
-        self._account: SipAccount | None = None
-        self._out_accounts: dict[str, SipAccount] = {}  # per caller id, for outbound calls
+        self._account: SipAccount | None = None  # the default: calls of the default SRTP mode
+        # One account per SRTP mode a call can get: PJSIP decides SRTP (and answers 488 to an
+        # offer the mode refuses) per account, before the call reaches the engine.
+        self._mode_accounts: dict[str, SipAccount] = {}
+        # per caller id and sips-ness, for outbound calls
+        self._out_accounts: dict[tuple[str, bool], SipAccount] = {}
         self._log_writer: PjLogWriter | None = None
         self.codecs: list[str] = []
         self.ports: BridgePortPool | NativePortPool = self._port_pool()
@@ -199,7 +228,7 @@ class SipEndpoint:
 
     def _create(self) -> None:
         s = self.settings
-        self._ep = ep = new_endpoint()
+        self._ep = ep = new_endpoint(_Endpoint)
         self._log_writer = PjLogWriter(s.max_calls)
         self.codecs = init_endpoint(
             ep,
@@ -214,6 +243,8 @@ class SipEndpoint:
         )
         for kind in s.transports:
             listen(ep, kind, s.host, s.port)
+        if s.tls is not None:
+            listen(ep, "tls", s.host, s.tls.port, _tls_transport(s))
         ep.libStart()
         self.ports.fill(s.max_calls + 2)  # spare ports cover calls still being released
         _log.info(
@@ -223,9 +254,25 @@ class SipEndpoint:
             ports=self.ports.size,
         )
 
-        acc = SipAccount(self)
-        acc.create(self._account_config("bot"), True)
-        self._account = acc
+        policy = s.srtp
+        for mode in policy.modes:
+            acc = SipAccount(self)
+            cfg = self._account_config("bot", mode, secure=s.tls is not None)
+            acc.create(cfg, mode == policy.default)
+            self._mode_accounts[mode] = acc
+        self._account = self._mode_accounts[policy.default]
+        if len(self._mode_accounts) > 1:
+            ep.select = self._select_account
+
+    def _select_account(self, rdata: Any, chosen: int) -> int:
+        """PJSIP thread: the account of the SRTP mode of the request's trunk. PJSIP's own
+        choice stands for a request it gave to an account not ours to choose among (one a
+        registration brought in)."""
+        ours = {acc.getId(): acc for acc in self._mode_accounts.values()}
+        if chosen not in ours or self.trunk_of is None:
+            return chosen
+        trunk = self.trunk_of(str(rdata.srcAddress), str(rdata.wholeMsg))
+        return int(self._mode_accounts[self.settings.srtp.mode_for(trunk)].getId())
 
     def _destroy(self) -> None:
         ep = self._ep
@@ -261,14 +308,13 @@ class SipEndpoint:
             c.port = None
         del calls
         self.ports.destroy()
-        for acc in [*self._out_accounts.values(), self._account]:
-            if acc is None:
-                continue
+        for acc in [*self._out_accounts.values(), *self._mode_accounts.values()]:
             try:
                 acc.shutdown()
             except Exception:  # noqa: BLE001
                 pass
         self._out_accounts.clear()
+        self._mode_accounts.clear()
         self._account = None
         try:
             ep.libDestroy()
@@ -289,14 +335,15 @@ class SipEndpoint:
                 active = sum(1 for c in self._calls.values() if not c.ended and c.facade)
             if active >= self.settings.max_calls:
                 raise SipError(f"the worker is full ({active} of {self.settings.max_calls} calls)")
-            account = self._account_for(caller)
+            secure = uri.lower().startswith("sips:")
+            account = self._account_for(caller, secure)
             pjcall = PjCall(self, account, pj.PJSUA_INVALID_ID)
             offer = CallOffered(
                 call_id=uuid.uuid4().hex[:16],
                 sip_call_id="",
                 called=called,
                 caller=caller,
-                from_uri=self._id_uri(caller),
+                from_uri=self._id_uri(caller, secure),
                 to_uri=uri,
                 source="",
             )
@@ -316,26 +363,33 @@ class SipEndpoint:
 
         return await self.run(on_owner)
 
-    def _id_uri(self, user: str) -> str:
+    def _id_uri(self, user: str, secure: bool = False) -> str:
+        """`sip:user@host:port`, or with `secure` (TLS listening) `sips:user@host:tls-port`:
+        an account whose identity is `sips:` puts `sips:` Contacts in the dialogs that need
+        them (a `sips:` call), and `sip:` ones in all others."""
         s = self.settings
         host = s.host if s.host not in ANY_HOST else "127.0.0.1"
+        if secure and s.tls is not None:
+            return f"sips:{user}@{host}:{s.tls.port}"
         return f"sip:{user}@{host}:{s.port}"
 
-    def _account_config(self, user: str) -> Any:
+    def _account_config(self, user: str, srtp: str | None = None, secure: bool = False) -> Any:
         s = self.settings
-        return account_config(self._id_uri(user), s.host, s.rtp_port, s.rtp_port_range)
+        mode = srtp or s.srtp.default
+        uri = self._id_uri(user, secure)
+        return account_config(uri, s.host, s.rtp_port, s.rtp_port_range, mode)
 
-    def _account_for(self, user: str) -> SipAccount:
+    def _account_for(self, user: str, secure: bool = False) -> SipAccount:
         """An account whose identity (From) is `user` (owner thread; kept until shutdown)."""
         if user == "bot" and self._account is not None:
-            return self._account
-        acc = self._out_accounts.get(user)
+            return self._account  # sips: when TLS listens, which serves both kinds of call
+        acc = self._out_accounts.get((user, secure))
         if acc is None:
             if len(self._out_accounts) >= 32:
                 raise SipError("too many distinct caller ids for outbound calls (32)")
             acc = SipAccount(self)
-            acc.create(self._account_config(user), False)
-            self._out_accounts[user] = acc
+            acc.create(self._account_config(user, secure=secure), False)
+            self._out_accounts[(user, secure)] = acc
         return acc
 
     # ---- incoming calls (PJSIP thread) ----
@@ -373,6 +427,8 @@ class SipEndpoint:
             called=offer.called,
             caller=offer.caller,
             source=offer.source,
+            transport=offer.transport,
+            srtp=self._mode_of(account),
             sip_call_id=offer.sip_call_id,
         )
         try:
@@ -396,4 +452,20 @@ class SipEndpoint:
             to_uri=to_hdr,
             source=str(rdata.srcAddress),
             headers=headers,
+            transport=via_transport(req.headers.get("Via", "")),
         )
+
+    def _mode_of(self, account: SipAccount) -> str:
+        return next((m for m, a in self._mode_accounts.items() if a is account), "?")
+
+
+def _tls_transport(s: SipSettings) -> TlsTransport:
+    tls = s.tls
+    assert tls is not None
+    return TlsTransport(
+        cert_file=str(tls.cert_file),
+        key_file=str(tls.key_file),
+        ca_file=tls.trust_file(),
+        verify_server=tls.verify_server,
+        verify_client=tls.verify_peer,
+    )

@@ -1,6 +1,6 @@
 """How a pjsua2 Endpoint is set up here, shared by the engine (`sip.endpoint`) and the
 caller (`sip.dial`): library creation, threads, logging, the media clock, codec priorities,
-SIP transports and the accounts' RTP settings.
+SIP transports (UDP, TCP, TLS) and the accounts' RTP and SRTP settings.
 
 PJSIP runs one worker thread of its own (threadCnt = 1, callbacks on any thread); there is
 no sound device (the null device drives pjmedia's clock); media runs mono with no VAD and
@@ -21,6 +21,27 @@ from telephony_bot.sip.pjlog import quiet_stdout
 
 ANY_HOST = ("0.0.0.0", "::")
 
+# TLS 1.2 and 1.3 only (PJSIP's default also allows 1.0 and 1.1)
+TLS_PROTOCOLS = pj.PJ_SSL_SOCK_PROTO_TLS1_2 | pj.PJ_SSL_SOCK_PROTO_TLS1_3
+
+SRTP_USE = {
+    "off": pj.PJMEDIA_SRTP_DISABLED,
+    "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+    "mandatory": pj.PJMEDIA_SRTP_MANDATORY,
+}
+
+
+@dataclass(frozen=True)
+class TlsTransport:
+    """A TLS transport's files and checks. One transport serves both directions: it listens
+    (presenting `cert_file`) and opens the TLS connections of outgoing requests."""
+
+    cert_file: str = ""  # "" : no certificate (a client that is never asked for one)
+    key_file: str = ""
+    ca_file: str = ""  # PEM CAs peers are verified against
+    verify_server: bool = False  # connections we open: drop a server whose cert fails
+    verify_client: bool = False  # connections we accept: require a client cert that passes
+
 
 @dataclass(frozen=True)
 class EndpointConfig:
@@ -32,9 +53,10 @@ class EndpointConfig:
     max_calls: int | None = None  # None: PJSUA's default
 
 
-def new_endpoint() -> Any:
-    """A created (`libCreate`) pjsua2 Endpoint, quiet on stdout; `init_endpoint` next."""
-    ep = pj.Endpoint()
+def new_endpoint(cls: type[Any] = pj.Endpoint) -> Any:
+    """A created (`libCreate`) pjsua2 Endpoint (`cls`: a subclass with callbacks), quiet on
+    stdout; `init_endpoint` next."""
+    ep = cls()
     with quiet_stdout():
         ep.libCreate()
     return ep
@@ -64,24 +86,62 @@ def init_endpoint(ep: Any, c: EndpointConfig) -> list[str]:
     return codecs.apply_order(ep, c.codecs)
 
 
-def listen(ep: Any, kind: str, host: str, port: int) -> None:
-    """A SIP transport ("udp" or "tcp") on `host:port` (bound there unless `host` is any)."""
+def listen(ep: Any, kind: str, host: str, port: int, tls: TlsTransport | None = None) -> int:
+    """A SIP transport ("udp", "tcp" or "tls" with `tls`) on `host:port` (bound there unless
+    `host` is any); returns its transport id."""
     tcfg = pj.TransportConfig()
     tcfg.port = port
     if host not in ANY_HOST:
         tcfg.boundAddress = host
         tcfg.publicAddress = host
-    ttype = pj.PJSIP_TRANSPORT_UDP if kind == "udp" else pj.PJSIP_TRANSPORT_TCP
+    ttype = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP}.get(kind)
+    if kind == "tls":
+        if tls is None:
+            raise SipError("a TLS transport needs its TLS settings")
+        ttype = pj.PJSIP_TRANSPORT_TLS
+        _tls_config(tcfg.tlsConfig, tls)
+    if ttype is None:
+        raise SipError(f"unknown SIP transport {kind!r}")
     try:
-        ep.transportCreate(ttype, tcfg)
+        return int(ep.transportCreate(ttype, tcfg))
     except pj.Error as exc:
         raise SipError(f"cannot listen for SIP on {kind} {host}:{port}: {exc.info()}") from None
 
 
-def account_config(id_uri: str, host: str, rtp_port: int, rtp_port_range: int | None = None) -> Any:
-    """An AccountConfig for `id_uri` whose RTP binds `host` (unless any) from `rtp_port`."""
+def _tls_config(c: Any, tls: TlsTransport) -> None:
+    c.certFile = tls.cert_file
+    c.privKeyFile = tls.key_file
+    c.CaListFile = tls.ca_file
+    c.proto = TLS_PROTOCOLS
+    c.verifyServer = tls.verify_server
+    c.verifyClient = tls.verify_client
+    c.requireClientCert = tls.verify_client
+    c.msecTimeout = 5000  # a TLS handshake that has not finished by then fails
+
+
+def account_config(
+    id_uri: str,
+    host: str,
+    rtp_port: int,
+    rtp_port_range: int | None = None,
+    srtp: str = "off",
+) -> Any:
+    """An AccountConfig for `id_uri` whose RTP binds `host` (unless any) from `rtp_port`, with
+    SRTP `srtp` (off | optional | mandatory; SDES keys in the SDP).
+
+    PJSIP would by default refuse SRTP unless the signaling is TLS (`srtpSecureSignaling`
+    1): that refuses every plain-UDP call of an `optional` trunk, and every call a front door
+    hands over on loopback. Here SRTP is decided by the mode alone; whether the keys travel
+    protected is the signaling transport's business (TLS: `sips:` or `;transport=tls`)."""
     acfg = pj.AccountConfig()
     acfg.idUri = id_uri
+    mc = acfg.mediaConfig
+    mc.srtpUse = SRTP_USE[srtp]
+    mc.srtpSecureSignaling = 0
+    if srtp != "off":
+        opt = pj.SrtpOpt()
+        opt.keyings = pj.IntVector([pj.PJMEDIA_SRTP_KEYING_SDES])  # keys in the SDP (a=crypto)
+        mc.srtpOpt = opt
     acfg.mediaConfig.transportConfig.port = rtp_port
     if rtp_port_range is not None:
         acfg.mediaConfig.transportConfig.portRange = rtp_port_range

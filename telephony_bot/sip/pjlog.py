@@ -2,6 +2,7 @@
 
 PJSIP rejects a call beyond its compile-time call limit before the application sees it;
 that line is raised to a warning that says why, so an operator knows a worker was full.
+SRTP keys in the SDP of logged messages are masked.
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ import pjsua2 as pj
 
 from telephony_bot import log
 from telephony_bot.sip.pythread import pin
+from telephony_bot.sip.sipmsg import mask_sdes_keys
 
 _log = log.get("pjsip")
+
+
+# Lines PJSIP logs as warnings on the normal path: a TLS peer closing its connection
+_BENIGN = ("[SSL_ERROR_ZERO_RETURN]",)
 
 
 class PjLogWriter(pj.LogWriter):  # type: ignore[misc]
@@ -28,13 +34,15 @@ class PjLogWriter(pj.LogWriter):  # type: ignore[misc]
     def write(self, entry: Any) -> None:
         pin()
         try:
-            msg = str(entry.msg).rstrip()
+            msg = mask_sdes_keys(str(entry.msg).rstrip())
             if "too many calls" in msg:
                 _log.warning(
                     "call rejected with 486: worker is full",
                     max_calls=self.max_calls,
                     detail=msg.strip(),
                 )
+            elif any(b in msg for b in _BENIGN):
+                _log.debug("pjsip", msg=msg.strip())
             elif entry.level <= 1:
                 _log.error("pjsip", msg=msg.strip())
             elif entry.level == 2:

@@ -56,3 +56,33 @@ def parse_request(raw: str) -> RequestSummary:
             headers[canon] = value.strip()
         last = canon
     return RequestSummary(method=method, request_uri=request_uri, headers=headers)
+
+
+_VIA = re.compile(r"^\s*SIP\s*/\s*2\.0\s*/\s*(?P<transport>[A-Za-z]+)", re.IGNORECASE)
+
+
+def via_transport(via: str) -> str:
+    """The transport of a (top) Via header, lower case: `SIP/2.0/TLS host;...` → tls."""
+    m = _VIA.match(via)
+    return m.group("transport").lower() if m else ""
+
+
+_SDES_KEY = re.compile(r"(inline:)[A-Za-z0-9+/=]+")
+
+
+def mask_sdes_keys(text: str) -> str:
+    """SRTP master keys in SDP (`a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:KEY|2^20`) masked:
+    anyone holding one can decrypt the call's audio."""
+    return _SDES_KEY.sub(r"\1****", text)
+
+
+def sdp_has_crypto(sdp: str) -> bool:
+    """An audio stream of this SDP (not refused with port 0) carries an SDES `a=crypto` line."""
+    audio = False
+    for line in sdp.replace("\r\n", "\n").split("\n"):
+        if line.startswith("m="):
+            parts = line[2:].split()
+            audio = len(parts) > 1 and parts[0] == "audio" and parts[1] != "0"
+        elif audio and line.startswith("a=crypto:"):
+            return True
+    return False

@@ -1,5 +1,6 @@
 """A throwaway certificate authority and a server certificate for 127.0.0.1 (openssl CLI),
-for tests of TLS peers (a Mosquitto TLS listener) that a client verifies with `ca_file`."""
+for tests of TLS peers (a Mosquitto TLS listener, the engine's SIP TLS listener) that a client
+verifies with `ca_file`; and client certificates from the same CA (mutual TLS)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,15 @@ def make_server_certs(directory: Path, ip: str = "127.0.0.1") -> TlsFiles:
     _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
              "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
     return TlsFiles(ca, cert, key)
+
+
+def make_client_cert(files: TlsFiles, name: str = "client") -> tuple[Path, Path]:
+    """(certificate, key) of a client, signed by the CA of `files` (made by make_server_certs)."""
+    directory = files.ca.parent
+    cert, key, csr = directory / f"{name}.pem", directory / f"{name}.key", directory / f"{name}.csr"
+    ca_key = directory / "ca.key"
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+             "-keyout", str(key), "-out", str(csr))  # fmt: skip
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(files.ca), "-CAkey", str(ca_key),
+             "-CAcreateserial", "-days", "2", "-out", str(cert))  # fmt: skip
+    return cert, key

@@ -176,12 +176,19 @@ def running(tmp: Path, command: str = "worker", *args: str, **kw: Any) -> Iterat
 
 
 def dial(
-    tmp: Path, port: int, *args: str, name: str = "dial", user: str = "100", params: str = ""
+    tmp: Path,
+    port: int,
+    *args: str,
+    name: str = "dial",
+    user: str = "100",
+    params: str = "",
+    scheme: str = "sip",
 ) -> dict[str, Any]:
     """Run `telephony-bot dial` against the engine and return its JSON report."""
     report = tmp / f"{name}.json"
+    uri = f"{scheme}:{user}@127.0.0.1:{port}{params}"
     res = subprocess.run(
-        cli("dial", f"sip:{user}@127.0.0.1:{port}{params}", "--report", str(report), *args),
+        cli("dial", uri, "--report", str(report), *args),
         capture_output=True,
         timeout=120,
         cwd=REPO,
