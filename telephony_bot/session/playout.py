@@ -26,7 +26,10 @@ from telephony_bot.session.turns import (
 
 _log = log.get("session")
 
-HANGUP_TAIL_S = 0.5  # after the last frame of a goodbye leaves, before the BYE
+# After the last frame of a goodbye leaves, before the BYE: the far end plays what its jitter
+# buffer holds (100-300 ms on a busy path; more on a loaded softphone, as on a busy test
+# machine where 0.5 s clipped the last word about one call in seven)
+HANGUP_TAIL_S = 0.8
 
 
 class Playout:
