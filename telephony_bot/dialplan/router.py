@@ -268,6 +268,8 @@ def effective(plan: Dialplan, route: Route | None) -> EffectiveRoute:
         return getattr(route, name) if _set(route, name) else getattr(d, name)
 
     chosen = pick("provider")
+    if chosen is None:  # the loader refuses such plans; a plan built in code may lack it
+        raise KeyError(f"route {route.name if route else '(defaults)'!r} names no provider")
     names = [str(p) for p in chosen] if isinstance(chosen, list) else [str(chosen)]
     provider_name, provider = names[0], provider_def(plan, names[0])
     fallbacks = tuple((n, provider_def(plan, n)) for n in names[1:])

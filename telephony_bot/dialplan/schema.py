@@ -41,7 +41,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import core_schema
+from pydantic_core import PydanticCustomError, core_schema
 
 from telephony_bot import keypad, transfer_target
 from telephony_bot.dialplan.flow import Flow
@@ -63,6 +63,7 @@ _NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$"
 _TOOL_NAME = r"^[A-Za-z0-9_\-]{1,64}$"  # what realtime APIs accept as a function name
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 _PREFIX = re.compile(r"^\+[0-9]{0,15}$")
+UNSET_ENV = "unset_env"  # the error type of a ${VAR} whose variable is not set
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PYTHON_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
@@ -124,9 +125,15 @@ class EnvText:
         env: Mapping[str, str] = ctx.get("env", os.environ)
         missing = [n for n in dict.fromkeys(_ENV_REF.findall(value)) if n not in env]
         if missing:
-            names = ", ".join(missing)
-            verb = "is" if len(missing) == 1 else "are"
-            raise ValueError(f"environment variable {names} {verb} not set")
+            raise PydanticCustomError(
+                UNSET_ENV,
+                "environment variable {names} {verb} not set",
+                {
+                    "names": ", ".join(missing),
+                    "verb": "is" if len(missing) == 1 else "are",
+                    "unset": tuple(missing),
+                },
+            )
         return cls(value, _ENV_REF.sub(lambda m: env[m.group(1)], value))
 
     @classmethod
@@ -669,7 +676,9 @@ ProviderChoice = str | Annotated[list[str], Field(min_length=1, max_length=4)]
 class Defaults(_Strict):
     """Settings for every call; a route overrides each field it sets."""
 
-    provider: ProviderChoice = "echo"  # names under providers:, or echo | local | openai
+    # names under providers:, or echo | local | openai. No default: a plan names the
+    # provider its calls get (here, or on each route) - never an implicit echo.
+    provider: ProviderChoice | None = None
     echo_delay_ms: int = Field(default=0, ge=0, le=5000)
     max_call_seconds: float = Field(default=0, ge=0)
     idle_seconds: float = Field(default=0, ge=0)

@@ -59,7 +59,8 @@ def test_existing_defaults_fields_still_work() -> None:
     assert d.provider == "openai" and d.openai.api_key_env == "K" and d.openai.azure is None
     assert plan.tools["lookup"].python == "tests.support.tools:slow_lookup"
     assert plan.tools["lookup"].kind == "python" and plan.tools["lookup"].timeout_s == 8.0
-    assert Defaults().provider == "echo" and Dialplan().routes == []
+    # no provider unless the plan names one: never an implicit echo (the loader refuses)
+    assert Defaults().provider is None and Dialplan().routes == []
 
 
 # ---------- match patterns ----------
