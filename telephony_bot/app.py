@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from telephony_bot import price_table
@@ -21,6 +22,7 @@ from telephony_bot.session.usage import CallPrices
 from telephony_bot.tools.base import Tool
 from telephony_bot.tools.builtin import hangup_tool, send_dtmf_tool, transfer_tool
 from telephony_bot.tools.python import python_tool
+from telephony_bot.transfer_target import TransferRules
 
 LOCAL_ENGINE_PORT = 8765
 LOCAL_ENGINE_URL = f"ws://127.0.0.1:{LOCAL_ENGINE_PORT}/v1"
@@ -207,6 +209,8 @@ def for_route(
         prewarm_max_wait_ms=route.prewarm_max_wait_ms,
         fallbacks=fallbacks,
         prices=call_prices,
+        # the numbers outbound.allow permits come from the engine config (the worker's)
+        transfers=TransferRules(MappingProxyType(targets), route=route.name),
     )
     limits = CallLimits(max_call_seconds=route.max_call_seconds, idle_seconds=route.idle_seconds)
     return CallSetup(provider, config, options, limits, route.name, plan_version)

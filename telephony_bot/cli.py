@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--max-calls", type=int, default=4)
     worker.add_argument("--mqtt-node", help="MQTT node name of this worker (default: mqtt.node)")
     worker.add_argument(
+        "--node-workers",
+        type=int,
+        default=1,
+        help="workers of this node sharing its outbound.max_per_minute (serve sets it)",
+    )
+    worker.add_argument(
         "--no-admin", action="store_true", help="no admin API even if the config has a port"
     )
     worker.add_argument(
@@ -461,6 +467,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         provider_override=args.provider,
         engine=engine,
         prewarm=not args.no_prewarm,
+        node_workers=args.node_workers,
     )
     asyncio.run(serve_worker(worker))
     return EXIT_OK
@@ -522,6 +529,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "--grace", str(args.grace),
             "--port-rate", str(args.port_rate),
             "--media-port", args.media_port,
+            "--node-workers", str(args.workers),
         ]  # fmt: skip
         if args.no_prewarm:
             argv.append("--no-prewarm")

@@ -176,6 +176,9 @@ class OutboundSettings(_Section):
     allow: tuple[str, ...] = ()  # number patterns: exact, or with * and ? wildcards
     route: str | None = None  # dialplan route when the command names none
     ring_timeout_s: float = Field(30.0, gt=0, le=300)
+    # at most this many originated calls in any minute on this node (`serve` splits it
+    # evenly over its workers, at least one each); a command over it is refused
+    max_per_minute: int = Field(30, ge=1, le=100_000)
 
     @field_validator("trunk")
     @classmethod
@@ -224,7 +227,7 @@ _ENV_FIELDS: dict[str, tuple[str, ...]] = {
              "keepalive", "queue", "commands"),
     "cdr": ("path",),
     "admin": ("host", "port", "token"),
-    "outbound": ("trunk", "from_user", "allow", "route", "ring_timeout_s"),
+    "outbound": ("trunk", "from_user", "allow", "route", "ring_timeout_s", "max_per_minute"),
     "prices": ("file",),
 }  # fmt: skip
 _LIST_FIELDS = {"commands", "allow"}

@@ -14,6 +14,8 @@ Event types (`Event.type`) and their `data`:
 - `tool.called`       tool, tool_call_id, arguments
 - `tool.result`       tool, tool_call_id, ok, duration_ms, error
 - `transfer.started`  target;  `transfer.completed` / `transfer.failed`  target, status, reason
+- `transfer.refused`  target, by, reason: a target the call's transfer rules do not allow
+                      (no REFER was sent)
 - `dtmf`              digit, method (every key as it is pressed)
 - `dtmf.input`        digits, terminator, ended ("terminator" | "timeout" | "max_digits"),
                       to_model: one burst of keys, as the model is told of it (session/dtmf.py)
@@ -47,6 +49,7 @@ EVENT_TYPES = frozenset(
         "transfer.started",
         "transfer.completed",
         "transfer.failed",
+        "transfer.refused",
         "dtmf",
         "dtmf.input",
         "provider.error",

@@ -11,6 +11,7 @@ from telephony_bot.session.stall import StallSettings
 from telephony_bot.session.turns import BargeInSettings
 from telephony_bot.session.usage import CallPrices
 from telephony_bot.tools.base import Tool
+from telephony_bot.transfer_target import TransferRules
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class SessionOptions:
     fallbacks: tuple[Fallback, ...] = ()
     # The caller's key presses: bursts given to the model (see session/dtmf.py).
     dtmf: DtmfSettings = field(default_factory=DtmfSettings)
+    # Where the call may be transferred, whoever asks: the route's named targets, and
+    # numbers the engine's outbound.allow matches (set by the worker).
+    transfers: TransferRules = field(default_factory=TransferRules)
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,11 @@ function onEvent(ev) {
       if (card) addLine(card, "note", `transferring to ${ev.target}`, { key: `xfer|${ev.target}|${ev.ts}` });
       break;
     }
+    case "transfer.refused": {
+      const card = cards.get(id);
+      if (card) addLine(card, "note", `transfer refused: ${ev.target}`, { key: `xferr|${ev.ts}` });
+      break;
+    }
     case "transfer.failed": {
       const card = cards.get(id);
       if (card) addLine(card, "note", `transfer failed: ${ev.reason || ev.status || ""}`, { key: `xferf|${ev.ts}` });
