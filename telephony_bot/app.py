@@ -17,6 +17,7 @@ from telephony_bot.dialplan.schema import Dialplan, ProviderDef, ToolDef
 from telephony_bot.errors import ConfigError
 from telephony_bot.price_table import PriceTable
 from telephony_bot.providers.base import Provider, SessionConfig, ToolSpec
+from telephony_bot.redact import Privacy, Redactor
 from telephony_bot.session.settings import CallLimits, Fallback, SessionOptions
 from telephony_bot.session.usage import CallPrices
 from telephony_bot.tools.base import Tool
@@ -93,7 +94,7 @@ def build_tool(
 ) -> Tool:
     """`mqtt`: the engine's broker (`--config`, TELEPHONY_BOT_MQTT_*), which MQTT tools use;
     None: a broker on 127.0.0.1:1883."""
-    spec = ToolSpec(name, t.description, t.parameters)
+    spec = ToolSpec(name, t.description, t.model_parameters)  # `sensitive` is ours alone
     if t.builtin is not None or name in ("hangup", "transfer", "send_dtmf", "end_call"):
         kind = t.builtin or name
         if kind in ("hangup", "end_call"):
@@ -211,6 +212,14 @@ def for_route(
         prices=call_prices,
         # the numbers outbound.allow permits come from the engine config (the worker's)
         transfers=TransferRules(MappingProxyType(targets), route=route.name),
+        # whether transcripts are logged at info level comes from it too
+        privacy=Privacy(
+            redactor=Redactor(route.redact),
+            sensitive=MappingProxyType(
+                {name: t.sensitive for name, t in route.tools.items() if t.sensitive}
+            ),
+            mask_dtmf=route.dtmf.mask,
+        ),
     )
     limits = CallLimits(max_call_seconds=route.max_call_seconds, idle_seconds=route.idle_seconds)
     return CallSetup(provider, config, options, limits, route.name, plan_version)

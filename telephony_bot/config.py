@@ -201,12 +201,21 @@ class PricesSettings(_Section):
         return v
 
 
+class LoggingSettings(_Section):
+    """What the engine's log may hold beyond its own doings."""
+
+    # what callers and the bot said, at info level (redacted by the route's patterns);
+    # false: only at debug level (--log-level debug)
+    transcripts: bool = False
+
+
 class EngineSettings(_Section):
     mqtt: MqttSettings | None = None  # None: no MQTT events or commands
     cdr: CdrSettings = CdrSettings()
     admin: AdminSettings = AdminSettings()
     outbound: OutboundSettings = OutboundSettings()
     prices: PricesSettings = PricesSettings()
+    logging: LoggingSettings = LoggingSettings()
 
     def describe(self) -> dict[str, Any]:
         """For the start-up log line: what is configured, never a secret."""
@@ -219,6 +228,7 @@ class EngineSettings(_Section):
             "admin": f"{self.admin.host}:{self.admin.port}" if self.admin.port else "off",
             "outbound": self.outbound.trunk or "off",
             "prices": str(self.prices.file) if self.prices.file else "shipped",
+            "transcripts_logged": self.logging.transcripts,
         }
 
 
@@ -229,6 +239,7 @@ _ENV_FIELDS: dict[str, tuple[str, ...]] = {
     "admin": ("host", "port", "token"),
     "outbound": ("trunk", "from_user", "allow", "route", "ring_timeout_s", "max_per_minute"),
     "prices": ("file",),
+    "logging": ("transcripts",),
 }  # fmt: skip
 _LIST_FIELDS = {"commands", "allow"}
 

@@ -150,6 +150,9 @@ class Worker:
         ob = self.engine.outbound
         transfers = dataclasses.replace(options.transfers, allow=ob.allow, trunk=ob.trunk)
         options = dataclasses.replace(options, transfers=transfers)
+        if self.engine.logging.transcripts:  # the engine's config: transcripts at info level
+            privacy = dataclasses.replace(options.privacy, log_transcripts=True)
+            options = dataclasses.replace(options, privacy=privacy)
         session = CallSession(
             call, setup.provider, setup.config, options, limits, bus=self.bus, meta=meta
         )

@@ -167,6 +167,7 @@ class EffectiveRoute:
     recording: bool
     transfer_targets: Mapping[str, str]
     on_error: OnError | None
+    redact: tuple[str, ...]  # transcript redaction patterns (redact.Redactor)
     audio_format: Literal["pcm16", "g711_ulaw", "g711_alaw"]
     filler_after_ms: int
     echo_delay_ms: int
@@ -307,6 +308,7 @@ def effective(plan: Dialplan, route: Route | None) -> EffectiveRoute:
         recording=bool(pick("recording")),
         transfer_targets=MappingProxyType(targets),
         on_error=pick("on_error"),  # type: ignore[arg-type]
+        redact=tuple(pick("redact")),  # type: ignore[arg-type]
         audio_format=d.audio_format,
         filler_after_ms=d.filler_after_ms,
         echo_delay_ms=echo_delay,

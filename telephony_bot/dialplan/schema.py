@@ -43,7 +43,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-from telephony_bot import keypad, transfer_target
+from telephony_bot import keypad, redact, transfer_target
 from telephony_bot.dialplan.flow import Flow
 from telephony_bot.session.dtmf import (
     INTER_DIGIT_MS,
@@ -182,6 +182,7 @@ def _check_sip_uri(value: str) -> str:
 
 
 SipUri = Annotated[str, AfterValidator(_check_sip_uri)]
+RedactPattern = Annotated[str, AfterValidator(redact.check_pattern)]
 
 
 class NumberPattern(_Strict):
@@ -498,6 +499,73 @@ class MqttTool(_Strict):
     response_timeout_s: float = Field(default=5.0, gt=0, le=120)
 
 
+_SUBSCHEMA = ("items", "additionalProperties", "not", "if", "then", "else", "contains",
+              "propertyNames", "unevaluatedItems", "unevaluatedProperties")  # fmt: skip
+_SUBSCHEMAS = ("allOf", "anyOf", "oneOf", "prefixItems")
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
+def _misplaced_sensitive(schema: Any, path: str, top: bool) -> str | None:
+    """Where `sensitive` stands in a schema but would do nothing: only a top-level
+    parameter (parameters.properties.NAME) is masked."""
+    if not isinstance(schema, dict):
+        return None
+    if "sensitive" in schema and not top:
+        return path or "parameters"
+    for key, sub in schema.items():
+        if key in _SUBSCHEMA:
+            found = _misplaced_sensitive(sub, f"{path}.{key}", False)
+        elif key in _SUBSCHEMAS and isinstance(sub, list):
+            found = next(
+                (
+                    f
+                    for i, s in enumerate(sub)
+                    if (f := _misplaced_sensitive(s, f"{path}.{key}[{i}]", False))
+                ),
+                None,
+            )
+        elif key in _SCHEMA_MAPS and isinstance(sub, dict):
+            found = next(
+                (
+                    f
+                    for name, s in sub.items()
+                    if (f := _misplaced_sensitive(s, f"{path}.{key}.{name}", False))
+                ),
+                None,
+            )
+        else:
+            continue
+        if found:
+            return found
+    return None
+
+
+def _check_sensitive(value: dict[str, Any]) -> None:
+    """`sensitive: true` on a top-level parameter masks its value wherever the call is
+    shown (see redact.Privacy); anywhere else it is refused, not silently ignored."""
+    props = value.get("properties", {})
+    for name, sub in props.items():
+        flag = sub.get("sensitive", False)
+        if not isinstance(flag, bool):
+            raise ValueError(f"parameters.properties.{name}.sensitive must be true or false")
+        rest = {k: v for k, v in sub.items() if k != "sensitive"}
+        where = _misplaced_sensitive(rest, f"parameters.properties.{name}", True)
+        if where is None:
+            where = _misplaced_sensitive(
+                {k: v for k, v in value.items() if k != "properties"}, "parameters", True
+            )
+        if where is not None:
+            raise ValueError(
+                f"sensitive at {where} would do nothing: mark a top-level parameter, "
+                "parameters.properties.NAME.sensitive: true"
+            )
+    if not props and _misplaced_sensitive(value, "parameters", True):
+        raise ValueError(
+            "sensitive would do nothing here: mark a top-level parameter, "
+            "parameters.properties.NAME.sensitive: true"
+        )
+
+
 def _check_parameters(value: dict[str, Any]) -> dict[str, Any]:
     if value.get("type") != "object":
         raise ValueError('parameters must be a JSON Schema object: start with "type: object"')
@@ -513,6 +581,7 @@ def _check_parameters(value: dict[str, Any]) -> dict[str, Any]:
     for r in required:
         if r not in props:
             raise ValueError(f"parameters.required names {r!r}, which is not in properties")
+    _check_sensitive(value)
     try:
         from jsonschema import Draft202012Validator
         from jsonschema.exceptions import SchemaError
@@ -555,6 +624,23 @@ class ToolDef(_Strict):
             got = f" (got {', '.join(kinds)})" if kinds else ""
             raise ValueError(f"a tool needs exactly one of http, mqtt, python or builtin{got}")
         return self
+
+    @property
+    def sensitive(self) -> frozenset[str]:
+        """The parameters marked `sensitive: true`: their values are masked wherever the
+        call is shown (events, logs, the call record, the admin page); the tool and the
+        model get them as they are."""
+        props = self.parameters.get("properties", {})
+        return frozenset(n for n, s in props.items() if s.get("sensitive") is True)
+
+    @property
+    def model_parameters(self) -> dict[str, Any]:
+        """The parameters' JSON Schema as the model is given it: without `sensitive`."""
+        props = self.parameters.get("properties")
+        if not props:
+            return self.parameters
+        clean = {n: {k: v for k, v in s.items() if k != "sensitive"} for n, s in props.items()}
+        return {**self.parameters, "properties": clean}
 
     @property
     def kind(self) -> Literal["http", "mqtt", "python", "builtin"]:
@@ -643,6 +729,9 @@ class Dtmf(_Strict):
     )
     max_digits: int = Field(default=MAX_DIGITS, ge=1, le=MAX_DIGITS)
     interrupt: bool = True  # a key pressed while the bot speaks cuts it off
+    # the keys are masked in events, logs, the call record and the admin page (a PIN);
+    # the model still gets them
+    mask: bool = False
 
     def settings(self) -> DtmfSettings:
         return DtmfSettings(
@@ -703,6 +792,8 @@ class Defaults(_Strict):
     recording: bool = False
     on_error: OnError | None = None
     flow: Flow | None = None  # the offline engine's script
+    # patterns masked in the transcripts the call publishes and logs: card, iban, regex:...
+    redact: list[RedactPattern] = Field(default_factory=list)
 
     _instructions_text: str | None = PrivateAttr(default=None)  # instructions_file, read
 
@@ -745,6 +836,7 @@ class Route(_Strict):
     recording: bool | None = None
     transfer_targets: dict[str, SipUri] | None = None  # added to defaults.transfer_targets
     on_error: OnError | None = None
+    redact: list[RedactPattern] | None = None  # replaces defaults.redact when given
 
     _instructions_text: str | None = PrivateAttr(default=None)  # instructions_file, read
 

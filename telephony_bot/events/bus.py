@@ -10,15 +10,17 @@ Event types (`Event.type`) and their `data`:
 - `turn.user`         text, item_id
 - `turn.agent`        text (as the caller heard it), item_id, interrupted, played_ms;
                       generated_text (all the model had said) when the reply was cut short
+                      (texts with the route's `redact` patterns masked: redact.py)
 - `barge_in`          by ("caller" | "provider" | "dtmf": a key pressed), played_ms, dropped_ms
-- `tool.called`       tool, tool_call_id, arguments
-- `tool.result`       tool, tool_call_id, ok, duration_ms, error
+- `tool.called`       tool, tool_call_id, arguments (parameters marked sensitive: "***")
+- `tool.result`       tool, tool_call_id, ok, duration_ms, error (sensitive values "***")
 - `transfer.started`  target;  `transfer.completed` / `transfer.failed`  target, status, reason
 - `transfer.refused`  target, by, reason: a target the call's transfer rules do not allow
                       (no REFER was sent)
-- `dtmf`              digit, method (every key as it is pressed)
+- `dtmf`              digit, method (every key as it is pressed; "***" with dtmf.mask)
 - `dtmf.input`        digits, terminator, ended ("terminator" | "timeout" | "max_digits"),
-                      to_model: one burst of keys, as the model is told of it (session/dtmf.py)
+                      to_model: one burst of keys, as the model is told of it (session/dtmf.py;
+                      digits "***" with dtmf.mask)
 - `provider.error`    code, message, retryable, fatal;  `provider.reconnected`  attempt
 - `provider.failover` from, to, reason, ok, ms: the route's next provider took the call over
   (from == to: a new session of the same provider, the route having no other)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from telephony_bot.providers.base import Provider, SessionConfig
+from telephony_bot.redact import Privacy
 from telephony_bot.session.dtmf import DtmfSettings
 from telephony_bot.session.stall import StallSettings
 from telephony_bot.session.turns import BargeInSettings
@@ -58,6 +59,8 @@ class SessionOptions:
     # Where the call may be transferred, whoever asks: the route's named targets, and
     # numbers the engine's outbound.allow matches (set by the worker).
     transfers: TransferRules = field(default_factory=TransferRules)
+    # What leaves the call masked: sensitive tool parameters, DTMF, transcript patterns.
+    privacy: Privacy = field(default_factory=Privacy)
 
 
 @dataclass(frozen=True)

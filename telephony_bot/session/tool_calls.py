@@ -29,6 +29,7 @@ class ToolCalls:
             control,
             filler_after_ms=ctx.options.filler_after_ms,
             on_filler=self._filler,
+            privacy=ctx.options.privacy,
         )
         self._pending: dict[str, list[FunctionCall]] = {}  # by response, until it is done
 
@@ -74,7 +75,8 @@ class ToolCalls:
             arguments: Any = json.loads(fc.arguments or "{}")
         except json.JSONDecodeError:
             arguments = fc.arguments
-        ctx.emit("tool.called", tool=fc.name, tool_call_id=fc.call_id, arguments=arguments)
+        shown = ctx.options.privacy.arguments(fc.name, arguments)  # sensitive values masked
+        ctx.emit("tool.called", tool=fc.name, tool_call_id=fc.call_id, arguments=shown)
         ctx.conversation.function_call(fc.call_id, fc.name, fc.arguments)
         result = await self.executor.run(fc)
         ctx.emit(

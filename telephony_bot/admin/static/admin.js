@@ -155,7 +155,11 @@ function onEvent(ev) {
     }
     case "tool.called": {
       const card = cards.get(id);
-      if (card) addLine(card, "note", `tool ${ev.tool} called`, { key: `tool|${ev.tool_call_id}` });
+      // the arguments as the engine published them: sensitive ones read "***"
+      const args = ev.arguments && typeof ev.arguments === "object"
+        ? Object.entries(ev.arguments).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`).join(", ")
+        : (ev.arguments ? String(ev.arguments) : "");
+      if (card) addLine(card, "note", `tool ${ev.tool} called${args ? ` (${args})` : ""}`, { key: `tool|${ev.tool_call_id}` });
       break;
     }
     case "transfer.started": {
