@@ -148,13 +148,15 @@ class Redactor:
     def text(self, text: str) -> str:
         if not self._finders or not text:
             return text
-        spans = sorted(s for find in self._finders for s in find(text))
+        merged: list[list[int]] = []  # overlapping matches become one
+        for a, b in sorted(s for find in self._finders for s in find(text)):
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
         out, pos = [], 0
-        for a, b in spans:
-            if b <= pos:
-                continue
-            out.append(text[pos : max(a, pos)])
-            out.append(MASK)
+        for a, b in merged:
+            out += [text[pos:a], MASK]
             pos = b
         out.append(text[pos:])
         return "".join(out)

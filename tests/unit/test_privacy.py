@@ -65,6 +65,9 @@ def test_regex_patterns_and_no_patterns() -> None:
     assert r.text(f"My PIN is 1 2 3 4 and {CARD}") == "My *** and ***"
     assert Redactor([]).text(f"card {CARD}") == f"card {CARD}"  # nothing named: as said
     assert not Redactor([]) and Redactor(["iban"])
+    # patterns that overlap mask the stretch once
+    four = Redactor(["card", r"regex:\b[0-9](?:[ -]?[0-9]){3}\b"])
+    assert four.text(f"pin 8 6 4 2, card {CARD}.") == "pin ***, card ***."
 
 
 @pytest.mark.parametrize(
