@@ -227,9 +227,9 @@ class Worker:
             )
             retry = math.ceil(wait_s)
             _log.warning("originate refused: rate limit", to=to, limit=limit, retry_after_s=retry)
+            calls = f"{limit} call{'s' if limit > 1 else ''}"
             why = (
-                f"originate refused: at most {limit} call{'s' if limit > 1 else ''} a minute "
-                f"{where} "
+                f"originate refused: at most {calls} a minute {where} "
                 f"(outbound.max_per_minute); try again in {retry} s"
             )
             return CommandResult(False, why, {"rate_limited": True, "retry_after_s": retry})
