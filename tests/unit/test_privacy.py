@@ -282,7 +282,7 @@ async def test_transcripts_reach_the_log_at_debug_level_or_when_configured(
     task = asyncio.create_task(session.run())
     await _until(lambda: session.ctx.ready.is_set() and session.result.answered_at)
     session.ctx.session.queue.put_nowait(TranscriptDelta("user", f"card {CARD}", "i1", True))  # type: ignore[union-attr]
-    await asyncio.sleep(0.05)
+    await _until(lambda: session.result.turns_user == 1)
     call.end()
     await asyncio.wait_for(task, 5)
     lines = [json.loads(x) for x in capfd.readouterr().err.splitlines() if x.startswith("{")]
