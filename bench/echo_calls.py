@@ -64,7 +64,9 @@ def measure(tmp: Path, trials: int = 5) -> dict[str, float | int | str]:
     added = []
     with (
         engine.running(tmp, "worker", "--provider", "echo", name="echo") as echo,
-        engine.running(tmp, "worker", "--media-loopback", name="loop") as loop,
+        engine.running(
+            tmp, "worker", "--media-loopback", "--provider", "echo", name="loop"
+        ) as loop,
     ):
         for i in range(trials):
             rt = {}

@@ -481,7 +481,9 @@ def measure(trials: int, conc: int, model_ms: int) -> dict[str, Any]:
         tmp = Path(d)
         rt = realtime_trials(tmp, trials, conc, model_ms)
         echo = round_trip_trials(tmp, trials, conc, "--provider", "echo")
-        loop = round_trip_trials(tmp, max(8, trials // 3), conc, "--media-loopback")
+        loop = round_trip_trials(
+            tmp, max(8, trials // 3), conc, "--media-loopback", "--provider", "echo"
+        )
 
     def col(rows: list[dict[str, Any]], key: str) -> list[float]:
         return [r[key] for r in rows if key in r]

@@ -475,7 +475,9 @@ def measure(e2e: bool = True, frames: int = FRAMES) -> dict[str, Any]:
             data["end_to_end_pjsua2_ports"] = end_to_end(
                 Path(d), "--provider", "echo", "--media-port", "python"
             )
-            data["end_to_end_pjmedia_loopback"] = end_to_end(Path(d), "--media-loopback")
+            data["end_to_end_pjmedia_loopback"] = end_to_end(
+                Path(d), "--media-loopback", "--provider", "echo"
+            )
     data["frames_per_run"] = frames
     data["timer"] = "thread CPU time (CLOCK_THREAD_CPUTIME_ID), best of 5 runs"
     data["machine"] = (

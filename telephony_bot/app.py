@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from telephony_bot import price_table
@@ -16,11 +17,13 @@ from telephony_bot.dialplan.schema import Dialplan, ProviderDef, ToolDef
 from telephony_bot.errors import ConfigError
 from telephony_bot.price_table import PriceTable
 from telephony_bot.providers.base import Provider, SessionConfig, ToolSpec
+from telephony_bot.redact import Privacy, Redactor
 from telephony_bot.session.settings import CallLimits, Fallback, SessionOptions
 from telephony_bot.session.usage import CallPrices
 from telephony_bot.tools.base import Tool
 from telephony_bot.tools.builtin import hangup_tool, send_dtmf_tool, transfer_tool
 from telephony_bot.tools.python import python_tool
+from telephony_bot.transfer_target import TransferRules
 
 LOCAL_ENGINE_PORT = 8765
 LOCAL_ENGINE_URL = f"ws://127.0.0.1:{LOCAL_ENGINE_PORT}/v1"
@@ -97,7 +100,7 @@ def build_tool(
 
 
 def _build_tool(name: str, t: ToolDef, targets: dict[str, str], mqtt: MqttSettings | None) -> Tool:
-    spec = ToolSpec(name, t.description, t.parameters)
+    spec = ToolSpec(name, t.description, t.model_parameters)  # `sensitive` is ours alone
     if t.builtin is not None or name in ("hangup", "transfer", "send_dtmf", "end_call"):
         kind = t.builtin or name
         if kind in ("hangup", "end_call"):
@@ -214,6 +217,16 @@ def for_route(
         prewarm_max_wait_ms=route.prewarm_max_wait_ms,
         fallbacks=fallbacks,
         prices=call_prices,
+        # the numbers outbound.allow permits come from the engine config (the worker's)
+        transfers=TransferRules(MappingProxyType(targets), route=route.name),
+        # whether transcripts are logged at info level comes from it too
+        privacy=Privacy(
+            redactor=Redactor(route.redact),
+            sensitive=MappingProxyType(
+                {name: t.sensitive for name, t in route.tools.items() if t.sensitive}
+            ),
+            mask_dtmf=route.dtmf.mask,
+        ),
     )
     limits = CallLimits(max_call_seconds=route.max_call_seconds, idle_seconds=route.idle_seconds)
     return CallSetup(provider, config, options, limits, route.name, plan_version)

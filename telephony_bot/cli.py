@@ -21,7 +21,11 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
 
 def _sip_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dialplan", help="dialplan YAML file (default: built-in echo defaults)")
+    p.add_argument(
+        "--dialplan",
+        help="dialplan YAML file; without one, --provider must say what answers every call "
+        "(e.g. --provider echo, the diagnostic)",
+    )
     p.add_argument(
         "--config",
         help="engine settings YAML (mqtt, cdr, admin, outbound); "
@@ -128,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--mqtt-node", help="MQTT node name of this worker (default: mqtt.node)")
     worker.add_argument(
+        "--node-workers",
+        type=int,
+        default=1,
+        help="workers of this node sharing its outbound.max_per_minute (serve sets it)",
+    )
+    worker.add_argument(
         "--no-admin", action="store_true", help="no admin API even if the config has a port"
     )
     worker.add_argument(
@@ -211,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = dp.add_subparsers(dest="dialplan_command", required=True)
     v = dsub.add_parser("validate", help="check dialplan files; exit 1 with every error")
     v.add_argument("files", nargs="+")
+    v.add_argument(
+        "--no-secrets",
+        action="store_true",
+        help="check the structure on a machine without the production secrets: ${VAR} "
+        "references to variables not set are listed, not errors (the engine itself always "
+        "refuses a plan whose variables are not set)",
+    )
     dsub.add_parser("schema", help="print the JSON Schema (for editor completion)")
     r = dsub.add_parser("route", help="explain which route a call would take, and why")
     r.add_argument("file")
@@ -337,16 +354,22 @@ def _cmd_dialplan(args: argparse.Namespace) -> int:
 
         failed = False
         for f in args.files:
+            env = loader.PlaceholderEnv(os.environ) if args.no_secrets else None
             try:
-                lp = loader.load(f)
+                lp = loader.load(f, env=env)
             except DialplanError as exc:
                 failed = True
                 print(str(exc), file=sys.stderr)
+                if hint := _unset_env_hint(f, exc):
+                    print(hint, file=sys.stderr)
                 continue
             plan = lp.plan
             numbers = sorted({_pattern_text(p) for r in plan.routes for p in _patterns(r)})
+            structure = ""
+            if env is not None and env.unset:
+                structure = f" (structure only; not set here: {', '.join(env.unset)})"
             print(
-                f"{f}: OK (version {lp.version}): {len(plan.routes)} routes, "
+                f"{f}: OK{structure} (version {lp.version}): {len(plan.routes)} routes, "
                 f"{len(plan.tools)} tools; numbers: {', '.join(numbers) or '-'}"
             )
             for w in lp.warnings:
@@ -368,6 +391,24 @@ def _cmd_dialplan(args: argparse.Namespace) -> int:
     print(f"route: {eff.name or '(defaults)'}; provider: {eff.provider_name}; tools: "
           f"{', '.join(eff.tools) or '-'}; plan version {lp.version}")  # fmt: skip
     return EXIT_OK
+
+
+def _unset_env_hint(file: str, exc: Any) -> str:
+    """What a plan's unset ${VAR}s are: secrets this machine lacks, not mistakes."""
+    unset = list(dict.fromkeys(n for i in exc.issues for n in i.unset_env))
+    if not unset:
+        return ""
+    names = ", ".join(unset)
+    if all(i.unset_env for i in exc.issues):
+        return (
+            f"{file}: the plan is valid but for environment variables not set here ({names}): "
+            "set them where the engine runs; `dialplan validate --no-secrets` checks the "
+            "structure without them"
+        )
+    return (
+        f"{file}: besides the other problems, environment variables are not set here "
+        f"({names}); `dialplan validate --no-secrets` checks the structure without them"
+    )
 
 
 def _patterns(route: Any) -> list[Any]:
@@ -423,7 +464,7 @@ def _load_plan(args: argparse.Namespace) -> Any:
 
     if args.dialplan:
         return loader.load(args.dialplan)
-    return loader.load_default()
+    return loader.load_default(args.provider)
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
@@ -436,7 +477,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     if args.dialplan:
         plans = PlanWatcher([args.dialplan], loader.load)
     else:
-        plans = PlanWatcher([], lambda _paths: loader.load_default())
+        plans = PlanWatcher([], lambda _paths: loader.load_default(args.provider))
     plan = plans.current.plan
     if args.echo_delay_ms is not None:
         plan.defaults.echo_delay_ms = args.echo_delay_ms
@@ -454,6 +495,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         provider_override=args.provider,
         engine=engine,
         prewarm=not args.no_prewarm,
+        node_workers=args.node_workers,
     )
     asyncio.run(serve_worker(worker))
     return EXIT_OK
@@ -523,6 +565,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "--grace", str(args.grace),
             "--port-rate", str(args.port_rate),
             "--media-port", args.media_port,
+            "--node-workers", str(args.workers),
         ]  # fmt: skip
         if engine.sip.tls is not None:
             argv += ["--tls-port", str(_worker_tls_port(engine.sip.tls.port, i, front))]

@@ -261,6 +261,9 @@ class OutboundSettings(_Section):
     allow: tuple[str, ...] = ()  # number patterns: exact, or with * and ? wildcards
     route: str | None = None  # dialplan route when the command names none
     ring_timeout_s: float = Field(30.0, gt=0, le=300)
+    # at most this many originated calls in any minute on this node (`serve` splits it
+    # evenly over its workers, at least one each); a command over it is refused
+    max_per_minute: int = Field(30, ge=1, le=100_000)
 
     @field_validator("trunk")
     @classmethod
@@ -290,6 +293,14 @@ class SipSection(_Section):
     srtp: SrtpMode = "off"  # calls of no trunk, and trunks that set no `srtp`
 
 
+class LoggingSettings(_Section):
+    """What the engine's log may hold beyond its own doings."""
+
+    # what callers and the bot said, at info level (redacted by the route's patterns);
+    # false: only at debug level (--log-level debug)
+    transcripts: bool = False
+
+
 class EngineSettings(_Section):
     sip: SipSection = SipSection()
     trunks: dict[str, Trunk] = {}
@@ -298,6 +309,7 @@ class EngineSettings(_Section):
     admin: AdminSettings = AdminSettings()
     outbound: OutboundSettings = OutboundSettings()
     prices: PricesSettings = PricesSettings()
+    logging: LoggingSettings = LoggingSettings()
 
     def describe(self) -> dict[str, Any]:
         """For the start-up log line: what is configured, never a secret."""
@@ -312,6 +324,7 @@ class EngineSettings(_Section):
             "prices": str(self.prices.file) if self.prices.file else "shipped",
             "sip_tls": f"port {self.sip.tls.port}" if self.sip.tls else "off",
             "srtp": self.srtp_policy().describe(),
+            "transcripts_logged": self.logging.transcripts,
         }
 
     def srtp_policy(self) -> SrtpPolicy:
@@ -325,8 +338,9 @@ _ENV_FIELDS: dict[str, tuple[str, ...]] = {
              "keepalive", "queue", "commands"),
     "cdr": ("path",),
     "admin": ("host", "port", "token"),
-    "outbound": ("trunk", "from_user", "allow", "route", "ring_timeout_s"),
+    "outbound": ("trunk", "from_user", "allow", "route", "ring_timeout_s", "max_per_minute"),
     "prices": ("file",),
+    "logging": ("transcripts",),
 }  # fmt: skip
 _LIST_FIELDS = {"commands", "allow"}
 

@@ -42,6 +42,9 @@ class DialplanIssue:
     column: int
     path: str  # field path, e.g. "routes[2].tools[1]"; "" for the file as a whole
     message: str
+    # the environment variables whose absence this problem is (a `${VAR}` not set): a
+    # machine without the production secrets can tell these from mistakes in the plan
+    unset_env: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}"

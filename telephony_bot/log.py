@@ -17,6 +17,13 @@ from typing import Any
 import structlog
 
 _SECRET_KEYS = ("password", "secret", "token", "api_key", "apikey", "authorization")
+_level = logging.INFO  # set by setup()
+
+
+def debug_enabled() -> bool:
+    """Whether debug lines are written (what callers said goes to the log only then, unless
+    the engine config's logging.transcripts says otherwise: see `redact.Privacy`)."""
+    return _level <= logging.DEBUG
 
 
 def is_secret_key(key: str) -> bool:
@@ -38,6 +45,8 @@ def setup(fmt: str | None = None, level: str | None = None, **static: Any) -> No
     fmt = fmt or os.environ.get("TELEPHONY_BOT_LOG_FORMAT", "console")
     level_name = (level or os.environ.get("TELEPHONY_BOT_LOG_LEVEL", "info")).upper()
     lvl = logging.getLevelNamesMapping().get(level_name, logging.INFO)
+    global _level
+    _level = lvl
     renderer: Any
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 import os
 import signal
+import time
 from datetime import UTC, datetime
 
 from telephony_bot import app, log, price_table
@@ -26,10 +28,12 @@ from telephony_bot.errors import CarrierError, ConfigError
 from telephony_bot.events.bus import Bus, Event
 from telephony_bot.events.cdr import CdrFile, build_record
 from telephony_bot.events.control import CommandResult
+from telephony_bot.outbound import NUMBER_RE, number_allowed
 from telephony_bot.session.lifecycle import CallSession
 from telephony_bot.session.result import CallResult
 from telephony_bot.session.settings import CallLimits, CallMeta
-from telephony_bot.worker_control import NUMBER_RE, WorkerControl, number_allowed
+from telephony_bot.sliding_window import SlidingWindowLimit
+from telephony_bot.worker_control import WorkerControl
 
 _log = log.get("worker")
 
@@ -46,10 +50,12 @@ class Worker:
         provider_override: str | None = None,
         engine: EngineSettings | None = None,
         prewarm: bool = True,
+        node_workers: int = 1,
     ) -> None:
         """Calls get `setup` as it is, or are routed by the dialplan `plans` holds.
         `prewarm=False` turns pre-warming off for every call, whatever the routes say.
-        `carrier` brings the calls; `settings` gives the limits (calls, ring, duration, drain)."""
+        `carrier` brings the calls; `settings` gives the limits (calls, ring, duration, drain).
+        `node_workers`: the workers of this node, which share outbound.max_per_minute."""
         self.settings = settings
         self.carrier = carrier
         self.engine = engine or EngineSettings()
@@ -71,6 +77,10 @@ class Worker:
         )
         self._tasks: set[asyncio.Task[object]] = set()
         self.calls_total = 0
+        # originate: this worker's share of the node's calls a minute (toll fraud, runaways)
+        per_minute = self.engine.outbound.max_per_minute
+        self.originate_limit = SlidingWindowLimit(max(1, per_minute // max(1, node_workers)))
+        self.node_workers = max(1, node_workers)
         self._calls: dict[str, CallPort] = {}
 
     @property
@@ -136,6 +146,13 @@ class Worker:
         # Pre-warm is for calls that ring here; an outbound call's far end answers when it will.
         if options.prewarm and (not self.prewarm or direction == "outbound"):
             options = dataclasses.replace(options, prewarm=False)
+        # transfers to numbers: those outbound.allow permits, through the outbound trunk
+        ob = self.engine.outbound
+        transfers = dataclasses.replace(options.transfers, allow=ob.allow, trunk=ob.trunk)
+        options = dataclasses.replace(options, transfers=transfers)
+        if self.engine.logging.transcripts:  # the engine's config: transcripts at info level
+            privacy = dataclasses.replace(options.privacy, log_transcripts=True)
+            options = dataclasses.replace(options, privacy=privacy)
         session = CallSession(
             call, setup.provider, setup.config, options, limits, bus=self.bus, meta=meta
         )
@@ -199,6 +216,23 @@ class Worker:
                 )
             except ConfigError as exc:
                 return CommandResult(False, str(exc))
+        wait_s = self.originate_limit.acquire(time.monotonic())
+        if wait_s > 0:
+            limit = self.originate_limit.limit
+            where = (
+                "on this node"
+                if self.node_workers == 1
+                else f"on this worker (the node's {ob.max_per_minute} shared by "
+                f"{self.node_workers} workers)"
+            )
+            retry = math.ceil(wait_s)
+            _log.warning("originate refused: rate limit", to=to, limit=limit, retry_after_s=retry)
+            calls = f"{limit} call{'s' if limit > 1 else ''}"
+            why = (
+                f"originate refused: at most {calls} a minute {where} "
+                f"(outbound.max_per_minute); try again in {retry} s"
+            )
+            return CommandResult(False, why, {"rate_limited": True, "retry_after_s": retry})
         try:
             call = await self.carrier.originate(to, caller=caller, ring_timeout_s=ob.ring_timeout_s)
         except CarrierError as exc:

@@ -10,8 +10,6 @@ only through `ControlledWorker`, so it does not import it.
 from __future__ import annotations
 
 import base64
-import fnmatch
-import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -19,21 +17,10 @@ from telephony_bot import log
 from telephony_bot.events.bus import Bus
 from telephony_bot.events.control import CommandResult
 from telephony_bot.events.live import LiveCalls
-from telephony_bot.session.control import CallControl
+from telephony_bot.session.control import REFUSED, CallControl
 from telephony_bot.session.lifecycle import CallSession
 
 _log = log.get("control")
-
-NUMBER_RE = re.compile(r"^\+?[0-9A-Za-z*#._-]{1,64}$")
-
-
-def number_allowed(number: str, patterns: tuple[str, ...] | list[str]) -> bool:
-    """Whether `number` matches one of the `outbound.allow` patterns (exact, or with the
-    wildcards * and ?; no other glob syntax)."""
-    for p in patterns:
-        if fnmatch.fnmatchcase(number, p.replace("[", "[[]")):
-            return True
-    return False
 
 
 class ControlledWorker(Protocol):
@@ -82,8 +69,11 @@ class WorkerControl:
         if s is None:
             return CommandResult(False, f"no live call {call_id!r} on this worker")
         ok, detail = await s.transfer(target)  # checked, carried out, then hung up
+        data = {"call_id": call_id, "target": target}
+        if not ok and detail.startswith(REFUSED):  # not a target this call may go to
+            return CommandResult(False, detail, {**data, "forbidden": True})
         return CommandResult(ok, "" if ok else f"transfer failed: {detail}",
-                             {"call_id": call_id, "target": target, "status": detail})  # fmt: skip
+                             {**data, "status": detail})  # fmt: skip
 
     async def say(self, call_id: str, text: str, *, interrupt: bool = False) -> CommandResult:
         s = self._session(call_id)

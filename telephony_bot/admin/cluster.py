@@ -193,15 +193,20 @@ class ClusterBackend:
         return await self._command(call_id, "say", {"text": text, "interrupt": interrupt})
 
     async def originate(self, to: str, from_: str | None, route: str | None) -> CommandResult:
-        w = pick_worker([(w, ans[1] if ans else None) for w, ans in await self._each("/health")])
-        if w is None:
-            return CommandResult(False, "no ready worker has room for another call")
+        health = [(w, ans[1] if ans else None) for w, ans in await self._each("/health")]
         body: dict[str, Any] = {"to": to}
         if from_:
             body["from"] = from_
         if route:
             body["route"] = route
-        return _as_result(await self._request(w, "POST", "/originate", body), w)
+        res: CommandResult | None = None
+        # each worker holds its share of outbound.max_per_minute: one over it, the next
+        while (w := pick_worker(health)) is not None:
+            res = _as_result(await self._request(w, "POST", "/originate", body), w)
+            if not res.data.get("rate_limited"):
+                return res
+            health = [h for h in health if h[0] is not w]
+        return res or CommandResult(False, "no ready worker has room for another call")
 
     def subscribe(self, name: str) -> Subscription:
         return self.bus.subscribe(name, maxsize=SSE_QUEUE)

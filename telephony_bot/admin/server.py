@@ -5,9 +5,9 @@
     GET  /calls                  live calls
     GET  /calls/{id}             one call: state and transcript so far
     POST /calls/{id}/hangup      {"reason": "..."}            (body optional)
-    POST /calls/{id}/transfer    {"target": "sip:..."}
+    POST /calls/{id}/transfer    {"target": "<route's target name> | <allowed number>"}  403
     POST /calls/{id}/say         {"text": "...", "interrupt": false}
-    POST /originate              {"to": "sip:...", "from": "...", "route": "..."}
+    POST /originate              {"to": "...", "from": "...", "route": "..."}  429 over the rate
     GET  /events                 server-sent events: live call events
     GET  /records?limit=N        the last call records (CDR), newest first
     GET  /                       the read-only admin page (open; it asks for the token)
@@ -175,13 +175,19 @@ def _result(res: CommandResult, **extra: Any) -> web.Response:
     body = {**res.to_json(), **extra}
     if res.ok:
         return web.json_response(body)
+    headers = {}
     if res.data.get("not_found"):
         status = 404
     elif res.data.get("unavailable"):
         status = 503
+    elif res.data.get("forbidden"):  # e.g. a transfer target the call may not go to
+        status = 403
+    elif res.data.get("rate_limited"):  # originate over outbound.max_per_minute
+        status = 429
+        headers["Retry-After"] = str(res.data.get("retry_after_s", 60))
     else:
         status = 409
-    return web.json_response(body, status=status)
+    return web.json_response(body, status=status, headers=headers)
 
 
 async def _command(request: web.Request) -> web.Response:

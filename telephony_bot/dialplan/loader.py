@@ -35,15 +35,25 @@ from telephony_bot.dialplan.schema import (
     BUILTIN_PROVIDERS,
     BUILTIN_TOOLS,
     TOOLS_WARN_ABOVE,
+    UNSET_ENV,
+    Defaults,
     Dialplan,
     Dtmf,
 )
-from telephony_bot.errors import DialplanError, DialplanIssue
+from telephony_bot.errors import ConfigError, DialplanError, DialplanIssue
 from telephony_bot.session import prompts
 
-__all__ = ["LoadedPlan", "json_schema", "load"]
+__all__ = ["LoadedPlan", "PlaceholderEnv", "json_schema", "load"]
 
 _TOP_NOT_MAPPING = "the top level must be a mapping (version:, defaults:, routes:, ...)"
+_EMPTY = (
+    "the dialplan file is empty: a plan names the provider its calls get and its routes "
+    "(see dialplans/example.yaml)"
+)
+_NAME_ONE = (
+    "one under providers:, local or openai; echo only tests the line, playing the caller's "
+    "voice back"
+)
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -123,9 +133,11 @@ class _Loader:
 
     # ----- reporting -----
 
-    def error(self, mark: _Mark, path: Sequence[Any], message: str) -> None:
+    def error(
+        self, mark: _Mark, path: Sequence[Any], message: str, unset_env: tuple[str, ...] = ()
+    ) -> None:
         self.issues.append(
-            DialplanIssue(mark.file, mark.line, mark.column, _fmt_path(path), message)
+            DialplanIssue(mark.file, mark.line, mark.column, _fmt_path(path), message, unset_env)
         )
 
     def warn(self, mark: _Mark, path: Sequence[Any], message: str) -> None:
@@ -247,8 +259,9 @@ class _Loader:
         loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
-            if node is None:
-                return _Node({}, _Mark(display, 1, 1), ())
+            if node is None:  # zero bytes, or nothing but comments
+                self.error(_Mark(display, 1, 1), (), _EMPTY)
+                return None
             return self.build(node, loader, display, (), set())
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
@@ -342,7 +355,10 @@ class _Loader:
         key = is_key or kind == "extra_forbidden"
         mark = node.key_mark if key and node.key_mark else node.mark
         path = node.path if missing is None else (*node.path, missing)
-        self.error(mark, path, _message(err, loc))
+        unset: tuple[str, ...] = ()
+        if kind == UNSET_ENV:
+            unset = tuple((err.get("ctx") or {}).get("unset", ()))
+        self.error(mark, path, _message(err, loc), unset)
 
     # ----- cross references -----
 
@@ -384,6 +400,15 @@ class _Loader:
                     warn=True,
                 )
 
+        # every call gets a provider the plan names: never an implicit one
+        d_provider = defaults.get("provider")
+        if not routes and d_provider is None:
+            self.at(
+                ("defaults",) if "defaults" in data else (),
+                "the plan has no routes and no defaults.provider: calls would have nothing "
+                f"to talk to; give routes, and a provider ({_NAME_ONE})",
+            )
+
         # defaults
         self.check_scope(("defaults",), defaults, tool_names, provider_names)
         d_targets = _dict(defaults.get("transfer_targets"))
@@ -408,6 +433,12 @@ class _Loader:
                 else:
                     route_names[name] = i
             self.check_scope(base, route, tool_names, provider_names)
+            if route.get("provider") is None and d_provider is None:
+                self.at(
+                    base,
+                    f"route {name!r} names no provider and defaults.provider is not set: "
+                    f"give provider: on the route or in defaults ({_NAME_ONE})",
+                )
             r_tools = route.get("tools") if "tools" in route else d_tools
             r_tools = r_tools if isinstance(r_tools, list) else []
             targets = dict(d_targets)
@@ -728,6 +759,8 @@ def _message(err: Mapping[str, Any], loc: tuple[Any, ...]) -> str:
         choices = re.findall(r"'([^']*)'", expected)
         hint = _did_you_mean(value, choices) if isinstance(value, str) else ""
         return f"expected {expected}, got {_describe(value)}{hint}"
+    if kind == UNSET_ENV:
+        return f"{msg} (a secret read when the plan is loaded)"
     if kind in ("value_error", "assertion_error"):
         return re.sub(r"^(Value error|Assertion failed), ", "", msg)
     if kind == "string_pattern_mismatch":
@@ -784,8 +817,41 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     return []
 
 
-def load_default() -> LoadedPlan:
-    """The plan a worker runs without --dialplan: the built-in defaults (the echo provider)."""
-    plan = Dialplan()
+def load_default(provider: str | None) -> LoadedPlan:
+    """The plan a worker runs without --dialplan: the built-in defaults on `provider` (the
+    command line's --provider). Without one there is nothing to answer calls with: the
+    engine never falls back to the echo provider on its own (ConfigError)."""
+    if provider is None:
+        raise ConfigError(
+            "no dialplan: give --dialplan FILE (dialplans/example.yaml runs offline), or "
+            "--provider echo to answer every call with the echo diagnostic"
+        )
+    if provider not in BUILTIN_PROVIDERS:
+        raise ConfigError(
+            f"unknown provider {provider!r}; without a dialplan: {', '.join(BUILTIN_PROVIDERS)}"
+        )
+    plan = Dialplan(defaults=Defaults(provider=provider))
     digest = hashlib.sha256(plan.model_dump_json().encode()).hexdigest()[:12]
     return LoadedPlan(plan=plan, version=digest, files=(), warnings=())
+
+
+class PlaceholderEnv(Mapping[str, str]):
+    """The environment for checking a plan's structure on a machine without its secrets
+    (`dialplan validate --no-secrets`): a variable that is not set reads as the reference
+    itself, and is remembered in `unset`. The engine never loads with this."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self.unset: dict[str, None] = {}  # in the order met
+
+    def __getitem__(self, name: str) -> str:
+        if name in self._env:
+            return self._env[name]
+        self.unset[name] = None
+        return "${" + name + "}"
+
+    def __iter__(self) -> typing.Iterator[str]:
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)

@@ -167,6 +167,7 @@ class EffectiveRoute:
     recording: bool
     transfer_targets: Mapping[str, str]
     on_error: OnError | None
+    redact: tuple[str, ...]  # transcript redaction patterns (redact.Redactor)
     audio_format: Literal["pcm16", "g711_ulaw", "g711_alaw"]
     filler_after_ms: int
     echo_delay_ms: int
@@ -269,6 +270,8 @@ def effective(plan: Dialplan, route: Route | None) -> EffectiveRoute:
         return getattr(route, name) if _set(route, name) else getattr(d, name)
 
     chosen = pick("provider")
+    if chosen is None:  # the loader refuses such plans; a plan built in code may lack it
+        raise KeyError(f"route {route.name if route else '(defaults)'!r} names no provider")
     names = [str(p) for p in chosen] if isinstance(chosen, list) else [str(chosen)]
     provider_name, provider = names[0], provider_def(plan, names[0])
     fallbacks = tuple((n, provider_def(plan, n)) for n in names[1:])
@@ -306,6 +309,7 @@ def effective(plan: Dialplan, route: Route | None) -> EffectiveRoute:
         recording=bool(pick("recording")),
         transfer_targets=MappingProxyType(targets),
         on_error=pick("on_error"),  # type: ignore[arg-type]
+        redact=tuple(pick("redact")),  # type: ignore[arg-type]
         audio_format=d.audio_format,
         filler_after_ms=d.filler_after_ms,
         tool_window_ms=int(pick("tool_window_ms")),  # type: ignore[arg-type]

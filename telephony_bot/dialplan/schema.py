@@ -41,9 +41,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import core_schema
+from pydantic_core import PydanticCustomError, core_schema
 
-from telephony_bot import keypad, transfer_target
+from telephony_bot import keypad, redact, transfer_target
 from telephony_bot.dialplan.flow import Flow
 from telephony_bot.session.dtmf import (
     INTER_DIGIT_MS,
@@ -65,6 +65,7 @@ _NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$"
 _TOOL_NAME = r"^[A-Za-z0-9_\-]{1,64}$"  # what realtime APIs accept as a function name
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 _PREFIX = re.compile(r"^\+[0-9]{0,15}$")
+UNSET_ENV = "unset_env"  # the error type of a ${VAR} whose variable is not set
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PYTHON_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
@@ -126,9 +127,15 @@ class EnvText:
         env: Mapping[str, str] = ctx.get("env", os.environ)
         missing = [n for n in dict.fromkeys(_ENV_REF.findall(value)) if n not in env]
         if missing:
-            names = ", ".join(missing)
-            verb = "is" if len(missing) == 1 else "are"
-            raise ValueError(f"environment variable {names} {verb} not set")
+            raise PydanticCustomError(
+                UNSET_ENV,
+                "environment variable {names} {verb} not set",
+                {
+                    "names": ", ".join(missing),
+                    "verb": "is" if len(missing) == 1 else "are",
+                    "unset": tuple(missing),
+                },
+            )
         return cls(value, _ENV_REF.sub(lambda m: env[m.group(1)], value))
 
     @classmethod
@@ -177,6 +184,7 @@ def _check_sip_uri(value: str) -> str:
 
 
 SipUri = Annotated[str, AfterValidator(_check_sip_uri)]
+RedactPattern = Annotated[str, AfterValidator(redact.check_pattern)]
 
 
 class NumberPattern(_Strict):
@@ -493,6 +501,73 @@ class MqttTool(_Strict):
     response_timeout_s: float = Field(default=5.0, gt=0, le=ASYNC_TIMEOUT_MAX_S)  # see ToolDef
 
 
+_SUBSCHEMA = ("items", "additionalProperties", "not", "if", "then", "else", "contains",
+              "propertyNames", "unevaluatedItems", "unevaluatedProperties")  # fmt: skip
+_SUBSCHEMAS = ("allOf", "anyOf", "oneOf", "prefixItems")
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
+def _misplaced_sensitive(schema: Any, path: str, top: bool) -> str | None:
+    """Where `sensitive` stands in a schema but would do nothing: only a top-level
+    parameter (parameters.properties.NAME) is masked."""
+    if not isinstance(schema, dict):
+        return None
+    if "sensitive" in schema and not top:
+        return path or "parameters"
+    for key, sub in schema.items():
+        if key in _SUBSCHEMA:
+            found = _misplaced_sensitive(sub, f"{path}.{key}", False)
+        elif key in _SUBSCHEMAS and isinstance(sub, list):
+            found = next(
+                (
+                    f
+                    for i, s in enumerate(sub)
+                    if (f := _misplaced_sensitive(s, f"{path}.{key}[{i}]", False))
+                ),
+                None,
+            )
+        elif key in _SCHEMA_MAPS and isinstance(sub, dict):
+            found = next(
+                (
+                    f
+                    for name, s in sub.items()
+                    if (f := _misplaced_sensitive(s, f"{path}.{key}.{name}", False))
+                ),
+                None,
+            )
+        else:
+            continue
+        if found:
+            return found
+    return None
+
+
+def _check_sensitive(value: dict[str, Any]) -> None:
+    """`sensitive: true` on a top-level parameter masks its value wherever the call is
+    shown (see redact.Privacy); anywhere else it is refused, not silently ignored."""
+    props = value.get("properties", {})
+    for name, sub in props.items():
+        flag = sub.get("sensitive", False)
+        if not isinstance(flag, bool):
+            raise ValueError(f"parameters.properties.{name}.sensitive must be true or false")
+        rest = {k: v for k, v in sub.items() if k != "sensitive"}
+        where = _misplaced_sensitive(rest, f"parameters.properties.{name}", True)
+        if where is None:
+            where = _misplaced_sensitive(
+                {k: v for k, v in value.items() if k != "properties"}, "parameters", True
+            )
+        if where is not None:
+            raise ValueError(
+                f"sensitive at {where} would do nothing: mark a top-level parameter, "
+                "parameters.properties.NAME.sensitive: true"
+            )
+    if not props and _misplaced_sensitive(value, "parameters", True):
+        raise ValueError(
+            "sensitive would do nothing here: mark a top-level parameter, "
+            "parameters.properties.NAME.sensitive: true"
+        )
+
+
 def _check_parameters(value: dict[str, Any]) -> dict[str, Any]:
     if value.get("type") != "object":
         raise ValueError('parameters must be a JSON Schema object: start with "type: object"')
@@ -508,6 +583,7 @@ def _check_parameters(value: dict[str, Any]) -> dict[str, Any]:
     for r in required:
         if r not in props:
             raise ValueError(f"parameters.required names {r!r}, which is not in properties")
+    _check_sensitive(value)
     try:
         from jsonschema import Draft202012Validator
         from jsonschema.exceptions import SchemaError
@@ -585,6 +661,23 @@ class ToolDef(_Strict):
             got = f" (got {', '.join(kinds)})" if kinds else ""
             raise ValueError(f"a tool needs exactly one of http, mqtt, python or builtin{got}")
         return self
+
+    @property
+    def sensitive(self) -> frozenset[str]:
+        """The parameters marked `sensitive: true`: their values are masked wherever the
+        call is shown (events, logs, the call record, the admin page); the tool and the
+        model get them as they are."""
+        props = self.parameters.get("properties", {})
+        return frozenset(n for n, s in props.items() if s.get("sensitive") is True)
+
+    @property
+    def model_parameters(self) -> dict[str, Any]:
+        """The parameters' JSON Schema as the model is given it: without `sensitive`."""
+        props = self.parameters.get("properties")
+        if not props:
+            return self.parameters
+        clean = {n: {k: v for k, v in s.items() if k != "sensitive"} for n, s in props.items()}
+        return {**self.parameters, "properties": clean}
 
     @property
     def kind(self) -> Literal["http", "mqtt", "python", "builtin"]:
@@ -673,6 +766,9 @@ class Dtmf(_Strict):
     )
     max_digits: int = Field(default=MAX_DIGITS, ge=1, le=MAX_DIGITS)
     interrupt: bool = True  # a key pressed while the bot speaks cuts it off
+    # the keys are masked in events, logs, the call record and the admin page (a PIN);
+    # the model still gets them
+    mask: bool = False
 
     def settings(self) -> DtmfSettings:
         return DtmfSettings(
@@ -706,7 +802,9 @@ ProviderChoice = str | Annotated[list[str], Field(min_length=1, max_length=4)]
 class Defaults(_Strict):
     """Settings for every call; a route overrides each field it sets."""
 
-    provider: ProviderChoice = "echo"  # names under providers:, or echo | local | openai
+    # names under providers:, or echo | local | openai. No default: a plan names the
+    # provider its calls get (here, or on each route) - never an implicit echo.
+    provider: ProviderChoice | None = None
     echo_delay_ms: int = Field(default=0, ge=0, le=5000)
     max_call_seconds: float = Field(default=0, ge=0)
     idle_seconds: float = Field(default=0, ge=0)
@@ -735,6 +833,8 @@ class Defaults(_Strict):
     recording: bool = False
     on_error: OnError | None = None
     flow: Flow | None = None  # the offline engine's script
+    # patterns masked in the transcripts the call publishes and logs: card, iban, regex:...
+    redact: list[RedactPattern] = Field(default_factory=list)
 
     _instructions_text: str | None = PrivateAttr(default=None)  # instructions_file, read
 
@@ -778,6 +878,7 @@ class Route(_Strict):
     recording: bool | None = None
     transfer_targets: dict[str, SipUri] | None = None  # added to defaults.transfer_targets
     on_error: OnError | None = None
+    redact: list[RedactPattern] | None = None  # replaces defaults.redact when given
 
     _instructions_text: str | None = PrivateAttr(default=None)  # instructions_file, read
 

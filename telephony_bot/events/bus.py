@@ -10,15 +10,20 @@ Event types (`Event.type`) and their `data`:
 - `turn.user`         text, item_id
 - `turn.agent`        text (as the caller heard it), item_id, interrupted, played_ms;
                       generated_text (all the model had said) when the reply was cut short
+                      (texts with the route's `redact` patterns masked: redact.py)
 - `barge_in`          by ("caller" | "provider" | "dtmf": a key pressed), played_ms, dropped_ms
-- `tool.called`       tool, tool_call_id, arguments
+- `tool.called`       tool, tool_call_id, arguments (parameters marked sensitive: "***")
 - `tool.pending`      tool, tool_call_id, after_ms, declared_async: the result will follow
-- `tool.result`       tool, tool_call_id, ok, duration_ms, error, output_chars, pending,
+- `tool.result`       tool, tool_call_id, ok, duration_ms, error (sensitive values "***"),
+                      output_chars, pending,
                       late (the call had ended: logged and published, not given to a model)
 - `transfer.started`  target;  `transfer.completed` / `transfer.failed`  target, status, reason
-- `dtmf`              digit, method (every key as it is pressed)
+- `transfer.refused`  target, by, reason: a target the call's transfer rules do not allow
+                      (no REFER was sent)
+- `dtmf`              digit, method (every key as it is pressed; "***" with dtmf.mask)
 - `dtmf.input`        digits, terminator, ended ("terminator" | "timeout" | "max_digits"),
-                      to_model: one burst of keys, as the model is told of it (session/dtmf.py)
+                      to_model: one burst of keys, as the model is told of it (session/dtmf.py;
+                      digits "***" with dtmf.mask)
 - `provider.error`    code, message, retryable, fatal;  `provider.reconnected`  attempt
 - `provider.failover` from, to, reason, ok, ms: the route's next provider took the call over
   (from == to: a new session of the same provider, the route having no other)
@@ -50,6 +55,7 @@ EVENT_TYPES = frozenset(
         "transfer.started",
         "transfer.completed",
         "transfer.failed",
+        "transfer.refused",
         "dtmf",
         "dtmf.input",
         "provider.error",

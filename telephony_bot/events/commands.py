@@ -10,7 +10,8 @@ Topics (`P` = mqtt.prefix, `N` = mqtt.node):
 
 Payloads are JSON objects (an empty payload is `{}`):
 - hangup    {reason?}
-- transfer  {target: "sip:..." | "tel:..."}
+- transfer  {target}: a name of the call's route's transfer_targets, or a number (or a
+            tel:/sip: URI of one) outbound.allow matches; anything else is refused
 - say       {text, interrupt?: false}       now (interrupt) or after the current reply
 - inject    {text} | {image: <base64>, mime?: "image/jpeg"}, role?: "user" | "system"
 - originate {to, from?, route?}
@@ -94,7 +95,7 @@ class Hangup(_Cmd):
 
 
 class Transfer(_Cmd):
-    target: str = Field(pattern=transfer_target.PATTERN)
+    target: str = Field(pattern=transfer_target.COMMAND_PATTERN)
 
 
 class Say(_Cmd):

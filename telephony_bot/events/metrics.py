@@ -136,6 +136,12 @@ class Metrics:
         self.underruns = Counter(
             p + "playout_underruns", "Bot audio ran dry mid-reply (a gap heard)", registry=reg
         )
+        self.transfers_refused = Counter(
+            p + "transfers_refused",
+            "Transfers to a target the call may not go to (no REFER sent): toll fraud tries",
+            ["by"],
+            registry=reg,
+        )
         self._active: set[str] = set()
         self._transferred: set[str] = set()
         self._bus: Bus | None = None
@@ -194,6 +200,8 @@ class Metrics:
                 self.tool_duration.labels(str(d.get("tool") or "?"), ok).observe(ms / 1000)
         elif t == "transfer.completed":
             self._transferred.add(ev.call_id)
+        elif t == "transfer.refused":
+            self.transfers_refused.labels(str(d.get("by") or "?")).inc()
         elif t == "provider.error":
             self.provider_errors.labels(str(d.get("code") or "unknown")).inc()
         elif t == "provider.reconnected":

@@ -194,7 +194,8 @@ class ChatBrain:
             try:
                 args = json.loads(c.arguments or "{}")
             except ValueError:
-                log.warning("llm_bad_tool_arguments", tool=c.name, arguments=c.arguments[:200])
+                # not the arguments themselves: they may hold what the plan marks sensitive
+                log.warning("llm_bad_tool_arguments", tool=c.name, chars=len(c.arguments or ""))
                 args = {}
             self._awaiting.add(c.id)
             yield CallTool(c.id, c.name, args if isinstance(args, dict) else {})

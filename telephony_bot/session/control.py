@@ -25,6 +25,7 @@ _log = log.get("session")
 TRANSFER_TIMEOUT_S = 25.0  # from the REFER to the target's final answer
 TOOLS_SETTLE_S = 2.0  # a transfer tool's result reaches the model before the hang-up
 STILL_ON_THE_LINE = "the caller is still on the line"
+REFUSED = "transfer refused: "  # a target the call's transfer rules do not allow
 
 Requester = Literal["model", "operator", "engine"]  # who asked for a transfer
 
@@ -101,7 +102,17 @@ class CallControl:
         A failed transfer keeps the caller with the bot and says so in the detail ("486
         Busy Here; the caller is still on the line"). The model's tool hands that to the
         model, which is asked to answer; an operator's failure is told to the model here,
-        so the caller hears the bot at once either way."""
+        so the caller hears the bot at once either way.
+
+        `target` must be one the call's `TransferRules` allow (a name or URI of the route's
+        targets, an allowed number); anything else is refused (`REFUSED` + why), counted
+        as a `transfer.refused` event, and no REFER is sent."""
+        uri, refused = self.ctx.options.transfers.resolve(target)
+        if uri is None:
+            _log.warning("transfer refused", target=target, by=by, reason=refused)
+            self.ctx.emit("transfer.refused", target=target, by=by, reason=refused)
+            return False, REFUSED + refused
+        target = uri
         why = transfer_target.problem(target)
         if why is not None:
             return False, f"transfer target: {why}"

@@ -42,7 +42,9 @@ class KeyPresses:
         live = self._model_listens() and not ctx.closing
         step = self.collector.key(key, ctx.now_ms(), bot_speaking=speaking and live)
         if step.interrupt:
-            _log.info("key pressed over the bot: cutting it off", key=key)
+            _log.info(
+                "key pressed over the bot: cutting it off", key=ctx.options.privacy.digits(key)
+            )
             self.playout.interrupt("dtmf")
         if step.burst is not None:
             self._ended(step.burst)
@@ -74,16 +76,17 @@ class KeyPresses:
     def _ended(self, burst: Burst) -> None:
         ctx = self.ctx
         to_model = self._model_listens() and not ctx.closing
+        digits = ctx.options.privacy.digits(burst.digits)  # the model gets them as typed
         _log.info(
             "dtmf input",
-            digits=burst.digits,
+            digits=digits,
             terminator=burst.terminator or None,
             ended=burst.ended,
             to_model=to_model,
         )
         ctx.emit(
             "dtmf.input",
-            digits=burst.digits,
+            digits=digits,
             terminator=burst.terminator,
             ended=burst.ended,
             to_model=to_model,

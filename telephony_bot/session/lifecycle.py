@@ -123,6 +123,9 @@ class CallSession:
     def _report(self) -> None:
         ctx, result = self.ctx, self.result
         result.tools = self.tools.summary()
+        # the record shows the keys as the events did: masked when the route says so
+        if result.dtmf and ctx.options.privacy.mask_dtmf:
+            result.dtmf = [ctx.options.privacy.digits("".join(result.dtmf))]
         result.usage = ctx.usage.summary()
         self.loops.report_turns(ctx.ledger.flush(self.call.media.played_ms))
         result.ended_at = time.time()
@@ -230,8 +233,9 @@ class CallSession:
             elif isinstance(ev, DtmfReceived):
                 result.dtmf.append(ev.digit)
                 ctx.touch()
-                _log.info("dtmf", digit=ev.digit, method=ev.method, duration_ms=ev.duration_ms)
-                ctx.emit("dtmf", digit=ev.digit, method=ev.method, duration_ms=ev.duration_ms)
+                key = ctx.options.privacy.digits(ev.digit)  # masked when the route says so
+                _log.info("dtmf", digit=key, method=ev.method, duration_ms=ev.duration_ms)
+                ctx.emit("dtmf", digit=key, method=ev.method, duration_ms=ev.duration_ms)
                 self.keys.pressed(ev.digit)
             elif isinstance(ev, TransferOutcome):
                 self.control.transfer_outcome(ev)

@@ -174,16 +174,25 @@ class MediaLoops:
             return
         if ev.role == "user" and not ev.text.strip():
             self.stall.no_reply_due()  # the provider heard no words: no reply comes
+        privacy = ctx.options.privacy
         if ev.role == "user":
             ctx.result.turns_user += 1
-            ctx.conversation.user(ev.text)
-            ctx.emit("turn.user", text=ev.text, item_id=ev.item_id)
+            ctx.conversation.user(ev.text)  # the model's record: as said
+            ctx.emit("turn.user", text=privacy.transcript(ev.text), item_id=ev.item_id)
         else:
             ctx.result.turns_agent += 1
             # a truncated reply's final transcript can be empty: keep what was said
             said = self._agent_text.pop(ev.item_id, "")
             ctx.ledger.transcript(ev.item_id, ev.text or said.strip())
-        _log.info(f"turn.{ev.role}", text=ev.text, item_id=ev.item_id)
+        _log.info(f"turn.{ev.role}", item_id=ev.item_id, **self._logged_text(ev.text))
+
+    def _logged_text(self, text: str) -> dict[str, object]:
+        """What a log line may say of a transcript: the text (redacted) at debug level or
+        with logging.transcripts, else only its length."""
+        privacy = self.ctx.options.privacy
+        if privacy.log_transcripts or log.debug_enabled():
+            return {"text": privacy.transcript(text), "chars": len(text)}
+        return {"chars": len(text)}
 
     async def _response_done(self, ev: ResponseDone) -> None:
         ctx = self.ctx
@@ -265,18 +274,19 @@ class MediaLoops:
     def report_turns(self, turns: list[AgentTurn]) -> None:
         """The bot's turns once they ended, as the caller heard them: a reply cut short
         keeps the words the caller heard (`generated_text`: all the model had said)."""
+        privacy = self.ctx.options.privacy
         for t in turns:
             self.ctx.conversation.assistant(t)
             heard = heard_text(t)
-            cut = {} if heard == t.text else {"generated_text": t.text}
+            cut = {} if heard == t.text else {"generated_text": privacy.transcript(t.text)}
             latency = self._latency_ms.pop(t.item_id, None)
             _log.info(
-                "turn.agent", text=heard, item_id=t.item_id, interrupted=t.interrupted,
-                played_ms=t.played_ms,
+                "turn.agent", item_id=t.item_id, interrupted=t.interrupted,
+                played_ms=t.played_ms, **self._logged_text(heard),
             )  # fmt: skip
             self.ctx.emit(
                 "turn.agent",
-                text=heard,
+                text=privacy.transcript(heard),
                 item_id=t.item_id,
                 interrupted=t.interrupted,
                 played_ms=t.played_ms,

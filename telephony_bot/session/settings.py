@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from telephony_bot.providers.base import Provider, SessionConfig
+from telephony_bot.redact import Privacy
 from telephony_bot.session.dtmf import DtmfSettings
 from telephony_bot.session.stall import StallSettings
 from telephony_bot.session.turns import BargeInSettings
 from telephony_bot.session.usage import CallPrices
 from telephony_bot.tools.base import Tool
+from telephony_bot.transfer_target import TransferRules
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,11 @@ class SessionOptions:
     fallbacks: tuple[Fallback, ...] = ()
     # The caller's key presses: bursts given to the model (see session/dtmf.py).
     dtmf: DtmfSettings = field(default_factory=DtmfSettings)
+    # Where the call may be transferred, whoever asks: the route's named targets, and
+    # numbers the engine's outbound.allow matches (set by the worker).
+    transfers: TransferRules = field(default_factory=TransferRules)
+    # What leaves the call masked: sensitive tool parameters, DTMF, transcript patterns.
+    privacy: Privacy = field(default_factory=Privacy)
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,7 @@ class ToolCalls:
             control,
             filler_after_ms=ctx.options.filler_after_ms,
             on_filler=self._filler,
+            privacy=ctx.options.privacy,
         )
         self.waits = ResultWaits()
         self.runs: list[ToolRun] = []  # in the order the model called them
@@ -147,7 +148,8 @@ class ToolCalls:
             arguments: Any = json.loads(fc.arguments or "{}")
         except json.JSONDecodeError:
             arguments = fc.arguments
-        ctx.emit("tool.called", tool=fc.name, tool_call_id=fc.call_id, arguments=arguments)
+        shown = ctx.options.privacy.arguments(fc.name, arguments)  # sensitive values masked
+        ctx.emit("tool.called", tool=fc.name, tool_call_id=fc.call_id, arguments=shown)
         ctx.conversation.function_call(fc.call_id, fc.name, fc.arguments)
         tool = ctx.options.tools.get(fc.name)
         # a call that cannot run is answered at once, async tool or not

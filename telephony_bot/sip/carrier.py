@@ -14,18 +14,13 @@ from telephony_bot import log
 from telephony_bot.callport import CarrierCapabilities, IncomingCall
 from telephony_bot.config import SipSettings
 from telephony_bot.errors import SipError
+from telephony_bot.outbound import trunk_uri
 from telephony_bot.sip.call import SipCall
 from telephony_bot.sip.endpoint import SipEndpoint, TrunkOf
 
 _log = log.get("sip")
 
 DRAIN_POLL_S = 0.05
-
-
-def trunk_uri(trunk: str, number: str) -> str:
-    """`sip:HOST[:PORT][;params]` and a number → `sip:NUMBER@HOST[:PORT][;params]`."""
-    scheme, rest = trunk.split(":", 1)
-    return f"{scheme}:{number}@{rest}"
 
 
 class SipCarrier:

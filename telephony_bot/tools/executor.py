@@ -17,6 +17,7 @@ from typing import Any
 
 from telephony_bot import log
 from telephony_bot.providers.base import FunctionCall
+from telephony_bot.redact import Privacy
 from telephony_bot.tools.base import CallControl, Tool, ToolError, ToolResult, to_output
 
 _log = log.get("tools")
@@ -75,9 +76,13 @@ class ToolExecutor:
         *,
         filler_after_ms: int = 700,
         on_filler: Callable[[str], None] | None = None,
+        privacy: Privacy | None = None,
     ) -> None:
+        """`privacy`: whose parameters are sensitive; a result's `error` (for events, logs
+        and the call record) never shows their values, its `output` (for the model) does."""
         self.tools = tools
         self.call = call
+        self.privacy = privacy or Privacy()
         self.filler_after_ms = filler_after_ms
         self.on_filler = on_filler
 
@@ -126,7 +131,11 @@ class ToolExecutor:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - an integrator's bug must not end the call
-            _log.exception("tool raised", tool=fc.name)
+            if self.privacy.sensitive.get(fc.name):  # its message may quote an argument
+                why = self.privacy.tool_text(fc.name, fc.arguments, f"{type(exc).__name__}: {exc}")
+                _log.error("tool raised", tool=fc.name, error=why)
+            else:
+                _log.exception("tool raised", tool=fc.name)
             result = self._error(fc, f"{fc.name} failed: {type(exc).__name__}", t0, filler_played)
         _log.info(
             "tool result",
@@ -139,8 +148,10 @@ class ToolExecutor:
         return result
 
     def _error(self, fc: FunctionCall, msg: str, t0: float, filler: bool) -> ToolResult:
-        out = json.dumps({"error": msg})
-        return ToolResult(fc.call_id, fc.name, out, False, _ms(t0), error=msg, filler_played=filler)
+        out = json.dumps({"error": msg})  # the model's: it knows the values
+        shown = self.privacy.tool_text(fc.name, fc.arguments, msg)
+        return ToolResult(fc.call_id, fc.name, out, False, _ms(t0), error=shown,
+                          filler_played=filler)  # fmt: skip
 
 
 def _ms(t0: float) -> float:

@@ -20,7 +20,12 @@ __all__ = ["server_factory"]
 NUMBER = "+4930100"
 
 
-def plan_file(tmp: Path, server: ScriptedRealtimeServer | None, name: str = "plan.yaml") -> Path:
+def plan_file(
+    tmp: Path,
+    server: ScriptedRealtimeServer | None,
+    name: str = "plan.yaml",
+    transfer_targets: dict[str, str] | None = None,
+) -> Path:
     """A plan with one named route, on the scripted Realtime server (or echo)."""
     if server is None:
         defaults: dict[str, object] = {"provider": "echo"}
@@ -32,6 +37,8 @@ def plan_file(tmp: Path, server: ScriptedRealtimeServer | None, name: str = "pla
             "openai": {"model": "gpt-4o-realtime-preview-2024-12-17", "dialect": "preview",
                        "base_url": server.url, "api_key_env": KEY_ENV},
         }  # fmt: skip
+    if transfer_targets:
+        defaults["transfer_targets"] = transfer_targets
     plan = {"version": 1, "defaults": defaults,
             "routes": [{"name": "front-desk", "match": {"number": NUMBER}}]}  # fmt: skip
     path = tmp / name
@@ -109,7 +116,10 @@ def test_metrics_transcript_and_commands_on_a_live_call(
             said = server.wait_for("response.create", creates + 1)[-1].data
             assert "One more thing." in json.dumps(said)
             st, res = http("POST", f"{base}/calls/{cid}/transfer", body={"target": "nowhere"})
-            assert st == 409 and "sip:" in res["reason"]
+            assert st == 403 and res["reason"] == (
+                "transfer refused: 'nowhere' is not a transfer target of route 'front-desk' "
+                "(targets: none), nor a number"
+            )
             assert http("POST", f"{base}/calls/{cid}/hangup", token=None)[0] == 401
             assert http("POST", f"{base}/calls/{cid}/hangup", token="wrong")[0] == 401
             st, res = http("POST", f"{base}/calls/{cid}/hangup", body={"reason": "supervisor"})

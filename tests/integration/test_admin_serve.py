@@ -45,6 +45,10 @@ def test_one_api_over_two_workers(
         m = http("GET", f"{base}/metrics")[1]
         assert sample(m, "telephony_bot_worker_capacity", worker="0") == 4
         assert sample(m, "telephony_bot_worker_capacity", worker="1") == 4
+        # the route names worker 0's line as a transfer target (the port is known now)
+        target = f"sip:{NUMBER}@127.0.0.1:{eng.sip_port}"
+        plan_file(tmp_path, server, transfer_targets={"front": target})
+        until(lambda: len(eng.events("dialplan reloaded")) == 2, what="both workers reloaded")
         caller = dial_number(tmp_path, eng.sip_port + 1, "--duration", "30")  # on worker 1
         try:
             # answered: with pre-warm the call rings until the greeting is ready
@@ -58,10 +62,16 @@ def test_one_api_over_two_workers(
             m = http("GET", f"{base}/metrics")[1]
             assert sample(m, "telephony_bot_calls_active", worker="1") == 1
             assert sample(m, "telephony_bot_calls_active", worker="0") == 0
-            # transfer the caller to the number again, on worker 0's port: REFER, the caller
+            # toll fraud: a number on a stranger's server is refused, no REFER is sent
+            evil = "sip:+900123@evil.example"
+            st, res = http("POST", f"{base}/calls/{cid}/transfer", body={"target": evil})
+            assert st == 403 and res["reason"] == (
+                f"transfer refused: {evil!r} is not a transfer target of route 'front-desk' "
+                "(targets: front), and outbound.allow does not match +900123"
+            )
+            # transfer the caller to the route's target, worker 0's line: REFER, the caller
             # calls worker 0 (a call that lasts until the caller's first call is released)
-            target = f"sip:{NUMBER}@127.0.0.1:{eng.sip_port}"
-            st, res = http("POST", f"{base}/calls/{cid}/transfer", body={"target": target})
+            st, res = http("POST", f"{base}/calls/{cid}/transfer", body={"target": "front"})
             assert st == 200 and res["ok"] and res["worker"] == 1, res
             assert res["status"].startswith("200"), res
             caller.wait(15)

@@ -130,3 +130,26 @@ def test_a_number_no_route_takes_is_refused_with_404(tmp_path: Path) -> None:
         assert eng.events("call refused: no route")
         ok = engine.dial(tmp_path, eng.sip_port, "--duration", "1", user="+4930111", name="ok")
         assert ok["answered"]
+
+
+def test_a_live_plan_truncated_to_nothing_is_refused_and_never_answers_with_the_echo(
+    tmp_path: Path,
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "version: 1\nroutes:\n  - {name: only, match: {number: '+4930111'}, provider: echo}\n"
+    )
+    with engine.running(tmp_path, "worker", "--dialplan", str(plan)) as eng:
+        _edit(plan, "")  # a deploy that truncated the live plan
+        rejected = eng.wait_for(
+            "dialplan change rejected; calls keep using the last good plan", timeout=10
+        )[0]
+        assert "the dialplan file is empty" in rejected["errors"]
+        _edit(plan, "version: 1\n")  # no routes, no provider: the old built-in echo defaults
+        eng.wait_for("dialplan change rejected; calls keep using the last good plan", 2, 10)
+        # a stranger's number is still refused: the last good plan routes, nothing echoes
+        rep = engine.dial(tmp_path, eng.sip_port, "--duration", "1", user="+4930999")
+        assert not rep["answered"] and rep["sip_status"] == 404
+        ok = engine.dial(tmp_path, eng.sip_port, "--duration", "1", user="+4930111", name="ok")
+        assert ok["answered"]
+        assert not eng.events("dialplan reloaded")

@@ -39,7 +39,9 @@ def echo_worker(workdir: Path):
 @pytest.fixture(scope="module")
 def loopback_worker(workdir: Path):
     """Baseline: the same SIP/RTP path with the echo done inside pjmedia, no engine code."""
-    with engine.running(workdir, "worker", "--media-loopback", name="loopback") as eng:
+    with engine.running(
+        workdir, "worker", "--media-loopback", "--provider", "echo", name="loopback"
+    ) as eng:
         assert engine.dial(workdir, eng.sip_port, "--duration", "1", name="warm-loop")["answered"]
         yield eng
 

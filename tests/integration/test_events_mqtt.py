@@ -366,15 +366,22 @@ def test_transfer_and_originate_over_mqtt(
         greeting=ScriptedReply(pcm=_tone(600, 0.5), transcript="Hello."),
         vad_threshold_dbfs=-3.0,  # the echo agent returns the greeting: not a caller turn
     )
-    # the echo agent sends the greeting straight back: that is no caller barging in
-    plan = _plan(tmp_path, server, barge_in={"enabled": False})
     with engine.running(
         tmp_path, "worker", "--grace", "2", "--provider", "echo", name="agent"
     ) as agent:
+        nurse = f"sip:nurse@127.0.0.1:{agent.sip_port}"
+        # the echo agent sends the greeting straight back: that is no caller barging in
+        plan = _plan(
+            tmp_path, server, barge_in={"enabled": False}, transfer_targets={"nurse": nurse}
+        )
         cfg = _config(
             tmp_path,
             broker,
-            outbound={"trunk": f"sip:127.0.0.1:{agent.sip_port}", "allow": ["1*"]},
+            outbound={
+                "trunk": f"sip:127.0.0.1:{agent.sip_port}",
+                "allow": ["1*"],
+                "max_per_minute": 1,
+            },
         )
         with engine.running(
             tmp_path,
@@ -410,9 +417,14 @@ def test_transfer_and_originate_over_mqtt(
             assert greet["interrupted"] is False
             r = probe.command(f"{PREFIX}/{NODE}/calls/{out_id}/cmd/hangup", {})
             assert r["ok"] is True
+            # one call a minute (outbound.max_per_minute): the next is refused, not dialed
+            r = probe.command(f"{PREFIX}/cmd/originate", {"to": "124"})
+            assert r["ok"] is False and r["rate_limited"] is True, r
+            assert r["reason"].startswith("originate refused: at most 1 call a minute on this node")
+            assert [e["called"] for e in agent.events("incoming call")] == ["123"]
 
-            # transfer: an inbound call is sent on to the agent (REFER), acknowledged with
-            # the outcome
+            # transfer: toll fraud is refused with the reason and no REFER; the route's
+            # target, named, is sent on to the agent (REFER), acknowledged with the outcome
             dialer = engine.dial_async(tmp_path, bot.sip_port, "--duration", "8")
             try:
                 answered = probe.wait_for(
@@ -420,20 +432,34 @@ def test_transfer_and_originate_over_mqtt(
                     timeout=15,
                 )[0].payload
                 call_id = answered["call_id"]
-                target = f"sip:nurse@127.0.0.1:{agent.sip_port}"
-                r = probe.command(
-                    f"{PREFIX}/{NODE}/calls/{call_id}/cmd/transfer", {"target": target}
-                )
+                topic = f"{PREFIX}/{NODE}/calls/{call_id}/cmd/transfer"
+                evil = "sip:+900123@evil.example"
+                r = probe.command(topic, {"target": evil})
+                assert r == {
+                    "verb": "transfer", "call_id": call_id, "ok": False, "target": evil,
+                    "forbidden": True,
+                    "reason": f"transfer refused: {evil!r} is not a transfer target of route "
+                    "'sales' (targets: nurse), and outbound.allow does not match +900123",
+                }  # fmt: skip
+                refused = probe.wait_event("transfer.refused")[0]
+                assert refused["target"] == evil and refused["by"] == "operator"
+                r = probe.command(topic, {"target": "nurse"})
                 assert r["ok"] is True and r["status"].startswith("200"), r
                 dialer.wait(30)
             finally:
                 if dialer.poll() is None:
                     dialer.kill()
             rep = engine.read_report(tmp_path, "dial")
-            assert rep["transfer"]["target"] == target and rep["transfer"]["answered"]
-            evs = [e["type"] for e in _call_events(probe, call_id)]
-            assert evs.index("transfer.started") < evs.index("transfer.completed")
-            assert "nurse" in [e["called"] for e in agent.events("incoming call")]
+            # the caller was sent to the nurse, and to nothing else before
+            assert rep["transfer"]["target"] == nurse and rep["transfer"]["answered"]
+            evs = [e for e in _call_events(probe, call_id) if e["type"].startswith("transfer")]
+            assert [(e["type"], e["target"]) for e in evs] == [
+                ("transfer.refused", evil),
+                ("transfer.started", nurse),
+                ("transfer.completed", nurse),
+            ]
+            assert [e["called"] for e in agent.events("incoming call")] == ["123", "nurse"]
+            assert bot.events("transfer refused")[0]["reason"].startswith(f"{evil!r} is not")
 
 
 def test_a_broker_outage_mid_call_leaves_the_call_alone_and_events_follow_later(

@@ -36,6 +36,7 @@ FLOW = {
         "answer": {"say": "We are open {h.open}.", "then": "hangup"},
     },
 }  # fmt: skip
+TRANSCRIPTS_LOGGED = "TELEPHONY_BOT_LOGGING_TRANSCRIPTS"  # engine config logging.transcripts
 
 
 def _spoken(tts: object, text: str, path: Path) -> tuple[bytes, Path]:
@@ -267,7 +268,7 @@ async def test_openai_sdk_against_the_real_offline_engine(local_engine: str, spe
 
 @pytest.mark.parametrize("after_s", [0.2, 0.5, 1.0, 2.0])
 def test_a_call_placed_as_serve_starts_is_answered_never_apologised_to(
-    tmp_path: Path, speech: tuple, after_s: float
+    tmp_path: Path, speech: tuple, after_s: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`make run`, and a call at once: the offline engine is still loading its models and
     the worker not yet listening. The caller's INVITE is retried by the caller as SIP does;
@@ -282,6 +283,7 @@ def test_a_call_placed_as_serve_starts_is_answered_never_apologised_to(
         _, tts = speech
         _, question = _spoken(tts, "When are you open?", tmp_path / "q.wav")
         args = ["--play", str(question), "--play-at", "4.5", "--duration", "9"]
+    monkeypatch.setenv(TRANSCRIPTS_LOGGED, "true")  # the test reads what was said from the log
     t0 = time.monotonic()
     eng = engine.start(
         tmp_path, "serve", "--dialplan", "dialplans/example.yaml",
@@ -308,7 +310,7 @@ def test_a_call_placed_as_serve_starts_is_answered_never_apologised_to(
 
 
 def test_the_offline_engine_killed_mid_reply_comes_back_where_the_caller_is(
-    tmp_path: Path, speech: tuple
+    tmp_path: Path, speech: tuple, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`serve` restarts the offline engine after a kill -9 in the middle of a reply; the
     call reconnects and gives the new engine the conversation so far. The next question is
@@ -325,6 +327,7 @@ def test_the_offline_engine_killed_mid_reply_comes_back_where_the_caller_is(
         [gap(4.5), np.frombuffer(q1, "<i2"), gap(8.5), np.frombuffer(q2, "<i2"), gap(1)]
     )
     wav = audio.write_wav(tmp_path / "talk.wav", talk, RATE)
+    monkeypatch.setenv(TRANSCRIPTS_LOGGED, "true")  # the test reads what was said from the log
     eng = engine.start(
         tmp_path, "serve", "--dialplan", "dialplans/example.yaml",
         "--local-engine-port", str(engine.free_port()),
@@ -373,7 +376,7 @@ KEYS_FLOW = {
 
 
 def test_digits_the_caller_types_fill_the_offline_flows_slot(
-    tmp_path: Path, local_engine: str, speech: tuple
+    tmp_path: Path, local_engine: str, speech: tuple, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A pjsua2 caller types 1234# (RFC 4733) over the offline engine's question: the burst
     reaches the flow as one item, fills its 4-digit slot, the flow's tool gets "1234" and the
@@ -388,6 +391,7 @@ def test_digits_the_caller_types_fill_the_offline_flows_slot(
                                            "required": ["number"]}}},
         defaults={"tools": ["customer", "hangup"], "flow": KEYS_FLOW},
     )  # fmt: skip
+    monkeypatch.setenv(TRANSCRIPTS_LOGGED, "true")  # the test reads what was said from the log
     with engine.running(tmp_path, "worker", "--dialplan", str(plan)) as eng:
         rec = tmp_path / "heard.wav"
         rep = engine.dial(

@@ -137,11 +137,11 @@ def test_an_operators_transfer_to_a_busy_line_fails_and_the_model_tells_the_call
         replies=[ScriptedReply(pcm=_tone(900, 1.5), transcript=SORRY)],
     )
     monkeypatch.setenv("TELEPHONY_BOT_ADMIN_TOKEN", TOKEN)
-    plan = scripted_plan(tmp_path, server)
+    target = f"sip:desk@{busy}"
+    plan = scripted_plan(tmp_path, server, transfer_targets={"desk": target})
     port = engine.free_port()
     base = f"http://127.0.0.1:{port}"
     rec = tmp_path / "heard.wav"
-    target = f"sip:desk@{busy}"
     with engine.running(
         tmp_path, "worker", "--dialplan", str(plan), "--admin-port", str(port),
         ready_event="worker admin API listening",

@@ -92,6 +92,7 @@ def test_long_timeouts_need_async_and_a_builtin_cannot_be_async(tmp_path: Path) 
             timeout_s: 310
             mqtt: {topic: alerts, response_timeout_s: 300}
         defaults:
+          provider: local
           tool_window_ms: 100
         """,
     )
@@ -103,7 +104,7 @@ def test_long_timeouts_need_async_and_a_builtin_cannot_be_async(tmp_path: Path) 
         f"{f}:12:16 tools.slower.timeout_s: expected less than or equal to 600, got 900",
         f"{f}:14:11 tools.alert.mqtt: response_timeout_s is at most 120 s; a tool that may "
         "wait longer must be async (async: true allows up to 600 s)",
-        f"{f}:20:19 defaults.tool_window_ms: expected greater than or equal to 500, got 100",
+        f"{f}:21:19 defaults.tool_window_ms: expected greater than or equal to 500, got 100",
     ]
 
 

@@ -32,6 +32,57 @@ def test_validate_summarises_good_plans_and_lists_every_error_of_bad_ones(tmp_pa
     assert "route name 'a' is already used" in res.stderr  # every error, not just one
 
 
+def test_validate_without_the_secrets_says_so_and_checks_the_structure_on_request(
+    tmp_path: Path,
+) -> None:
+    bank = str(REPO / "dialplans" / "bank.yaml")
+    bare = {"PATH": "/usr/bin"}  # a laptop or CI without the production secrets
+    res = subprocess.run([*CLI, "validate", bank], capture_output=True, text=True, cwd=REPO,
+                         env=bare)  # fmt: skip
+    assert res.returncode == 1
+    assert (
+        f"{bank}:36:33 tools.lookup_customer.http.headers.Authorization: environment "
+        "variable BANK_API_TOKEN is not set (a secret read when the plan is loaded)"
+    ) in res.stderr
+    assert (
+        f"{bank}: the plan is valid but for environment variables not set here (BANK_API_TOKEN): "
+        "set them where the engine runs; `dialplan validate --no-secrets` checks the structure "
+        "without them"
+    ) in res.stderr
+    res = subprocess.run([*CLI, "validate", "--no-secrets", bank], capture_output=True,
+                         text=True, cwd=REPO, env=bare)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert f"{bank}: OK (structure only; not set here: BANK_API_TOKEN, OPENAI_API_KEY)" in (
+        res.stdout
+    )
+    # a real mistake is still one, with the missing secret named apart
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(Path(bank).read_text().replace("timeout_s: 4\n", "timeout_s: four\n", 1))
+    res = subprocess.run([*CLI, "validate", str(broken)], capture_output=True, text=True,
+                         cwd=REPO, env=bare)  # fmt: skip
+    assert res.returncode == 1
+    assert "tools.lookup_customer.timeout_s: expected a number" in res.stderr
+    assert (
+        "besides the other problems, environment variables are not set here (BANK_API_TOKEN)"
+        in res.stderr
+    )
+    res = subprocess.run([*CLI, "validate", "--no-secrets", str(broken)], capture_output=True,
+                         text=True, cwd=REPO, env=bare)  # fmt: skip
+    assert res.returncode == 1 and "BANK_API_TOKEN" not in res.stderr
+    assert "expected a number" in res.stderr
+
+
+def test_validate_refuses_an_empty_plan_and_one_that_names_no_provider(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    bare = tmp_path / "bare.yaml"
+    bare.write_text('version: 1\nroutes:\n  - name: desk\n    match: {number: "+4930111"}\n')
+    res = _run("validate", str(empty), str(bare))
+    assert res.returncode == 1
+    assert f"{empty}:1:1: the dialplan file is empty" in res.stderr
+    assert f"{bare}:3:5 routes[0]: route 'desk' names no provider" in res.stderr
+
+
 def test_schema_is_json_schema_for_editors() -> None:
     res = _run("schema")
     schema = json.loads(res.stdout)

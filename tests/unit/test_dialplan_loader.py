@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 import wave
 from pathlib import Path
@@ -11,7 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from telephony_bot.dialplan.loader import LoadedPlan, json_schema, load
+from telephony_bot.dialplan.loader import (
+    LoadedPlan,
+    PlaceholderEnv,
+    json_schema,
+    load,
+    load_default,
+)
+from telephony_bot.dialplan.router import effective
 from telephony_bot.errors import ConfigError, DialplanError, DialplanIssue
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dialplans"
@@ -24,9 +32,15 @@ EXAMPLE_ENV = {
 }
 
 
-def write(tmp_path: Path, text: str, name: str = "plan.yaml") -> Path:
+def write(tmp_path: Path, text: str, name: str = "plan.yaml", *, provider: bool = True) -> Path:
+    """The plan `text` in a file. The plans here test other things than the provider: one
+    that names none and has no `defaults:` gets `defaults: {provider: echo}` appended (at
+    the end, so the lines asserted on stay where they are); `provider=False` writes it as is."""
     path = tmp_path / name
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    text = textwrap.dedent(text).lstrip("\n")
+    if provider and not re.search(r"^(defaults|extends):|\bprovider:", text, re.M):
+        text = text.rstrip("\n") + "\ndefaults: {provider: echo}\n"
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -95,11 +109,17 @@ def test_missing_env_var_names_the_variable_and_the_line(tmp_path: Path) -> None
               headers: {Authorization: "Bearer ${LOOKUP_TOKEN}"}
         """,
     )
+    secret = " (a secret read when the plan is loaded)"
     assert problems(f) == [
-        f"{f}:6:14 providers.azure-eu.api_key: environment variable AZURE_OPENAI_KEY is not set",
+        f"{f}:6:14 providers.azure-eu.api_key: environment variable AZURE_OPENAI_KEY is not "
+        f"set{secret}",
         f"{f}:11:32 tools.lookup.http.headers.Authorization: "
-        "environment variable LOOKUP_TOKEN is not set",
+        f"environment variable LOOKUP_TOKEN is not set{secret}",
     ]
+    with pytest.raises(DialplanError) as info:
+        load(f, env={})
+    # each problem says which variables it is, so `validate` tells secrets from mistakes
+    assert [i.unset_env for i in info.value.issues] == [("AZURE_OPENAI_KEY",), ("LOOKUP_TOKEN",)]
     loaded = load(f, env={"AZURE_OPENAI_KEY": "k1", "LOOKUP_TOKEN": "t1"})
     assert loaded.plan.providers["azure-eu"].key() == "k1"
     header = loaded.plan.tools["lookup"].http.headers["Authorization"]  # type: ignore[union-attr]
@@ -156,7 +176,6 @@ def test_a_list_of_providers_is_checked_item_by_item(tmp_path: Path) -> None:
 
 
 def test_a_list_of_providers_becomes_the_routes_fallbacks(tmp_path: Path) -> None:
-    from telephony_bot.dialplan.router import effective
 
     f = write(
         tmp_path,
@@ -246,6 +265,7 @@ def test_wrong_types(tmp_path: Path) -> None:
           - name: day
             match: {number: +4930123456}
             language: no
+            provider: echo
         """,
     )
     assert problems(f) == [
@@ -267,6 +287,7 @@ def test_unknown_key_points_at_the_key_and_suggests(tmp_path: Path) -> None:
         routes:
           - name: day
             tool: [hangup]
+            provider: echo
         """,
     )
     found = problems(f)
@@ -302,10 +323,94 @@ def test_tabs_and_duplicate_keys_are_reported(tmp_path: Path) -> None:
         defaults:
           voice: alloy
           voice: ash
+          provider: echo
         """,
         "dup.yaml",
     )
     assert only(g) == f"{g}:3:3 defaults.voice: key 'voice' appears twice (first at line 2)"
+
+
+# ---------- a plan says what answers its calls: never an implicit echo ----------
+
+
+def test_an_empty_plan_is_refused(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_bytes(b"")  # a plan truncated to 0 bytes
+    assert only(empty) == (
+        f"{empty}:1:1: the dialplan file is empty: a plan names the provider its calls get "
+        "and its routes (see dialplans/example.yaml)"
+    )
+    comments = write(tmp_path, "# nothing here yet\n\n", "comments.yaml", provider=False)
+    assert "the dialplan file is empty" in only(comments)
+
+
+def test_a_plan_without_routes_or_provider_is_refused(tmp_path: Path) -> None:
+    f = write(tmp_path, "version: 1\n", provider=False)
+    assert only(f) == (
+        f"{f}:1:1: the plan has no routes and no defaults.provider: calls would have nothing "
+        "to talk to; give routes, and a provider (one under providers:, local or openai; "
+        "echo only tests the line, playing the caller's voice back)"
+    )
+    g = write(tmp_path, "defaults:\n  voice: alloy\n", "g.yaml", provider=False)
+    assert only(g).startswith(f"{g}:2:3 defaults: the plan has no routes and no defaults.provider")
+    # the defaults alone, with a provider, answer every call: a plan may do that on purpose
+    ok = write(tmp_path, "defaults: {provider: echo}\n", "ok.yaml", provider=False)
+    assert load(ok, env={}).plan.defaults.provider == "echo"
+
+
+def test_each_route_needs_a_provider_of_its_own_or_from_the_defaults(tmp_path: Path) -> None:
+    text = """
+        routes:
+          - name: day
+            match: {number: "+4930100"}
+            provider: local
+          - name: night
+            match: {number: "+4930200"}
+        """
+    f = write(tmp_path, text, provider=False)
+    assert only(f) == (
+        f"{f}:5:5 routes[1]: route 'night' names no provider and defaults.provider is not set: "
+        "give provider: on the route or in defaults (one under providers:, local or openai; "
+        "echo only tests the line, playing the caller's voice back)"
+    )
+    g = write(tmp_path, text + "defaults: {provider: openai}\n", "g.yaml", provider=False)
+    plan = load(g, env={}).plan
+    assert [effective(plan, r).provider_name for r in plan.routes] == ["local", "openai"]
+
+
+def test_without_a_dialplan_the_command_line_must_name_the_provider() -> None:
+    with pytest.raises(ConfigError, match="no dialplan: give --dialplan FILE .* --provider echo"):
+        load_default(None)
+    with pytest.raises(ConfigError, match="unknown provider 'ehco'; without a dialplan: echo"):
+        load_default("ehco")
+    assert effective(load_default("echo").plan, None).provider.type == "echo"
+
+
+def test_a_placeholder_environment_checks_structure_and_lists_what_is_not_set(
+    tmp_path: Path,
+) -> None:
+    f = write(
+        tmp_path,
+        """
+        providers:
+          rt: {type: openai, api_key: "${RT_KEY}"}
+          other: {type: openai, api_key_env: OTHER_KEY}
+        defaults:
+          provider: rt
+          voice: 42
+        """,
+    )
+    env = PlaceholderEnv({"OTHER_KEY": "set"})
+    found = problems(f, env)  # type: ignore[arg-type]
+    assert found == [f"{f}:6:10 defaults.voice: expected text, got 42"]  # the real mistake
+    assert list(env.unset) == ["RT_KEY"]
+    f.write_text(f.read_text().replace("voice: 42", "voice: ash"))
+    env = PlaceholderEnv({})
+    plan = load(f, env=env).plan
+    assert list(env.unset) == ["RT_KEY", "OTHER_KEY"]
+    assert plan.providers["rt"].key() == "${RT_KEY}"  # the reference stands in for the value
+    with pytest.raises(DialplanError, match="RT_KEY is not set"):
+        load(f, env={})  # the engine's own loading stays strict
 
 
 # ---------- more mistakes ----------
@@ -328,7 +433,6 @@ def test_instructions_file_missing_and_present(tmp_path: Path) -> None:
     (tmp_path / "prompts" / "day.txt").write_text("You help {caller}.", encoding="utf-8")
     loaded = load(f, env={})
     assert loaded.files == (f, tmp_path / "prompts" / "day.txt")
-    from telephony_bot.dialplan.router import effective
 
     assert effective(loaded.plan, loaded.plan.routes[0]).instructions == "You help {caller}."
 
@@ -395,13 +499,13 @@ def test_extends_merges_maps_and_puts_the_extending_routes_first() -> None:
 
 
 def test_extends_loop_and_missing_base(tmp_path: Path) -> None:
-    a = write(tmp_path, "extends: b.yaml\n", "a.yaml")
-    write(tmp_path, "extends: a.yaml\n", "b.yaml")
+    a = write(tmp_path, "extends: b.yaml\ndefaults: {provider: echo}\n", "a.yaml")
+    write(tmp_path, "extends: a.yaml\ndefaults: {provider: echo}\n", "b.yaml")
     assert only(a) == (
         f"{tmp_path / 'b.yaml'}:1:10 extends: extends goes round in a circle: "
         "a.yaml → b.yaml → a.yaml"
     )
-    c = write(tmp_path, "extends: [base.yaml]\n", "c.yaml")
+    c = write(tmp_path, "extends: [base.yaml]\ndefaults: {provider: echo}\n", "c.yaml")
     assert only(c) == (
         f"{c}:1:11 extends[0]: cannot read base plan '{tmp_path / 'base.yaml'}': no such file"
     )
@@ -502,6 +606,7 @@ def test_flow_mistakes_point_into_the_flow(tmp_path: Path) -> None:
                 confirmed:
                   say: Booked for {day}.
                   then: hangup
+            provider: echo
         """,
     )
     assert problems(f) == [
@@ -524,6 +629,7 @@ def test_unknown_template_placeholders_are_warnings(tmp_path: Path) -> None:
         """
         defaults:
           instructions: "Caller {caller} rang {calld} at {time}; ticket {header.X-Ticket}."
+          provider: echo
         """,
     )
     loaded = load(f, env={})
@@ -537,7 +643,7 @@ def test_unknown_template_placeholders_are_warnings(tmp_path: Path) -> None:
 def test_wrong_version_and_top_level_not_a_mapping(tmp_path: Path) -> None:
     f = write(tmp_path, "version: 2\n")
     assert only(f) == f"{f}:1:10 version: expected 1, got 2"
-    g = write(tmp_path, "- just\n- a list\n", "list.yaml")
+    g = write(tmp_path, "- just\n- a list\n", "list.yaml", provider=False)
     assert (
         only(g) == f"{g}:1:1: the top level must be a mapping (version:, defaults:, routes:, ...)"
     )
@@ -547,12 +653,15 @@ def test_wrong_version_and_top_level_not_a_mapping(tmp_path: Path) -> None:
 
 
 def test_version_hash_changes_with_content_only(tmp_path: Path) -> None:
-    text = "version: 1\nroutes:\n  - name: day\n    voice: alloy\n"
+    text = "version: 1\nroutes:\n  - name: day\n    voice: alloy\n    provider: echo\n"
     f = write(tmp_path, text)
     v1 = load(f, env={}).version
     assert len(v1) == 12 and int(v1, 16) >= 0
     assert load(f, env={}).version == v1
-    f.write_text("# a comment an admin added\nroutes: [{voice: alloy, name: day}]\nversion: 1\n")
+    f.write_text(
+        "# a comment an admin added\n"
+        "routes: [{voice: alloy, name: day, provider: echo}]\nversion: 1\n"
+    )
     assert load(f, env={}).version == v1  # same content, different layout
     f.write_text(text.replace("alloy", "ash"))
     assert load(f, env={}).version != v1
@@ -560,7 +669,7 @@ def test_version_hash_changes_with_content_only(tmp_path: Path) -> None:
 
 def test_version_covers_instructions_files(tmp_path: Path) -> None:
     (tmp_path / "p.txt").write_text("one")
-    f = write(tmp_path, "defaults:\n  instructions_file: p.txt\n")
+    f = write(tmp_path, "defaults:\n  instructions_file: p.txt\n  provider: echo\n")
     v1 = load(f, env={}).version
     (tmp_path / "p.txt").write_text("two")
     assert load(f, env={}).version != v1
@@ -669,6 +778,7 @@ def test_inherited_transfer_tool_is_checked_per_route(tmp_path: Path) -> None:
         """
         defaults:
           tools: [transfer]
+          provider: echo
         routes:
           - name: a
             transfer_targets: {desk: "sip:desk@example.com"}
@@ -687,6 +797,7 @@ SAY_PLAN = """
 defaults:
   transfer_targets: {desk: "sip:desk@127.0.0.1:5070"}
   on_error: {say: %s, transfer: desk}
+  provider: echo
 """
 
 

@@ -277,7 +277,7 @@ def test_effective_merges_defaults_with_the_route() -> None:
 
 
 def test_effective_builtin_providers() -> None:
-    p = plan(defaults={"echo_delay_ms": 300, "openai": {"base_url": "ws://127.0.0.1:9000/v1"}})
+    p = plan(defaults={"provider": "echo", "echo_delay_ms": 300})
     echo = effective(p, None)
     assert echo.provider.type == "echo" and echo.echo_delay_ms == 300
     other = plan(defaults={"provider": "openai", "openai": {"base_url": "ws://127.0.0.1:9000/v1"}})

@@ -59,7 +59,8 @@ def test_existing_defaults_fields_still_work() -> None:
     assert d.provider == "openai" and d.openai.api_key_env == "K" and d.openai.azure is None
     assert plan.tools["lookup"].python == "tests.support.tools:slow_lookup"
     assert plan.tools["lookup"].kind == "python" and plan.tools["lookup"].timeout_s == 8.0
-    assert Defaults().provider == "echo" and Dialplan().routes == []
+    # no provider unless the plan names one: never an implicit echo (the loader refuses)
+    assert Defaults().provider is None and Dialplan().routes == []
 
 
 # ---------- match patterns ----------
@@ -375,9 +376,11 @@ def test_one_rule_decides_a_transfer_target_for_plans_and_commands(target: str, 
         plan_ok = False
     assert plan_ok is ok
     assert (transfer_target.problem(target) is None) is ok
+    # a command naming it reaches it only when the call's route could name it
+    rules = transfer_target.TransferRules({"desk": target} if plan_ok else {})
     try:
-        parse_payload("transfer", json.dumps({"target": target}))
-        command_ok = True
+        cmd = parse_payload("transfer", json.dumps({"target": target}))
+        command_ok = rules.resolve(cmd.target)[0] == target  # type: ignore[attr-defined]
     except CommandError:
         command_ok = False
     assert command_ok is ok

@@ -142,6 +142,7 @@ def test_a_route_sets_its_own_dtmf_and_the_call_gets_it(tmp_path: Path) -> None:
             """
             defaults:
               dtmf: {inter_digit_ms: 3000}
+              provider: echo
             routes:
               - name: menu
                 match: {number: "+4930100"}
@@ -165,7 +166,10 @@ def _problems(path: Path) -> list[str]:
 
 
 def test_an_unquoted_terminator_is_pointed_at_with_the_fix(tmp_path: Path) -> None:
-    f = _write(tmp_path, "defaults:\n  dtmf:\n    terminator: #\n    inter_digit_ms: 20\n")
+    f = _write(
+        tmp_path,
+        "defaults:\n  dtmf:\n    terminator: #\n    inter_digit_ms: 20\n  provider: echo\n",
+    )
     assert _problems(f) == [
         f'{f}:3:16 defaults.dtmf.terminator: write the terminator in quotes, e.g. terminator: "#"'
         ' (a bare # starts a YAML comment); "" for none',

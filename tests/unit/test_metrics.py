@@ -65,6 +65,14 @@ def test_latencies_tools_provider_trouble_and_underruns() -> None:
     assert _value(reg, "telephony_bot_playout_underruns_total") == 3
 
 
+def test_refused_transfers_are_counted_by_who_asked() -> None:
+    _, bus, reg = _metrics()
+    for by in ("operator", "operator", "model"):
+        bus.emit("transfer.refused", "a", target="sip:+900123@evil.example", by=by, reason="x")
+    assert _value(reg, "telephony_bot_transfers_refused_total", by="operator") == 2
+    assert _value(reg, "telephony_bot_transfers_refused_total", by="model") == 1
+
+
 def test_bus_drops_of_a_slow_subscriber_are_counted() -> None:
     m, bus, reg = _metrics()
     bus.subscribe("stalled page", maxsize=2)

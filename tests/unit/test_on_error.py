@@ -10,6 +10,7 @@ from telephony_bot.providers.base import SessionConfig
 from telephony_bot.session.lifecycle import CallSession
 from telephony_bot.session.result import CallResult
 from telephony_bot.session.settings import CallLimits, SessionOptions
+from telephony_bot.transfer_target import TransferRules
 from tests.support.fake_call import FakeCall, FakeProvider
 
 DESK = "sip:desk@127.0.0.1:5070"
@@ -27,7 +28,9 @@ async def _dead_model_call(
     call, provider = FakeCall(log, line_speed=50), FakeProvider(log)
     call.transfer_status, call.transfer_reason = desk
     provider.fail, provider.retryable = True, False
-    opts = SessionOptions(greeting="Hello", **options)  # type: ignore[arg-type]
+    # the route's targets: on_error.transfer names one of them
+    rules = TransferRules({"desk": DESK})
+    opts = SessionOptions(greeting="Hello", transfers=rules, **options)  # type: ignore[arg-type]
     session = CallSession(call, provider, SessionConfig(), opts, CallLimits())  # type: ignore[arg-type]
     playout = session.playout
     prompt, recorded = playout.prompt, playout.recorded

@@ -120,7 +120,7 @@ def test_prewarm_is_on_by_default_and_a_route_can_turn_it_off() -> None:
 
     plan = Dialplan.model_validate(
         {
-            "defaults": {"prewarm_max_wait_ms": 1500},
+            "defaults": {"provider": "echo", "prewarm_max_wait_ms": 1500},
             "routes": [
                 {"name": "fast", "match": {"number": "+100"}},
                 {"name": "plain", "match": {"number": "+200"}, "prewarm": False},

@@ -58,3 +58,25 @@ def test_first_load_must_succeed(tmp_path: Path) -> None:
     f.write_text("BROKEN")
     with pytest.raises(ConfigError):
         PlanWatcher([f], fake_load)
+
+
+def test_a_plan_truncated_to_nothing_or_stripped_of_routes_and_provider_is_refused(
+    tmp_path: Path,
+) -> None:
+    from telephony_bot.dialplan.loader import load
+
+    f = tmp_path / "plan.yaml"
+    f.write_text('routes:\n  - {name: desk, match: {number: "+4930111"}, provider: local}\n')
+    w = PlanWatcher([f], lambda paths: load(paths, env={}))
+    good = w.current.version
+    _edit(f, "")  # `: > plan.yaml`, a failed deploy: the engine must not answer with echo
+    assert w.check() is False
+    assert w.current.version == good and w.rejected == 1
+    assert "the dialplan file is empty" in w.last_error
+    _edit(f, "version: 1\n")
+    assert w.check() is False and w.current.version == good and w.rejected == 2
+    assert "no routes and no defaults.provider" in w.last_error
+    _edit(f, 'routes:\n  - {name: desk, match: {number: "+4930111"}}\n')  # provider lost
+    assert w.check() is False and w.current.version == good
+    assert "route 'desk' names no provider" in w.last_error
+    assert w.current.plan.routes[0].provider == "local"  # calls still get the last good plan

@@ -14,6 +14,7 @@ from telephony_bot.session import control
 from telephony_bot.session.lifecycle import CallSession
 from telephony_bot.session.settings import CallLimits, SessionOptions
 from telephony_bot.tools.builtin import transfer_tool
+from telephony_bot.transfer_target import TransferRules
 from tests.support.fake_call import FakeCall, FakeProvider
 
 NURSE = "sip:nurse@127.0.0.1:5080"
@@ -23,6 +24,7 @@ async def _live(
     log: list[str], bus: object = None, **options: object
 ) -> tuple[CallSession, asyncio.Task, FakeCall]:
     call, provider = FakeCall(log), FakeProvider(log, first_audio_s=None)
+    options.setdefault("transfers", TransferRules({"nurse": NURSE}, route="front-desk"))
     opts = SessionOptions(greeting=None, prewarm=False, **options)  # type: ignore[arg-type]
     session = CallSession(call, provider, SessionConfig(), opts, CallLimits(), bus=bus)  # type: ignore[arg-type]
     task = asyncio.create_task(session.run())
@@ -33,10 +35,19 @@ async def _live(
 
 async def test_an_operators_transfer_is_checked_carried_out_and_the_bot_leaves() -> None:
     log: list[str] = []
-    session, task, _call = await _live(log)
-    ok, detail = await session.control.transfer("nurse")  # not a SIP URI: refused, no REFER
-    assert not ok and "sip:" in detail and not any(e.startswith("transfer") for e in log)
-    ok, detail = await session.control.transfer(NURSE)
+    bus = Events()
+    session, task, _call = await _live(log, bus=bus)
+    # toll fraud: a premium-rate number on someone else's server is no target of this call
+    ok, detail = await session.control.transfer("sip:+900123@evil.example")
+    assert not ok and detail == (
+        "transfer refused: 'sip:+900123@evil.example' is not a transfer target of route "
+        "'front-desk' (targets: nurse), and outbound.allow does not match +900123"
+    )
+    assert not any(e.startswith("transfer") for e in log)  # no REFER
+    assert bus.of("transfer.refused") == [
+        {"target": "sip:+900123@evil.example", "by": "operator", "reason": detail[18:]}
+    ]
+    ok, detail = await session.control.transfer("nurse")  # the route's target, by name
     assert ok and detail.startswith("200")
     result = await asyncio.wait_for(task, 5)
     assert log[-3:-1] == [f"transfer {NURSE}", f"hangup transferred to {NURSE}"]

@@ -155,7 +155,11 @@ function onEvent(ev) {
     }
     case "tool.called": {
       const card = cards.get(id);
-      if (card) addLine(card, "note", `tool ${ev.tool} called`, { key: `tool|${ev.tool_call_id}` });
+      // the arguments as the engine published them: sensitive ones read "***"
+      const args = ev.arguments && typeof ev.arguments === "object"
+        ? Object.entries(ev.arguments).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`).join(", ")
+        : (ev.arguments ? String(ev.arguments) : "");
+      if (card) addLine(card, "note", `tool ${ev.tool} called${args ? ` (${args})` : ""}`, { key: `tool|${ev.tool_call_id}` });
       break;
     }
     case "tool.pending": {
@@ -166,6 +170,11 @@ function onEvent(ev) {
     case "transfer.started": {
       const card = cards.get(id);
       if (card) addLine(card, "note", `transferring to ${ev.target}`, { key: `xfer|${ev.target}|${ev.ts}` });
+      break;
+    }
+    case "transfer.refused": {
+      const card = cards.get(id);
+      if (card) addLine(card, "note", `transfer refused: ${ev.target}`, { key: `xferr|${ev.ts}` });
       break;
     }
     case "transfer.failed": {
