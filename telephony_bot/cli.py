@@ -125,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-admin", action="store_true", help="no admin API even if the config has a port"
     )
     worker.add_argument(
+        "--no-register",
+        action="store_true",
+        help="do not register the config's trunks (another worker does: serve's worker 0)",
+    )
+    worker.add_argument(
+        "--front-door-address",
+        default="",
+        metavar="HOST:PORT",
+        help="this worker is behind that front door: trunk registrations name it as their "
+        "Contact and send their REGISTERs through it (serve sets this)",
+    )
+    worker.add_argument(
         "--media-loopback",
         action="store_true",
         help="diagnostic: echo each caller inside pjmedia, bypassing the engine",
@@ -192,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = dp.add_subparsers(dest="dialplan_command", required=True)
     v = dsub.add_parser("validate", help="check dialplan files; exit 1 with every error")
     v.add_argument("files", nargs="+")
+    v.add_argument(
+        "--config",
+        help="engine settings YAML: match.trunk must then name one of its trunks "
+        "(without it any trunk name is accepted)",
+    )
     dsub.add_parser("schema", help="print the JSON Schema (for editor completion)")
     r = dsub.add_parser("route", help="explain which route a call would take, and why")
     r.add_argument("file")
@@ -199,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--from", dest="caller", default="", help="caller number")
     r.add_argument("--at", help="ISO time with offset (default: now), e.g. 2026-12-24T22:00+01:00")
     r.add_argument("--header", action="append", default=[], help="SIP header 'Name: value'")
+    r.add_argument("--trunk", default="", help="the trunk the call comes through (trunks:)")
     return parser
 
 
@@ -317,9 +335,14 @@ def _cmd_dialplan(args: argparse.Namespace) -> int:
         from telephony_bot.errors import DialplanError
 
         failed = False
+        trunks = None
+        if args.config:
+            from telephony_bot.config import load_engine_settings
+
+            trunks = list(load_engine_settings(args.config).trunks)
         for f in args.files:
             try:
-                lp = loader.load(f)
+                lp = loader.load(f, trunks=trunks)
             except DialplanError as exc:
                 failed = True
                 print(str(exc), file=sys.stderr)
@@ -341,7 +364,7 @@ def _cmd_dialplan(args: argparse.Namespace) -> int:
         raise ConfigError("--at needs a UTC offset, e.g. 2026-12-24T22:00+01:00")
     headers = dict(h.split(":", 1) for h in args.header)
     headers = {k.strip(): v.strip() for k, v in headers.items()}
-    decision = match(lp.plan, CallInfo(args.to, args.caller, headers, at))
+    decision = match(lp.plan, CallInfo(args.to, args.caller, headers, at, args.trunk))
     print(decision.reason)
     if decision.route is None and lp.plan.routes:
         return EXIT_RUNTIME
@@ -387,14 +410,16 @@ def _sip_settings(args: argparse.Namespace, plan_max_call: float) -> object:
         ),
         drain_grace_seconds=args.grace,
         media_loopback=getattr(args, "media_loopback", False),
+        register_trunks=not getattr(args, "no_register", False),
+        front_door=getattr(args, "front_door_address", ""),
     )
 
 
-def _load_plan(args: argparse.Namespace) -> Any:
+def _load_plan(args: argparse.Namespace, trunks: list[str] | None = None) -> Any:
     from telephony_bot.dialplan import loader
 
     if args.dialplan:
-        return loader.load(args.dialplan)
+        return loader.load(args.dialplan, trunks=trunks)
     return loader.load_default()
 
 
@@ -405,8 +430,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from telephony_bot.sip.carrier import SipCarrier
     from telephony_bot.worker import Worker, serve_worker
 
+    engine = _engine_settings(args)
+    trunks = list(engine.trunks)
     if args.dialplan:
-        plans = PlanWatcher([args.dialplan], loader.load)
+        plans = PlanWatcher([args.dialplan], lambda paths: loader.load(paths, trunks=trunks))
     else:
         plans = PlanWatcher([], lambda _paths: loader.load_default())
     plan = plans.current.plan
@@ -415,13 +442,17 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     for w in plans.current.warnings:
         log.get("dialplan").warning("dialplan warning", warning=w)
     app.check(plans.current, args.provider)
-    engine = _engine_settings(args)
     settings = _sip_settings(args, 0)
     with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError):
         faulthandler.enable()  # a crash inside PJSIP leaves a Python stack trace in the log
+    carrier = SipCarrier(
+        settings,  # type: ignore[arg-type]
+        trunk=engine.outbound.trunk or "",
+        trunks=engine.trunks,
+    )
     worker = Worker(
         settings,  # type: ignore[arg-type]
-        carrier=SipCarrier(settings, trunk=engine.outbound.trunk or ""),  # type: ignore[arg-type]
+        carrier=carrier,
         plans=plans,
         provider_override=args.provider,
         engine=engine,
@@ -457,10 +488,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
-    loaded = _load_plan(args)
+    engine = _engine_settings(args)
+    loaded = _load_plan(args, list(engine.trunks))
     app.check(loaded, args.provider)  # fail fast: bad plan, provider, key, tool
     _sip_settings(args, 0)  # validate before spawning anything
-    engine = _engine_settings(args)
     price_table.load(engine.prices.file)  # fail fast: a price table with mistakes
     front = args.front_door == "kamailio" or (args.front_door == "auto" and args.workers > 1)
     first_port = args.sip_port
@@ -471,6 +502,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     elif args.worker_port is not None:
         first_port = args.worker_port
     rtp_range = 100
+    front_address = _front_door_address(args)
+    if front:
+        _check_trunks_behind_front_door(engine)
     specs = []
     for i in range(args.workers):
         port = first_port + i
@@ -503,6 +537,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 argv += [flag, str(value)]
         if engine.mqtt is not None and args.workers > 1:
             argv += ["--mqtt-node", f"{engine.mqtt.node}-w{i}"]  # a node per worker
+        if front:
+            # one registration per trunk, by worker 0, naming the front door as Contact: the
+            # registrar's calls reach the front door and are spread over every worker
+            argv += ["--front-door-address", front_address]
+            if i > 0:
+                argv.append("--no-register")
+        elif i > 0 and engine.trunks:
+            argv.append("--no-register")  # no front door: worker 0 registers for itself
         argv += _worker_admin_args(engine.admin.port, i)
         specs.append(WorkerSpec(index=i, argv=worker_argv(argv), sip_port=port))
     if app.needs_local_engine(loaded, args.provider) and not os.environ.get(
@@ -524,10 +566,27 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     background = []
     if front:
-        door = _front_door(args, first_port)
+        door = _front_door(args, first_port, engine)
         specs.append(door.prepare())
         background.append(door.monitor)
     return _supervise(specs, args.grace, engine, args.workers, background)
+
+
+def _front_door_address(args: argparse.Namespace) -> str:
+    """host:port trunks reach the front door at (its listening address; 0.0.0.0: 127.0.0.1)."""
+    host = "127.0.0.1" if args.sip_host in ("0.0.0.0", "::") else args.sip_host
+    return f"{host}:{args.sip_port}"
+
+
+def _check_trunks_behind_front_door(engine: Any) -> None:
+    from telephony_bot.trunk_config import registering
+
+    for name, reg in registering(engine.trunks).items():
+        if reg.transport == "tls":
+            raise ConfigError(
+                f"trunk {name} registers over TLS, which the front door does not relay yet: "
+                "use udp or tcp behind it, or run one worker (--workers 1)"
+            )
 
 
 def _worker_admin_args(admin_port: int | None, index: int) -> list[str]:
@@ -567,11 +626,12 @@ def _supervise(
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _front_door(args: argparse.Namespace, first_port: int) -> Any:
+def _front_door(args: argparse.Namespace, first_port: int, engine: Any) -> Any:
     from pathlib import Path
 
-    from telephony_bot.frontdoor.render import FrontDoorConfig, WorkerAddress
+    from telephony_bot.frontdoor.render import FrontDoorConfig, TrunkRelay, WorkerAddress
     from telephony_bot.frontdoor.service import FrontDoor, default_run_dir
+    from telephony_bot.trunk_config import registering
 
     host = "127.0.0.1" if args.sip_host in ("0.0.0.0", "::") else args.sip_host
     run_dir = Path(args.run_dir).resolve() if args.run_dir else default_run_dir(args.sip_port)
@@ -581,6 +641,7 @@ def _front_door(args: argparse.Namespace, first_port: int) -> Any:
         workers=tuple(WorkerAddress(host, first_port + i) for i in range(args.workers)),
         run_dir=run_dir,
         transports=_transports(args.transports),
+        trunks=tuple(TrunkRelay.of(name, reg) for name, reg in registering(engine.trunks).items()),
     )
     return FrontDoor(cfg)
 

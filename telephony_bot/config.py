@@ -15,9 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from telephony_bot import trunk_config
 from telephony_bot.errors import ConfigError
+from telephony_bot.trunk_config import Trunk
 
 # This build of PJSIP (the pjsua2-python wheel) is compiled with PJSUA_MAX_CALLS = 4.
 PJSUA_MAX_CALLS = 4
@@ -49,6 +59,11 @@ class SipSettings:
     # How call audio crosses into the engine: "native" (a pjmedia port in C, sip/native_port),
     # "python" (pjsua2 AudioMediaPort callbacks), "auto" (native when its self-check passes).
     media_port: str = "auto"
+    # Trunk registration (trunks: in the engine config): whether this worker registers them
+    # (behind the front door only worker 0 does), and the front door's public host:port,
+    # which a registration then names as Contact and sends its REGISTERs through ("": none).
+    register_trunks: bool = True
+    front_door: str = ""
 
     @property
     def media_port_rate(self) -> int:
@@ -83,6 +98,8 @@ class SipSettings:
             raise ConfigError(f"media port must be auto, native or python, got {self.media_port!r}")
         if not 1024 <= self.rtp_port <= 65535 - self.rtp_port_range:
             raise ConfigError(f"RTP port {self.rtp_port} out of range")
+        if self.front_door and not re.fullmatch(r"[A-Za-z0-9.\-]+:\d{1,5}", self.front_door):
+            raise ConfigError(f"--front-door-address must be host:port, got {self.front_door!r}")
 
 
 # ---------------------------------------------------------------- engine settings
@@ -169,8 +186,10 @@ class AdminSettings(_Section):
 class OutboundSettings(_Section):
     """Where `originate` dials out, and to which numbers it may."""
 
-    # The trunk or PBX calls go through: `sip:HOST[:PORT][;params]`; a call to NUMBER
-    # becomes `sip:NUMBER@HOST[:PORT][;params]`. None: originate is refused.
+    # The trunk or PBX calls go through: `sip:HOST[:PORT][;params]` (an IP trunk: a call to
+    # NUMBER becomes `sip:NUMBER@HOST[:PORT][;params]`), or the name of a trunk of `trunks:`
+    # the engine registers with (calls go to sip:NUMBER@<its registrar's domain> as its
+    # user, with its digest credentials and outbound proxy). None: originate is refused.
     trunk: str | None = None
     from_user: str = "bot"  # caller id when the command gives none
     allow: tuple[str, ...] = ()  # number patterns: exact, or with * and ? wildcards
@@ -180,9 +199,20 @@ class OutboundSettings(_Section):
     @field_validator("trunk")
     @classmethod
     def _sip_uri(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"sips?:[^@\s]+", v):
-            raise ValueError("must be a SIP URI without a user part, e.g. sip:10.0.0.5:5060")
+        if v is None or re.fullmatch(trunk_config.TRUNK_NAME, v):
+            return v  # a trunk's name: checked against `trunks:` by EngineSettings
+        if not re.fullmatch(r"sips?:[^@\s]+", v):
+            raise ValueError(
+                "must be a SIP URI without a user part, e.g. sip:10.0.0.5:5060, or the name "
+                "of a trunk in `trunks:`"
+            )
         return v
+
+    @property
+    def via_trunk(self) -> str | None:
+        """The name of the registered trunk calls go out through (None: an IP trunk URI)."""
+        t = self.trunk
+        return t if t is not None and not t.startswith(("sip:", "sips:")) else None
 
 
 class PricesSettings(_Section):
@@ -204,6 +234,29 @@ class EngineSettings(_Section):
     admin: AdminSettings = AdminSettings()
     outbound: OutboundSettings = OutboundSettings()
     prices: PricesSettings = PricesSettings()
+    trunks: dict[str, Trunk] = Field(default_factory=dict)  # by name (trunk_config.py)
+
+    @field_validator("trunks")
+    @classmethod
+    def _trunk_names(cls, v: dict[str, Trunk]) -> dict[str, Trunk]:
+        trunk_config.check_names(v)
+        return v
+
+    @model_validator(mode="after")
+    def _outbound_trunk(self) -> EngineSettings:
+        name = self.outbound.via_trunk
+        if name is not None:
+            trunk = self.trunks.get(name)
+            if trunk is None:
+                known = ", ".join(self.trunks) or "none configured"
+                raise ValueError(f"outbound.trunk: no trunk named {name!r} (trunks: {known})")
+            if trunk.registration is None:
+                raise ValueError(
+                    f"outbound.trunk: trunk {name!r} has no `register` section: calls go out "
+                    "through a trunk the engine registers with, or through an IP trunk's "
+                    "sip: URI"
+                )
+        return self
 
     def describe(self) -> dict[str, Any]:
         """For the start-up log line: what is configured, never a secret."""
@@ -216,6 +269,11 @@ class EngineSettings(_Section):
             "admin": f"{self.admin.host}:{self.admin.port}" if self.admin.port else "off",
             "outbound": self.outbound.trunk or "off",
             "prices": str(self.prices.file) if self.prices.file else "shipped",
+            "trunks": ", ".join(
+                f"{n} ({t.registration.describe()})" if t.registration else n
+                for n, t in self.trunks.items()
+            )
+            or "none",
         }
 
 
@@ -278,10 +336,43 @@ def load_engine_settings(
         data[section] = {**current, **values}
     if "mqtt" in data and data["mqtt"] is None:
         data["mqtt"] = {}
+    _merge_trunks(data, env, where)
     try:
-        return EngineSettings.model_validate(data)
+        settings = EngineSettings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_explain(where, exc)) from None
+    problems = trunk_config.check_secrets(settings.trunks, env)
+    if problems:
+        raise ConfigError("\n".join(f"{where}: {p}" for p in problems))
+    return settings
+
+
+def _merge_trunks(data: dict[str, Any], env: Mapping[str, str], where: str) -> None:
+    """TELEPHONY_BOT_TRUNKS_<NAME>_<SECTION>_<FIELD> over the file's `trunks:`."""
+    trunks = data.get("trunks")
+    if trunks is None:
+        trunks = {}
+    if not isinstance(trunks, dict):
+        raise ConfigError(f"{where}: section 'trunks' must be a mapping of trunk names")
+    overrides = trunk_config.env_overrides(env, [str(k) for k in trunks])
+    if not overrides:
+        return
+    merged = dict(trunks)
+    for name, fields in overrides.items():
+        current = merged.get(name)
+        current = dict(current) if isinstance(current, dict) else {}
+        for key, value in fields.items():
+            if isinstance(value, dict):
+                section = current.get(key)
+                section = dict(section) if isinstance(section, dict) else {}
+                if "password_env" in value:  # the environment's password wins over the file's
+                    section.pop("password_file", None)
+                section.update(value)
+                current[key] = section
+            else:
+                current[key] = value
+        merged[name] = current
+    data["trunks"] = merged
 
 
 def _explain(where: str, exc: ValidationError) -> str:
@@ -291,5 +382,5 @@ def _explain(where: str, exc: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown setting"
-        lines.append(f"{where}: {loc}: {msg}")
+        lines.append(f"{where}: {loc}: {msg}" if loc else f"{where}: {msg}")
     return "\n".join(lines)

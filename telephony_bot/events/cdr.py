@@ -72,6 +72,7 @@ def build_record(
         "direction": meta.direction,
         "called": offer.called,
         "caller": offer.caller,
+        "trunk": offer.trunk or None,
         "route": meta.route,
         "plan_version": meta.plan_version,
         "provider": meta.provider,

@@ -96,6 +96,15 @@ class FakeCarrier:
     def describe(self) -> dict[str, Any]:
         return {"carrier": "fake"}
 
+    def outbound_caller(self) -> str | None:
+        return None
+
+    def registration_states(self) -> list[dict[str, Any]]:
+        return []
+
+    def watch_registrations(self, fn: Any) -> None:
+        pass
+
 
 async def test_the_worker_runs_on_any_carrier() -> None:
     carrier = FakeCarrier()

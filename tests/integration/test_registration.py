@@ -1,0 +1,219 @@
+"""Registration with a PBX: the engine registers with a real Kamailio registrar that asks for
+digest authentication (tests/support/registrar.py: 401 on REGISTER, 407 on outbound
+INVITEs), refreshes, registers again after the registrar restarts, takes the calls the
+registrar routes to its Contact (routed by trunk in the dialplan), shows a failed
+registration in /health and metrics, places an outbound call through the registered
+account, and unregisters when it stops. Real peers only: Kamailio 5.6, pjsua2 callers."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import engine
+from tests.support.admin import http, sample, until
+from tests.support.registrar import Registrar, kamailio_available, running_registrar
+
+pytestmark = pytest.mark.skipif(
+    not kamailio_available(),
+    reason="kamailio is not installed (scripts/install-system-deps.sh installs it)",
+)
+
+USER, PASSWORD = "2001", "s3cret-Digest-pw"
+
+
+def write_config(tmp: Path, registrar: Registrar, **register: Any) -> Path:
+    trunk = {
+        "registrar": registrar.uri,
+        "user": USER,
+        "password_env": "PBX_PASSWORD",
+        "expires": 10,  # refreshed 5 s before: every 5 s
+        **register,
+    }
+    data: dict[str, Any] = {"trunks": {"pbx": {"register": trunk}}}
+    path = tmp / "engine.yaml"
+    path.write_text(json.dumps(data))  # JSON is YAML
+    return path
+
+
+def write_plan(tmp: Path) -> Path:
+    """Calls through trunk pbx get route from-pbx; nothing else is taken (404)."""
+    plan = {
+        "version": 1,
+        "defaults": {"provider": "echo"},
+        "routes": [{"name": "from-pbx", "match": {"trunk": "pbx"}}],
+    }
+    path = tmp / "plan.yaml"
+    path.write_text(json.dumps(plan))
+    return path
+
+
+def start_bot(tmp: Path, config: Path, admin_port: int, *extra: str) -> engine.EngineProc:
+    return engine.start(
+        tmp, "worker", "--dialplan", str(write_plan(tmp)), "--config", str(config),
+        "--admin-port", str(admin_port), "--grace", "2", *extra, name="bot",
+    )  # fmt: skip
+
+
+def saved(registrar: Registrar) -> list[tuple[int, str, str]]:
+    """(cseq, call-id, contact) of every REGISTER the registrar accepted."""
+    out = []
+    for line in registrar.lines("REGISTER"):
+        m = re.search(r"cseq (\d+) callid (\S+) expires \S* contact (.*) authorized (\d*)$", line)
+        if m and m.group(4):  # with credentials
+            out.append((int(m.group(1)), m.group(2), m.group(3)))
+    return out
+
+
+def test_registers_with_digest_auth_refreshes_and_takes_the_calls_sent_to_its_contact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PBX_PASSWORD", PASSWORD)
+    admin = engine.free_port()
+    base = f"http://127.0.0.1:{admin}"
+    with running_registrar(tmp_path, {USER: PASSWORD}) as reg:
+        bot = start_bot(tmp_path, write_config(tmp_path, reg), admin)
+        try:
+            registered = bot.wait_for("trunk registered")[0]
+            assert registered["trunk"] == "pbx" and registered["expires_s"] == 10
+            # challenged first (401), then accepted with the digest answer
+            decisions = reg.lines()
+            first_401 = next(i for i, ln in enumerate(decisions) if ln.startswith("401 for 2001"))
+            first_save = next(i for i, ln in enumerate(decisions) if ln.startswith("saved 2001"))
+            assert first_401 < first_save
+            [binding] = reg.bindings(USER)
+            assert f"@127.0.0.1:{bot.sip_port};" in binding.contact and ";line=" in binding.contact
+
+            st, health = http("GET", f"{base}/health", None)
+            assert st == 200, health
+            [trunk] = health["trunks"]
+            assert trunk["trunk"] == "pbx" and trunk["state"] == "registered"
+            assert {"name": "trunk pbx", "ok": True, "detail": trunk["detail"]} in health["checks"]
+            metrics = http("GET", f"{base}/metrics", None)[1]
+            assert sample(metrics, "telephony_bot_trunk_registered", trunk="pbx") == 1
+
+            # a caller calls 2001 at the registrar, which routes the call to the contact
+            report = engine.dial(tmp_path, reg.port, "--duration", "2", user=USER, name="via")
+            assert report["answered"], report
+            incoming = bot.wait_for("incoming call")[0]
+            assert incoming["trunk"] == "pbx" and incoming["called"] == USER
+            assert bot.wait_for("call routed")[0]["route"] == "from-pbx"
+            assert any(ln.startswith("INVITE for 2001 to its contact") for ln in reg.lines())
+
+            # the same number dialled at the engine directly did not come through the trunk
+            direct = engine.dial(tmp_path, bot.sip_port, "--duration", "1", user=USER,
+                                 name="direct")  # fmt: skip
+            assert not direct["answered"] and direct["sip_status"] == 404, direct
+
+            # refreshed before it expires: the same registration (Call-ID), a later CSeq
+            reg.wait(lambda: len(saved(reg)) >= 2, 8, "a refresh")
+            (c1, id1, _), (c2, id2, _) = saved(reg)[:2]
+            assert id1 == id2 and c2 > c1
+            assert bot.events("trunk registration failed") == []
+        finally:
+            code = bot.stop()
+        assert code == 0
+        # unregistered on the way out
+        assert bot.events("trunk unregistered")
+        assert reg.bindings(USER) == []
+        log = bot.log_path.read_text()
+        assert PASSWORD not in log
+
+
+def test_registers_again_after_the_registrar_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PBX_PASSWORD", PASSWORD)
+    with running_registrar(tmp_path, {USER: PASSWORD}) as reg:
+        bot = start_bot(tmp_path, write_config(tmp_path, reg), engine.free_port())
+        try:
+            bot.wait_for("trunk registered")
+            assert reg.bindings(USER)
+            reg.restart()  # the new registrar process remembers no binding
+            assert reg.bindings(USER) == []
+            reg.wait(lambda: reg.bindings(USER), 8, "the binding registered again")
+            # challenged and answered again by the new registrar
+            assert any(ln.startswith("401 for 2001") for ln in reg.lines())
+            report = engine.dial(tmp_path, reg.port, "--duration", "1", user=USER)
+            assert report["answered"], report
+            assert bot.wait_for("incoming call")[0]["trunk"] == "pbx"
+        finally:
+            bot.stop()
+
+
+def test_a_wrong_password_is_a_failed_registration_in_health_and_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PBX_PASSWORD", "not-the-password")
+    admin = engine.free_port()
+    base = f"http://127.0.0.1:{admin}"
+    with running_registrar(tmp_path, {USER: PASSWORD}) as reg:
+        bot = start_bot(tmp_path, write_config(tmp_path, reg), admin)
+        try:
+            failed = bot.wait_for("trunk registration failed")[0]
+            assert failed["status"] == 401 and failed["failures"] == 1
+            assert 4.5 <= failed["retry_in_s"] <= 5.5  # the first step of the backoff
+            st, health = until(lambda: (r := http("GET", f"{base}/health", None))[0] == 503 and r,
+                               what="unready")  # fmt: skip
+            reason = next(r for r in health["reasons"] if r.startswith("trunk pbx:"))
+            assert "failed: 401 Unauthorized" in reason and f"{USER} at {reg.uri}" in reason
+            assert health["trunks"][0]["state"] == "failed"
+            metrics = http("GET", f"{base}/metrics", None)[1]
+            assert sample(metrics, "telephony_bot_trunk_registered", trunk="pbx") == 0
+            assert sample(metrics, "telephony_bot_trunk_registration_failures_total",
+                          trunk="pbx", status="401") == 1  # fmt: skip
+            # the registrar saw the wrong answer, and saved nothing
+            assert any("401 for 2001" in ln and "auth result -2" in ln for ln in reg.lines())
+            assert reg.bindings(USER) == []
+            # it tries again after the backoff, and fails again (now waiting longer)
+            again = bot.wait_for("trunk registration failed", 2, timeout=10)[1]
+            assert again["failures"] == 2 and 9 <= again["retry_in_s"] <= 11
+        finally:
+            bot.stop()
+        assert "not-the-password" not in bot.log_path.read_text()
+
+
+def test_an_outbound_call_goes_through_the_registered_account_when_the_trunk_asks_407(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PBX_PASSWORD", PASSWORD)
+    admin = engine.free_port()
+    base = f"http://127.0.0.1:{admin}"
+    # the "carrier" behind the PBX: an echo worker of its own, where the PBX sends the call
+    agent = engine.start(tmp_path, "worker", "--provider", "echo", "--grace", "2", name="agent")
+    try:
+        out = f"sip:127.0.0.1:{agent.sip_port}"
+        with running_registrar(tmp_path, {USER: PASSWORD}, out_destination=out) as reg:
+            cfg = write_config(tmp_path, reg)
+            data = json.loads(cfg.read_text())
+            data["outbound"] = {"trunk": "pbx", "allow": ["555*"], "route": "from-pbx"}
+            cfg.write_text(json.dumps(data))
+            bot = start_bot(tmp_path, cfg, admin)
+            try:
+                bot.wait_for("trunk registered")
+                st, res = http("POST", f"{base}/originate", None, {"to": "5551234", "from": "99"})
+                assert st == 409 and "as its user 2001" in res["reason"], res
+                st, res = http("POST", f"{base}/originate", None, {"to": "5551234"})
+                assert st == 200 and res["ok"], res
+                assert res["uri"] == f"sip:5551234@127.0.0.1:{reg.port}"
+                incoming = agent.wait_for("incoming call")[0]
+                assert incoming["called"] == "5551234" and incoming["caller"] == USER
+                [call] = until(lambda: [c for c in http("GET", f"{base}/calls", None)[1]["calls"]
+                                        if c["state"] == "answered"], what="answered")  # fmt: skip
+                assert call["direction"] == "outbound" and call["trunk"] == "pbx"
+                # the PBX challenged the INVITE (407) and let the answer through
+                lines = reg.lines("INVITE to 5551234")
+                assert lines[0].startswith("407 for INVITE to 5551234 from 2001"), lines
+                assert any(ln.startswith("authenticated INVITE to 5551234 from 2001")
+                           for ln in lines), lines  # fmt: skip
+                assert http("POST", f"{base}/calls/{res['call_id']}/hangup", None, {})[0] == 200
+                ended = bot.wait_for("call ended")[0]
+                assert ended["call_id"] == res["call_id"]
+            finally:
+                bot.stop()
+    finally:
+        agent.stop()
