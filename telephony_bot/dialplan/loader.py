@@ -494,8 +494,8 @@ class _Loader:
                 at = path if isinstance(names, str) else (*path, j)
                 self.at(
                     at,
-                    f"no trunk named {name!r} in the engine config (trunks: {known})"
-                    f"{_did_you_mean(name, self.trunks)}",
+                    f"no trunk named {name!r} in the engine config"
+                    f"{_did_you_mean(name, self.trunks)}; its trunks: {known}",
                 )
 
     def check_scope(

@@ -158,14 +158,30 @@ def _trunk_values(trunks: tuple[TrunkRelay, ...]) -> dict[str, str]:
     hosts = sorted({t.registrar_host for t in trunks})
     # host names and addresses hold only [a-z0-9.:-]: a dot is the one character to escape
     regex = "^(" + "|".join(h.replace(".", "[.]") for h in hosts) + ")$" if hosts else "^$"
-    pinged = [t for t in trunks if t.keepalive_s > 0]
+    pinged = sorted((t for t in trunks if t.keepalive_s > 0), key=lambda t: t.name)
     modules = ""
     if pinged:
+        # rtimer runs route TRUNK_KEEPALIVE every interval; uac sends the OPTIONS (the
+        # keepalive module of Kamailio 5.6.3 hangs at start with a destination configured)
         interval = min(t.keepalive_s for t in pinged)
-        lines = ['loadmodule "keepalive.so"', f'modparam("keepalive", "ping_interval", {interval})',
-                 'modparam("keepalive", "ping_from", "sip:keepalive@telephony-bot")']  # fmt: skip
-        lines += [f'modparam("keepalive", "destination", "{t.keepalive}")'
-                  for t in sorted(pinged, key=lambda t: t.name)]  # fmt: skip
+        lines = [
+            'loadmodule "rtimer.so"',
+            'loadmodule "uac.so"',
+            'modparam("uac", "restore_mode", "none")',
+            f'modparam("rtimer", "timer", "name=trunk_ka;interval={interval};mode=1;")',
+            'modparam("rtimer", "exec", "timer=trunk_ka;route=TRUNK_KEEPALIVE")',
+            "",
+            "route[TRUNK_KEEPALIVE] {",
+        ]
+        for t in pinged:
+            lines += [
+                '\t$uac_req(method) = "OPTIONS";',
+                f'\t$uac_req(ruri) = "{t.keepalive}";',
+                '\t$uac_req(furi) = "sip:keepalive@telephony-bot";',
+                f'\t$uac_req(turi) = "{t.keepalive}";',
+                "\tuac_req_send();",
+            ]
+        lines.append("}")
         modules = "\n".join(lines)
     return {"trunk_registrars": regex, "trunk_modules": modules}
 

@@ -253,17 +253,18 @@ class SipEndpoint:
                     f"trunk {name} registers over {line.reg.transport}, which this worker "
                     f"does not listen on (--transports {','.join(s.transports)})"
                 )
-            reg: TrunkAccount | None = None
+            if s.front_door or not s.register_trunks:
+                # Created first: PJSIP gives an incoming call to the first of the accounts
+                # that match it equally well, and behind the front door the registering
+                # account's Contact is the front door, which a call's dialog must not have.
+                call = TrunkAccount(name, self._registrar_answer, self._incoming)
+                call.create(calling_config(line, s, line.id_uri), False)
+                self._trunk_call[name] = call
             if s.register_trunks:
                 reg = TrunkAccount(name, self._registrar_answer, self._incoming)
                 reg.create(registering_config(line, s, s.front_door), False)
                 self._trunk_reg[name] = reg
-            if reg is None or s.front_door:
-                call = TrunkAccount(name, self._registrar_answer, self._incoming)
-                call.create(calling_config(line, s, line.id_uri), False)
-                self._trunk_call[name] = call
-            else:
-                self._trunk_call[name] = reg
+                self._trunk_call.setdefault(name, reg)
 
     def _registrar_answer(self, name: str, code: int, reason: str, expires: int) -> None:
         """A registrar's final answer (PJSIP thread) → the registrations, on the loop."""

@@ -217,3 +217,53 @@ def test_an_outbound_call_goes_through_the_registered_account_when_the_trunk_ask
                 bot.stop()
     finally:
         agent.stop()
+
+
+def test_behind_the_front_door_one_registration_names_it_and_its_calls_reach_every_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.integration.test_front_door import _ports
+    from tests.support.sipp import run_sipp
+
+    monkeypatch.setenv("PBX_PASSWORD", PASSWORD)
+    admin = engine.free_port()
+    with running_registrar(tmp_path, {USER: PASSWORD}) as reg:
+        cfg = write_config(tmp_path, reg, keepalive_s=1)
+        eng = engine.start(
+            tmp_path, "serve", "--workers", "2", "--dialplan", str(write_plan(tmp_path)),
+            "--config", str(cfg), "--admin-port", str(admin), "--grace", "2",
+            ready_event="front door ready", name="serve",
+        )  # fmt: skip
+        door = f"127.0.0.1:{eng.sip_port}"
+        try:
+            registered = eng.wait_for("trunk registered")
+            assert [e["worker"] for e in registered] == [0]  # one registration, by worker 0
+            # the front door is the Contact, and the REGISTER came from it (so a NAT in front
+            # of the machine maps the front door's port)
+            [binding] = reg.wait(lambda: reg.bindings(USER), what="a binding")
+            assert binding.contact.startswith(f"sip:{USER}@{door};line="), binding
+            assert all(f"from {door} " in ln for ln in reg.lines("REGISTER 2001"))
+            # the front door keeps its NAT binding to the registrar open with OPTIONS
+            reg.wait(lambda: reg.lines(f"OPTIONS from {door}"), 5, "keepalives")
+
+            st, health = http("GET", f"http://127.0.0.1:{admin}/health", None)
+            assert st == 200, health
+            assert [(t["trunk"], t["state"], t["worker"]) for t in health["trunks"]] == [
+                ("pbx", "registered", 0)
+            ]
+
+            # four callers call 2001 at the registrar: it sends every call to the front door,
+            # which spreads them over both workers
+            res = run_sipp(
+                "uac_short", f"127.0.0.1:{reg.port}", calls=4, concurrency=4, rate=100,
+                duration_ms=2000, workdir=tmp_path, service=USER, **_ports(),
+            )  # fmt: skip
+            assert res.successful == 4 and res.failed == 0, res.describe()
+            incoming = eng.wait_for("incoming call", 4)
+            assert {e["worker"] for e in incoming} == {0, 1}, incoming
+            assert {e["trunk"] for e in incoming} == {"pbx"}
+            assert {e["source"] for e in incoming} == {door}
+        finally:
+            code = eng.stop()
+        assert code == 0
+        assert reg.bindings(USER) == []  # worker 0 unregistered before the front door stopped

@@ -192,3 +192,25 @@ def test_serve_with_several_workers_and_no_kamailio_names_the_package_before_sta
     argv = ["serve", "--workers", "2", "--provider", "echo", "--run-dir", str(tmp_path / "r")]
     assert main(argv) == 2
     assert "Debian package `kamailio`" in capsys.readouterr().err
+
+
+def test_the_trunk_registration_block_relays_only_to_the_trunks_registrars(tmp_path: Path) -> None:
+    from telephony_bot.frontdoor.render import TrunkRelay
+    from telephony_bot.trunk_config import TrunkRegister
+
+    # without trunks: every REGISTER is refused, no keepalive runs
+    text = render_cfg(_cfg(tmp_path))
+    assert '=~ "^$"' in text and "rtimer" not in text
+    pbx = TrunkRegister(registrar="sip:PBX.example.com:5070", user="2001", password_env="X",
+                        keepalive_s=20)  # fmt: skip
+    provider = TrunkRegister(registrar="sip:sip.provider.example", user="49301", password_env="Y",
+                             transport="tcp", outbound_proxy="sip:10.1.1.1:5060;lr")  # fmt: skip
+    relays = (TrunkRelay.of("pbx", pbx), TrunkRelay.of("provider", provider))
+    assert relays[1].keepalive == "sip:10.1.1.1:5060;transport=tcp"  # the next hop
+    text = render_cfg(_cfg(tmp_path, trunks=relays))
+    assert '=~ "^(pbx[.]example[.]com|sip[.]provider[.]example)$"' in text
+    assert "interval=15;" in text  # the shortest keepalive of the trunks
+    assert '$uac_req(ruri) = "sip:PBX.example.com:5070";' in text
+    assert '$uac_req(ruri) = "sip:10.1.1.1:5060;transport=tcp";' in text
+    if shutil.which("kamailio") or Path("/usr/sbin/kamailio").exists():
+        kamailio.check_config(write(_cfg(tmp_path, trunks=relays, listen_port=15998)))
