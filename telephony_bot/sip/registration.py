@@ -67,7 +67,7 @@ class RegistrationState:
         if self.state == "registered":
             return f"registered as {where} (expires in {self.expires_s} s)"
         if self.state == "failed":
-            retry = f"; retrying in {self.retry_in_s:.0f} s" if self.retry_in_s else ""
+            retry = f"; retrying after {self.retry_in_s:.0f} s" if self.retry_in_s else ""
             return (
                 f"registration as {where} failed: {self.status_code} {self.reason} "
                 f"({self.failures} in a row){retry}"

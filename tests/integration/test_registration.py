@@ -16,6 +16,8 @@ import pytest
 
 from tests.support import engine
 from tests.support.admin import http, sample, until
+from tests.support.mosquitto import running_mosquitto
+from tests.support.mqtt_probe import MqttProbe
 from tests.support.registrar import Registrar, kamailio_available, running_registrar
 
 pytestmark = pytest.mark.skipif(
@@ -145,14 +147,18 @@ def test_registers_again_after_the_registrar_restarts(
             bot.stop()
 
 
-def test_a_wrong_password_is_a_failed_registration_in_health_and_metrics(
+def test_a_wrong_password_is_a_failed_registration_in_health_metrics_and_mqtt_status(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PBX_PASSWORD", "not-the-password")
     admin = engine.free_port()
     base = f"http://127.0.0.1:{admin}"
-    with running_registrar(tmp_path, {USER: PASSWORD}) as reg:
-        bot = start_bot(tmp_path, write_config(tmp_path, reg), admin)
+    with running_registrar(tmp_path, {USER: PASSWORD}) as reg, running_mosquitto() as broker:
+        cfg = write_config(tmp_path, reg)
+        data = json.loads(cfg.read_text())
+        data["mqtt"] = {"host": broker.host, "port": broker.port, "prefix": "tb", "node": "bot"}
+        cfg.write_text(json.dumps(data))
+        bot = start_bot(tmp_path, cfg, admin)
         try:
             failed = bot.wait_for("trunk registration failed")[0]
             assert failed["status"] == 401 and failed["failures"] == 1
@@ -169,6 +175,14 @@ def test_a_wrong_password_is_a_failed_registration_in_health_and_metrics(
             # the registrar saw the wrong answer, and saved nothing
             assert any("401 for 2001" in ln and "auth result -2" in ln for ln in reg.lines())
             assert reg.bindings(USER) == []
+            # the node's retained MQTT status says so, to whoever subscribes later
+            probe = MqttProbe(broker.host, broker.port, "tb/bot/status/#")
+            try:
+                [msg] = probe.wait_for(lambda m: m.topic == "tb/bot/status/trunks/pbx")
+            finally:
+                probe.close()
+            assert msg.payload["state"] == "failed" and msg.payload["status_code"] == 401
+            assert msg.payload["type"] == "trunk.registration" and msg.payload["user"] == USER
             # it tries again after the backoff, and fails again (now waiting longer)
             again = bot.wait_for("trunk registration failed", 2, timeout=10)[1]
             assert again["failures"] == 2 and 9 <= again["retry_in_s"] <= 11

@@ -40,7 +40,7 @@ def test_answers_move_the_state() -> None:
     assert bad.retry_in_s is not None and 4.5 <= bad.retry_in_s <= 5.5 and not bad.ok
     assert bad.describe() == (
         f"registration as 2001 at sip:pbx.example.com failed: 401 Unauthorized (1 in a row); "
-        f"retrying in {bad.retry_in_s:.0f} s"
+        f"retrying after {bad.retry_in_s:.0f} s"
     )
     worse = on_answer(bad, 408, "Request Timeout", 300, now=40.0)
     assert worse.failures == 2 and worse.since == 30.0  # failing since the first failure
