@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from tests.support import engine
 from tests.support.admin import http, sample, until
 from tests.support.mosquitto import running_mosquitto
 from tests.support.mqtt_probe import MqttProbe
+from tests.support.natns import nat_available, nat_network
 from tests.support.registrar import Registrar, kamailio_available, running_registrar
 
 pytestmark = pytest.mark.skipif(
@@ -65,7 +68,9 @@ def saved(registrar: Registrar) -> list[tuple[int, str, str]]:
     """(cseq, call-id, contact) of every REGISTER the registrar accepted."""
     out = []
     for line in registrar.lines("REGISTER"):
-        m = re.search(r"cseq (\d+) callid (\S+) expires \S* contact (.*) authorized (\d*)$", line)
+        m = re.search(
+            r"cseq (\d+) callid (\S+) expires \S* contact (.*) authorized (\d*) via", line
+        )
         if m and m.group(4):  # with credentials
             out.append((int(m.group(1)), m.group(2), m.group(3)))
     return out
@@ -281,3 +286,51 @@ def test_behind_the_front_door_one_registration_names_it_and_its_calls_reach_eve
             code = eng.stop()
         assert code == 0
         assert reg.bindings(USER) == []  # worker 0 unregistered before the front door stopped
+
+
+@pytest.mark.skipif(bool(nat_available()), reason=nat_available() or "")
+def test_behind_a_real_nat_the_registration_names_the_public_address_and_keeps_it_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bot in a network namespace behind nftables masquerading whose UDP mappings die
+    after 6 s without traffic; the registrar and the caller on the other side."""
+    monkeypatch.setenv("PBX_PASSWORD", PASSWORD)
+    with nat_network(udp_timeout_s=6) as net:
+        with running_registrar(
+            tmp_path, {USER: PASSWORD}, host=net.PBX_IP, prefix=net.prefix("pbx")
+        ) as reg:
+            cfg = write_config(tmp_path, reg, expires=60, keepalive_s=2)  # no refresh here
+            bot = engine.start(
+                tmp_path, "worker", "--dialplan", str(write_plan(tmp_path)),
+                "--config", str(cfg), "--sip-host", net.BOT_IP, "--grace", "2", name="bot",
+                prefix=[*net.prefix("bot"), *engine.cli("worker")],
+            )  # fmt: skip
+            try:
+                bot.wait_for("trunk registered")
+                # the registrar saw the NAT's address (received/rport in its answer); the
+                # engine registered again with that address as its Contact
+                [binding] = reg.wait(
+                    lambda: [b for b in reg.bindings(USER) if net.PUBLIC_IP in b.contact],
+                    5, "the public Contact",
+                )  # fmt: skip
+                assert binding.contact.startswith(f"sip:{USER}@{net.PUBLIC_IP}:"), binding
+                assert reg.bindings(USER) == [binding]  # the private Contact is gone
+                registers = reg.lines("REGISTER 2001")
+                assert all(f"from {net.PUBLIC_IP}:" in ln and ";rport" in ln for ln in registers)
+                # twice the NAT's timeout later the mapping is still there: the keepalives
+                # hold it open ...
+                time.sleep(8)
+                assert f"src={net.BOT_IP} dst={net.PBX_IP}" in net.conntrack_udp()
+                # ... so the registrar's call reaches the bot through the NAT
+                report_path = tmp_path / "via-nat.json"
+                subprocess.run(
+                    [*net.prefix("pbx"), *engine.cli("dial"), f"sip:{USER}@{net.PBX_IP}:{reg.port}",
+                     "--report", str(report_path), "--duration", "1"],
+                    capture_output=True, timeout=60, cwd=engine.REPO,
+                )  # fmt: skip
+                report = json.loads(report_path.read_text())
+                assert report["answered"], report
+                incoming = bot.wait_for("incoming call")[0]
+                assert incoming["trunk"] == "pbx" and incoming["source"].startswith(net.PBX_IP)
+            finally:
+                bot.stop()

@@ -16,7 +16,9 @@ to `out_destination` (the "carrier"). See the template's header.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -79,8 +81,14 @@ class Registrar:
         users: dict[str, str],
         out_destination: str = "sip:127.0.0.1:9",
         port: int | None = None,
+        host: str = "127.0.0.1",
+        prefix: list[str] | None = None,
     ) -> None:
+        """`host`, `prefix`: where it listens, and a command its own runs under (e.g. `ip
+        netns exec NS` for a registrar in a network namespace)."""
         self.run_dir = run_dir
+        self.host = host
+        self.prefix = prefix or []
         self.port = port or free_port()
         self.users = users
         self.out_destination = out_destination
@@ -90,7 +98,7 @@ class Registrar:
 
     @property
     def uri(self) -> str:
-        return f"sip:127.0.0.1:{self.port}"
+        return f"sip:{self.host}:{self.port}"
 
     def _cfg(self) -> Path:
         creds = "\n".join(f'\t$sht(creds=>{u}) = "{p}";' for u, p in self.users.items())
@@ -100,6 +108,7 @@ class Registrar:
                 "run_dir": str(self.run_dir),
                 "module_path": DEFAULT_MODULE_PATH,
                 "port": str(self.port),
+                "host": self.host,
                 "realm": REALM,
                 "credentials": creds,
                 "out_destination": self.out_destination,
@@ -116,8 +125,8 @@ class Registrar:
         cfg = self._cfg()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [kamailio.binary(), "-f", str(cfg), "-DD", "-E", "-m", "32", "-M", "4",
-                 "-P", str(self.run_dir / "registrar.pid")],
+                [*self.prefix, kamailio.binary(), "-f", str(cfg), "-DD", "-E",
+                 "-m", "32", "-M", "4", "-P", str(self.run_dir / "registrar.pid")],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
@@ -137,17 +146,11 @@ class Registrar:
         if proc is None:
             return
         with contextlib.suppress(ProcessLookupError):
-            import os
-            import signal
-
             os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                import os
-                import signal
-
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
 
@@ -191,9 +194,9 @@ class Registrar:
 
 @contextlib.contextmanager
 def running_registrar(
-    tmp: Path, users: dict[str, str], out_destination: str = "sip:127.0.0.1:9"
+    tmp: Path, users: dict[str, str], out_destination: str = "sip:127.0.0.1:9", **kw: Any
 ) -> Iterator[Registrar]:
-    reg = Registrar(tmp / "registrar", users, out_destination)
+    reg = Registrar(tmp / "registrar", users, out_destination, **kw)
     reg.start()
     try:
         yield reg
