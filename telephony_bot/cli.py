@@ -339,7 +339,7 @@ def _cmd_dialplan(args: argparse.Namespace) -> int:
         if args.config:
             from telephony_bot.config import load_engine_settings
 
-            trunks = list(load_engine_settings(args.config).trunks)
+            trunks = list(load_engine_settings(args.config, secrets=False).trunks)
         for f in args.files:
             try:
                 lp = loader.load(f, trunks=trunks)

@@ -303,9 +303,11 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
 
 def load_engine_settings(
-    path: str | Path | None = None, env: Mapping[str, str] | None = None
+    path: str | Path | None = None, env: Mapping[str, str] | None = None, *, secrets: bool = True
 ) -> EngineSettings:
     """The file (if any), then `TELEPHONY_BOT_<SECTION>_<FIELD>` variables over it.
+    `secrets=False`: do not require the trunks' passwords to be readable (`dialplan
+    validate --config` on a machine without them).
 
     MQTT is on when the file has an `mqtt:` section or TELEPHONY_BOT_MQTT_HOST is set."""
     env = os.environ if env is None else env
@@ -341,7 +343,7 @@ def load_engine_settings(
         settings = EngineSettings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_explain(where, exc)) from None
-    problems = trunk_config.check_secrets(settings.trunks, env)
+    problems = trunk_config.check_secrets(settings.trunks, env) if secrets else []
     if problems:
         raise ConfigError("\n".join(f"{where}: {p}" for p in problems))
     return settings
