@@ -115,7 +115,11 @@ class TrunkRegister(_Section):
     def _checks(self) -> TrunkRegister:
         if (self.password_env is None) == (self.password_file is None):
             raise ValueError("give exactly one of password_env or password_file")
-        if self.transport != "udp" and self.keepalive_s not in (0, 15, STREAM_KEEPALIVE_S):
+        if (
+            self.transport != "udp"
+            and "keepalive_s" in self.model_fields_set
+            and self.keepalive_s not in (0, STREAM_KEEPALIVE_S)
+        ):
             raise ValueError(
                 f"keepalive_s applies to UDP; over {self.transport} PJSIP sends a CRLF "
                 f"keepalive every {STREAM_KEEPALIVE_S} s on the connection (fixed in this "

@@ -2,8 +2,11 @@
 digest authentication (tests/support/registrar.py: 401 on REGISTER, 407 on outbound
 INVITEs), refreshes, registers again after the registrar restarts, takes the calls the
 registrar routes to its Contact (routed by trunk in the dialplan), shows a failed
-registration in /health and metrics, places an outbound call through the registered
-account, and unregisters when it stops. Real peers only: Kamailio 5.6, pjsua2 callers."""
+registration in /health, metrics and the MQTT status, places an outbound call through the
+registered account, and unregisters when it stops; behind the front door (`serve
+--workers 2`) one registration brings calls to both workers; behind a real NAT (network
+namespaces, nftables) the registrar reaches it. Real peers only: Kamailio 5.6, pjsua2
+callers, SIPp, Mosquitto."""
 
 from __future__ import annotations
 

@@ -57,6 +57,7 @@ def test_the_password_comes_from_a_file(tmp_path: Path) -> None:
         ({"registrar": "sip:pbx.example.com;transport=tcp"}, "give the transport in"),
         ({"registrar": "sips:pbx.example.com"}, "a sips: registrar needs transport: tls"),
         ({"transport": "tcp", "keepalive_s": 30}, "keepalive_s applies to UDP"),
+        ({"transport": "tcp", "keepalive_s": 15}, "keepalive_s applies to UDP"),
         ({"transport": "sctp"}, "trunks.pbx.register.transport"),
         ({"expires": 5}, "trunks.pbx.register.expires"),
         ({"contact_params": "q=0.5"}, "header parameters"),
