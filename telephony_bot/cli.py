@@ -109,6 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $TMPDIR/telephony-bot-front-<sip-port>)",
     )
     serve.add_argument(
+        "--front-door-address",
+        metavar="HOST:PORT",
+        help="workers on several machines: the public address of the front door they sit "
+        "behind (run elsewhere, --front-door none here); worker 0 registers the trunks with "
+        "it as Contact (default: this serve's own front door, when it runs one)",
+    )
+    serve.add_argument(
+        "--no-register",
+        action="store_true",
+        help="no worker here registers the trunks (another machine's worker 0 does)",
+    )
+    serve.add_argument(
         "--local-engine-port",
         type=int,
         default=8765,
@@ -244,6 +256,11 @@ def _frontdoor_args(sub: Any) -> None:
         help="directory Kamailio uses at run time for its sockets and the list (default: --out)",
     )
     r.add_argument("--check", action="store_true", help="also check it with `kamailio -c`")
+    r.add_argument(
+        "--config",
+        help="engine settings YAML: the front door then relays worker 0's REGISTERs for its "
+        "trunks and keeps their NAT bindings open (the passwords are not needed here)",
+    )
     st = fsub.add_parser("status", help="each worker's state as the front door sees it")
     st.add_argument("--sip-port", type=int, default=5060, help="the public port serve uses")
     st.add_argument("--run-dir", help="front door run dir (default: from --sip-port)")
@@ -260,6 +277,16 @@ def _cmd_frontdoor(args: argparse.Namespace) -> int:
     from telephony_bot.frontdoor.service import default_run_dir
 
     if args.frontdoor_command == "render":
+        from telephony_bot.config import load_engine_settings
+        from telephony_bot.frontdoor.render import TrunkRelay
+        from telephony_bot.trunk_config import registering
+
+        trunks: tuple[TrunkRelay, ...] = ()
+        if args.config:
+            engine = load_engine_settings(args.config, secrets=False)
+            _check_trunks_behind_front_door(engine)
+            regs = registering(engine.trunks).items()
+            trunks = tuple(TrunkRelay.of(name, reg) for name, reg in regs)
         out = Path(args.out).resolve()
         cfg = FrontDoorConfig(
             listen_host=args.sip_host,
@@ -269,6 +296,7 @@ def _cmd_frontdoor(args: argparse.Namespace) -> int:
             transports=_transports(args.transports),
             maxload=args.maxload,
             ping_interval_s=args.ping_interval,
+            trunks=trunks,
         )
         path = write(cfg, out)
         if args.check:
@@ -502,8 +530,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     elif args.worker_port is not None:
         first_port = args.worker_port
     rtp_range = 100
-    front_address = _front_door_address(args)
-    if front:
+    front_address = _front_door_address(args) if front else args.front_door_address or ""
+    if front_address:
         _check_trunks_behind_front_door(engine)
     specs = []
     for i in range(args.workers):
@@ -537,14 +565,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 argv += [flag, str(value)]
         if engine.mqtt is not None and args.workers > 1:
             argv += ["--mqtt-node", f"{engine.mqtt.node}-w{i}"]  # a node per worker
-        if front:
+        if front_address:
             # one registration per trunk, by worker 0, naming the front door as Contact: the
             # registrar's calls reach the front door and are spread over every worker
             argv += ["--front-door-address", front_address]
-            if i > 0:
-                argv.append("--no-register")
-        elif i > 0 and engine.trunks:
-            argv.append("--no-register")  # no front door: worker 0 registers for itself
+        if engine.trunks and (i > 0 or args.no_register):
+            # worker 0 registers (without a front door: for itself alone)
+            argv.append("--no-register")
         argv += _worker_admin_args(engine.admin.port, i)
         specs.append(WorkerSpec(index=i, argv=worker_argv(argv), sip_port=port))
     if app.needs_local_engine(loaded, args.provider) and not os.environ.get(
