@@ -79,14 +79,15 @@ def saved(registrar: Registrar) -> list[tuple[int, str, str]]:
     return out
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_registers_with_digest_auth_refreshes_and_takes_the_calls_sent_to_its_contact(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str
 ) -> None:
     monkeypatch.setenv("PBX_PASSWORD", PASSWORD)
     admin = engine.free_port()
     base = f"http://127.0.0.1:{admin}"
     with running_registrar(tmp_path, {USER: PASSWORD}) as reg:
-        bot = start_bot(tmp_path, write_config(tmp_path, reg), admin)
+        bot = start_bot(tmp_path, write_config(tmp_path, reg, transport=transport), admin)
         try:
             registered = bot.wait_for("trunk registered")[0]
             assert registered["trunk"] == "pbx" and registered["expires_s"] == 10
@@ -96,7 +97,11 @@ def test_registers_with_digest_auth_refreshes_and_takes_the_calls_sent_to_its_co
             first_save = next(i for i, ln in enumerate(decisions) if ln.startswith("saved 2001"))
             assert first_401 < first_save
             [binding] = reg.bindings(USER)
-            assert f"@127.0.0.1:{bot.sip_port};" in binding.contact and ";line=" in binding.contact
+            assert ";line=" in binding.contact
+            if transport == "udp":
+                assert f"@127.0.0.1:{bot.sip_port};" in binding.contact
+            else:  # the registrar reaches it back over the same connection
+                assert ";transport=TCP;" in binding.contact
 
             st, health = http("GET", f"{base}/health", None)
             assert st == 200, health
