@@ -10,7 +10,10 @@
 #   gcc, python3-dev (when missing) build telephony_bot/native's C extensions at install
 #   kamailio    the SIP dispatcher `serve --workers N` (N > 1) puts in front of the workers;
 #               serve runs it in the foreground with its own generated cfg (the package's
-#               systemd service is not used; in containers it is not started)
+#               systemd service is not used; in containers it is not started); the
+#               registration tests also run it as a PBX-like registrar
+#   nftables, iproute2  the registration test behind a real NAT (network namespaces with
+#               masquerading; it runs as root and is skipped otherwise)
 #   kamailio-tls-modules  its TLS listener, when the engine config has sip.tls
 set -euo pipefail
 need=()
@@ -23,6 +26,8 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
 dpkg -s kamailio-tls-modules >/dev/null 2>&1 || need+=(kamailio-tls-modules)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
 # gcc and the Python headers build the project's two small C extensions (telephony_bot/native)
 command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 py="${PYTHON:-python3}"

@@ -27,6 +27,8 @@ class CallOffered:
     source: str  # transport address the INVITE came from
     headers: dict[str, str] = field(default_factory=dict)
     transport: str = ""  # what it came over: udp, tcp, tls (SIP); "" for other carriers
+    # the trunk (engine config `trunks:`) the call came in or goes out through; "": none
+    trunk: str = ""
 
 
 @dataclass(frozen=True)
@@ -190,4 +192,18 @@ class Carrier(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """Log fields that say where and how it listens."""
+        ...
+
+    def outbound_caller(self) -> str | None:
+        """The caller id every outbound call has (SIP: a registered trunk's user, which the
+        trunk authenticates), or None: the one the command or config gives."""
+        ...
+
+    def registration_states(self) -> list[dict[str, Any]]:
+        """Its registrations with trunks, one JSON object each (SIP: `trunk`, `state`,
+        `ok`, `detail`, ... from `sip.registration.RegistrationState`); [] when none."""
+        ...
+
+    def watch_registrations(self, fn: Callable[[dict[str, Any]], None]) -> None:
+        """Call `fn` (on the event loop) with a registration's new state at every change."""
         ...

@@ -113,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $TMPDIR/telephony-bot-front-<sip-port>)",
     )
     serve.add_argument(
+        "--front-door-address",
+        metavar="HOST:PORT",
+        help="workers on several machines: the public address of the front door they sit "
+        "behind (run elsewhere, --front-door none here); worker 0 registers the trunks with "
+        "it as Contact (default: this serve's own front door, when it runs one)",
+    )
+    serve.add_argument(
+        "--no-register",
+        action="store_true",
+        help="no worker here registers the trunks (another machine's worker 0 does)",
+    )
+    serve.add_argument(
         "--local-engine-port",
         type=int,
         default=8765,
@@ -139,6 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--no-admin", action="store_true", help="no admin API even if the config has a port"
+    )
+    worker.add_argument(
+        "--no-register",
+        action="store_true",
+        help="do not register the config's trunks (another worker does: serve's worker 0)",
+    )
+    worker.add_argument(
+        "--front-door-address",
+        default="",
+        metavar="HOST:PORT",
+        help="this worker is behind that front door: trunk registrations name it as their "
+        "Contact and send their REGISTERs through it (serve sets this)",
     )
     worker.add_argument(
         "--media-loopback",
@@ -228,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
         "references to variables not set are listed, not errors (the engine itself always "
         "refuses a plan whose variables are not set)",
     )
+    v.add_argument(
+        "--config",
+        help="engine settings YAML: match.trunk must then name one of its trunks "
+        "(without it any trunk name is accepted)",
+    )
     dsub.add_parser("schema", help="print the JSON Schema (for editor completion)")
     r = dsub.add_parser("route", help="explain which route a call would take, and why")
     r.add_argument("file")
@@ -235,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--from", dest="caller", default="", help="caller number")
     r.add_argument("--at", help="ISO time with offset (default: now), e.g. 2026-12-24T22:00+01:00")
     r.add_argument("--header", action="append", default=[], help="SIP header 'Name: value'")
+    r.add_argument("--trunk", default="", help="the trunk the call comes through (trunks:)")
     return parser
 
 
@@ -262,6 +292,11 @@ def _frontdoor_args(sub: Any) -> None:
         help="directory Kamailio uses at run time for its sockets and the list (default: --out)",
     )
     r.add_argument("--check", action="store_true", help="also check it with `kamailio -c`")
+    r.add_argument(
+        "--config",
+        help="engine settings YAML: the front door then relays worker 0's REGISTERs for its "
+        "trunks and keeps their NAT bindings open (the passwords are not needed here)",
+    )
     st = fsub.add_parser("status", help="each worker's state as the front door sees it")
     st.add_argument("--sip-port", type=int, default=5060, help="the public port serve uses")
     st.add_argument("--run-dir", help="front door run dir (default: from --sip-port)")
@@ -278,6 +313,16 @@ def _cmd_frontdoor(args: argparse.Namespace) -> int:
     from telephony_bot.frontdoor.service import default_run_dir
 
     if args.frontdoor_command == "render":
+        from telephony_bot.config import load_engine_settings
+        from telephony_bot.frontdoor.render import TrunkRelay
+        from telephony_bot.trunk_config import registering
+
+        trunks: tuple[TrunkRelay, ...] = ()
+        if args.config:
+            engine = load_engine_settings(args.config, secrets=False)
+            _check_trunks_behind_front_door(engine)
+            regs = registering(engine.trunks).items()
+            trunks = tuple(TrunkRelay.of(name, reg) for name, reg in regs)
         out = Path(args.out).resolve()
         cfg = FrontDoorConfig(
             listen_host=args.sip_host,
@@ -287,6 +332,7 @@ def _cmd_frontdoor(args: argparse.Namespace) -> int:
             transports=_transports(args.transports),
             maxload=args.maxload,
             ping_interval_s=args.ping_interval,
+            trunks=trunks,
         )
         path = write(cfg, out)
         if args.check:
@@ -353,10 +399,15 @@ def _cmd_dialplan(args: argparse.Namespace) -> int:
         from telephony_bot.errors import DialplanError
 
         failed = False
+        trunks = None
+        if args.config:
+            from telephony_bot.config import load_engine_settings
+
+            trunks = list(load_engine_settings(args.config, secrets=False).trunks)
         for f in args.files:
             env = loader.PlaceholderEnv(os.environ) if args.no_secrets else None
             try:
-                lp = loader.load(f, env=env)
+                lp = loader.load(f, env=env, trunks=trunks)
             except DialplanError as exc:
                 failed = True
                 print(str(exc), file=sys.stderr)
@@ -383,7 +434,7 @@ def _cmd_dialplan(args: argparse.Namespace) -> int:
         raise ConfigError("--at needs a UTC offset, e.g. 2026-12-24T22:00+01:00")
     headers = dict(h.split(":", 1) for h in args.header)
     headers = {k.strip(): v.strip() for k, v in headers.items()}
-    decision = match(lp.plan, CallInfo(args.to, args.caller, headers, at))
+    decision = match(lp.plan, CallInfo(args.to, args.caller, headers, at, args.trunk))
     print(decision.reason)
     if decision.route is None and lp.plan.routes:
         return EXIT_RUNTIME
@@ -456,14 +507,16 @@ def _sip_settings(args: argparse.Namespace, plan_max_call: float, engine: Any = 
         ),
         drain_grace_seconds=args.grace,
         media_loopback=getattr(args, "media_loopback", False),
+        register_trunks=not getattr(args, "no_register", False),
+        front_door=getattr(args, "front_door_address", ""),
     )
 
 
-def _load_plan(args: argparse.Namespace) -> Any:
+def _load_plan(args: argparse.Namespace, trunks: list[str] | None = None) -> Any:
     from telephony_bot.dialplan import loader
 
     if args.dialplan:
-        return loader.load(args.dialplan)
+        return loader.load(args.dialplan, trunks=trunks)
     return loader.load_default(args.provider)
 
 
@@ -474,8 +527,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from telephony_bot.sip.carrier import SipCarrier
     from telephony_bot.worker import Worker, serve_worker
 
+    engine = _engine_settings(args)
+    trunks = list(engine.trunks)
     if args.dialplan:
-        plans = PlanWatcher([args.dialplan], loader.load)
+        plans = PlanWatcher([args.dialplan], lambda paths: loader.load(paths, trunks=trunks))
     else:
         plans = PlanWatcher([], lambda _paths: loader.load_default(args.provider))
     plan = plans.current.plan
@@ -484,13 +539,17 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     for w in plans.current.warnings:
         log.get("dialplan").warning("dialplan warning", warning=w)
     app.check(plans.current, args.provider)
-    engine = _engine_settings(args)
     settings = _sip_settings(args, 0, engine)
     with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError):
         faulthandler.enable()  # a crash inside PJSIP leaves a Python stack trace in the log
+    carrier = SipCarrier(
+        settings,  # type: ignore[arg-type]
+        trunk=engine.outbound.trunk or "",
+        trunks=engine.trunks,
+    )
     worker = Worker(
         settings,  # type: ignore[arg-type]
-        carrier=SipCarrier(settings, trunk=engine.outbound.trunk or ""),  # type: ignore[arg-type]
+        carrier=carrier,
         plans=plans,
         provider_override=args.provider,
         engine=engine,
@@ -534,9 +593,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
-    loaded = _load_plan(args)
-    app.check(loaded, args.provider)  # fail fast: bad plan, provider, key, tool
     engine = _engine_settings(args)
+    loaded = _load_plan(args, list(engine.trunks))
+    app.check(loaded, args.provider)  # fail fast: bad plan, provider, key, tool
     _sip_settings(args, 0, engine)  # validate before spawning anything
     price_table.load(engine.prices.file)  # fail fast: a price table with mistakes
     front = args.front_door == "kamailio" or (args.front_door == "auto" and args.workers > 1)
@@ -549,6 +608,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         first_port = args.worker_port
     _check_tls_ports(engine.sip.tls, args.sip_port, first_port, args.workers, front)
     rtp_range = 100
+    front_address = _front_door_address(args) if front else args.front_door_address or ""
+    if front_address:
+        _check_trunks_behind_front_door(engine)
     specs = []
     for i in range(args.workers):
         port = first_port + i
@@ -584,6 +646,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 argv += [flag, str(value)]
         if engine.mqtt is not None and args.workers > 1:
             argv += ["--mqtt-node", f"{engine.mqtt.node}-w{i}"]  # a node per worker
+        if front_address:
+            # one registration per trunk, by worker 0, naming the front door as Contact: the
+            # registrar's calls reach the front door and are spread over every worker
+            argv += ["--front-door-address", front_address]
+        if engine.trunks and (i > 0 or args.no_register):
+            # worker 0 registers (without a front door: for itself alone)
+            argv.append("--no-register")
         argv += _worker_admin_args(engine.admin.port, i)
         specs.append(WorkerSpec(index=i, argv=worker_argv(argv), sip_port=port))
     if app.needs_local_engine(loaded, args.provider) and not os.environ.get(
@@ -605,7 +674,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     background = []
     if front:
-        door = _front_door(args, first_port, engine.sip.tls)
+        door = _front_door(args, first_port, engine)
         specs.append(door.prepare())
         background.append(door.monitor)
     return _supervise(specs, args.grace, engine, args.workers, background)
@@ -629,6 +698,23 @@ def _worker_tls_port(public: int, index: int, front: bool) -> int:
     when each worker takes calls on its own ports, none behind the front door (TLS ends
     there)."""
     return 0 if front else public + index
+
+
+def _front_door_address(args: argparse.Namespace) -> str:
+    """host:port trunks reach the front door at (its listening address; 0.0.0.0: 127.0.0.1)."""
+    host = "127.0.0.1" if args.sip_host in ("0.0.0.0", "::") else args.sip_host
+    return f"{host}:{args.sip_port}"
+
+
+def _check_trunks_behind_front_door(engine: Any) -> None:
+    from telephony_bot.trunk_config import registering
+
+    for name, reg in registering(engine.trunks).items():
+        if reg.transport == "tls":
+            raise ConfigError(
+                f"trunk {name} registers over TLS, which the front door does not relay yet: "
+                "use udp or tcp behind it, or run one worker (--workers 1)"
+            )
 
 
 def _worker_admin_args(admin_port: int | None, index: int) -> list[str]:
@@ -668,11 +754,12 @@ def _supervise(
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _front_door(args: argparse.Namespace, first_port: int, tls: Any = None) -> Any:
+def _front_door(args: argparse.Namespace, first_port: int, engine: Any) -> Any:
     from pathlib import Path
 
-    from telephony_bot.frontdoor.render import FrontDoorConfig, WorkerAddress
+    from telephony_bot.frontdoor.render import FrontDoorConfig, TrunkRelay, WorkerAddress
     from telephony_bot.frontdoor.service import FrontDoor, default_run_dir
+    from telephony_bot.trunk_config import registering
 
     host = "127.0.0.1" if args.sip_host in ("0.0.0.0", "::") else args.sip_host
     run_dir = Path(args.run_dir).resolve() if args.run_dir else default_run_dir(args.sip_port)
@@ -682,7 +769,8 @@ def _front_door(args: argparse.Namespace, first_port: int, tls: Any = None) -> A
         workers=tuple(WorkerAddress(host, first_port + i) for i in range(args.workers)),
         run_dir=run_dir,
         transports=_transports(args.transports),
-        tls=_front_door_tls(tls),
+        tls=_front_door_tls(engine.sip.tls),
+        trunks=tuple(TrunkRelay.of(name, reg) for name, reg in registering(engine.trunks).items()),
     )
     cfg.check()  # before any process starts
     return FrontDoor(cfg)

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from telephony_bot import trunk_config
 from telephony_bot.errors import ConfigError
 from telephony_bot.trunk_config import SrtpMode, SrtpPolicy, Trunk
 
@@ -138,6 +139,11 @@ class SipSettings:
     media_port: str = "auto"
     tls: SipTlsSettings | None = None  # a TLS listener (engine config `sip.tls`); None: none
     srtp: SrtpPolicy = field(default_factory=SrtpPolicy)  # SRTP per call (`sip.srtp`, trunks)
+    # Trunk registration (trunks: in the engine config): whether this worker registers them
+    # (behind the front door only worker 0 does), and the front door's public host:port,
+    # which a registration then names as Contact and sends its REGISTERs through ("": none).
+    register_trunks: bool = True
+    front_door: str = ""
 
     @property
     def media_port_rate(self) -> int:
@@ -172,6 +178,8 @@ class SipSettings:
             raise ConfigError(f"media port must be auto, native or python, got {self.media_port!r}")
         if not 1024 <= self.rtp_port <= 65535 - self.rtp_port_range:
             raise ConfigError(f"RTP port {self.rtp_port} out of range")
+        if self.front_door and not re.fullmatch(r"[A-Za-z0-9.\-]+:\d{1,5}", self.front_door):
+            raise ConfigError(f"--front-door-address must be host:port, got {self.front_door!r}")
 
 
 # ---------------------------------------------------------------- engine settings
@@ -254,8 +262,10 @@ class AdminSettings(_Section):
 class OutboundSettings(_Section):
     """Where `originate` dials out, and to which numbers it may."""
 
-    # The trunk or PBX calls go through: `sip:HOST[:PORT][;params]`; a call to NUMBER
-    # becomes `sip:NUMBER@HOST[:PORT][;params]`. None: originate is refused.
+    # The trunk or PBX calls go through: `sip:HOST[:PORT][;params]` (an IP trunk: a call to
+    # NUMBER becomes `sip:NUMBER@HOST[:PORT][;params]`), or the name of a trunk of `trunks:`
+    # the engine registers with (calls go to sip:NUMBER@<its registrar's domain> as its
+    # user, with its digest credentials and outbound proxy). None: originate is refused.
     trunk: str | None = None
     from_user: str = "bot"  # caller id when the command gives none
     allow: tuple[str, ...] = ()  # number patterns: exact, or with * and ? wildcards
@@ -268,9 +278,20 @@ class OutboundSettings(_Section):
     @field_validator("trunk")
     @classmethod
     def _sip_uri(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"sips?:[^@\s]+", v):
-            raise ValueError("must be a SIP URI without a user part, e.g. sip:10.0.0.5:5060")
+        if v is None or re.fullmatch(trunk_config.TRUNK_NAME, v):
+            return v  # a trunk's name: checked against `trunks:` by EngineSettings
+        if not re.fullmatch(r"sips?:[^@\s]+", v):
+            raise ValueError(
+                "must be a SIP URI without a user part, e.g. sip:10.0.0.5:5060, or the name "
+                "of a trunk in `trunks:`"
+            )
         return v
+
+    @property
+    def via_trunk(self) -> str | None:
+        """The name of the registered trunk calls go out through (None: an IP trunk URI)."""
+        t = self.trunk
+        return t if t is not None and not t.startswith(("sip:", "sips:")) else None
 
 
 class PricesSettings(_Section):
@@ -310,6 +331,29 @@ class EngineSettings(_Section):
     outbound: OutboundSettings = OutboundSettings()
     prices: PricesSettings = PricesSettings()
     logging: LoggingSettings = LoggingSettings()
+    trunks: dict[str, Trunk] = Field(default_factory=dict)  # by name (trunk_config.py)
+
+    @field_validator("trunks")
+    @classmethod
+    def _trunk_names(cls, v: dict[str, Trunk]) -> dict[str, Trunk]:
+        trunk_config.check_names(v)
+        return v
+
+    @model_validator(mode="after")
+    def _outbound_trunk(self) -> EngineSettings:
+        name = self.outbound.via_trunk
+        if name is not None:
+            trunk = self.trunks.get(name)
+            if trunk is None:
+                known = ", ".join(self.trunks) or "none configured"
+                raise ValueError(f"outbound.trunk: no trunk named {name!r} (trunks: {known})")
+            if trunk.registration is None:
+                raise ValueError(
+                    f"outbound.trunk: trunk {name!r} has no `register` section: calls go out "
+                    "through a trunk the engine registers with, or through an IP trunk's "
+                    "sip: URI"
+                )
+        return self
 
     def describe(self) -> dict[str, Any]:
         """For the start-up log line: what is configured, never a secret."""
@@ -325,6 +369,11 @@ class EngineSettings(_Section):
             "sip_tls": f"port {self.sip.tls.port}" if self.sip.tls else "off",
             "srtp": self.srtp_policy().describe(),
             "transcripts_logged": self.logging.transcripts,
+            "trunks": ", ".join(
+                f"{n} ({t.registration.describe()})" if t.registration else n
+                for n, t in self.trunks.items()
+            )
+            or "none",
         }
 
     def srtp_policy(self) -> SrtpPolicy:
@@ -367,9 +416,11 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
 
 def load_engine_settings(
-    path: str | Path | None = None, env: Mapping[str, str] | None = None
+    path: str | Path | None = None, env: Mapping[str, str] | None = None, *, secrets: bool = True
 ) -> EngineSettings:
     """The file (if any), then `TELEPHONY_BOT_<SECTION>_<FIELD>` variables over it.
+    `secrets=False`: do not require the trunks' passwords to be readable (`dialplan
+    validate --config` on a machine without them).
 
     MQTT is on when the file has an `mqtt:` section or TELEPHONY_BOT_MQTT_HOST is set."""
     env = os.environ if env is None else env
@@ -400,10 +451,43 @@ def load_engine_settings(
         data[section] = _merge(current, values)
     if "mqtt" in data and data["mqtt"] is None:
         data["mqtt"] = {}
+    _merge_trunks(data, env, where)
     try:
-        return EngineSettings.model_validate(data)
+        settings = EngineSettings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_explain(where, exc)) from None
+    problems = trunk_config.check_secrets(settings.trunks, env) if secrets else []
+    if problems:
+        raise ConfigError("\n".join(f"{where}: {p}" for p in problems))
+    return settings
+
+
+def _merge_trunks(data: dict[str, Any], env: Mapping[str, str], where: str) -> None:
+    """TELEPHONY_BOT_TRUNKS_<NAME>_<SECTION>_<FIELD> over the file's `trunks:`."""
+    trunks = data.get("trunks")
+    if trunks is None:
+        trunks = {}
+    if not isinstance(trunks, dict):
+        raise ConfigError(f"{where}: section 'trunks' must be a mapping of trunk names")
+    overrides = trunk_config.env_overrides(env, [str(k) for k in trunks])
+    if not overrides:
+        return
+    merged = dict(trunks)
+    for name, fields in overrides.items():
+        current = merged.get(name)
+        current = dict(current) if isinstance(current, dict) else {}
+        for key, value in fields.items():
+            if isinstance(value, dict):
+                section = current.get(key)
+                section = dict(section) if isinstance(section, dict) else {}
+                if "password_env" in value:  # the environment's password wins over the file's
+                    section.pop("password_file", None)
+                section.update(value)
+                current[key] = section
+            else:
+                current[key] = value
+        merged[name] = current
+    data["trunks"] = merged
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -423,5 +507,5 @@ def _explain(where: str, exc: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown setting"
-        lines.append(f"{where}: {loc}: {msg}")
+        lines.append(f"{where}: {loc}: {msg}" if loc else f"{where}: {msg}")
     return "\n".join(lines)

@@ -82,6 +82,11 @@ class Worker:
         self.originate_limit = SlidingWindowLimit(max(1, per_minute // max(1, node_workers)))
         self.node_workers = max(1, node_workers)
         self._calls: dict[str, CallPort] = {}
+        carrier.watch_registrations(self._on_registration)
+
+    def _on_registration(self, state: dict[str, object]) -> None:
+        """A trunk's registration changed: an event (MQTT status, metrics, admin page)."""
+        self.bus.publish(Event("trunk.registration", "", dict(state)))
 
     @property
     def provider_name(self) -> str:
@@ -94,7 +99,7 @@ class Worker:
             assert self.setup is not None
             return self.setup, "fixed setup"
         offer = call.offer
-        info = CallInfo(offer.called, offer.caller, offer.headers, datetime.now(UTC))
+        info = CallInfo(offer.called, offer.caller, offer.headers, datetime.now(UTC), offer.trunk)
         return app.for_call(
             self.plans.current,
             info,
@@ -192,7 +197,14 @@ class Worker:
             return CommandResult(False, f"'to' must be a number or SIP user, got {to!r}")
         if not number_allowed(to, ob.allow):
             return CommandResult(False, f"{to} is not allowed by the outbound allow list")
-        caller = from_ or ob.from_user
+        fixed = self.carrier.outbound_caller()
+        if fixed is not None and from_ and from_ != fixed:
+            return CommandResult(
+                False,
+                f"calls go out through trunk {ob.trunk} as its user {fixed}: "
+                f"'from' cannot be {from_}",
+            )
+        caller = fixed or from_ or ob.from_user
         if not NUMBER_RE.match(caller):
             return CommandResult(False, f"'from' must be a number or SIP user, got {caller!r}")
         if self.carrier.draining:
@@ -204,7 +216,7 @@ class Worker:
                 return CommandResult(False, "no dialplan to run the call with")
             setup = self.setup
         else:
-            info = CallInfo(to, caller, {}, datetime.now(UTC))
+            info = CallInfo(to, caller, {}, datetime.now(UTC), ob.via_trunk or "")
             try:
                 setup = app.for_named_route(
                     self.plans.current,
@@ -256,6 +268,18 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
+        from telephony_bot.admin.worker_app import for_worker
+
+        # metrics and the MQTT link listen to the bus before the carrier starts: the first
+        # trunk registration events come while it starts
+        admin = for_worker(self)  # metrics on the bus; the admin API when a port is set
+        link = None
+        if self.engine.mqtt is not None:
+            from telephony_bot.events.mqtt import MqttLink
+
+            link = self.mqtt = MqttLink(
+                self.engine.mqtt, self.bus, self.control, worker_id=s.worker_id
+            )
         await self.carrier.start(self._on_call)
         _log.info(
             "worker listening",
@@ -267,17 +291,8 @@ class Worker:
             **self.engine.describe(),
         )
         watcher = asyncio.create_task(self.plans.run()) if self.plans is not None else None
-        from telephony_bot.admin.worker_app import for_worker
-
-        admin = for_worker(self)  # metrics on the bus; the admin API when a port is set
         await admin.start()
-        link = None
-        if self.engine.mqtt is not None:
-            from telephony_bot.events.mqtt import MqttLink
-
-            link = self.mqtt = MqttLink(
-                self.engine.mqtt, self.bus, self.control, worker_id=s.worker_id
-            )
+        if link is not None:
             link.start()
         try:
             await stop.wait()

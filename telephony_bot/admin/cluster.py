@@ -142,6 +142,7 @@ class ClusterBackend:
     async def health(self) -> HealthReport:
         checks: list[Check] = []
         calls = capacity = 0
+        trunks: list[dict[str, Any]] = []
         for w, ans in await self._each("/health"):
             name = f"worker {w.index}"
             if ans is None or not isinstance(ans[1], dict):
@@ -149,6 +150,9 @@ class ClusterBackend:
                                                  "or stuck)"))  # fmt: skip
                 continue
             h = ans[1]
+            # the registering worker's view of each trunk (the others' say "off")
+            trunks += [{**t, "worker": w.index} for t in h.get("trunks") or []
+                       if isinstance(t, dict) and t.get("state") != "off"]  # fmt: skip
             calls += int(h.get("calls", 0) or 0)
             capacity += int(h.get("max_calls", 0) or 0)
             if h.get("ready"):
@@ -156,7 +160,11 @@ class ClusterBackend:
                                                 "calls"))  # fmt: skip
             else:
                 checks.append(Check(name, False, "; ".join(h.get("reasons") or ["unready"])))
-        info = (("calls", calls), ("max_calls", capacity), ("workers", len(self.workers)))
+        info: tuple[tuple[str, Any], ...] = (
+            ("calls", calls), ("max_calls", capacity), ("workers", len(self.workers)),
+        )  # fmt: skip
+        if trunks:
+            info += (("trunks", trunks),)
         return HealthReport(tuple(checks), info)
 
     async def calls(self) -> list[dict[str, Any]]:

@@ -139,9 +139,20 @@ async def probe(target: Target, timeout: float = PROBE_TIMEOUT_S) -> Check:
     return Check(name, True, f"{where} answers (HTTP {status})")
 
 
+def trunk_checks(states: list[dict[str, Any]]) -> list[Check]:
+    """One check per trunk this worker registers: ready while registered. A trunk another
+    worker registers (state `off`) is that worker's to report."""
+    return [
+        Check(f"trunk {s['trunk']}", s.get("state") == "registered", str(s.get("detail", "")))
+        for s in states
+        if s.get("state") != "off"
+    ]
+
+
 class HealthMonitor:
-    """A worker's readiness: `sip()` says whether SIP listens; `plans` is the PlanWatcher
-    (None: a fixed setup); provider reachability is probed every `interval_s`."""
+    """A worker's readiness: `sip()` says whether SIP listens; `trunks()` gives the trunks'
+    registrations (each must be registered); `plans` is the PlanWatcher (None: a fixed
+    setup); provider reachability is probed every `interval_s`."""
 
     def __init__(
         self,
@@ -150,8 +161,10 @@ class HealthMonitor:
         provider_override: str | None = None,
         info: Callable[[], dict[str, Any]] | None = None,
         interval_s: float = PROBE_INTERVAL_S,
+        trunks: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self._sip = sip
+        self._trunks = trunks
         self.plans = plans
         self.provider_override = provider_override
         self._info = info
@@ -194,11 +207,15 @@ class HealthMonitor:
 
     def report(self) -> HealthReport:
         checks = [self._sip(), self.dialplan()]
+        trunks = self._trunks() if self._trunks else []
+        checks += trunk_checks(trunks)
         if self._providers is None:
             checks.append(Check("providers", False, "not probed yet"))
         else:
             checks += self._providers
         info = tuple(self._info().items()) if self._info else ()
+        if trunks:
+            info += (("trunks", trunks),)
         return HealthReport(tuple(checks), info)
 
     async def run(self) -> None:

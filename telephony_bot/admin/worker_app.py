@@ -46,6 +46,7 @@ class WorkerAdmin:
                 "calls": len(worker.control.calls()),
                 "max_calls": s.max_calls,
             },
+            trunks=worker.carrier.registration_states,
         )
         self.server: AdminServer | None = None
         if port is not None:

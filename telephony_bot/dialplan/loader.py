@@ -74,11 +74,16 @@ def json_schema() -> dict[str, Any]:
 
 
 def load(
-    paths: str | Path | Sequence[str | Path], *, env: Mapping[str, str] | None = None
+    paths: str | Path | Sequence[str | Path],
+    *,
+    env: Mapping[str, str] | None = None,
+    trunks: Collection[str] | None = None,
 ) -> LoadedPlan:
     """Load one plan file, or several merged in order (each later one over the earlier).
 
-    `env` resolves `${VAR}` references (default: os.environ). Raises DialplanError.
+    `env` resolves `${VAR}` references (default: os.environ). `trunks`: the engine config's
+    trunk names, which `match.trunk` must use (None: no engine config, any name goes).
+    Raises DialplanError.
     """
     if isinstance(paths, str | Path):
         path_list = [Path(paths)]
@@ -86,7 +91,9 @@ def load(
         path_list = [Path(p) for p in paths]
     if not path_list:
         raise DialplanError([DialplanIssue("<none>", 1, 1, "", "no dialplan file given")])
-    return _Loader(os.environ if env is None else env).run(path_list)
+    loader = _Loader(os.environ if env is None else env)
+    loader.trunks = None if trunks is None else tuple(trunks)
+    return loader.run(path_list)
 
 
 # ---------- located YAML ----------
@@ -130,6 +137,7 @@ class _Loader:
     nodes: dict[tuple[Any, ...], _Node] = field(default_factory=dict)
     instructions: dict[tuple[Any, ...], str] = field(default_factory=dict)
     prompts: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # on_error.say, read
+    trunks: tuple[str, ...] | None = None  # the engine config's trunk names (None: unchecked)
 
     # ----- reporting -----
 
@@ -485,6 +493,7 @@ class _Loader:
             )
 
         for i, route in enumerate(routes):
+            self.check_trunks(("routes", i, "match", "trunk"), _dict(_dict(route).get("match")))
             hours = _dict(_dict(route).get("hours"))
             ahr = hours.get("after_hours_route")
             if isinstance(ahr, str):
@@ -504,6 +513,21 @@ class _Loader:
                 ("default_route",),
                 f"no route is named {default_route!r}{_did_you_mean(default_route, route_names)}",
             )
+
+    def check_trunks(self, path: tuple[Any, ...], match: Mapping[str, Any]) -> None:
+        """`match.trunk` names trunks of the engine config (when the plan is loaded with one)."""
+        names = match.get("trunk")
+        if self.trunks is None or names is None:
+            return
+        for j, name in enumerate([names] if isinstance(names, str) else list(names or [])):
+            if isinstance(name, str) and name not in self.trunks:
+                known = ", ".join(self.trunks) or "none"
+                at = path if isinstance(names, str) else (*path, j)
+                self.at(
+                    at,
+                    f"no trunk named {name!r} in the engine config"
+                    f"{_did_you_mean(name, self.trunks)}; its trunks: {known}",
+                )
 
     def check_scope(
         self,

@@ -2,9 +2,10 @@
 
 Routes are tried in order. A route matches when every condition of its `match` holds:
 the dialed number and the caller id against their patterns (exact, prefix, or regex
-full match), and each listed SIP header (name case-insensitive) against its regex
-(search). A matching route with `hours` is open only inside its weekday windows, in its
-timezone, and never on a listed holiday; when closed, the call goes to its
+full match), the trunk the call came through (one of the names listed), and each listed
+SIP header (name case-insensitive) against its regex (search). A matching route with
+`hours` is open only inside its weekday windows, in its timezone, and never on a listed
+holiday; when closed, the call goes to its
 `after_hours_route` if it names one, else the next routes are tried. When nothing
 matches, `default_route` takes the call (whatever its own match or hours say); without
 one the call is refused (404).
@@ -59,6 +60,7 @@ class CallInfo:
     caller: str
     headers: Mapping[str, str]
     at: datetime
+    trunk: str = ""  # the trunk it came through (engine config `trunks:`); "": none known
 
     def __post_init__(self) -> None:
         if self.at.tzinfo is None or self.at.utcoffset() is None:
@@ -96,7 +98,8 @@ def match(plan: Dialplan, call: CallInfo) -> RouteDecision:
                 continue
             because += f"; within hours ({when})"
         return RouteDecision(route, f"matched route {route.name!r}: {because}")
-    tried = "; ".join(notes) if notes else f"no route matched {call.called} from {call.caller}"
+    via = f" via trunk {call.trunk}" if call.trunk else ""
+    tried = "; ".join(notes) if notes else f"no route matched {call.called} from {call.caller}{via}"
     if plan.default_route:
         fallback = plan.route(plan.default_route)
         if fallback is not None:
@@ -132,6 +135,10 @@ def _conditions(m: Match, call: CallInfo) -> list[str] | None:
         if p is None:
             return None
         why.append(f"caller {call.caller} {p.describe()}")
+    if m.trunk is not None:
+        if call.trunk not in m.trunk:
+            return None
+        why.append(f"trunk {call.trunk}")
     if m.headers:
         lowered = {k.lower(): v for k, v in call.headers.items()}
         for name, rx in m.headers.items():

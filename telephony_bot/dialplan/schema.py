@@ -845,12 +845,37 @@ class Defaults(_Strict):
         return self
 
 
+_TRUNK_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,31}$"  # as trunk_config.TRUNK_NAME
+
+
+def _names_input(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+TrunkNames = Annotated[
+    list[Annotated[str, Field(pattern=_TRUNK_NAME)]],
+    BeforeValidator(_names_input),
+    Field(min_length=1),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": _TRUNK_NAME},
+                {"type": "array", "items": {"type": "string", "pattern": _TRUNK_NAME}},
+            ],
+            "description": "trunk name(s) of the engine config's `trunks:`",
+        }
+    ),
+]
+
+
 class Match(_Strict):
     """All given conditions must hold. An empty match matches every call."""
 
     number: NumberPatterns | None = None  # the dialed number
     caller: NumberPatterns | None = None  # the caller id
     headers: dict[str, Regex] = Field(default_factory=dict)  # SIP header name -> regex (search)
+    # the trunk the call came through (engine config `trunks:`), one name or a list
+    trunk: TrunkNames | None = None
 
 
 class Route(_Strict):

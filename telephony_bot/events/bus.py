@@ -5,7 +5,8 @@ bounded queue, and when a subscriber stalls its oldest events are dropped and co
 (`Subscription.dropped`) rather than slowing the call that published them.
 
 Event types (`Event.type`) and their `data`:
-- `call.started`      called, caller, route, plan_version, headers (trimmed)
+- `call.started`      called, caller, trunk (the trunk it came through, or null), route,
+                      plan_version, headers (trimmed)
 - `call.answered`     codec
 - `turn.user`         text, item_id
 - `turn.agent`        text (as the caller heard it), item_id, interrupted, played_ms;
@@ -30,6 +31,9 @@ Event types (`Event.type`) and their `data`:
 - `provider.stalled`  provider, kind ("no_reply" | "audio_gap"), waited_ms: it stopped answering
 - `call.ended`        ended_by, reason, sip_status, duration_s
 - `cdr`               the call's record (events/cdr.py), published once after call.ended
+- `trunk.registration` (no call: call_id "") a trunk's registration changed: trunk, state
+                      (registering | registered | failed | unregistered), status_code, reason,
+                      expires_s, failures, retry_in_s, detail (sip/registration.py)
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ EVENT_TYPES = frozenset(
         "provider.stalled",
         "call.ended",
         "cdr",
+        "trunk.registration",
     }
 )
 

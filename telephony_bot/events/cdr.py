@@ -74,6 +74,7 @@ def build_record(
         "called": offer.called,
         "caller": offer.caller,
         "transport": offer.transport,  # udp, tcp, tls: how the call's signaling came
+        "trunk": offer.trunk or None,
         "route": meta.route,
         "plan_version": meta.plan_version,
         "provider": meta.provider,

@@ -55,6 +55,11 @@ def event_topic(prefix: str, node: str, call_id: str, type_: str) -> str:
     return f"{prefix}/{node}/calls/{call_id}/events/{type_}"
 
 
+def trunk_status_topic(prefix: str, node: str, trunk: str) -> str:
+    """Retained: the trunk's registration as this node sees it (`trunk.registration`)."""
+    return f"{prefix}/{node}/status/trunks/{trunk}"
+
+
 def subscriptions(prefix: str, node: str, verbs: tuple[str, ...]) -> list[str]:
     """What a worker subscribes to for its commands."""
     subs = [f"{prefix}/{node}/calls/+/cmd/+", f"{prefix}/{node}/cmd/+"]

@@ -35,6 +35,7 @@ class LiveCalls:
                 "direction": d.get("direction", "inbound"),
                 "called": d.get("called", ""),
                 "caller": d.get("caller", ""),
+                "trunk": d.get("trunk"),
                 "route": d.get("route"),
                 "plan_version": d.get("plan_version", ""),
                 "state": "ringing",

@@ -26,6 +26,9 @@ Metric names (all prefixed `telephony_bot_`):
 - `turns_total{role}`: final transcript turns
 - `bus_events_dropped_total`: events a slow subscriber (MQTT, an admin page) lost
 - `playout_underruns_total`: times the bot's audio ran dry mid-reply (a gap the caller heard)
+- `trunk_registered{trunk}`: 1 while the trunk's registration holds, 0 otherwise (from the
+  worker that registers it; `trunk.registration` events)
+- `trunk_registration_failures_total{trunk,status}`: failed REGISTERs by the final status
 """
 
 from __future__ import annotations
@@ -142,6 +145,14 @@ class Metrics:
             ["by"],
             registry=reg,
         )
+        self.trunk_registered = Gauge(
+            p + "trunk_registered", "1 while the trunk's registration holds", ["trunk"],
+            registry=reg, multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.trunk_failures = Counter(
+            p + "trunk_registration_failures", "Failed trunk registrations by final status",
+            ["trunk", "status"], registry=reg,
+        )  # fmt: skip
         self._active: set[str] = set()
         self._transferred: set[str] = set()
         self._bus: Bus | None = None
@@ -209,6 +220,13 @@ class Metrics:
         elif t == "provider.failover":
             ok = "true" if d.get("ok") else "false"
             self.provider_failovers.labels(str(d.get("to") or "?"), ok).inc()
+        elif t == "trunk.registration":
+            trunk, state = str(d.get("trunk") or "?"), d.get("state")
+            if state == "off":
+                return  # another worker registers it
+            self.trunk_registered.labels(trunk).set(1 if state == "registered" else 0)
+            if state == "failed":
+                self.trunk_failures.labels(trunk, str(d.get("status_code") or 0)).inc()
         elif t == "provider.stalled":
             kind = str(d.get("kind") or "?")
             self.provider_stalls.labels(str(d.get("provider") or "?"), kind).inc()

@@ -6,7 +6,9 @@ One long-lived client per worker process. Events come from a bounded bus subscri
 While the broker is away nothing waits on it: the calls go on, events collect in that
 bounded queue, the client reconnects with backoff and then publishes what the queue still
 holds (an event whose PUBACK never came is sent again: at least once). The node's status
-is the retained `<prefix>/<node>/status` ("online", or "offline" by the broker's will).
+is the retained `<prefix>/<node>/status` ("online", or "offline" by the broker's will);
+each registered trunk's state is the retained `<prefix>/<node>/status/trunks/<trunk>`
+(the `trunk.registration` event's JSON).
 
 Commands: see `events.commands` for topics, payloads and replies.
 """
@@ -159,11 +161,16 @@ class MqttLink:
         while True:
             ev = self._held or await self.sub.get()
             self._held = ev
-            topic = cmds.event_topic(s.prefix, s.node, ev.call_id, ev.type)
+            retain = False
+            if ev.type == "trunk.registration":
+                topic = cmds.trunk_status_topic(s.prefix, s.node, str(ev.data.get("trunk")))
+                retain = True
+            else:
+                topic = cmds.event_topic(s.prefix, s.node, ev.call_id, ev.type)
             body = ev.to_json()
             body.update(node=s.node, worker=self.worker_id)
             payload = json.dumps(body, ensure_ascii=False, default=str).encode()
-            await client.publish(topic, payload, qos=1, timeout=PUBLISH_TIMEOUT_S)
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=PUBLISH_TIMEOUT_S)
             self._held = None
             self.published += 1
 

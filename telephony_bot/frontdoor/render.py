@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from telephony_bot.errors import ConfigError
+from telephony_bot.trunk_config import TrunkRegister, uri_host
 
 TEMPLATE = "kamailio.cfg.tmpl"
 DEFAULT_MODULE_PATH = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
@@ -79,6 +80,26 @@ class FrontDoorTls:
 
 
 @dataclass(frozen=True)
+class TrunkRelay:
+    """A trunk worker 0 registers through the front door (the `register` part of the cfg):
+    its REGISTERs may go to `registrar_host`; `keepalive` is where the front door sends
+    OPTIONS every `keepalive_s` to keep its own NAT binding open (the next hop: the outbound
+    proxy, else the registrar)."""
+
+    name: str
+    registrar_host: str
+    keepalive: str  # sip:HOST[:PORT][;transport=tcp]
+    keepalive_s: int  # 0: none
+
+    @classmethod
+    def of(cls, name: str, reg: TrunkRegister) -> TrunkRelay:
+        hop = (reg.outbound_proxy or reg.registrar).split(";", 1)[0]
+        if reg.transport != "udp":
+            hop += f";transport={reg.transport}"
+        return cls(name, uri_host(reg.registrar).lower(), hop, reg.keepalive_s)
+
+
+@dataclass(frozen=True)
 class FrontDoorConfig:
     """What the rendered configuration needs to know."""
 
@@ -95,6 +116,7 @@ class FrontDoorConfig:
     log_level: str = "notice"
     module_path: str = DEFAULT_MODULE_PATH
     tls: FrontDoorTls | None = None
+    trunks: tuple[TrunkRelay, ...] = ()  # trunks registered through the front door
 
     def check(self) -> None:
         if not self.workers:
@@ -158,6 +180,7 @@ def render_cfg(cfg: FrontDoorConfig, list_file: Path | None = None) -> str:
     return render_template(
         template,
         {
+            **_trunk_values(cfg.trunks),
             "log_level": str(_LOG_LEVELS[cfg.log_level]),
             "children": str(cfg.children),
             "run_dir": str(cfg.run_dir),
@@ -170,6 +193,41 @@ def render_cfg(cfg: FrontDoorConfig, list_file: Path | None = None) -> str:
             "ping_interval": str(cfg.ping_interval_s),
         },
     )
+
+
+def _trunk_values(trunks: tuple[TrunkRelay, ...]) -> dict[str, str]:
+    """The trunk registration block: which registrars workers' REGISTERs may go to (a regex
+    over the Request-URI's host; none: every REGISTER is refused), and the keepalive module
+    pinging each trunk's next hop with OPTIONS."""
+    hosts = sorted({t.registrar_host for t in trunks})
+    # host names and addresses hold only [a-z0-9.:-]: a dot is the one character to escape
+    regex = "^(" + "|".join(h.replace(".", "[.]") for h in hosts) + ")$" if hosts else "^$"
+    pinged = sorted((t for t in trunks if t.keepalive_s > 0), key=lambda t: t.name)
+    modules = ""
+    if pinged:
+        # rtimer runs route TRUNK_KEEPALIVE every interval; uac sends the OPTIONS (the
+        # keepalive module of Kamailio 5.6.3 hangs at start with a destination configured)
+        interval = min(t.keepalive_s for t in pinged)
+        lines = [
+            'loadmodule "rtimer.so"',
+            'loadmodule "uac.so"',
+            'modparam("uac", "restore_mode", "none")',
+            f'modparam("rtimer", "timer", "name=trunk_ka;interval={interval};mode=1;")',
+            'modparam("rtimer", "exec", "timer=trunk_ka;route=TRUNK_KEEPALIVE")',
+            "",
+            "route[TRUNK_KEEPALIVE] {",
+        ]
+        for t in pinged:
+            lines += [
+                '\t$uac_req(method) = "OPTIONS";',
+                f'\t$uac_req(ruri) = "{t.keepalive}";',
+                '\t$uac_req(furi) = "sip:keepalive@telephony-bot";',
+                f'\t$uac_req(turi) = "{t.keepalive}";',
+                "\tuac_req_send();",
+            ]
+        lines.append("}")
+        modules = "\n".join(lines)
+    return {"trunk_registrars": regex, "trunk_modules": modules}
 
 
 def duid(index: int) -> str:

@@ -98,6 +98,7 @@ class CallSession:
                 direction=self.meta.direction,
                 called=offer.called,
                 caller=offer.caller,
+                trunk=offer.trunk or None,
                 route=self.meta.route,
                 plan_version=self.meta.plan_version,
                 provider=self.meta.provider,

@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import pjsua2 as pj
@@ -40,7 +40,15 @@ from telephony_bot.sip.media_port import BridgePortPool
 from telephony_bot.sip.native_port import NativePortPool
 from telephony_bot.sip.pjlog import PjLogWriter
 from telephony_bot.sip.pythread import pin
+from telephony_bot.sip.registration import trunk_of_request
+from telephony_bot.sip.registrations import Registrations
 from telephony_bot.sip.sipmsg import parse_request, uri_user, via_transport
+from telephony_bot.sip.trunk_accounts import (
+    TrunkAccount,
+    TrunkLine,
+    calling_config,
+    registering_config,
+)
 
 T = TypeVar("T")
 # The trunk an incoming request belongs to, from its source address ("IP:port") and its
@@ -84,6 +92,8 @@ class SipEndpoint:
         settings: SipSettings,
         loop: asyncio.AbstractEventLoop,
         on_call: Callable[[SipCall], None],
+        lines: Mapping[str, TrunkLine] | None = None,
+        registrations: Registrations | None = None,
         trunk_of: TrunkOf | None = None,
     ) -> None:
         """`trunk_of` tells which trunk an incoming call belongs to, so it gets that trunk's
@@ -92,6 +102,9 @@ class SipEndpoint:
         self.trunk_of = trunk_of
         self.loop = loop
         self.on_call = on_call
+        self.lines = dict(lines or {})  # the trunks it registers with (trunk_accounts.py)
+        self.registrations = registrations or Registrations(self.lines, register=False)
+        self._line_tokens = {line.token: name for name, line in self.lines.items()}
         self.frames = framebuf.select()
         self.draining = False
         self._queue: queue.Queue[tuple[Callable[[], Any], asyncio.Future[Any] | None] | None] = (
@@ -109,6 +122,8 @@ class SipEndpoint:
         self._mode_accounts: dict[str, SipAccount] = {}
         # per caller id and sips-ness, for outbound calls
         self._out_accounts: dict[tuple[str, bool], SipAccount] = {}
+        self._trunk_reg: dict[str, TrunkAccount] = {}  # registering account, by trunk
+        self._trunk_call: dict[str, TrunkAccount] = {}  # account placing its calls, by trunk
         self._log_writer: PjLogWriter | None = None
         self.codecs: list[str] = []
         self.ports: BridgePortPool | NativePortPool = self._port_pool()
@@ -263,6 +278,7 @@ class SipEndpoint:
         self._account = self._mode_accounts[policy.default]
         if len(self._mode_accounts) > 1:
             ep.select = self._select_account
+        self._create_trunk_accounts()
 
     def _select_account(self, rdata: Any, chosen: int) -> int:
         """PJSIP thread: the account of the SRTP mode of the request's trunk. PJSIP's own
@@ -273,6 +289,48 @@ class SipEndpoint:
             return chosen
         trunk = self.trunk_of(str(rdata.srcAddress), str(rdata.wholeMsg))
         return int(self._mode_accounts[self.settings.srtp.mode_for(trunk)].getId())
+
+    def _create_trunk_accounts(self) -> None:
+        """A registering account per trunk (when this worker registers) and one placing the
+        trunk's calls (the same one, unless behind the front door): see trunk_accounts."""
+        s = self.settings
+        for name, line in self.lines.items():
+            if line.reg.transport not in s.transports:
+                raise SipError(
+                    f"trunk {name} registers over {line.reg.transport}, which this worker "
+                    f"does not listen on (--transports {','.join(s.transports)})"
+                )
+            if s.front_door or not s.register_trunks:
+                # Created first: PJSIP gives an incoming call to the first of the accounts
+                # that match it equally well, and behind the front door the registering
+                # account's Contact is the front door, which a call's dialog must not have.
+                call = TrunkAccount(name, self._registrar_answer, self._incoming)
+                call.create(calling_config(line, s, line.id_uri), False)
+                self._trunk_call[name] = call
+            if s.register_trunks:
+                reg = TrunkAccount(name, self._registrar_answer, self._incoming)
+                reg.create(registering_config(line, s, s.front_door), False)
+                self._trunk_reg[name] = reg
+                self._trunk_call.setdefault(name, reg)
+
+    def _registrar_answer(self, name: str, code: int, reason: str, expires: int) -> None:
+        """A registrar's final answer (PJSIP thread) → the registrations, on the loop."""
+        try:
+            self.loop.call_soon_threadsafe(self.registrations.on_answer, name, code, reason,
+                                           expires)  # fmt: skip
+        except RuntimeError:  # loop closed during shutdown
+            pass
+
+    async def on_trunk_account(self, name: str, fn: Callable[[Any], T]) -> T:
+        """Run `fn(account)` on the owner thread with trunk `name`'s registering account."""
+
+        def on_owner() -> T:
+            acc = self._trunk_reg.get(name)
+            if acc is None:
+                raise SipError(f"trunk {name} is not registered by this worker")
+            return fn(acc)
+
+        return await self.run(on_owner)
 
     def _destroy(self) -> None:
         ep = self._ep
@@ -308,13 +366,18 @@ class SipEndpoint:
             c.port = None
         del calls
         self.ports.destroy()
-        for acc in [*self._out_accounts.values(), *self._mode_accounts.values()]:
+        trunk_accounts = {id(a): a for a in [*self._trunk_reg.values(), *self._trunk_call.values()]}
+        for acc in [*self._out_accounts.values(), *self._mode_accounts.values(),
+                    *trunk_accounts.values()]:  # fmt: skip
             try:
                 acc.shutdown()
             except Exception:  # noqa: BLE001
                 pass
+        del trunk_accounts
         self._out_accounts.clear()
         self._mode_accounts.clear()
+        self._trunk_reg.clear()
+        self._trunk_call.clear()
         self._account = None
         try:
             ep.libDestroy()
@@ -324,9 +387,12 @@ class SipEndpoint:
 
     # ---- outbound calls (asyncio → owner thread) ----
 
-    async def make_call(self, uri: str, *, caller: str, called: str) -> SipCall:
-        """Dial `uri` with `caller` as the From user; the SipCall's `answer()` waits for the
-        far end to pick up. SipError when the worker is full, draining or PJSIP refuses."""
+    async def make_call(
+        self, uri: str, *, caller: str, called: str, trunk: str | None = None
+    ) -> SipCall:
+        """Dial `uri` with `caller` as the From user, or through registered `trunk`'s account
+        (its user, credentials and proxy); the SipCall's `answer()` waits for the far end
+        to pick up. SipError when the worker is full, draining or PJSIP refuses."""
         if self.draining:
             raise SipError("the worker is shutting down")
 
@@ -336,16 +402,24 @@ class SipEndpoint:
             if active >= self.settings.max_calls:
                 raise SipError(f"the worker is full ({active} of {self.settings.max_calls} calls)")
             secure = uri.lower().startswith("sips:")
-            account = self._account_for(caller, secure)
+            if trunk is not None:
+                account: SipAccount | TrunkAccount | None = self._trunk_call.get(trunk)
+                if account is None:
+                    raise SipError(f"no registered trunk named {trunk!r}")
+                from_uri = self.lines[trunk].id_uri
+            else:
+                account = self._account_for(caller, secure)
+                from_uri = self._id_uri(caller, secure)
             pjcall = PjCall(self, account, pj.PJSUA_INVALID_ID)
             offer = CallOffered(
                 call_id=uuid.uuid4().hex[:16],
                 sip_call_id="",
                 called=called,
                 caller=caller,
-                from_uri=self._id_uri(caller, secure),
+                from_uri=from_uri,
                 to_uri=uri,
                 source="",
+                trunk=trunk or "",
             )
             facade = SipCall(self, pjcall, offer, outbound=True)
             pjcall.facade = facade
@@ -358,7 +432,8 @@ class SipEndpoint:
                     self._calls.pop(id(pjcall), None)
                 facade.detach()
                 raise SipError(f"cannot call {uri}: {exc.info()}") from None
-            _log.info("outgoing call", call_id=offer.call_id, uri=uri, caller=caller)
+            _log.info("outgoing call", call_id=offer.call_id, uri=uri, caller=caller,
+                      trunk=trunk)  # fmt: skip
             return facade
 
         return await self.run(on_owner)
@@ -394,7 +469,7 @@ class SipEndpoint:
 
     # ---- incoming calls (PJSIP thread) ----
 
-    def _incoming(self, account: SipAccount, prm: Any) -> None:
+    def _incoming(self, account: Any, prm: Any) -> None:
         pjcall = PjCall(self, account, prm.callId)
         with self._lock:
             self._calls[id(pjcall)] = pjcall
@@ -430,6 +505,7 @@ class SipEndpoint:
             transport=offer.transport,
             srtp=self._mode_of(account),
             sip_call_id=offer.sip_call_id,
+            trunk=offer.trunk or None,
         )
         try:
             self.loop.call_soon_threadsafe(self.on_call, facade)
@@ -453,6 +529,7 @@ class SipEndpoint:
             source=str(rdata.srcAddress),
             headers=headers,
             transport=via_transport(req.headers.get("Via", "")),
+            trunk=trunk_of_request(req.request_uri, self._line_tokens),
         )
 
     def _mode_of(self, account: SipAccount) -> str:

@@ -145,3 +145,47 @@ def test_admin_page_says_why_the_engine_is_not_ready(
                 page.locator("#alerts").wait_for(state="hidden", timeout=20000)
             finally:
                 browser.close()
+
+
+def test_admin_page_shows_each_trunks_registration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing: run scripts/install-system-deps.sh")
+    from tests.support.registrar import kamailio_available, running_registrar
+
+    if not kamailio_available():
+        pytest.skip("kamailio missing: run scripts/install-system-deps.sh")
+    monkeypatch.setenv("PBX_PASSWORD", "pw-2001")
+    port = engine.free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with running_registrar(tmp_path, {"2001": "pw-2001"}) as reg:
+        # pbx registers; "desk" (a user the registrar does not know) is refused with 401
+        trunk = {"registrar": reg.uri, "password_env": "PBX_PASSWORD", "expires": 60}
+        cfg = tmp_path / "engine.yaml"
+        cfg.write_text(json.dumps({"trunks": {
+            "pbx": {"register": {**trunk, "user": "2001"}},
+            "desk": {"register": {**trunk, "user": "2002"}},
+        }}))  # fmt: skip
+        with engine.running(
+            tmp_path, "worker", "--provider", "echo", "--config", str(cfg),
+            "--admin-port", str(port), ready_event="worker admin API listening",
+        ):  # fmt: skip
+            with sync_api.sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+                try:
+                    page = browser.new_page(viewport={"width": 1200, "height": 500})
+                    page.goto(f"http://127.0.0.1:{port}/")
+                    ok = page.locator('#trunks [data-trunk="pbx"]', has_text="pbx: registered")
+                    ok.wait_for(timeout=15000)
+                    assert "ok" in (ok.get_attribute("class") or "")
+                    assert "registered as 2001 at" in (ok.get_attribute("title") or "")
+                    bad = page.locator('#trunks [data-trunk="desk"]')
+                    assert bad.inner_text() == "desk: failed 401"
+                    assert "bad" in (bad.get_attribute("class") or "")
+                    alert = page.locator("#alerts", has_text="trunk desk: registration as 2002")
+                    assert "401 Unauthorized" in alert.inner_text()
+                    page.screenshot(path=str(ARTIFACTS / "admin-page-trunks.png"))
+                finally:
+                    browser.close()

@@ -67,3 +67,20 @@ def test_target_of_urls() -> None:
     assert t == Target("openai", "api.openai.com", 443, "https://api.openai.com:443/v1/")
     t = target_of("local", "ws://127.0.0.1:8765/v1/realtime")
     assert t.url == "http://127.0.0.1:8765/v1/" and t.where == "127.0.0.1:8765"
+
+
+def test_each_registered_trunk_is_a_check_and_its_state_is_in_the_report() -> None:
+    from telephony_bot.admin.health import HealthMonitor
+
+    states = [
+        {"trunk": "pbx", "state": "registered", "detail": "registered as 2001 at sip:pbx"},
+        {"trunk": "sip_a", "state": "failed", "detail": "registration as 9 at sip:a failed: 403"},
+        {"trunk": "sip_b", "state": "off", "detail": "registered by another worker"},
+    ]
+    monitor = HealthMonitor(lambda: Check("sip", True, "udp"), trunks=lambda: states)
+    monitor._providers = []
+    report = monitor.report()
+    assert [c.name for c in report.checks] == ["sip", "dialplan", "trunk pbx", "trunk sip_a"]
+    assert not report.ready
+    assert report.reasons == ["trunk sip_a: registration as 9 at sip:a failed: 403"]
+    assert report.to_json()["trunks"] == states

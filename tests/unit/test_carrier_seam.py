@@ -96,6 +96,15 @@ class FakeCarrier:
     def describe(self) -> dict[str, Any]:
         return {"carrier": "fake"}
 
+    def outbound_caller(self) -> str | None:
+        return None
+
+    def registration_states(self) -> list[dict[str, Any]]:
+        return []
+
+    def watch_registrations(self, fn: Any) -> None:
+        pass
+
 
 async def test_the_worker_runs_on_any_carrier() -> None:
     carrier = FakeCarrier()
@@ -108,3 +117,36 @@ async def test_the_worker_runs_on_any_carrier() -> None:
     await worker.run(stop)
     assert carrier.done == ["start", "drain 1", "stop"]
     assert carrier.on_call == worker._on_call
+
+
+async def test_calls_out_through_a_registered_trunk_keep_its_user_as_caller_id() -> None:
+    from telephony_bot.config import EngineSettings, OutboundSettings
+    from telephony_bot.trunk_config import Trunk, TrunkRegister
+
+    class TrunkCarrier(FakeCarrier):
+        capabilities = CarrierCapabilities(originate=True)
+
+        def outbound_caller(self) -> str | None:
+            return "2001"
+
+        async def originate(self, to: str, *, caller: str, ring_timeout_s: float) -> CallPort:
+            self.done.append(f"originate {to} as {caller}")
+            raise CarrierError("the test stops here")
+
+    from telephony_bot.errors import CarrierError
+
+    reg = TrunkRegister(registrar="sip:pbx.example.com", user="2001", password_env="X")
+    engine = EngineSettings(
+        trunks={"pbx": Trunk(register=reg)}, outbound=OutboundSettings(trunk="pbx", allow=("5*",))
+    )
+    carrier = TrunkCarrier()
+    setup = CallSetup(EchoProvider(), SessionConfig(), SessionOptions())
+    worker = Worker(SipSettings(), setup, carrier=carrier, engine=engine)
+    r = await worker.originate("555", "4930", None)
+    assert (
+        not r.ok
+        and r.reason == "calls go out through trunk pbx as its user 2001: 'from' cannot be 4930"
+    )
+    r = await worker.originate("555", None, None)
+    assert carrier.done == ["originate 555 as 2001"] and r.reason == "the test stops here"
+    assert (await worker.originate("555", "2001", None)).reason == "the test stops here"

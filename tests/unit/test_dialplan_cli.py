@@ -102,3 +102,27 @@ def test_route_explains_the_after_hours_decision() -> None:
         "2026-12-01T10:00+01:00",
     )  # fmt: skip
     assert "route: hospital-day" in day.stdout
+
+
+def test_validate_with_an_engine_config_checks_trunk_names_without_needing_its_secrets(
+    tmp_path: Path,
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "version: 1\ndefaults: {provider: local}\nroutes:\n  - name: desk\n"
+        "    match: {trunk: pbxx}\n"
+    )
+    config = tmp_path / "engine.yaml"
+    config.write_text(
+        "trunks:\n  pbx:\n    register:\n      registrar: sip:pbx.example.com\n"
+        "      user: '2001'\n      password_env: PBX_PASSWORD\n"  # not set here
+    )
+    assert _run("validate", str(plan)).returncode == 0  # no config: any trunk name
+    res = _run("validate", "--config", str(config), str(plan))
+    assert res.returncode == 1
+    assert res.stderr.strip() == (
+        f"{plan}:5:20 routes[0].match.trunk: no trunk named 'pbxx' in the engine config "
+        "(did you mean 'pbx'?); its trunks: pbx"
+    )
+    res = _run("route", str(plan), "--to", "2001", "--trunk", "pbxx")
+    assert res.returncode == 0 and res.stdout.startswith("matched route 'desk': trunk pbxx")

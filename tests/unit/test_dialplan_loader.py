@@ -838,3 +838,30 @@ def test_on_error_say_that_cannot_be_played_is_refused_at_its_line(
     found = only(f)
     assert found.startswith(f"{f}:3:19 defaults.on_error.say: "), found
     assert expected.format(dir=tmp_path) in found, found
+
+
+def test_match_trunk_must_name_a_trunk_of_the_engine_config(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        version: 1
+        routes:
+          - name: pbx-line
+            match:
+              trunk: pbxx
+          - name: providers
+            match:
+              trunk: [sip_a, pbx]
+        """,
+    )
+    with pytest.raises(DialplanError) as err:
+        load(path, trunks=["pbx", "sip_a"])
+    assert str(err.value) == (
+        f"{path}:5:14 routes[0].match.trunk: no trunk named 'pbxx' in the engine config "
+        "(did you mean 'pbx'?); its trunks: pbx, sip_a"
+    )
+    assert load(path).plan.routes[0].match.trunk == ["pbxx"]  # without a config: any name
+    assert load(path, trunks=["pbxx", "sip_a", "pbx"]).plan.routes[1].match.trunk == [
+        "sip_a",
+        "pbx",
+    ]

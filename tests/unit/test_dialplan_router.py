@@ -324,3 +324,24 @@ def test_bank_premier_header_and_field_inspection_callers() -> None:
     field = load(DIALPLANS / "field_inspection.yaml", env={"FIELD_API_TOKEN": "t"}).plan
     assert name(field, call("+4989200300", caller="+4915123456789")) == "field-inspection"
     assert name(field, call("+4989200300", caller="+4917600000")) == "field-unknown-caller"
+
+
+def test_a_route_can_match_the_trunk_a_call_came_through() -> None:
+    p = plan(
+        routes=[
+            {"name": "pbx-line", "match": {"trunk": "pbx"}},
+            {"name": "providers", "match": {"trunk": ["sip_a", "sip_b"], "number": "+4930123456"}},
+        ],
+    )
+    via_pbx = CallInfo("+4930123456", "+4917", {}, MON_NOON, trunk="pbx")
+    assert match(p, via_pbx).reason == "matched route 'pbx-line': trunk pbx"
+    assert name(p, CallInfo("+4930123456", "+4917", {}, MON_NOON, trunk="sip_b")) == "providers"
+    # the same number from no trunk (or another one) is not theirs
+    assert name(p, call()) is None
+    stranger = CallInfo("+4930123456", "+4917", {}, MON_NOON, trunk="other")
+    assert match(p, stranger).reason == (
+        "no route matched +4930123456 from +4917 via trunk other; "
+        "no default_route: the call is refused (404)"
+    )
+    with pytest.raises(ValueError, match="trunk"):
+        plan(routes=[{"name": "x", "match": {"trunk": "bad name"}}])

@@ -161,13 +161,15 @@ def _result() -> tuple[CallResult, CallOffered, CallMeta]:
                "cost_usd": 0.0285, "price_table": "t1"}  # fmt: skip
     r.transfers = [{"target": "sip:desk@pbx", "by": "model", "ok": False, "status": 486,
                     "reason": "Busy Here"}]  # fmt: skip
-    offer = CallOffered("c1", "sip-1", "100", "200", "<sip:200@x>", "<sip:100@y>", "1.2.3.4")
+    offer = CallOffered("c1", "sip-1", "100", "200", "<sip:200@x>", "<sip:100@y>", "1.2.3.4",
+                        trunk="pbx")  # fmt: skip
     return r, offer, CallMeta("inbound", "sales", "v1", "openai")
 
 
 def test_a_cdr_holds_times_turns_tools_quality_and_usage() -> None:
     rec = build_record(*_result(), node="n1", worker=2)
     assert rec["called"] == "100" and rec["caller"] == "200" and rec["route"] == "sales"
+    assert rec["trunk"] == "pbx"
     assert rec["times"]["setup"] == "1970-01-01T00:01:40.000+00:00"
     assert rec["ring_ms"] == 500 and rec["first_audio_ms"] == 300 and rec["duration_s"] == 30.0
     assert rec["turns"] == {"user": 2, "agent": 3} and rec["barge_ins"] == 1

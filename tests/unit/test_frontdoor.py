@@ -192,3 +192,93 @@ def test_serve_with_several_workers_and_no_kamailio_names_the_package_before_sta
     argv = ["serve", "--workers", "2", "--provider", "echo", "--run-dir", str(tmp_path / "r")]
     assert main(argv) == 2
     assert "Debian package `kamailio`" in capsys.readouterr().err
+
+
+def test_the_trunk_registration_block_relays_only_to_the_trunks_registrars(tmp_path: Path) -> None:
+    from telephony_bot.frontdoor.render import TrunkRelay
+    from telephony_bot.trunk_config import TrunkRegister
+
+    # without trunks: every REGISTER is refused, no keepalive runs
+    text = render_cfg(_cfg(tmp_path))
+    assert '=~ "^$"' in text and "rtimer" not in text
+    pbx = TrunkRegister(registrar="sip:PBX.example.com:5070", user="2001", password_env="X",
+                        keepalive_s=20)  # fmt: skip
+    provider = TrunkRegister(registrar="sip:sip.provider.example", user="49301", password_env="Y",
+                             transport="tcp", outbound_proxy="sip:10.1.1.1:5060;lr")  # fmt: skip
+    relays = (TrunkRelay.of("pbx", pbx), TrunkRelay.of("provider", provider))
+    assert relays[1].keepalive == "sip:10.1.1.1:5060;transport=tcp"  # the next hop
+    text = render_cfg(_cfg(tmp_path, trunks=relays))
+    assert '=~ "^(pbx[.]example[.]com|sip[.]provider[.]example)$"' in text
+    assert "interval=15;" in text  # the shortest keepalive of the trunks
+    assert '$uac_req(ruri) = "sip:PBX.example.com:5070";' in text
+    assert '$uac_req(ruri) = "sip:10.1.1.1:5060;transport=tcp";' in text
+    if shutil.which("kamailio") or Path("/usr/sbin/kamailio").exists():
+        kamailio.check_config(write(_cfg(tmp_path, trunks=relays, listen_port=15998)))
+
+
+def _trunk_config(tmp: Path) -> Path:
+    path = tmp / "engine.yaml"
+    path.write_text(
+        "trunks:\n  pbx:\n    register:\n      registrar: sip:pbx.example.com\n"
+        "      user: '2001'\n      password_env: PBX_PASSWORD\n"
+    )
+    return path
+
+
+def test_serve_lets_worker_0_alone_register_naming_the_front_door(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from telephony_bot import cli
+
+    monkeypatch.setenv("PBX_PASSWORD", "pw")
+    seen: list[list[tuple[str, ...]]] = []
+    monkeypatch.setattr(
+        cli, "_supervise", lambda specs, *_a: seen.append([s.argv for s in specs]) or 0
+    )
+    base = [
+        "serve",
+        "--workers",
+        "2",
+        "--provider",
+        "echo",
+        "--config",
+        str(_trunk_config(tmp_path)),
+    ]
+
+    def flags(argv: tuple[str, ...]) -> tuple[str | None, bool]:
+        address = (
+            argv[argv.index("--front-door-address") + 1] if "--front-door-address" in argv else None
+        )
+        return address, "--no-register" in argv
+
+    # workers here, the front door on another machine; another machine registers
+    assert (
+        cli.main([*base, "--front-door", "none", "--front-door-address", "203.0.113.10:5060"]) == 0
+    )
+    assert [flags(a) for a in seen[-1]] == [
+        ("203.0.113.10:5060", False),
+        ("203.0.113.10:5060", True),
+    ]
+    assert cli.main([*base, "--front-door", "none", "--front-door-address", "203.0.113.10:5060",
+                     "--no-register"]) == 0  # fmt: skip
+    assert [flags(a) for a in seen[-1]] == [
+        ("203.0.113.10:5060", True),
+        ("203.0.113.10:5060", True),
+    ]
+    # no front door at all: worker 0 registers for itself
+    assert cli.main([*base, "--front-door", "none", "--sip-host", "127.0.0.1"]) == 0
+    assert [flags(a) for a in seen[-1]] == [(None, False), (None, True)]
+
+
+def test_frontdoor_render_takes_the_trunks_from_the_engine_config_without_their_secrets(
+    tmp_path: Path,
+) -> None:
+    from telephony_bot.cli import main
+
+    out = tmp_path / "out"
+    argv = ["frontdoor", "render", "--worker", "10.0.0.5:5061", "--out", str(out),
+            "--config", str(_trunk_config(tmp_path))]  # fmt: skip
+    assert main(argv) == 0  # PBX_PASSWORD is not set here: not needed
+    text = (out / "kamailio.cfg").read_text()
+    assert '=~ "^(pbx[.]example[.]com)$"' in text
+    assert '$uac_req(ruri) = "sip:pbx.example.com";' in text

@@ -107,3 +107,19 @@ def test_render_is_prometheus_text() -> None:
 )
 def test_call_result_labels(data: dict, transferred: bool, result: str) -> None:
     assert call_result(data, transferred) == result
+
+
+def test_trunk_registration_gauge_and_failures() -> None:
+    _, bus, reg = _metrics()
+    bus.emit("trunk.registration", "", trunk="pbx", state="registered", status_code=200)
+    assert _value(reg, "telephony_bot_trunk_registered", trunk="pbx") == 1
+    bus.emit("trunk.registration", "", trunk="pbx", state="failed", status_code=401)
+    bus.emit("trunk.registration", "", trunk="pbx", state="failed", status_code=401)
+    bus.emit("trunk.registration", "", trunk="pbx", state="failed", status_code=408)
+    assert _value(reg, "telephony_bot_trunk_registered", trunk="pbx") == 0
+    failures = "telephony_bot_trunk_registration_failures_total"
+    assert _value(reg, failures, trunk="pbx", status="401") == 2
+    assert _value(reg, failures, trunk="pbx", status="408") == 1
+    # a worker that leaves the registration to another says nothing about it
+    bus.emit("trunk.registration", "", trunk="other", state="off")
+    assert reg.get_sample_value("telephony_bot_trunk_registered", {"trunk": "other"}) is None

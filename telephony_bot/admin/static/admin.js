@@ -95,6 +95,7 @@ function upsertCall(c) {
   if (c.caller !== undefined) $(".caller", el).textContent = c.caller || "unknown caller";
   if (c.called !== undefined) $(".called", el).textContent = c.called || "?";
   if (c.worker !== undefined && c.worker !== null) $(".worker", el).textContent = `worker ${c.worker}`;
+  if (c.trunk) $(".trunk", el).textContent = `via ${c.trunk}`;
   if (c.state && !card.ended) $(".state", el).textContent = c.state;
   if (typeof c.duration_s === "number") card.base = Date.now() / 1000 - c.duration_s;
   else if (card.base === null) card.base = epoch(c.started_at) || Date.now() / 1000;
@@ -136,7 +137,7 @@ function onEvent(ev) {
   switch (ev.type) {
     case "call.started":
       upsertCall({ call_id: id, called: ev.called, caller: ev.caller, route: ev.route,
-                   worker: ev.worker, state: "ringing", started_at: ev.ts });
+                   trunk: ev.trunk, worker: ev.worker, state: "ringing", started_at: ev.ts });
       break;
     case "call.answered":
       upsertCall({ call_id: id, state: "talking" });
@@ -245,9 +246,26 @@ async function loadHealth() {
     if (typeof h.calls === "number") {
       $("#load").textContent = `${h.calls} / ${h.max_calls ?? "?"} calls`;
     }
+    showTrunks(h.trunks || []);
   } catch (e) {
     setPill($("#health"), "unreachable", "bad");
     showAlerts(["The admin API does not answer."]);
+  }
+}
+
+// One pill per trunk the engine registers with: its state, the registrar's last answer.
+function showTrunks(trunks) {
+  const box = $("#trunks");
+  box.replaceChildren();
+  for (const t of trunks) {
+    if (t.state === "off") continue;
+    const pill = document.createElement("span");
+    pill.dataset.trunk = t.trunk;
+    const text = t.state === "failed" ? `${t.trunk}: failed ${t.status_code || ""}`.trim()
+                                      : `${t.trunk}: ${t.state}`;
+    setPill(pill, text, t.state === "registered" ? "ok" : t.state === "failed" ? "bad" : "warn",
+            t.detail || "");
+    box.append(pill, " ");
   }
 }
 
