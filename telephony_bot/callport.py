@@ -26,6 +26,7 @@ class CallOffered:
     to_uri: str
     source: str  # transport address the INVITE came from
     headers: dict[str, str] = field(default_factory=dict)
+    trunk: str = ""  # the configured trunk admission attributed the call to ("" none)
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-admin", action="store_true", help="no admin API even if the config has a port"
     )
     worker.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="the front door's address: its INVITEs were checked there (repeat for several)",
+    )
+    worker.add_argument(
         "--media-loopback",
         action="store_true",
         help="diagnostic: echo each caller inside pjmedia, bypassing the engine",
@@ -153,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="WAV to say once the far end spoke and paused (repeat: a conversation)",
     )
     dial.add_argument("--turn-gap", type=float, default=1.0, help="pause that ends a bot turn (s)")
+    dial.add_argument("--local-host", default="", help="address to call from (e.g. 127.0.0.2)")
+    dial.add_argument(
+        "--auth-user",
+        default="",
+        help="digest user for a 401/407 challenge; the password comes from the environment "
+        "variable TELEPHONY_BOT_DIAL_PASSWORD",
+    )
     dial.add_argument(
         "--refuse-transfer",
         type=int,
@@ -403,6 +417,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from telephony_bot.dialplan import loader
     from telephony_bot.dialplan.reload import PlanWatcher
     from telephony_bot.sip.carrier import SipCarrier
+    from telephony_bot.sip.inbound import admission_from
     from telephony_bot.worker import Worker, serve_worker
 
     if args.dialplan:
@@ -417,11 +432,23 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     app.check(plans.current, args.provider)
     engine = _engine_settings(args)
     settings = _sip_settings(args, 0)
+    admission, timers = admission_from(
+        engine,
+        settings.max_calls,
+        tuple(args.trusted_proxy),  # type: ignore[attr-defined]
+    )
+    _warn_open(admission)
     with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError):
         faulthandler.enable()  # a crash inside PJSIP leaves a Python stack trace in the log
+    carrier = SipCarrier(
+        settings,  # type: ignore[arg-type]
+        trunk=engine.outbound.trunk or "",
+        admission=admission,
+        timers=timers,
+    )
     worker = Worker(
         settings,  # type: ignore[arg-type]
-        carrier=SipCarrier(settings, trunk=engine.outbound.trunk or ""),  # type: ignore[arg-type]
+        carrier=carrier,
         plans=plans,
         provider_override=args.provider,
         engine=engine,
@@ -429,6 +456,22 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     )
     asyncio.run(serve_worker(worker))
     return EXIT_OK
+
+
+def _warn_open(admission: Any) -> None:
+    """Say at start who may call in when no trunk restricts it."""
+    if admission.trunks:
+        return
+    if admission.limits.allow_any:
+        log.get("sip").warning(
+            "no trunk configured and sip.admission.allow_any is true: INVITEs from any "
+            "address are answered"
+        )
+    else:
+        log.get("sip").warning(
+            "no trunk configured: INVITEs are taken from loopback and private networks only "
+            "(configure trunks with allow lists, or sip.admission.allow_any: true)"
+        )
 
 
 def _engine_settings(args: argparse.Namespace) -> Any:
@@ -608,6 +651,9 @@ def _cmd_dial(args: argparse.Namespace) -> int:
             say=tuple(args.say),
             turn_gap=args.turn_gap,
             refuse_transfer=args.refuse_transfer,
+            local_host=args.local_host,
+            auth_user=args.auth_user,
+            auth_password=os.environ.get("TELEPHONY_BOT_DIAL_PASSWORD", ""),
         )
     )
     status = "answered" if report["answered"] else f"failed ({report['sip_status']})"

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from telephony_bot.errors import ConfigError
+from telephony_bot.trunk_config import Trunk, check_name
 
 # This build of PJSIP (the pjsua2-python wheel) is compiled with PJSUA_MAX_CALLS = 4.
 PJSUA_MAX_CALLS = 4
@@ -198,12 +199,56 @@ class PricesSettings(_Section):
         return v
 
 
+class AdmissionSettings(_Section):
+    """Who may call in and how fast (`telephony_bot.admission`); `sip.admission` in the file."""
+
+    # With no trunk that takes inbound calls: true takes INVITEs from any address; false
+    # (default) only from loopback and private networks (a LAN softphone, a container host).
+    allow_any: bool = False
+    rate: float = Field(20.0, gt=0, le=10000)  # INVITEs per second, all sources together
+    burst: int = Field(20, ge=1, le=100000)
+    per_source_rate: float = Field(10.0, gt=0, le=10000)  # INVITEs per second from one address
+    per_source_burst: int = Field(20, ge=1, le=100000)
+    # calls from one address (not a trunk's) answered but not ACKed: more get 503
+    max_unacked_per_source: int = Field(2, ge=1, le=1000)
+    ack_timeout_s: float = Field(4.0, gt=0, le=32)  # 200 OK sent, no ACK: hang up after this
+    answer_timeout_s: float = Field(30.0, gt=0, le=300)  # INVITE not answered: 408 after this
+    # the front door's addresses: INVITEs from them were checked there (allow lists, auth,
+    # flood limits); the trunk it names in X-Telephony-Bot-Trunk is believed
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for a in v:
+            try:
+                ipaddress.ip_address(a)
+            except ValueError:
+                raise ValueError(f"{a!r} is not an IP address") from None
+        return v
+
+
+class SipEngineSettings(_Section):
+    """The engine file's `sip:` section (the worker's ports and codecs are flags)."""
+
+    admission: AdmissionSettings = AdmissionSettings()
+
+
 class EngineSettings(_Section):
     mqtt: MqttSettings | None = None  # None: no MQTT events or commands
     cdr: CdrSettings = CdrSettings()
     admin: AdminSettings = AdminSettings()
     outbound: OutboundSettings = OutboundSettings()
     prices: PricesSettings = PricesSettings()
+    sip: SipEngineSettings = SipEngineSettings()
+    trunks: dict[str, Trunk] = {}
+
+    @field_validator("trunks")
+    @classmethod
+    def _trunk_names(cls, v: dict[str, Trunk]) -> dict[str, Trunk]:
+        for name in v:
+            check_name(name)
+        return v
 
     def describe(self) -> dict[str, Any]:
         """For the start-up log line: what is configured, never a secret."""
@@ -216,6 +261,7 @@ class EngineSettings(_Section):
             "admin": f"{self.admin.host}:{self.admin.port}" if self.admin.port else "off",
             "outbound": self.outbound.trunk or "off",
             "prices": str(self.prices.file) if self.prices.file else "shipped",
+            "trunks": ",".join(self.trunks) or "none",
         }
 
 

@@ -9,6 +9,7 @@ never touches a pjsua2 object itself.
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -16,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 import pjsua2 as pj
 
 from telephony_bot import log
+from telephony_bot.admission import RETRY_AFTER_S
 from telephony_bot.callport import (
     CallAnswered,
     CallEnded,
@@ -28,6 +30,7 @@ from telephony_bot.callport import (
 from telephony_bot.config import SipSettings
 from telephony_bot.errors import CallGoneError
 from telephony_bot.media.bridge import MediaBridge
+from telephony_bot.sip.early import Timing
 from telephony_bot.sip.media_port import BridgePort, BridgePortPool
 from telephony_bot.sip.native_port import NativePort, NativePortPool
 from telephony_bot.sip.pythread import pin
@@ -70,6 +73,11 @@ class PjCall(pj.Call):  # type: ignore[misc]
         self.codec = ""
         self.answered = False
         self.ended = False
+        self.source_ip = ""  # where an incoming INVITE came from (admission counts by it)
+        self.timing = Timing(time.monotonic(), outbound=pj_call_id == pj.PJSUA_INVALID_ID)
+
+    def age(self, now: float) -> float:
+        return now - self.timing.created
 
     # -- helpers --
 
@@ -89,8 +97,11 @@ class PjCall(pj.Call):  # type: ignore[misc]
             ci = self.getInfo()
         except Exception:  # noqa: BLE001
             return
+        if ci.state == pj.PJSIP_INV_STATE_CONNECTING and self.timing.answered_at is None:
+            self.timing.answered_at = time.monotonic()
         if ci.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.answered:
             self.answered = True
+            self.timing.confirmed = True
             self._emit(CallAnswered(self.call_id, self.codec))
         elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
             # Rejected calls (486/503/400) end here too: freeing a pjsua2 Call before its
@@ -279,10 +290,22 @@ class SipCall:
         await self._act(lambda c: c.dialDtmf(digits))
 
 
-def _op(status_code: int, reason: str = "") -> Any:
+def _op(
+    status_code: int,
+    reason: str = "",
+    *,
+    retry_after: bool = False,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> Any:
     prm = pj.CallOpParam(True)
     if status_code:
         prm.statusCode = status_code
     if reason:
         prm.reason = reason
+    if retry_after:
+        headers = (*headers, ("Retry-After", str(RETRY_AFTER_S)))
+    for name, value in headers:
+        h = pj.SipHeader()
+        h.hName, h.hValue = name, value
+        prm.txOption.headers.append(h)
     return prm

@@ -11,10 +11,12 @@ import asyncio
 from typing import Any
 
 from telephony_bot import log
+from telephony_bot.admission import Admission
 from telephony_bot.callport import CarrierCapabilities, IncomingCall
 from telephony_bot.config import SipSettings
 from telephony_bot.errors import SipError
 from telephony_bot.sip.call import SipCall
+from telephony_bot.sip.early import CallTimers
 from telephony_bot.sip.endpoint import SipEndpoint
 
 _log = log.get("sip")
@@ -33,15 +35,34 @@ class SipCarrier:
 
     name = "sip"
 
-    def __init__(self, settings: SipSettings, *, trunk: str = "") -> None:
+    def __init__(
+        self,
+        settings: SipSettings,
+        *,
+        trunk: str = "",
+        admission: Admission | None = None,
+        timers: CallTimers | None = None,
+    ) -> None:
         self.settings = settings
         self.trunk = trunk
+        self.admission = admission  # None: the defaults (private sources, default rates)
+        self.timers = timers
         self.capabilities = CarrierCapabilities(originate=bool(trunk))
         self.endpoint: SipEndpoint | None = None
 
     async def start(self, on_call: IncomingCall) -> None:
-        self.endpoint = SipEndpoint(self.settings, asyncio.get_running_loop(), on_call)
+        self.endpoint = SipEndpoint(
+            self.settings,
+            asyncio.get_running_loop(),
+            on_call,
+            admission=self.admission,
+            timers=self.timers,
+        )
         await self.endpoint.start()
+
+    def refusals(self) -> dict[str, int]:
+        """INVITEs refused so far by reason (metrics: invites_refused_total{reason})."""
+        return self.endpoint.refusals() if self.endpoint is not None else {}
 
     async def originate(self, to: str, *, caller: str, ring_timeout_s: float) -> SipCall:
         if not self.trunk:

@@ -20,7 +20,7 @@ import math
 import re
 import time
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,9 @@ class DialOptions:
     say: tuple[str, ...] = ()  # WAVs to say in turn, each after the far end spoke and paused
     turn_gap: float = 1.0  # seconds of silence that end the far end's turn
     refuse_transfer: int = 0  # answer a REFER with this status (4xx-6xx) instead of following it
+    local_host: str = ""  # address to call from ("" : 127.0.0.1 for a loopback target, else any)
+    auth_user: str = ""  # digest credentials for a 401/407 challenge (password below)
+    auth_password: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if self.refuse_transfer and not 400 <= self.refuse_transfer <= 699:
@@ -287,7 +290,7 @@ def _local_host(uri: str) -> str:
 
 
 def dial(opts: DialOptions) -> dict[str, Any]:
-    local = _local_host(opts.uri)
+    local = opts.local_host or _local_host(opts.uri)
     play = read_wav(opts.play, opts.rate) if opts.play else b""
     for path in opts.say:
         if not Path(path).is_file():
@@ -340,7 +343,12 @@ def _dial(
 
     id_uri = f"sip:{opts.from_user}@{local if local != '0.0.0.0' else '127.0.0.1'}"
     acc = objs["acc"] = pj.Account()
-    acc.create(account_config(id_uri, local, opts.rtp_port))
+    acfg = account_config(id_uri, local, opts.rtp_port)
+    if opts.auth_user:
+        acfg.sipConfig.authCreds.append(
+            pj.AuthCredInfo("digest", "*", opts.auth_user, 0, opts.auth_password)
+        )
+    acc.create(acfg)
 
     port = objs["port"] = _Port(opts.rate, play, int(opts.play_at * 1000) // FRAME_MS)
     port.createPort("dial", audio_format(opts.rate))

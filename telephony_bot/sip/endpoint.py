@@ -12,6 +12,7 @@ thread, and kept referenced until its call is over, so no object dies early or a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import queue
 import threading
 import time
@@ -22,11 +23,13 @@ from typing import Any, TypeVar
 import pjsua2 as pj
 
 from telephony_bot import log
+from telephony_bot.admission import Admission
 from telephony_bot.callport import CallEvent, CallOffered
 from telephony_bot.config import SipSettings
 from telephony_bot.errors import SipError
 from telephony_bot.sip import framebuf, native_port
 from telephony_bot.sip.call import PjCall, SipCall, _op
+from telephony_bot.sip.early import CallTimers, overdue
 from telephony_bot.sip.endpoint_config import (
     ANY_HOST,
     EndpointConfig,
@@ -35,6 +38,9 @@ from telephony_bot.sip.endpoint_config import (
     listen,
     new_endpoint,
 )
+from telephony_bot.sip.gate import SipGate
+from telephony_bot.sip.inbound import InboundGuard
+from telephony_bot.sip.malformed import MalformedPackets
 from telephony_bot.sip.media_port import BridgePortPool
 from telephony_bot.sip.native_port import NativePortPool
 from telephony_bot.sip.pjlog import PjLogWriter
@@ -45,6 +51,7 @@ T = TypeVar("T")
 _log = log.get("sip")
 
 _FORWARDED_HEADERS = ("User-Agent", "Diversion", "P-Asserted-Identity", "Referred-By")
+SWEEP_S = 0.25  # how often the owner thread looks for calls past their timers
 
 
 class SipAccount(pj.Account):  # type: ignore[misc]
@@ -63,10 +70,22 @@ class SipEndpoint:
         settings: SipSettings,
         loop: asyncio.AbstractEventLoop,
         on_call: Callable[[SipCall], None],
+        *,
+        admission: Admission | None = None,
+        timers: CallTimers | None = None,
     ) -> None:
         self.settings = settings
         self.loop = loop
         self.on_call = on_call
+        self.timers = timers or CallTimers()
+        self.guard = InboundGuard(
+            admission or Admission(max_calls=settings.max_calls),
+            self._load_of,
+            max_calls=settings.max_calls,
+            draining=lambda: self.draining,
+        )
+        self.gate = SipGate()
+        self.malformed = MalformedPackets(self.gate.send_raw)
         self.frames = framebuf.select()
         self.draining = False
         self._queue: queue.Queue[tuple[Callable[[], Any], asyncio.Future[Any] | None] | None] = (
@@ -122,6 +141,23 @@ class SipEndpoint:
         with self._lock:
             return sum(1 for c in self._calls.values() if not c.ended)
 
+    def _load_of(self, ip: str) -> tuple[int, int]:
+        """Calls live or being set up, and those of `ip` answered but not ACKed (any thread)."""
+        with self._lock:
+            live = [c for c in self._calls.values() if not c.ended]
+        unacked = sum(
+            1 for c in live
+            if c.source_ip == ip and c.timing.answered_at is not None and not c.timing.confirmed
+        )  # fmt: skip
+        return len(live), unacked
+
+    def refusals(self) -> dict[str, int]:
+        """INVITEs refused so far, by reason (admission's `why`, and `malformed`)."""
+        counts = dict(self.guard.refused)
+        if self.malformed.count:
+            counts["malformed"] = self.malformed.count
+        return counts
+
     # ---- asyncio -> owner thread ----
 
     async def run(self, fn: Callable[[], T]) -> T:
@@ -162,8 +198,17 @@ class SipEndpoint:
             self._destroy()
             return
         self._ready.set()
+        next_sweep = time.monotonic() + SWEEP_S
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=SWEEP_S)
+            except queue.Empty:
+                item = ()
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + SWEEP_S
+                self._sweep()
+            if item == ():
+                continue
             if item is None:
                 break
             fn, fut = item
@@ -197,10 +242,29 @@ class SipEndpoint:
         except RuntimeError:
             pass
 
+    def _sweep(self) -> None:
+        """End calls past their timers: answered but never ACKed, or never answered."""
+        now = time.monotonic()
+        with self._lock:
+            calls = [c for c in self._calls.values() if not c.ended]
+        for c in calls:
+            late = overdue(c.timing, self.timers, now)
+            if late is None:
+                continue
+            status, reason, what = late
+            _log.warning(what, call_id=c.call_id, source=c.source_ip, seconds=round(c.age(now), 1))
+            try:
+                c.local_hangup = True
+                c.hangup(_op(status, reason))
+            except Exception as exc:  # noqa: BLE001 - already going away
+                _log.debug("timer hangup failed", call_id=c.call_id, error=str(exc))
+            c.timing.expired = True
+        del calls
+
     def _create(self) -> None:
         s = self.settings
         self._ep = ep = new_endpoint()
-        self._log_writer = PjLogWriter(s.max_calls)
+        self._log_writer = PjLogWriter(s.max_calls, self.malformed)
         self.codecs = init_endpoint(
             ep,
             EndpointConfig(
@@ -215,6 +279,7 @@ class SipEndpoint:
         for kind in s.transports:
             listen(ep, kind, s.host, s.port)
         ep.libStart()
+        self._install_gate()
         self.ports.fill(s.max_calls + 2)  # spare ports cover calls still being released
         _log.info(
             "media ports ready",
@@ -227,10 +292,39 @@ class SipEndpoint:
         acc.create(self._account_config("bot"), True)
         self._account = acc
 
+    def _install_gate(self) -> None:
+        """The admission gate in front of pjsua, proven by a self-check INVITE."""
+        s = self.settings
+        gate = self.gate
+        if gate.install(self.guard.decide, self.malformed.on_dropped) and gate.prove(
+            s.host, s.port, s.transports[0]
+        ):
+            _log.info("admission gate ready", **self._admission_summary())
+            return
+        gate.uninstall()
+        _log.warning(
+            "admission gate unavailable: INVITEs are checked after PJSIP has set up their "
+            "media, so a flood can exhaust its sockets",
+            reason=gate.why_not,
+        )
+
+    def _admission_summary(self) -> dict[str, Any]:
+        a = self.guard.admission
+        lim = a.limits
+        return {
+            "trunks": ",".join(t.name for t in a.trunks) or "none",
+            "sources": "trunks" if a.trunks else ("any" if lim.allow_any else "private"),
+            "rate": lim.rate,
+            "per_source_rate": lim.per_source_rate,
+            "setup_budget": a.budget,
+            "trusted_proxies": ",".join(str(p) for p in lim.trusted_proxies) or "none",
+        }
+
     def _destroy(self) -> None:
         ep = self._ep
         if ep is None:
             return
+        self.gate.uninstall()
         try:
             ep.hangupAllCalls()
         except Exception:  # noqa: BLE001
@@ -346,15 +440,26 @@ class SipEndpoint:
             self._calls[id(pjcall)] = pjcall
             active = sum(1 for c in self._calls.values() if not c.ended and c.facade)
         try:
-            offer = self._offer(prm)
+            offer, raw_headers = self._offer(prm)
         except Exception as exc:  # noqa: BLE001 - a request we cannot read is refused, not fatal
             _log.warning("rejecting unreadable INVITE", error=str(exc))
             pjcall.answer(_op(400, "Bad Request"))  # released when DISCONNECTED
             return
+        pjcall.source_ip = _host_of(offer.source)
         if self.draining:
             _log.info("call refused with 503: worker is shutting down", call_id=offer.call_id)
-            pjcall.answer(_op(503, "Service Unavailable"))  # released when DISCONNECTED
+            pjcall.answer(_op(503, "Service Unavailable", retry_after=True))
             return
+        if not self.gate.active:  # the gate decided already, before media; else decide here
+            verdict = self.guard.check(
+                pjcall.source_ip, _port_of(offer.source), "INVITE", raw_headers
+            )
+            if not verdict.admitted:
+                pjcall.answer(_op(verdict.status, verdict.reason, headers=verdict.headers))
+                return
+        trunk = self.guard.trunk_of(offer.sip_call_id)
+        if trunk:
+            offer = dataclasses.replace(offer, trunk=trunk)
         if active >= self.settings.max_calls:
             _log.warning(
                 "call rejected with 486: worker is full",
@@ -374,20 +479,21 @@ class SipEndpoint:
             caller=offer.caller,
             source=offer.source,
             sip_call_id=offer.sip_call_id,
+            trunk=offer.trunk or None,
         )
         try:
             self.loop.call_soon_threadsafe(self.on_call, facade)
         except RuntimeError:
             pass
 
-    def _offer(self, prm: Any) -> CallOffered:
+    def _offer(self, prm: Any) -> tuple[CallOffered, dict[str, str]]:
         rdata = prm.rdata
         req = parse_request(str(rdata.wholeMsg))
         headers = {k: req.headers[k] for k in _FORWARDED_HEADERS if k in req.headers}
         headers.update({k: v for k, v in req.headers.items() if k.lower().startswith("x-")})
         from_hdr = req.headers.get("From", "")
         to_hdr = req.headers.get("To", "")
-        return CallOffered(
+        offer = CallOffered(
             call_id=uuid.uuid4().hex[:16],
             sip_call_id=req.headers.get("Call-ID", ""),
             called=uri_user(req.request_uri) or uri_user(to_hdr),
@@ -397,3 +503,15 @@ class SipEndpoint:
             source=str(rdata.srcAddress),
             headers=headers,
         )
+        return offer, req.headers
+
+
+def _host_of(source: str) -> str:
+    """`127.0.0.1:5060` / `[::1]:5060` → the address."""
+    host = source.rsplit(":", 1)[0] if source.count(":") == 1 or "]" in source else source
+    return host.strip("[]")
+
+
+def _port_of(source: str) -> int:
+    tail = source.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else 0

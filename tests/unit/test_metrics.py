@@ -99,3 +99,16 @@ def test_render_is_prometheus_text() -> None:
 )
 def test_call_result_labels(data: dict, transferred: bool, result: str) -> None:
     assert call_result(data, transferred) == result
+
+
+def test_refused_invites_are_counted_by_reason_from_the_carrier() -> None:
+    reg = CollectorRegistry()
+    m = Metrics(worker=1, registry=reg)
+    counts = {"not_allowed": 2}
+    m.attach(Bus(), capacity=4, refusals=lambda: dict(counts))
+    m.sync()
+    counts.update(not_allowed=5, setup_budget=1)
+    m.sync()
+    m.sync()
+    assert _value(reg, "telephony_bot_invites_refused_total", reason="not_allowed") == 5
+    assert _value(reg, "telephony_bot_invites_refused_total", reason="setup_budget") == 1
