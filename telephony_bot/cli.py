@@ -279,6 +279,9 @@ def _cmd_frontdoor(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=1))
     else:
         print(rpc.status_table(workers))
+        refused = rpc.refusals(run_dir)
+        if refused:
+            print("INVITEs refused: " + ", ".join(f"{k} {v}" for k, v in refused.items()))
     return EXIT_OK
 
 
@@ -547,6 +550,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if engine.mqtt is not None and args.workers > 1:
             argv += ["--mqtt-node", f"{engine.mqtt.node}-w{i}"]  # a node per worker
         argv += _worker_admin_args(engine.admin.port, i)
+        if front:  # the front door checked who calls; the worker takes its INVITEs
+            argv += ["--trusted-proxy", _front_host(args.sip_host)]
         specs.append(WorkerSpec(index=i, argv=worker_argv(argv), sip_port=port))
     if app.needs_local_engine(loaded, args.provider) and not os.environ.get(
         "TELEPHONY_BOT_LOCAL_ENGINE"
@@ -567,7 +572,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     background = []
     if front:
-        door = _front_door(args, first_port)
+        door = _front_door(args, first_port, engine)
         specs.append(door.prepare())
         background.append(door.monitor)
     return _supervise(specs, args.grace, engine, args.workers, background)
@@ -610,13 +615,19 @@ def _supervise(
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _front_door(args: argparse.Namespace, first_port: int) -> Any:
+def _front_host(sip_host: str) -> str:
+    """The address the front door reaches the workers on (and they see it come from)."""
+    return "127.0.0.1" if sip_host in ("0.0.0.0", "::") else sip_host
+
+
+def _front_door(args: argparse.Namespace, first_port: int, engine: Any) -> Any:
     from pathlib import Path
 
+    from telephony_bot.frontdoor import trust
     from telephony_bot.frontdoor.render import FrontDoorConfig, WorkerAddress
     from telephony_bot.frontdoor.service import FrontDoor, default_run_dir
 
-    host = "127.0.0.1" if args.sip_host in ("0.0.0.0", "::") else args.sip_host
+    host = _front_host(args.sip_host)
     run_dir = Path(args.run_dir).resolve() if args.run_dir else default_run_dir(args.sip_port)
     cfg = FrontDoorConfig(
         listen_host=args.sip_host,
@@ -624,8 +635,33 @@ def _front_door(args: argparse.Namespace, first_port: int) -> Any:
         workers=tuple(WorkerAddress(host, first_port + i) for i in range(args.workers)),
         run_dir=run_dir,
         transports=_transports(args.transports),
+        trust=trust.from_settings(
+            engine.trunks, engine.sip.admission, args.workers, _front_door_secrets(engine)
+        ),
     )
     return FrontDoor(cfg)
+
+
+def _front_door_secrets(engine: Any) -> dict[str, str]:
+    """Trunk passwords for Kamailio, which reads them from its environment (`$env(...)`):
+    one kept in a file goes into a variable of serve's own environment, which Kamailio
+    inherits; nothing is written to the front door's files. ConfigError when one is unset."""
+    from telephony_bot.trunk_config import trunk_rules
+
+    names: dict[str, str] = {}
+    rules = {r.name: r for r in trunk_rules(engine.trunks)}  # resolves every secret now
+    for name, t in engine.trunks.items():
+        auth = t.auth
+        if auth is None or auth.password_env:
+            continue
+        var = (
+            "TELEPHONY_BOT_FRONTDOOR_PW_" + "".join(c if c.isalnum() else "_" for c in name)
+        ).upper()
+        cred = rules[name].auth
+        assert cred is not None
+        os.environ[var] = cred.password
+        names[name] = var
+    return names
 
 
 def _cmd_dial(args: argparse.Namespace) -> int:

@@ -318,13 +318,15 @@ static PyObject *gate_install(PyObject *self, PyObject *args)
 
 static PyObject *gate_uninstall(PyObject *self, PyObject *args)
 {
+    int destroyed = 0; /* the endpoint is gone (libDestroy): nothing to unregister from */
     (void)self;
-    (void)args;
-    if (endpt != NULL) {
+    if (!PyArg_ParseTuple(args, "|p", &destroyed))
+        return NULL;
+    if (endpt != NULL && !destroyed) {
         pj.set_drop_cb(pj.get_tpmgr(endpt), NULL);
         pj.unregister_module(endpt, &mod);
-        endpt = NULL;
     }
+    endpt = NULL;
     Py_CLEAR(decide_cb);
     Py_CLEAR(dropped_cb);
     Py_RETURN_NONE;
@@ -375,7 +377,8 @@ static PyMethodDef methods[] = {
     {"load", gate_load, METH_VARARGS, "load(path): resolve PJSIP's symbols in the wheel"},
     {"install", gate_install, METH_VARARGS,
      "install(decide, dropped): register the module on pjsua's endpoint"},
-    {"uninstall", gate_uninstall, METH_NOARGS, "unregister (before libDestroy)"},
+    {"uninstall", gate_uninstall, METH_VARARGS,
+     "uninstall(destroyed=False): unregister, or (after libDestroy) only forget"},
     {"send_raw", gate_send_raw, METH_VARARGS,
      "send_raw(ip, port, data) -> status: bytes through PJSIP's UDP transport"},
     {"stats", gate_stats, METH_NOARGS, "counters"},

@@ -324,7 +324,7 @@ class SipEndpoint:
         ep = self._ep
         if ep is None:
             return
-        self.gate.uninstall()
+        self.draining = True  # new INVITEs get 503 while the stack goes down
         try:
             ep.hangupAllCalls()
         except Exception:  # noqa: BLE001
@@ -365,9 +365,10 @@ class SipEndpoint:
         self._out_accounts.clear()
         self._account = None
         try:
-            ep.libDestroy()
+            ep.libDestroy()  # the gate answers INVITEs 503 (draining) until the very end
         except Exception:  # noqa: BLE001
             pass
+        self.gate.uninstall(destroyed=True)
         self._ep = None
 
     # ---- outbound calls (asyncio → owner thread) ----

@@ -105,9 +105,11 @@ class SipGate:
             self.active = True
         return self.active
 
-    def uninstall(self) -> None:
+    def uninstall(self, *, destroyed: bool = False) -> None:
+        """Remove the module; `destroyed`: PJSIP's endpoint is gone already (libDestroy
+        unregistered it), only forget the callbacks."""
         if _g is not None and self.installed:
-            _g.uninstall()
+            _g.uninstall(destroyed)
         self.installed = self.active = False
 
     def send_raw(self, ip: str, port: int, data: bytes) -> bool:
