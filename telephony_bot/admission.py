@@ -44,7 +44,7 @@ IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IOQUEUE_HANDLES = 64
 SETUP_WINDOW_S = 0.5
 SOCKETS_PER_CALL = 2
-RESERVED_HANDLES = 16  # SIP UDP + TCP listener, TCP connections, outbound calls, margin
+RESERVED_HANDLES = 24  # SIP UDP + TCP listener, TCP connections (the wheel accepts ~17), margin
 
 REASONS = (
     "draining",

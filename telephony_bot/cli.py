@@ -240,6 +240,11 @@ def _frontdoor_args(sub: Any) -> None:
         help="directory Kamailio uses at run time for its sockets and the list (default: --out)",
     )
     r.add_argument("--check", action="store_true", help="also check it with `kamailio -c`")
+    r.add_argument(
+        "--config",
+        help="engine settings YAML: its trunks (allow lists, auth) and sip.admission decide "
+        "who the front door admits (default: private networks only)",
+    )
     st = fsub.add_parser("status", help="each worker's state as the front door sees it")
     st.add_argument("--sip-port", type=int, default=5060, help="the public port serve uses")
     st.add_argument("--run-dir", help="front door run dir (default: from --sip-port)")
@@ -265,6 +270,7 @@ def _cmd_frontdoor(args: argparse.Namespace) -> int:
             transports=_transports(args.transports),
             maxload=args.maxload,
             ping_interval_s=args.ping_interval,
+            trust=_render_trust(args, len(args.worker)),
         )
         path = write(cfg, out)
         if args.check:
@@ -283,6 +289,20 @@ def _cmd_frontdoor(args: argparse.Namespace) -> int:
         if refused:
             print("INVITEs refused: " + ", ".join(f"{k} {v}" for k, v in refused.items()))
     return EXIT_OK
+
+
+def _render_trust(args: argparse.Namespace, workers: int) -> Any:
+    from telephony_bot.config import load_engine_settings
+    from telephony_bot.frontdoor import trust
+
+    engine = load_engine_settings(args.config)
+    for name, t in engine.trunks.items():
+        if t.auth is not None and t.auth.password_file is not None:
+            raise ConfigError(
+                f"trunks.{name}.auth: the front door reads passwords from its environment; "
+                "give password_env (and set that variable where Kamailio runs)"
+            )
+    return trust.from_settings(engine.trunks, engine.sip.admission, workers, {})
 
 
 def _transports(text: str) -> tuple[str, ...]:

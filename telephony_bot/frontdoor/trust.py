@@ -111,7 +111,7 @@ def admit_route(trust: FrontDoorTrust) -> str:
     if trust.mode == "private":
         out += [f'\tif (allow_source_address("{GROUP_PRIVATE}")) {{', "\t\treturn;", "\t}"]
     elif trust.mode == "any":
-        out += ["\treturn;"]
+        return "\n".join([*out, "\treturn;  # no trunk configured and allow_any: everyone"])
     auth = [t for t in trust.trunks if t.auth_user]
     if auth:
         out += ['\tif (is_present_hf("Proxy-Authorization")) {']
