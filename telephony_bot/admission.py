@@ -19,7 +19,8 @@ order:
 5. capacity: calls live or being set up ≥ the worker's maximum → 486 Busy Here;
 6. a source's calls answered but not ACKed ≥ `max_unacked_per_source` → 503: one sender
    cannot fill every line with INVITEs it never completes (a real caller ACKs within
-   milliseconds). Trusted proxies and trunk sources are exempt.
+   milliseconds). Trunk calls are exempt (a PBX sends every call from one address); behind
+   the front door the source is the caller's own address, which the front door passes on.
 
 Every refusal carries `why`, a closed set of labels for metrics and logs (`REASONS`).
 """
@@ -58,6 +59,10 @@ REASONS = (
     "unacked_source",
 )
 RETRY_AFTER_S = 5
+# Set by the front door on the INVITEs it forwards (believed from a trusted proxy only): the
+# trunk it admitted the call for, and the caller's own address.
+TRUNK_HEADER = "X-Telephony-Bot-Trunk"
+SOURCE_HEADER = "X-Telephony-Bot-Source"
 
 
 def setup_budget(max_calls: int, handles: int = IOQUEUE_HANDLES) -> int:
@@ -308,7 +313,10 @@ class Admission:
         except ValueError:
             return _refuse(403, "Forbidden", "not_allowed")
         proxy = ip in lim.trusted_proxies
-        trust = Verdict() if proxy else self._trust(ip, method, headers)
+        if proxy:  # the front door checked the caller; it names the trunk it admitted
+            trust = Verdict(trunk=headers.get(TRUNK_HEADER, ""))
+        else:
+            trust = self._trust(ip, method, headers)
         if not trust.admitted:
             return trust
         if not proxy and not self._sources.take(source_ip, now):
@@ -319,8 +327,7 @@ class Admission:
             return _refuse(503, "Service Unavailable", "setup_budget", retry=True)
         if load.calls >= load.max_calls:
             return _refuse(486, "Busy Here", "busy")
-        exempt = proxy or bool(trust.trunk)
-        if not exempt and load.unacked_from_source >= lim.max_unacked_per_source:
+        if not trust.trunk and load.unacked_from_source >= lim.max_unacked_per_source:
             return _refuse(503, "Service Unavailable", "unacked_source", retry=True)
         self._setups.add(now)
         return trust

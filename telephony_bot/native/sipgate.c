@@ -10,6 +10,9 @@
  * pjsua) or (status, reason, [(header, value), ...]) — then the module answers statelessly
  * and pjsua never sees the request.
  *
+ * `terminate()` ends an INVITE session at once (pjsip_inv_terminate), freeing its pjsua call
+ * slot: a call answered but never ACKed otherwise holds it while PJSIP waits for the ACK.
+ *
  * It also reports what PJSIP's transport layer drops (unparseable messages, missing
  * mandatory headers) through `pjsip_tpmgr_set_drop_data_cb`, and can send raw bytes through
  * PJSIP's own UDP transport (`send_raw`), so the Python side can answer a malformed INVITE
@@ -92,6 +95,10 @@ static struct {
     pj_status_t (*set_drop_cb)(void *, void (*)(pjsip_tp_dropped_data *));
     pj_status_t (*send_raw)(void *, int, const void *, const void *, size_t, const void *, int,
                             void *, void *);
+    void *(*find_dialog)(const pj_str_t *, const pj_str_t *, const pj_str_t *, pj_bool_t);
+    void *(*dlg_get_inv)(void *);
+    pj_status_t (*inv_terminate)(void *, int, pj_bool_t);
+    void (*dlg_dec_lock)(void *);
     int loaded;
 } pj;
 
@@ -274,6 +281,10 @@ static PyObject *gate_load(PyObject *self, PyObject *args)
     SYM(get_tpmgr, "pjsip_endpt_get_tpmgr");
     SYM(set_drop_cb, "pjsip_tpmgr_set_drop_data_cb");
     SYM(send_raw, "pjsip_endpt_send_raw");
+    SYM(find_dialog, "pjsip_ua_find_dialog");
+    SYM(dlg_get_inv, "pjsip_dlg_get_inv_session");
+    SYM(inv_terminate, "pjsip_inv_terminate");
+    SYM(dlg_dec_lock, "pjsip_dlg_dec_lock");
     pj.loaded = 1;
     Py_RETURN_NONE;
 }
@@ -364,6 +375,32 @@ static PyObject *gate_send_raw(PyObject *self, PyObject *args)
     return PyLong_FromLong(st);
 }
 
+static PyObject *gate_terminate(PyObject *self, PyObject *args)
+{
+    const char *cid, *ltag, *rtag;
+    Py_ssize_t ncid, nltag, nrtag;
+    int code;
+    void *dlg, *inv;
+    pj_status_t st = -1;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "s#s#s#i", &cid, &ncid, &ltag, &nltag, &rtag, &nrtag, &code))
+        return NULL;
+    if (endpt == NULL)
+        return PyErr_Format(PyExc_RuntimeError, "not installed");
+    {
+        pj_str_t c = {(char *)cid, (long)ncid}, l = {(char *)ltag, (long)nltag},
+                 r = {(char *)rtag, (long)nrtag};
+        dlg = pj.find_dialog(&c, &l, &r, 1); /* locked */
+    }
+    if (dlg == NULL)
+        Py_RETURN_FALSE; /* already gone */
+    inv = pj.dlg_get_inv(dlg);
+    if (inv != NULL)
+        st = pj.inv_terminate(inv, code, 1);
+    pj.dlg_dec_lock(dlg);
+    return PyBool_FromLong(st == 0);
+}
+
 static PyObject *gate_stats(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -381,6 +418,9 @@ static PyMethodDef methods[] = {
      "uninstall(destroyed=False): unregister, or (after libDestroy) only forget"},
     {"send_raw", gate_send_raw, METH_VARARGS,
      "send_raw(ip, port, data) -> status: bytes through PJSIP's UDP transport"},
+    {"terminate", gate_terminate, METH_VARARGS,
+     "terminate(call_id, local_tag, remote_tag, code) -> bool: end an INVITE session now, "
+     "no BYE (a registered thread)"},
     {"stats", gate_stats, METH_NOARGS, "counters"},
     {NULL, NULL, 0, NULL},
 };

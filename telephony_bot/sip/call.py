@@ -12,6 +12,7 @@ import asyncio
 import time
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import pjsua2 as pj
@@ -34,6 +35,7 @@ from telephony_bot.sip.early import Timing
 from telephony_bot.sip.media_port import BridgePort, BridgePortPool
 from telephony_bot.sip.native_port import NativePort, NativePortPool
 from telephony_bot.sip.pythread import pin
+from telephony_bot.sip.sipmsg import header_lines, tag_of
 
 _log = log.get("sip.call")
 T = TypeVar("T")
@@ -59,6 +61,21 @@ _DTMF_METHODS = {
 }
 
 
+@dataclass
+class DialogIds:
+    """What it takes to stand in for the caller's missing ACK, and to find the dialog."""
+
+    call_id: str
+    from_hdr: str  # the caller's From (with its tag)
+    to_hdr: str  # the INVITE's To (no tag)
+    cseq: int
+    local_tag: str = ""  # our To tag, from the 2xx we sent
+
+    @property
+    def remote_tag(self) -> str:
+        return tag_of(self.from_hdr)
+
+
 class PjCall(pj.Call):  # type: ignore[misc]
     """pjsua2 call object; every method here runs on a PJSIP or the owner thread."""
 
@@ -75,6 +92,7 @@ class PjCall(pj.Call):  # type: ignore[misc]
         self.ended = False
         self.source_ip = ""  # where an incoming INVITE came from (admission counts by it)
         self.timing = Timing(time.monotonic(), outbound=pj_call_id == pj.PJSUA_INVALID_ID)
+        self.dialog: DialogIds | None = None  # an incoming call's identifiers (ACK timer)
 
     def age(self, now: float) -> float:
         return now - self.timing.created
@@ -97,6 +115,8 @@ class PjCall(pj.Call):  # type: ignore[misc]
             ci = self.getInfo()
         except Exception:  # noqa: BLE001
             return
+        if self.ended:
+            return  # a call hung up before its ACK: PJSIP may still report it confirmed
         if ci.state == pj.PJSIP_INV_STATE_CONNECTING and self.timing.answered_at is None:
             self.timing.answered_at = time.monotonic()
         if ci.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.answered:
@@ -127,6 +147,24 @@ class PjCall(pj.Call):  # type: ignore[misc]
                 )
             )
             self.endpoint.release_later(self)
+
+    def onCallTsxState(self, prm: Any) -> None:  # noqa: N802
+        """Keep the tag of our 2xx to the INVITE (pjsua2 does not tell it otherwise)."""
+        pin()
+        d = self.dialog
+        if d is None or d.local_tag:
+            return
+        try:
+            tsx = prm.e.body.tsxState.tsx
+            if (
+                tsx.role == pj.PJSIP_ROLE_UAS
+                and tsx.method == "INVITE"
+                and (200 <= int(tsx.statusCode) < 300)
+            ):
+                sent = dict(header_lines(str(tsx.lastTx.wholeMsg)))
+                d.local_tag = tag_of(sent.get("To", ""))
+        except Exception:  # noqa: BLE001 - best effort: without it the timer only hangs up
+            pass
 
     def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
         pin()

@@ -28,7 +28,7 @@ from telephony_bot.callport import CallEvent, CallOffered
 from telephony_bot.config import SipSettings
 from telephony_bot.errors import SipError
 from telephony_bot.sip import framebuf, native_port
-from telephony_bot.sip.call import PjCall, SipCall, _op
+from telephony_bot.sip.call import DialogIds, PjCall, SipCall, _op
 from telephony_bot.sip.early import CallTimers, overdue
 from telephony_bot.sip.endpoint_config import (
     ANY_HOST,
@@ -45,13 +45,15 @@ from telephony_bot.sip.media_port import BridgePortPool
 from telephony_bot.sip.native_port import NativePortPool
 from telephony_bot.sip.pjlog import PjLogWriter
 from telephony_bot.sip.pythread import pin
-from telephony_bot.sip.sipmsg import parse_request, uri_user
+from telephony_bot.sip.sipmsg import ack_for_2xx, parse_request, uri_user
 
 T = TypeVar("T")
 _log = log.get("sip")
 
 _FORWARDED_HEADERS = ("User-Agent", "Diversion", "P-Asserted-Identity", "Referred-By")
+_INTERNAL_PREFIX = "x-telephony-bot-"  # the front door's notes to the worker, not the call's
 SWEEP_S = 0.25  # how often the owner thread looks for calls past their timers
+BYE_GRACE_S = 2.0  # a BYE after a missing ACK: answered by then, or the session is ended
 
 
 class SipAccount(pj.Account):  # type: ignore[misc]
@@ -86,6 +88,7 @@ class SipEndpoint:
         )
         self.gate = SipGate()
         self.malformed = MalformedPackets(self.gate.send_raw)
+        self._terminate_at: list[tuple[float, DialogIds]] = []  # owner thread only
         self.frames = framebuf.select()
         self.draining = False
         self._queue: queue.Queue[tuple[Callable[[], Any], asyncio.Future[Any] | None] | None] = (
@@ -253,13 +256,47 @@ class SipEndpoint:
                 continue
             status, reason, what = late
             _log.warning(what, call_id=c.call_id, source=c.source_ip, seconds=round(c.age(now), 1))
+            c.timing.expired = True
+            if status == 0:
+                self._end_unacked(c, now)
+                continue
             try:
                 c.local_hangup = True
                 c.hangup(_op(status, reason))
             except Exception as exc:  # noqa: BLE001 - already going away
                 _log.debug("timer hangup failed", call_id=c.call_id, error=str(exc))
-            c.timing.expired = True
         del calls
+        while self._terminate_at and self._terminate_at[0][0] <= now:
+            _, ids = self._terminate_at.pop(0)
+            self.gate.terminate(ids.call_id, ids.local_tag, ids.remote_tag, 408)
+
+    def _end_unacked(self, c: PjCall, now: float) -> None:
+        """A 200 OK never ACKed: PJSIP holds back its BYE, and the call's pjsua slot, until an
+        ACK comes or 32 s pass. The worker hangs up, stands in for the missing ACK (sent to
+        itself), so the BYE goes out now — through the front door, which then stops counting
+        the call — and ends the session outright a little later if the BYE is not answered."""
+        d = c.dialog
+        try:
+            contact = str(c.getInfo().localContact).strip().strip("<>")
+            c.local_hangup = True
+            c.hangup(_op(0))
+        except Exception as exc:  # noqa: BLE001 - already going away
+            _log.debug("timer hangup failed", call_id=c.call_id, error=str(exc))
+            return
+        if d is None or not d.local_tag or not self.gate.active:
+            return
+        s = self.settings
+        host = s.host if s.host not in ANY_HOST else "127.0.0.1"
+        ack = ack_for_2xx(
+            request_uri=contact,
+            from_hdr=d.from_hdr,
+            to_hdr=f"{d.to_hdr};tag={d.local_tag}",
+            call_id=d.call_id,
+            cseq=d.cseq,
+            via=f"{host}:{s.port}",
+        )
+        self.gate.send_raw(host, s.port, ack)
+        self._terminate_at.append((now + BYE_GRACE_S, d))
 
     def _create(self) -> None:
         s = self.settings
@@ -446,14 +483,15 @@ class SipEndpoint:
             _log.warning("rejecting unreadable INVITE", error=str(exc))
             pjcall.answer(_op(400, "Bad Request"))  # released when DISCONNECTED
             return
-        pjcall.source_ip = _host_of(offer.source)
+        pjcall.source_ip = self.guard.caller_address(_host_of(offer.source), raw_headers)
+        pjcall.dialog = _dialog_ids(raw_headers)
         if self.draining:
             _log.info("call refused with 503: worker is shutting down", call_id=offer.call_id)
             pjcall.answer(_op(503, "Service Unavailable", retry_after=True))
             return
         if not self.gate.active:  # the gate decided already, before media; else decide here
             verdict = self.guard.check(
-                pjcall.source_ip, _port_of(offer.source), "INVITE", raw_headers
+                _host_of(offer.source), _port_of(offer.source), "INVITE", raw_headers
             )
             if not verdict.admitted:
                 pjcall.answer(_op(verdict.status, verdict.reason, headers=verdict.headers))
@@ -491,7 +529,10 @@ class SipEndpoint:
         rdata = prm.rdata
         req = parse_request(str(rdata.wholeMsg))
         headers = {k: req.headers[k] for k in _FORWARDED_HEADERS if k in req.headers}
-        headers.update({k: v for k, v in req.headers.items() if k.lower().startswith("x-")})
+        headers.update(
+            {k: v for k, v in req.headers.items()
+             if k.lower().startswith("x-") and not k.lower().startswith(_INTERNAL_PREFIX)}
+        )  # fmt: skip
         from_hdr = req.headers.get("From", "")
         to_hdr = req.headers.get("To", "")
         offer = CallOffered(
@@ -516,3 +557,12 @@ def _host_of(source: str) -> str:
 def _port_of(source: str) -> int:
     tail = source.rsplit(":", 1)[-1]
     return int(tail) if tail.isdigit() else 0
+
+
+def _dialog_ids(headers: dict[str, str]) -> DialogIds | None:
+    """An incoming INVITE's From, To, Call-ID and CSeq number (None if one is unreadable)."""
+    cseq = headers.get("CSeq", "").split()
+    if not cseq or not cseq[0].isdigit() or not headers.get("Call-ID"):
+        return None
+    return DialogIds(headers["Call-ID"], headers.get("From", ""), headers.get("To", ""),
+                     int(cseq[0]))  # fmt: skip

@@ -121,6 +121,16 @@ class SipGate:
         except (RuntimeError, ValueError):
             return False
 
+    def terminate(self, call_id: str, local_tag: str, remote_tag: str, code: int) -> bool:
+        """End the INVITE session of this dialog now, without a BYE (its pjsua slot is free
+        at once); False when it is gone already or the gate is not there. Owner thread."""
+        if _g is None or not self.installed:
+            return False
+        try:
+            return bool(_g.terminate(call_id, local_tag, remote_tag, code))
+        except RuntimeError:
+            return False
+
     def stats(self) -> dict[str, int]:
         return dict(_g.stats()) if _g is not None and self.installed else {}
 

@@ -3,7 +3,8 @@ offer in `onIncomingCall` when the gate is not there) → `telephony_bot.admissi
 refusal or admission, counted by reason and logged once per source and reason a while.
 
 The front door (a trusted proxy) names the trunk it admitted a call for in
-`X-Telephony-Bot-Trunk`; from anyone else that header is ignored.
+`X-Telephony-Bot-Trunk` and the caller's address in `X-Telephony-Bot-Source`; from anyone
+else both are ignored.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 
 from telephony_bot import log
-from telephony_bot.admission import Admission, Limits, Load, Verdict
+from telephony_bot.admission import SOURCE_HEADER, Admission, Limits, Load, Verdict
 from telephony_bot.config import EngineSettings
 from telephony_bot.sip.early import CallTimers
 from telephony_bot.sip.sipmsg import has_to_tag, parse_request
 from telephony_bot.trunk_config import trunk_rules
 
 _log = log.get("sip.admission")
-TRUNK_HEADER = "X-Telephony-Bot-Trunk"
 LOG_EVERY_S = 30.0
 
 # the worker's state for a source ip: (calls live or being set up, that source's pending)
@@ -64,15 +64,19 @@ class InboundGuard:
 
     # ---- one decision ----
 
+    def caller_address(self, ip: str, headers: Mapping[str, str]) -> str:
+        """Who is calling: the source, or behind the front door the address it passes on."""
+        if self.admission.is_trusted_proxy(ip):
+            return headers.get(SOURCE_HEADER, "").strip() or ip
+        return ip
+
     def check(self, ip: str, port: int, method: str, headers: Mapping[str, str]) -> Verdict:
-        calls, pending = self.load_of(ip)
-        load = Load(calls, self.max_calls, pending, self.draining())
+        calls, unacked = self.load_of(self.caller_address(ip, headers))
+        load = Load(calls, self.max_calls, unacked, self.draining())
         with self._lock:
             verdict = self.admission.check(ip, method, headers, load)
             if verdict.admitted:
                 trunk = verdict.trunk
-                if self.admission.is_trusted_proxy(ip):
-                    trunk = headers.get(TRUNK_HEADER, "")
                 call_id = headers.get("Call-ID", "")
                 if trunk and call_id:
                     self._trunks[call_id] = trunk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 
 _URI_USER = re.compile(r"^(?:sips?|tel):(?P<user>[^@;>?]+)", re.IGNORECASE)
@@ -51,8 +52,7 @@ def parse_request(raw: str) -> RequestSummary:
         name = name.strip()
         name = _COMPACT.get(name.lower(), name) if len(name) == 1 else name
         canon = "-".join(w.capitalize() for w in name.split("-"))
-        if canon == "Call-Id":
-            canon = "Call-ID"
+        canon = _CANON.get(canon, canon)
         if canon not in headers:
             headers[canon] = value.strip()
         last = canon
@@ -111,4 +111,31 @@ def bad_request(raw: bytes, reason: str = "Bad Request") -> bytes | None:
             value += ";tag=tb-bad-request"
         lines.append(f"{name}: {value}")
     lines.append("Content-Length: 0")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def tag_of(header: str) -> str:
+    """The tag parameter of a From/To header value ("" if none)."""
+    m = re.search(r"<[^>]*>(.*)$", header)
+    params = m.group(1) if m else header
+    t = re.search(r"(?i);\s*tag\s*=\s*([^;\s>]+)", params)
+    return t.group(1) if t else ""
+
+
+def ack_for_2xx(
+    *, request_uri: str, from_hdr: str, to_hdr: str, call_id: str, cseq: int, via: str
+) -> bytes:
+    """The ACK a caller owes for a 2xx to its INVITE (RFC 3261 13.2.2.4): to_hdr with our
+    tag, the INVITE's From, Call-ID and CSeq number; `via` is `host:port` of the sender."""
+    branch = "z9hG4bK" + uuid.uuid4().hex[:16]
+    lines = [
+        f"ACK {request_uri} SIP/2.0",
+        f"Via: SIP/2.0/UDP {via};branch={branch};rport",
+        "Max-Forwards: 70",
+        f"From: {from_hdr}",
+        f"To: {to_hdr}",
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} ACK",
+        "Content-Length: 0",
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -151,6 +151,11 @@ def test_the_front_door_is_trusted_past_allow_lists_and_per_source_limits():
     )
     assert all(a.check("127.0.0.1", "INVITE", {}, IDLE).admitted for _ in range(5))
     assert a.check("127.0.0.2", "INVITE", {}, IDLE).why == "not_allowed"
+    # the caller behind it (its address passed on) still cannot hold lines with unACKed calls
+    busy_caller = Load(3, 4, unacked_from_source=2)
+    assert a.check("127.0.0.1", "INVITE", {}, busy_caller).why == "unacked_source"
+    via_trunk = a.check("127.0.0.1", "INVITE", {"X-Telephony-Bot-Trunk": "pbx"}, busy_caller)
+    assert via_trunk.admitted and via_trunk.trunk == "pbx"
 
 
 def test_trunks_come_from_the_config_with_their_secrets_from_the_environment(tmp_path: Path):

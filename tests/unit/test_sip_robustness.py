@@ -10,7 +10,7 @@ import pytest
 from telephony_bot import log
 from telephony_bot.sip.early import CallTimers, Timing, overdue
 from telephony_bot.sip.malformed import MalformedPackets
-from telephony_bot.sip.sipmsg import bad_request
+from telephony_bot.sip.sipmsg import ack_for_2xx, bad_request, tag_of
 
 SECRET_INVITE = (
     "INVITE sip:100@127.0.0.1 SIP/2.0\r\n"
@@ -111,3 +111,19 @@ def test_a_call_never_acked_or_never_answered_is_ended_by_its_timer():
     assert overdue(ringing, timers, 29) is None
     assert overdue(ringing, timers, 31)[:2] == (408, "Request Timeout")  # type: ignore[index]
     assert overdue(Timing(created=0.0, outbound=True), timers, 100) is None
+
+
+def test_the_ack_a_silent_caller_owes_matches_its_dialog():
+    ack = ack_for_2xx(
+        request_uri="sip:bot@127.0.0.1:5060",
+        from_hdr="<sip:raw@127.0.0.3:4000>;tag=abc",
+        to_hdr="<sip:100@127.0.0.1:5060>;tag=ours",
+        call_id="cid-1",
+        cseq=7,
+        via="127.0.0.1:5060",
+    ).decode()
+    assert ack.startswith("ACK sip:bot@127.0.0.1:5060 SIP/2.0\r\n")
+    assert "CSeq: 7 ACK" in ack and "Call-ID: cid-1" in ack and ack.endswith("\r\n\r\n")
+    assert tag_of("<sip:100@127.0.0.1:5060>;tag=ours") == "ours"
+    assert tag_of('"A" <sip:a;tag=x@b>;foo=1;tag=real') == "real"
+    assert tag_of("<sip:100@127.0.0.1>") == ""
