@@ -7,10 +7,11 @@ caller on 127.0.0.1 is in an echo call and plays speech all through the flood; S
   call ACKed and hung up after 100 ms: `uac_short`),
 * INVITEs it never ACKs (`uac_no_ack`) at 50 per second,
 and a raw socket sends malformed INVITEs (an absurd CSeq, no To header, garbage) at 100 per
-second. Measured: whether the engine stayed up (no crash, no restart), whether the live
-call's echo came back whole (100 ms pieces found in the recording), how many flood INVITEs
-were answered, refused (and why), or left unanswered, and how long after the flood's last
-INVITE a legitimate caller (127.0.0.1) is answered.
+second; a first run without any flood is the control for the live call's audio. Measured:
+whether the engine stayed up (no crash, no restart), whether the live call's echo came back
+whole (100 ms pieces found in the recording), how many flood INVITEs were answered, refused
+(and why), or left unanswered, and how long after the flood's last INVITE a legitimate
+caller (127.0.0.1) is answered.
 
 Writes bench/results/flood.json and prints a table. Run: `python -m bench.flood` (about 3
 minutes; `--flood-s` to change the length of each flood).
@@ -160,7 +161,11 @@ def run_flood(
     )  # fmt: skip
     time.sleep(1.0)
     row: dict[str, Any] = {"target": target, "flood": kind, "rate_per_s": rate, "source": src}
-    if kind == "malformed":
+    if kind == "none":  # the control: the same live call, no flood
+        flood_end = time.monotonic() + seconds
+        after_s = _legit_after(eng.sip_port, tmp, flood_end, f"after-{tag}")
+        row.update(sent=0)
+    elif kind == "malformed":
         flood_end = time.monotonic() + seconds
         sent, listener = _malformed(eng.sip_port, src, seconds)
         after_s = _legit_after(eng.sip_port, tmp, flood_end, f"after-{tag}")
@@ -191,13 +196,13 @@ def run_flood(
 
 def run(seconds: float, tmp: Path) -> dict[str, Any]:
     rows = []
-    floods = [("well-formed", r) for r in RATES] + [("unacked", UNACKED_RATE),
-                                                   ("malformed", MALFORMED_RATE)]  # fmt: skip
+    floods = [("none", 0)] + [("well-formed", r) for r in RATES] + [
+        ("unacked", UNACKED_RATE), ("malformed", MALFORMED_RATE)]  # fmt: skip
     for target in ("worker", "frontdoor"):
         admin = engine.free_port()
         if target == "worker":
             eng = engine.start(tmp, "worker", "--provider", "echo", "--admin-port", str(admin),
-                               name="flood-worker")  # fmt: skip
+                               "--grace", "2", name="flood-worker")  # fmt: skip
         else:
             eng = engine.start(
                 tmp, "serve", "--workers", "2", "--provider", "echo", "--grace", "2",
