@@ -591,11 +591,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             )
         )
     background = []
+    front_run_dir = None
     if front:
         door = _front_door(args, first_port, engine)
         specs.append(door.prepare())
         background.append(door.monitor)
-    return _supervise(specs, args.grace, engine, args.workers, background)
+        front_run_dir = door.cfg.run_dir
+    return _supervise(specs, args.grace, engine, args.workers, background, front_run_dir)
 
 
 def _worker_admin_args(admin_port: int | None, index: int) -> list[str]:
@@ -610,7 +612,12 @@ def _worker_admin_args(admin_port: int | None, index: int) -> list[str]:
 
 
 def _supervise(
-    specs: list[Any], grace: float, engine: Any, workers: int, background: list[Any]
+    specs: list[Any],
+    grace: float,
+    engine: Any,
+    workers: int,
+    background: list[Any],
+    front_run_dir: Any = None,
 ) -> int:
     import shutil
     import tempfile
@@ -627,7 +634,9 @@ def _supervise(
         from telephony_bot.admin.supervisor_app import SupervisorAdmin
 
         token = a.token.get_secret_value() if a.token is not None else None
-        admin = SupervisorAdmin(a.host, a.port, token, list(range(workers)), engine.cdr.path)
+        admin = SupervisorAdmin(
+            a.host, a.port, token, list(range(workers)), engine.cdr.path, front_run_dir
+        )
     try:
         sup = Supervisor(specs, grace_seconds=grace, admin=admin, background=background)
         return asyncio.run(sup.run())

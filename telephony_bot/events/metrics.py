@@ -28,7 +28,8 @@ Metric names (all prefixed `telephony_bot_`):
 - `playout_underruns_total`: times the bot's audio ran dry mid-reply (a gap the caller heard)
 - `invites_refused_total{reason}`: INVITEs answered before any call was set up, by
   `telephony_bot.admission.REASONS` (not_allowed, auth_failed, rate_source, setup_budget,
-  busy, ...) and `malformed` (messages PJSIP could not parse)
+  busy, ...) and `malformed` (messages PJSIP could not parse); behind `serve`'s front door
+  also `frontdoor_invites_refused_total{reason}` (what Kamailio refused, `frontdoor/rpc.py`)
 """
 
 from __future__ import annotations

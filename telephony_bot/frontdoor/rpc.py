@@ -123,6 +123,16 @@ def parse_refusals(result: Any) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def prometheus_refusals(counts: dict[str, int]) -> bytes:
+    """The front door's refusals as Prometheus text (`telephony_bot_frontdoor_invites_refused
+    _total{reason}`), appended to the supervisor's /metrics."""
+    name = "telephony_bot_frontdoor_invites_refused_total"
+    lines = [f"# HELP {name} INVITEs the front door refused before any worker, by reason",
+             f"# TYPE {name} counter"]  # fmt: skip
+    lines += [f'{name}{{reason="{k}"}} {v}' for k, v in sorted(counts.items()) if k.isidentifier()]
+    return ("\n".join(lines) + "\n").encode()
+
+
 def status_table(workers: list[WorkerState]) -> str:
     """What `telephony-bot frontdoor status` prints."""
     rows = [("worker", "uri", "state", "calls", "keepalive ms", "timeouts")]

@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,8 @@ def test_strangers_get_403_and_malformed_invites_400_from_the_front_door_itself(
 ) -> None:
     cfg = tmp_path / "engine.yaml"
     cfg.write_text("trunks:\n  pbx:\n    allow: ['127.0.0.1/32']\n")
-    eng = _serve(tmp_path, "--config", str(cfg))
+    admin = engine.free_port()
+    eng = _serve(tmp_path, "--config", str(cfg), "--admin-port", str(admin))
     try:
         assert _send(eng.sip_port, "127.0.0.2")[0] == 403
         stranger = engine.dial(
@@ -86,6 +88,8 @@ def test_strangers_get_403_and_malformed_invites_400_from_the_front_door_itself(
         rows, text = _status(eng.sip_port)
         assert [r["load"] for r in rows] == [0, 0], rows
         assert "not_allowed 2" in text and "malformed" in text, text
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10).read()
+        assert b'telephony_bot_frontdoor_invites_refused_total{reason="not_allowed"} 2' in metrics
         assert len(_kamailio_says(eng, "refused INVITE from 127.0.0.2")) == 1  # once
         assert not eng.events("INVITE refused")  # no worker had to refuse anything
         assert "sk-31337" not in eng.log_path.read_text()

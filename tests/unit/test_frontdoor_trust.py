@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from telephony_bot.config import AdmissionSettings, load_engine_settings
-from telephony_bot.frontdoor import kamailio, trust
+from telephony_bot.frontdoor import kamailio, rpc, trust
 from telephony_bot.frontdoor.render import FrontDoorConfig, WorkerAddress, write
 
 
@@ -90,3 +90,15 @@ def test_kamailio_accepts_the_rendered_trust(tmp_path: Path) -> None:
     text = path.read_text()
     assert "sanity_check" in text and "pike_check_req" in text and "{{" not in text
     assert (tmp_path / "address.list").read_text().count("pbx") == 1
+
+
+def test_the_front_doors_refusals_read_from_its_htable_become_prometheus_text() -> None:
+    dump = [
+        {"entry": 3, "size": 1, "slot": [{"name": "flood", "value": 974, "type": "int"}]},
+        {"entry": 9, "size": 1, "slot": [{"name": "not_allowed", "value": 2, "type": "int"}]},
+    ]
+    counts = rpc.parse_refusals(dump)
+    assert counts == {"flood": 974, "not_allowed": 2}
+    text = rpc.prometheus_refusals(counts).decode()
+    assert 'telephony_bot_frontdoor_invites_refused_total{reason="flood"} 974' in text
+    assert "# TYPE telephony_bot_frontdoor_invites_refused_total counter" in text
