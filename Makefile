@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.local_engine
 	$(BIN)/python -m bench.failover
+	$(BIN)/python -m bench.flood
 	$(BIN)/python -m bench.report --readme README.md
 
 clean:

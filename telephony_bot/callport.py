@@ -27,7 +27,8 @@ class CallOffered:
     source: str  # transport address the INVITE came from
     headers: dict[str, str] = field(default_factory=dict)
     transport: str = ""  # what it came over: udp, tcp, tls (SIP); "" for other carriers
-    # the trunk (engine config `trunks:`) the call came in or goes out through; "": none
+    # the trunk (engine config `trunks:`) the call came in or goes out through: by a
+    # registration's line token, or as admission attributed it (allow list, digest); "": none
     trunk: str = ""
 
 

@@ -165,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Contact and send their REGISTERs through it (serve sets this)",
     )
     worker.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="the front door's address: its INVITEs were checked there (repeat for several)",
+    )
+    worker.add_argument(
         "--media-loopback",
         action="store_true",
         help="diagnostic: echo each caller inside pjmedia, bypassing the engine",
@@ -193,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="WAV to say once the far end spoke and paused (repeat: a conversation)",
     )
     dial.add_argument("--turn-gap", type=float, default=1.0, help="pause that ends a bot turn (s)")
+    dial.add_argument("--local-host", default="", help="address to call from (e.g. 127.0.0.2)")
+    dial.add_argument(
+        "--auth-user",
+        default="",
+        help="digest user for a 401/407 challenge; the password comes from the environment "
+        "variable TELEPHONY_BOT_DIAL_PASSWORD",
+    )
     dial.add_argument(
         "--refuse-transfer",
         type=int,
@@ -294,8 +308,9 @@ def _frontdoor_args(sub: Any) -> None:
     r.add_argument("--check", action="store_true", help="also check it with `kamailio -c`")
     r.add_argument(
         "--config",
-        help="engine settings YAML: the front door then relays worker 0's REGISTERs for its "
-        "trunks and keeps their NAT bindings open (the passwords are not needed here)",
+        help="engine settings YAML: its trunks (allow lists, auth) and sip.admission decide "
+        "who the front door admits (default: private networks only); the front door also "
+        "relays worker 0's REGISTERs for its trunks and keeps their NAT bindings open",
     )
     st = fsub.add_parser("status", help="each worker's state as the front door sees it")
     st.add_argument("--sip-port", type=int, default=5060, help="the public port serve uses")
@@ -333,6 +348,7 @@ def _cmd_frontdoor(args: argparse.Namespace) -> int:
             maxload=args.maxload,
             ping_interval_s=args.ping_interval,
             trunks=trunks,
+            trust=_render_trust(args, len(args.worker)),
         )
         path = write(cfg, out)
         if args.check:
@@ -347,7 +363,24 @@ def _cmd_frontdoor(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=1))
     else:
         print(rpc.status_table(workers))
+        refused = rpc.refusals(run_dir)
+        if refused:
+            print("INVITEs refused: " + ", ".join(f"{k} {v}" for k, v in refused.items()))
     return EXIT_OK
+
+
+def _render_trust(args: argparse.Namespace, workers: int) -> Any:
+    from telephony_bot.config import load_engine_settings
+    from telephony_bot.frontdoor import trust
+
+    engine = load_engine_settings(args.config, secrets=False)  # Kamailio reads them itself
+    for name, t in engine.trunks.items():
+        if t.auth is not None and t.auth.password_file is not None:
+            raise ConfigError(
+                f"trunks.{name}.auth: the front door reads passwords from its environment; "
+                "give password_env (and set that variable where Kamailio runs)"
+            )
+    return trust.from_settings(engine.trunks, engine.sip.admission, workers, {})
 
 
 def _transports(text: str) -> tuple[str, ...]:
@@ -525,6 +558,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from telephony_bot.dialplan import loader
     from telephony_bot.dialplan.reload import PlanWatcher
     from telephony_bot.sip.carrier import SipCarrier
+    from telephony_bot.sip.inbound import admission_from
     from telephony_bot.worker import Worker, serve_worker
 
     engine = _engine_settings(args)
@@ -540,12 +574,20 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         log.get("dialplan").warning("dialplan warning", warning=w)
     app.check(plans.current, args.provider)
     settings = _sip_settings(args, 0, engine)
+    admission, timers = admission_from(
+        engine,
+        settings.max_calls,
+        tuple(args.trusted_proxy),  # type: ignore[attr-defined]
+    )
+    _warn_open(admission)
     with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError):
         faulthandler.enable()  # a crash inside PJSIP leaves a Python stack trace in the log
     carrier = SipCarrier(
         settings,  # type: ignore[arg-type]
         trunk=engine.outbound.trunk or "",
         trunks=engine.trunks,
+        admission=admission,
+        timers=timers,
     )
     worker = Worker(
         settings,  # type: ignore[arg-type]
@@ -558,6 +600,22 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     )
     asyncio.run(serve_worker(worker))
     return EXIT_OK
+
+
+def _warn_open(admission: Any) -> None:
+    """Say at start who may call in when no trunk restricts it."""
+    if admission.trunks:
+        return
+    if admission.limits.allow_any:
+        log.get("sip").warning(
+            "no trunk configured and sip.admission.allow_any is true: INVITEs from any "
+            "address are answered"
+        )
+    else:
+        log.get("sip").warning(
+            "no trunk configured: INVITEs are taken from loopback and private networks only "
+            "(configure trunks with allow lists, or sip.admission.allow_any: true)"
+        )
 
 
 def _engine_settings(args: argparse.Namespace) -> Any:
@@ -654,6 +712,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             # worker 0 registers (without a front door: for itself alone)
             argv.append("--no-register")
         argv += _worker_admin_args(engine.admin.port, i)
+        if front:  # the front door checked who calls; the worker takes its INVITEs
+            argv += ["--trusted-proxy", _front_host(args.sip_host)]
         specs.append(WorkerSpec(index=i, argv=worker_argv(argv), sip_port=port))
     if app.needs_local_engine(loaded, args.provider) and not os.environ.get(
         "TELEPHONY_BOT_LOCAL_ENGINE"
@@ -673,11 +733,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             )
         )
     background = []
+    front_run_dir = None
     if front:
         door = _front_door(args, first_port, engine)
         specs.append(door.prepare())
         background.append(door.monitor)
-    return _supervise(specs, args.grace, engine, args.workers, background)
+        front_run_dir = door.cfg.run_dir
+    return _supervise(specs, args.grace, engine, args.workers, background, front_run_dir)
 
 
 def _check_tls_ports(tls: Any, public: int, first: int, workers: int, front: bool) -> None:
@@ -729,7 +791,12 @@ def _worker_admin_args(admin_port: int | None, index: int) -> list[str]:
 
 
 def _supervise(
-    specs: list[Any], grace: float, engine: Any, workers: int, background: list[Any]
+    specs: list[Any],
+    grace: float,
+    engine: Any,
+    workers: int,
+    background: list[Any],
+    front_run_dir: Any = None,
 ) -> int:
     import shutil
     import tempfile
@@ -746,7 +813,9 @@ def _supervise(
         from telephony_bot.admin.supervisor_app import SupervisorAdmin
 
         token = a.token.get_secret_value() if a.token is not None else None
-        admin = SupervisorAdmin(a.host, a.port, token, list(range(workers)), engine.cdr.path)
+        admin = SupervisorAdmin(
+            a.host, a.port, token, list(range(workers)), engine.cdr.path, front_run_dir
+        )
     try:
         sup = Supervisor(specs, grace_seconds=grace, admin=admin, background=background)
         return asyncio.run(sup.run())
@@ -754,14 +823,20 @@ def _supervise(
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+def _front_host(sip_host: str) -> str:
+    """The address the front door reaches the workers on (and they see it come from)."""
+    return "127.0.0.1" if sip_host in ("0.0.0.0", "::") else sip_host
+
+
 def _front_door(args: argparse.Namespace, first_port: int, engine: Any) -> Any:
     from pathlib import Path
 
+    from telephony_bot.frontdoor import trust
     from telephony_bot.frontdoor.render import FrontDoorConfig, TrunkRelay, WorkerAddress
     from telephony_bot.frontdoor.service import FrontDoor, default_run_dir
     from telephony_bot.trunk_config import registering
 
-    host = "127.0.0.1" if args.sip_host in ("0.0.0.0", "::") else args.sip_host
+    host = _front_host(args.sip_host)
     run_dir = Path(args.run_dir).resolve() if args.run_dir else default_run_dir(args.sip_port)
     cfg = FrontDoorConfig(
         listen_host=args.sip_host,
@@ -771,6 +846,9 @@ def _front_door(args: argparse.Namespace, first_port: int, engine: Any) -> Any:
         transports=_transports(args.transports),
         tls=_front_door_tls(engine.sip.tls),
         trunks=tuple(TrunkRelay.of(name, reg) for name, reg in registering(engine.trunks).items()),
+        trust=trust.from_settings(
+            engine.trunks, engine.sip.admission, args.workers, _front_door_secrets(engine)
+        ),
     )
     cfg.check()  # before any process starts
     return FrontDoor(cfg)
@@ -783,6 +861,28 @@ def _front_door_tls(tls: Any) -> Any:
     from telephony_bot.frontdoor.render import FrontDoorTls
 
     return FrontDoorTls(tls.port, tls.cert_file, tls.key_file, tls.ca_file, tls.verify_peer)
+
+
+def _front_door_secrets(engine: Any) -> dict[str, str]:
+    """Trunk passwords for Kamailio, which reads them from its environment (`$env(...)`):
+    one kept in a file goes into a variable of serve's own environment, which Kamailio
+    inherits; nothing is written to the front door's files. ConfigError when one is unset."""
+    from telephony_bot.trunk_config import trunk_rules
+
+    names: dict[str, str] = {}
+    rules = {r.name: r for r in trunk_rules(engine.trunks)}  # resolves every secret now
+    for name, t in engine.trunks.items():
+        auth = t.auth
+        if auth is None or auth.password_env:
+            continue
+        var = (
+            "TELEPHONY_BOT_FRONTDOOR_PW_" + "".join(c if c.isalnum() else "_" for c in name)
+        ).upper()
+        cred = rules[name].auth
+        assert cred is not None
+        os.environ[var] = cred.password
+        names[name] = var
+    return names
 
 
 def _cmd_dial(args: argparse.Namespace) -> int:
@@ -813,6 +913,9 @@ def _cmd_dial(args: argparse.Namespace) -> int:
             tls_verify=not args.tls_no_verify,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
+            local_host=args.local_host,
+            auth_user=args.auth_user,
+            auth_password=os.environ.get("TELEPHONY_BOT_DIAL_PASSWORD", ""),
         )
     )
     status = "answered" if report["answered"] else f"failed ({report['sip_status']})"

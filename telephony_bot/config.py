@@ -307,11 +307,41 @@ class PricesSettings(_Section):
         return v
 
 
+class AdmissionSettings(_Section):
+    """Who may call in and how fast (`telephony_bot.admission`); `sip.admission` in the file."""
+
+    # With no trunk that takes inbound calls: true takes INVITEs from any address; false
+    # (default) only from loopback and private networks (a LAN softphone, a container host).
+    allow_any: bool = False
+    rate: float = Field(20.0, gt=0, le=10000)  # INVITEs per second, all sources together
+    burst: int = Field(20, ge=1, le=100000)
+    per_source_rate: float = Field(10.0, gt=0, le=10000)  # INVITEs per second from one address
+    per_source_burst: int = Field(20, ge=1, le=100000)
+    # calls from one address (not a trunk's) answered but not ACKed: more get 503
+    max_unacked_per_source: int = Field(2, ge=1, le=1000)
+    ack_timeout_s: float = Field(4.0, gt=0, le=32)  # 200 OK sent, no ACK: hang up after this
+    answer_timeout_s: float = Field(30.0, gt=0, le=300)  # INVITE not answered: 408 after this
+    # the front door's addresses: INVITEs from them were checked there (allow lists, auth,
+    # flood limits); the trunk it names in X-Telephony-Bot-Trunk is believed
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for a in v:
+            try:
+                ipaddress.ip_address(a)
+            except ValueError:
+                raise ValueError(f"{a!r} is not an IP address") from None
+        return v
+
+
 class SipSection(_Section):
-    """SIP settings beyond the command line's: TLS and SRTP."""
+    """SIP settings beyond the command line's: TLS, SRTP, admission (`sip:` in the file)."""
 
     tls: SipTlsSettings | None = None  # None: no TLS listener
     srtp: SrtpMode = "off"  # calls of no trunk, and trunks that set no `srtp`
+    admission: AdmissionSettings = AdmissionSettings()  # who may call in, and how fast
 
 
 class LoggingSettings(_Section):

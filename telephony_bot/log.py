@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,44 @@ def is_secret_key(key: str) -> bool:
     """A field or header name that carries a secret (password, token, API key...)."""
     k = key.lower().replace("-", "_")
     return any(s in k for s in _SECRET_KEYS)
+
+
+_HEADER_LINE = re.compile(r"(?im)^([A-Za-z][A-Za-z0-9_.!%*+`'~-]*)[ \t]*:[ \t]*(.*?)[ \t]*$")
+_DIGEST_VALUE = re.compile(r'(?i)\b(response|cnonce|nonce|password)\s*=\s*("[^"]*"|[^\s,]+)')
+_SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie", "x-api-key")
+
+
+def mask_text(text: str) -> str:
+    """Mask secrets in free text such as a SIP message PJSIP logs: the value of every header
+    whose name looks secret (Authorization, X-Api-Key, *-Token...) and any digest response."""
+
+    def header(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name.lower() in _SECRET_HEADERS or is_secret_key(name) or name.lower().endswith("key"):
+            return f"{name}: ***"
+        return m.group(0)
+
+    return _DIGEST_VALUE.sub(lambda m: f"{m.group(1)}=***", _HEADER_LINE.sub(header, text))
+
+
+class Throttle:
+    """Log something once per key and `interval` seconds; `hit()` says whether to log now
+    and how many were held back since the last time."""
+
+    def __init__(self, interval: float, size: int = 1024) -> None:
+        self.interval = interval
+        self.size = size
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def hit(self, key: str, now: float) -> tuple[bool, int]:
+        last = self._last.get(key)
+        if last is not None and now - last[0] < self.interval:
+            self._last[key] = (last[0], last[1] + 1)
+            return False, 0
+        if last is None and len(self._last) >= self.size:
+            self._last.pop(next(iter(self._last)))
+        self._last[key] = (now, 0)
+        return True, last[1] if last is not None else 0
 
 
 def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 A trunk has a name (dialplan routes can match it: `match: {trunk: pbx}`) and one section or
 field per concern: `register` makes the engine register with the trunk as an extension or a
-user, with digest authentication; `srtp` says how its calls' media is protected:
+user, with digest authentication; `allow` and `auth` say which sources it takes INVITEs from
+and the digest credentials they must carry; `srtp` says how its calls' media is protected:
 
     trunks:
       pbx:
@@ -10,6 +11,9 @@ user, with digest authentication; `srtp` says how its calls' media is protected:
           registrar: "sip:pbx.example.com"
           user: "2001"
           password_env: PBX_PASSWORD          # or password_file: /run/secrets/pbx
+      carrier:
+        allow: ["192.0.2.0/24", "198.51.100.7"]
+        auth: {user: carrier, password_env: TRUNK_PASSWORD}   # optional; realm: telephony-bot
 
 The password is never written in the file: it comes from an environment variable or a file
 (read when the engine starts, kept only in memory, never logged). Environment overrides:
@@ -34,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 
+from telephony_bot.admission import Credentials, TrunkRule, parse_networks
 from telephony_bot.errors import ConfigError
 
 TRUNK_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,31}$"
@@ -190,6 +195,50 @@ class TrunkRegister(_Section):
         return f"{self.user}@{self.domain} over {self.transport}{via}"
 
 
+def read_secret(what: str, env_name: str | None, file: Path | None, env: Mapping[str, str]) -> str:
+    """The secret from `env_name` in `env`, or from `file` (stripped); ConfigError if unset."""
+    if env_name:
+        value = env.get(env_name, "")
+        if not value:
+            raise ConfigError(f"{what}: environment variable {env_name} is not set")
+        return value
+    assert file is not None
+    try:
+        value = file.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {file}: {exc.strerror}") from None
+    if not value:
+        raise ConfigError(f"{what}: {file} is empty")
+    return value
+
+
+class TrunkAuth(_Section):
+    """Digest credentials a trunk's INVITEs must carry (401 challenge, 403 when wrong)."""
+
+    user: str = Field(min_length=1)
+    realm: str = Field("telephony-bot", min_length=1)
+    password_env: str | None = None  # the variable that holds the password
+    password_file: Path | None = None  # or a file that holds it (e.g. /run/secrets/trunk)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TrunkAuth:
+        if (self.password_env is None) == (self.password_file is None):
+            raise ValueError("give exactly one of password_env or password_file")
+        return self
+
+    @field_validator("user", "realm")
+    @classmethod
+    def _token(cls, v: str) -> str:
+        if any(c in v for c in '"\\\r\n'):
+            raise ValueError("must not contain quotes, backslashes or line breaks")
+        return v
+
+    def credentials(self, trunk: str, env: Mapping[str, str] | None = None) -> Credentials:
+        env = os.environ if env is None else env
+        pw = read_secret(f"trunks.{trunk}.auth", self.password_env, self.password_file, env)
+        return Credentials(self.user, pw, self.realm)
+
+
 class Trunk(_Section):
     """One trunk; each part of the engine that works with trunks adds its section here."""
 
@@ -199,6 +248,25 @@ class Trunk(_Section):
     registration: TrunkRegister | None = Field(None, alias="register")
     # SRTP for this trunk's calls; None: the engine's default (`sip.srtp`)
     srtp: SrtpMode | None = None
+    allow: tuple[str, ...] = ()  # source addresses/CIDR networks whose INVITEs it takes
+    auth: TrunkAuth | None = None  # digest credentials its INVITEs must carry
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        parse_networks(v)  # ValueError names the bad entry
+        return v
+
+    def rule(self, name: str, env: Mapping[str, str] | None = None) -> TrunkRule:
+        """What admission checks for this trunk (secrets resolved now: ConfigError if unset)."""
+        auth = self.auth.credentials(name, env) if self.auth is not None else None
+        return TrunkRule(name, parse_networks(self.allow), auth)
+
+    @property
+    def takes_inbound(self) -> bool:
+        """Whether admission lets INVITEs in for this trunk (an allow list or credentials;
+        a registered trunk's calls come in by its registration's line token instead)."""
+        return bool(self.allow) or self.auth is not None
 
 
 def check_names(trunks: Mapping[str, Any]) -> None:
@@ -207,6 +275,18 @@ def check_names(trunks: Mapping[str, Any]) -> None:
             raise ValueError(
                 f"trunk name {name!r}: a letter, then letters, digits, - or _ (at most 32)"
             )
+
+
+def check_name(name: str) -> str:
+    check_names({name: None})
+    return name
+
+
+def trunk_rules(
+    trunks: Mapping[str, Trunk], env: Mapping[str, str] | None = None
+) -> tuple[TrunkRule, ...]:
+    """The admission rules of every trunk that takes inbound calls, in config order."""
+    return tuple(t.rule(n, env) for n, t in trunks.items() if t.takes_inbound)
 
 
 def registering(trunks: Mapping[str, Trunk]) -> dict[str, TrunkRegister]:

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -85,8 +86,11 @@ def event_from_json(payload: dict[str, Any], worker: int) -> Event | None:
 
 
 class ClusterBackend:
-    def __init__(self, workers: list[WorkerApi], token: str | None) -> None:
+    def __init__(
+        self, workers: list[WorkerApi], token: str | None, front_door_run_dir: Path | None = None
+    ) -> None:
         self.workers = workers
+        self.front_door_run_dir = front_door_run_dir  # its refusals join /metrics
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.bus = Bus()
         self._session: aiohttp.ClientSession | None = None
@@ -220,7 +224,16 @@ class ClusterBackend:
         return self.bus.subscribe(name, maxsize=SSE_QUEUE)
 
     def metrics(self) -> tuple[bytes, str]:
-        return render()
+        body, ctype = render()
+        if self.front_door_run_dir is not None:
+            from telephony_bot.frontdoor import rpc
+
+            try:
+                counts = rpc.refusals(self.front_door_run_dir, timeout=0.5)
+            except rpc.FrontDoorUnavailableError:
+                counts = {}
+            body += rpc.prometheus_refusals(counts)
+        return body, ctype
 
     # ---- the event relay
 

@@ -19,13 +19,14 @@ class SupervisorAdmin:
         token: str | None,
         workers: list[int],
         records_path: Path | None = None,
+        front_door_run_dir: Path | None = None,
     ) -> None:
         check_bind(host, token)
         apis = [
             WorkerApi(i, f"http://{WORKER_ADMIN_HOST}:{worker_admin_port(port, i)}")
             for i in workers
         ]
-        self.backend = ClusterBackend(apis, token)
+        self.backend = ClusterBackend(apis, token, front_door_run_dir)
         self.server = AdminServer(build_app(self.backend, token, records_path), host, port)
 
     async def start(self) -> None:

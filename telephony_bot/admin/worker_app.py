@@ -36,7 +36,11 @@ class WorkerAdmin:
         self.metrics: Metrics | None = None
         if port is not None or multiproc_dir():
             self.metrics = Metrics(worker=s.worker_id)
-            self.metrics.attach(worker.bus, capacity=s.max_calls)
+            self.metrics.attach(
+                worker.bus,
+                capacity=s.max_calls,
+                refusals=getattr(worker.carrier, "refusals", None),
+            )
         self.health = HealthMonitor(
             lambda: carrier_check(worker),
             worker.plans,

@@ -29,11 +29,16 @@ Metric names (all prefixed `telephony_bot_`):
 - `trunk_registered{trunk}`: 1 while the trunk's registration holds, 0 otherwise (from the
   worker that registers it; `trunk.registration` events)
 - `trunk_registration_failures_total{trunk,status}`: failed REGISTERs by the final status
+- `invites_refused_total{reason}`: INVITEs answered before any call was set up, by
+  `telephony_bot.admission.REASONS` (not_allowed, auth_failed, rate_source, setup_budget,
+  busy, ...) and `malformed` (messages PJSIP could not parse); behind `serve`'s front door
+  also `frontdoor_invites_refused_total{reason}` (what Kamailio refused, `frontdoor/rpc.py`)
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -153,22 +158,43 @@ class Metrics:
             p + "trunk_registration_failures", "Failed trunk registrations by final status",
             ["trunk", "status"], registry=reg,
         )  # fmt: skip
+        self.invites_refused = Counter(
+            p + "invites_refused",
+            "INVITEs refused before a call was set up, by reason",
+            ["reason"],
+            registry=reg,
+        )
         self._active: set[str] = set()
         self._transferred: set[str] = set()
         self._bus: Bus | None = None
         self._dropped_seen = 0
+        self._refusals: Callable[[], dict[str, int]] | None = None
+        self._refused_seen: dict[str, int] = {}
         self.calls_active.labels(self.worker).set(0)
 
-    def attach(self, bus: Bus, capacity: int | None = None) -> None:
-        """Listen to `bus`; `capacity` is the worker's maximum of concurrent calls."""
+    def attach(
+        self,
+        bus: Bus,
+        capacity: int | None = None,
+        refusals: Callable[[], dict[str, int]] | None = None,
+    ) -> None:
+        """Listen to `bus`; `capacity` is the worker's maximum of concurrent calls;
+        `refusals()` the carrier's running count of refused INVITEs by reason."""
         self._bus = bus
+        self._refusals = refusals
         self._dropped_seen = bus.dropped_total
         if capacity is not None:
             self.worker_capacity.labels(self.worker).set(capacity)
         bus.listen(self.on_event)
 
     def sync(self) -> None:
-        """Bring counters kept outside events (bus drops) up to date."""
+        """Bring counters kept outside events (bus drops, refused INVITEs) up to date."""
+        if self._refusals is not None:
+            for reason, total in self._refusals().items():
+                new = total - self._refused_seen.get(reason, 0)
+                if new > 0:
+                    self.invites_refused.labels(reason).inc(new)
+                    self._refused_seen[reason] = total
         bus = self._bus
         if bus is None:
             return

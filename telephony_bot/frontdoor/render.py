@@ -14,6 +14,8 @@ from importlib import resources
 from pathlib import Path
 
 from telephony_bot.errors import ConfigError
+from telephony_bot.frontdoor import trust as trust_mod
+from telephony_bot.frontdoor.trust import FrontDoorTrust
 from telephony_bot.trunk_config import TrunkRegister, uri_host
 
 TEMPLATE = "kamailio.cfg.tmpl"
@@ -111,12 +113,17 @@ class FrontDoorConfig:
     maxload: int = 4
     ping_interval_s: int = 2
     fr_timer_ms: int = 2000
+    # an INVITE a worker took (1xx) but never answered: failover after this long (workers
+    # answer or refuse within their answer timeout, 30 s by default)
+    fr_inv_timer_ms: int = 40000
     hash_expire_s: int = 3600
+    hash_initexpire_s: int = 45
     children: int = 2
     log_level: str = "notice"
     module_path: str = DEFAULT_MODULE_PATH
     tls: FrontDoorTls | None = None
     trunks: tuple[TrunkRelay, ...] = ()  # trunks registered through the front door
+    trust: FrontDoorTrust = FrontDoorTrust()  # who may call in, how fast (frontdoor/trust.py)
 
     def check(self) -> None:
         if not self.workers:
@@ -158,8 +165,11 @@ def render_template(text: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
 
 
-def render_cfg(cfg: FrontDoorConfig, list_file: Path | None = None) -> str:
-    """The Kamailio configuration; `list_file` is where dispatcher.list is (default run dir)."""
+def render_cfg(
+    cfg: FrontDoorConfig, list_file: Path | None = None, address_file: Path | None = None
+) -> str:
+    """The Kamailio configuration; `list_file` is where dispatcher.list is and `address_file`
+    the permissions' address list (default: the run dir)."""
     cfg.check()
     host = cfg.listen_host
     if host in ("0.0.0.0", "::", ""):
@@ -191,6 +201,15 @@ def render_cfg(cfg: FrontDoorConfig, list_file: Path | None = None) -> str:
             "fr_timer_ms": str(cfg.fr_timer_ms),
             "hash_expire": str(cfg.hash_expire_s),
             "ping_interval": str(cfg.ping_interval_s),
+            "fr_inv_timer_ms": str(cfg.fr_inv_timer_ms),
+            "hash_initexpire": str(cfg.hash_initexpire_s),
+            "pike_density": str(cfg.trust.pike_density),
+            "ban_s": str(cfg.trust.ban_s),
+            "global_rate": str(cfg.trust.global_rate),
+            "address_file": str(address_file or cfg.run_dir / "address.list"),
+            "group_trunk": str(trust_mod.GROUP_TRUNK),
+            "group_auth": str(trust_mod.GROUP_AUTH_SOURCES),
+            "admit_route": trust_mod.admit_route(cfg.trust),
         },
     )
 
@@ -244,10 +263,12 @@ def render_dispatcher_list(cfg: FrontDoorConfig) -> str:
 
 
 def write(cfg: FrontDoorConfig, out_dir: Path | None = None) -> Path:
-    """Write kamailio.cfg and dispatcher.list into `out_dir` (default: the run dir)."""
+    """Write kamailio.cfg, dispatcher.list and address.list into `out_dir` (default: the run
+    dir)."""
     target = out_dir or cfg.run_dir
     target.mkdir(parents=True, exist_ok=True)
     (target / "dispatcher.list").write_text(render_dispatcher_list(cfg))
+    (target / "address.list").write_text(trust_mod.address_file(cfg.trust))
     path = target / "kamailio.cfg"
-    path.write_text(render_cfg(cfg, target / "dispatcher.list"))
+    path.write_text(render_cfg(cfg, target / "dispatcher.list", target / "address.list"))
     return path

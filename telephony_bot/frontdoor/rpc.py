@@ -2,7 +2,8 @@
 
 `dispatcher_list(run_dir)` asks the running Kamailio for `dispatcher.list` and returns one
 `WorkerState` per worker: whether it is active (answers OPTIONS keepalives), how many calls
-the dispatcher counts on it, its maximum, and the keepalive latency.
+the dispatcher counts on it, its maximum, and the keepalive latency. `refusals(run_dir)`:
+the INVITEs it refused, by reason (flood, not_allowed, auth_failed, malformed, ...).
 """
 
 from __future__ import annotations
@@ -106,6 +107,30 @@ def _duid_order(duid: str) -> tuple[int, str]:
 
 def dispatcher_list(run_dir: Path, timeout: float = 2.0) -> list[WorkerState]:
     return parse_dispatcher_list(call(run_dir, "dispatcher.list", timeout=timeout))
+
+
+def refusals(run_dir: Path, timeout: float = 2.0) -> dict[str, int]:
+    """INVITEs the front door refused since it started, by reason (its htable `refused`)."""
+    return parse_refusals(call(run_dir, "htable.dump", "refused", timeout=timeout))
+
+
+def parse_refusals(result: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for entry in result or []:
+        for item in entry.get("slot", []) or []:
+            with contextlib.suppress(TypeError, ValueError):
+                out[str(item["name"])] = int(item["value"])
+    return dict(sorted(out.items()))
+
+
+def prometheus_refusals(counts: dict[str, int]) -> bytes:
+    """The front door's refusals as Prometheus text (`telephony_bot_frontdoor_invites_refused
+    _total{reason}`), appended to the supervisor's /metrics."""
+    name = "telephony_bot_frontdoor_invites_refused_total"
+    lines = [f"# HELP {name} INVITEs the front door refused before any worker, by reason",
+             f"# TYPE {name} counter"]  # fmt: skip
+    lines += [f'{name}{{reason="{k}"}} {v}' for k, v in sorted(counts.items()) if k.isidentifier()]
+    return ("\n".join(lines) + "\n").encode()
 
 
 def status_table(workers: list[WorkerState]) -> str:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import pjsua2 as pj
 
 from telephony_bot import log
+from telephony_bot.admission import RETRY_AFTER_S
 from telephony_bot.callport import (
     CallAnswered,
     CallEnded,
@@ -29,10 +32,12 @@ from telephony_bot.callport import (
 from telephony_bot.config import SipSettings
 from telephony_bot.errors import CallGoneError
 from telephony_bot.media.bridge import MediaBridge
+from telephony_bot.sip.early import Timing
 from telephony_bot.sip.media_port import BridgePort, BridgePortPool
 from telephony_bot.sip.native_port import NativePort, NativePortPool
 from telephony_bot.sip.pythread import pin
 from telephony_bot.sip.sdp_answer import our_answer_srtp, their_answer_srtp
+from telephony_bot.sip.sipmsg import header_lines, tag_of
 
 _log = log.get("sip.call")
 T = TypeVar("T")
@@ -58,6 +63,21 @@ _DTMF_METHODS = {
 }
 
 
+@dataclass
+class DialogIds:
+    """What it takes to stand in for the caller's missing ACK, and to find the dialog."""
+
+    call_id: str
+    from_hdr: str  # the caller's From (with its tag)
+    to_hdr: str  # the INVITE's To (no tag)
+    cseq: int
+    local_tag: str = ""  # our To tag, from the 2xx we sent
+
+    @property
+    def remote_tag(self) -> str:
+        return tag_of(self.from_hdr)
+
+
 class PjCall(pj.Call):  # type: ignore[misc]
     """pjsua2 call object; every method here runs on a PJSIP or the owner thread."""
 
@@ -74,6 +94,12 @@ class PjCall(pj.Call):  # type: ignore[misc]
         self.media_logged = False
         self.answered = False
         self.ended = False
+        self.source_ip = ""  # where an incoming INVITE came from (admission counts by it)
+        self.timing = Timing(time.monotonic(), outbound=pj_call_id == pj.PJSUA_INVALID_ID)
+        self.dialog: DialogIds | None = None  # an incoming call's identifiers (ACK timer)
+
+    def age(self, now: float) -> float:
+        return now - self.timing.created
 
     # -- helpers --
 
@@ -93,8 +119,13 @@ class PjCall(pj.Call):  # type: ignore[misc]
             ci = self.getInfo()
         except Exception:  # noqa: BLE001
             return
+        if self.ended:
+            return  # a call hung up before its ACK: PJSIP may still report it confirmed
+        if ci.state == pj.PJSIP_INV_STATE_CONNECTING and self.timing.answered_at is None:
+            self.timing.answered_at = time.monotonic()
         if ci.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.answered:
             self.answered = True
+            self.timing.confirmed = True
             self._emit(CallAnswered(self.call_id, self.codec))
         elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
             # Rejected calls (486/503/400) end here too: freeing a pjsua2 Call before its
@@ -122,6 +153,29 @@ class PjCall(pj.Call):  # type: ignore[misc]
                 )
             )
             self.endpoint.release_later(self)
+
+    def onCallTsxState(self, prm: Any) -> None:  # noqa: N802
+        """An outbound call's SRTP, from the far end's SDP answer; and the tag of our 2xx to
+        an incoming INVITE (pjsua2 does not tell it otherwise)."""
+        pin()
+        with contextlib.suppress(Exception):
+            srtp = their_answer_srtp(prm)
+            if srtp is not None:
+                self.srtp = srtp
+        d = self.dialog
+        if d is None or d.local_tag:
+            return
+        try:
+            tsx = prm.e.body.tsxState.tsx
+            if (
+                tsx.role == pj.PJSIP_ROLE_UAS
+                and tsx.method == "INVITE"
+                and (200 <= int(tsx.statusCode) < 300)
+            ):
+                sent = dict(header_lines(str(tsx.lastTx.wholeMsg)))
+                d.local_tag = tag_of(sent.get("To", ""))
+        except Exception:  # noqa: BLE001 - best effort: without it the timer only hangs up
+            pass
 
     def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
         pin()
@@ -156,13 +210,6 @@ class PjCall(pj.Call):  # type: ignore[misc]
         pin()
         with contextlib.suppress(Exception):
             srtp = our_answer_srtp(prm)
-            if srtp is not None:
-                self.srtp = srtp
-
-    def onCallTsxState(self, prm: Any) -> None:  # noqa: N802
-        pin()
-        with contextlib.suppress(Exception):
-            srtp = their_answer_srtp(prm)
             if srtp is not None:
                 self.srtp = srtp
 
@@ -303,10 +350,22 @@ class SipCall:
         await self._act(lambda c: c.dialDtmf(digits))
 
 
-def _op(status_code: int, reason: str = "") -> Any:
+def _op(
+    status_code: int,
+    reason: str = "",
+    *,
+    retry_after: bool = False,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> Any:
     prm = pj.CallOpParam(True)
     if status_code:
         prm.statusCode = status_code
     if reason:
         prm.reason = reason
+    if retry_after:
+        headers = (*headers, ("Retry-After", str(RETRY_AFTER_S)))
+    for name, value in headers:
+        h = pj.SipHeader()
+        h.hName, h.hValue = name, value
+        prm.txOption.headers.append(h)
     return prm

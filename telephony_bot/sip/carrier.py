@@ -14,11 +14,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from telephony_bot import log
+from telephony_bot.admission import Admission
 from telephony_bot.callport import CarrierCapabilities, IncomingCall
 from telephony_bot.config import SipSettings
 from telephony_bot.errors import SipError
 from telephony_bot.outbound import trunk_uri
 from telephony_bot.sip.call import SipCall
+from telephony_bot.sip.early import CallTimers
 from telephony_bot.sip.endpoint import SipEndpoint, TrunkOf
 from telephony_bot.sip.registrations import Registrations
 from telephony_bot.sip.trunk_accounts import trunk_lines
@@ -44,12 +46,17 @@ class SipCarrier:
         trunk: str = "",
         trunks: Mapping[str, Trunk] | None = None,
         trunk_of: TrunkOf | None = None,
+        admission: Admission | None = None,
+        timers: CallTimers | None = None,
     ) -> None:
         """`trunk_of` names the trunk of an incoming request that no registration brought
-        in (its SRTP mode applies)."""
+        in (its SRTP mode applies); `admission`: who may call in (None: the defaults,
+        private sources and default rates)."""
         self.settings = settings
         self.trunk = trunk
         self.trunk_of = trunk_of
+        self.admission = admission
+        self.timers = timers
         self.capabilities = CarrierCapabilities(originate=bool(trunk))
         self.lines = trunk_lines(trunks or {})
         if trunk and not trunk.startswith(("sip:", "sips:")) and trunk not in self.lines:
@@ -65,10 +72,14 @@ class SipCarrier:
     async def start(self, on_call: IncomingCall) -> None:
         self.endpoint = SipEndpoint(
             self.settings, asyncio.get_running_loop(), on_call, self.lines, self.registrations,
-            trunk_of=self.trunk_of,
+            trunk_of=self.trunk_of, admission=self.admission, timers=self.timers,
         )  # fmt: skip
         self.registrations.attach(self.endpoint.on_trunk_account)
         await self.endpoint.start()
+
+    def refusals(self) -> dict[str, int]:
+        """INVITEs refused so far by reason (metrics: invites_refused_total{reason})."""
+        return self.endpoint.refusals() if self.endpoint is not None else {}
 
     async def originate(self, to: str, *, caller: str, ring_timeout_s: float) -> SipCall:
         if not self.trunk:

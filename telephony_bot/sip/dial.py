@@ -23,7 +23,7 @@ import re
 import ssl
 import time
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,9 @@ class DialOptions:
     tls_verify: bool = True  # False: accept any server certificate (tests, self-signed labs)
     tls_cert: str | None = None  # a client certificate, for servers that ask for one
     tls_key: str | None = None
+    local_host: str = ""  # address to call from ("" : 127.0.0.1 for a loopback target, else any)
+    auth_user: str = ""  # digest credentials for a 401/407 challenge (password below)
+    auth_password: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if self.refuse_transfer and not 400 <= self.refuse_transfer <= 699:
@@ -359,7 +362,7 @@ def _local_host(uri: str) -> str:
 
 
 def dial(opts: DialOptions) -> dict[str, Any]:
-    local = _local_host(opts.uri)
+    local = opts.local_host or _local_host(opts.uri)
     play = read_wav(opts.play, opts.rate) if opts.play else b""
     for path in opts.say:
         if not Path(path).is_file():
@@ -413,7 +416,12 @@ def _dial(
     scheme = "sips" if opts.uri.lower().startswith("sips:") else "sip"  # sips: Contact too
     id_uri = f"{scheme}:{opts.from_user}@{local if local != '0.0.0.0' else '127.0.0.1'}"
     acc = objs["acc"] = pj.Account()
-    acc.create(account_config(id_uri, local, opts.rtp_port, srtp=opts.srtp))
+    acfg = account_config(id_uri, local, opts.rtp_port, srtp=opts.srtp)
+    if opts.auth_user:
+        acfg.sipConfig.authCreds.append(
+            pj.AuthCredInfo("digest", "*", opts.auth_user, 0, opts.auth_password)
+        )
+    acc.create(acfg)
 
     port = objs["port"] = _Port(opts.rate, play, int(opts.play_at * 1000) // FRAME_MS)
     port.createPort("dial", audio_format(opts.rate))

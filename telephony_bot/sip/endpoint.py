@@ -12,6 +12,7 @@ thread, and kept referenced until its call is over, so no object dies early or a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import queue
 import threading
 import time
@@ -22,11 +23,13 @@ from typing import Any, TypeVar
 import pjsua2 as pj
 
 from telephony_bot import log
+from telephony_bot.admission import Admission
 from telephony_bot.callport import CallEvent, CallOffered
 from telephony_bot.config import SipSettings
 from telephony_bot.errors import SipError
 from telephony_bot.sip import framebuf, native_port
-from telephony_bot.sip.call import PjCall, SipCall, _op
+from telephony_bot.sip.call import DialogIds, PjCall, SipCall, _op
+from telephony_bot.sip.early import CallTimers, overdue
 from telephony_bot.sip.endpoint_config import (
     ANY_HOST,
     EndpointConfig,
@@ -36,13 +39,16 @@ from telephony_bot.sip.endpoint_config import (
     listen,
     new_endpoint,
 )
+from telephony_bot.sip.gate import SipGate
+from telephony_bot.sip.inbound import InboundGuard
+from telephony_bot.sip.malformed import MalformedPackets
 from telephony_bot.sip.media_port import BridgePortPool
 from telephony_bot.sip.native_port import NativePortPool
 from telephony_bot.sip.pjlog import PjLogWriter
 from telephony_bot.sip.pythread import pin
 from telephony_bot.sip.registration import trunk_of_request
 from telephony_bot.sip.registrations import Registrations
-from telephony_bot.sip.sipmsg import parse_request, uri_user, via_transport
+from telephony_bot.sip.sipmsg import ack_for_2xx, parse_request, uri_user, via_transport
 from telephony_bot.sip.trunk_accounts import (
     TrunkAccount,
     TrunkLine,
@@ -57,6 +63,9 @@ TrunkOf = Callable[[str, str], str | None]
 _log = log.get("sip")
 
 _FORWARDED_HEADERS = ("User-Agent", "Diversion", "P-Asserted-Identity", "Referred-By")
+_INTERNAL_PREFIX = "x-telephony-bot-"  # the front door's notes to the worker, not the call's
+SWEEP_S = 0.25  # how often the owner thread looks for calls past their timers
+BYE_GRACE_S = 2.0  # a BYE after a missing ACK: answered by then, or the session is ended
 
 
 class SipAccount(pj.Account):  # type: ignore[misc]
@@ -95,6 +104,8 @@ class SipEndpoint:
         lines: Mapping[str, TrunkLine] | None = None,
         registrations: Registrations | None = None,
         trunk_of: TrunkOf | None = None,
+        admission: Admission | None = None,
+        timers: CallTimers | None = None,
     ) -> None:
         """`trunk_of` tells which trunk an incoming call belongs to, so it gets that trunk's
         SRTP mode (`settings.srtp`); without it every call gets the default mode."""
@@ -105,6 +116,17 @@ class SipEndpoint:
         self.lines = dict(lines or {})  # the trunks it registers with (trunk_accounts.py)
         self.registrations = registrations or Registrations(self.lines, register=False)
         self._line_tokens = {line.token: name for name, line in self.lines.items()}
+        self.timers = timers or CallTimers()
+        self.guard = InboundGuard(
+            admission or Admission(max_calls=settings.max_calls),
+            self._load_of,
+            max_calls=settings.max_calls,
+            draining=lambda: self.draining,
+            line_trunk=lambda uri: trunk_of_request(uri, self._line_tokens),
+        )
+        self.gate = SipGate()
+        self.malformed = MalformedPackets(self.gate.send_raw)
+        self._terminate_at: list[tuple[float, DialogIds]] = []  # owner thread only
         self.frames = framebuf.select()
         self.draining = False
         self._queue: queue.Queue[tuple[Callable[[], Any], asyncio.Future[Any] | None] | None] = (
@@ -166,6 +188,23 @@ class SipEndpoint:
         with self._lock:
             return sum(1 for c in self._calls.values() if not c.ended)
 
+    def _load_of(self, ip: str) -> tuple[int, int]:
+        """Calls live or being set up, and those of `ip` answered but not ACKed (any thread)."""
+        with self._lock:
+            live = [c for c in self._calls.values() if not c.ended]
+        unacked = sum(
+            1 for c in live
+            if c.source_ip == ip and c.timing.answered_at is not None and not c.timing.confirmed
+        )  # fmt: skip
+        return len(live), unacked
+
+    def refusals(self) -> dict[str, int]:
+        """INVITEs refused so far, by reason (admission's `why`, and `malformed`)."""
+        counts = dict(self.guard.refused)
+        if self.malformed.count:
+            counts["malformed"] = self.malformed.count
+        return counts
+
     # ---- asyncio -> owner thread ----
 
     async def run(self, fn: Callable[[], T]) -> T:
@@ -206,8 +245,17 @@ class SipEndpoint:
             self._destroy()
             return
         self._ready.set()
+        next_sweep = time.monotonic() + SWEEP_S
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=SWEEP_S)
+            except queue.Empty:
+                item = ()
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + SWEEP_S
+                self._sweep()
+            if item == ():
+                continue
             if item is None:
                 break
             fn, fut = item
@@ -241,10 +289,63 @@ class SipEndpoint:
         except RuntimeError:
             pass
 
+    def _sweep(self) -> None:
+        """End calls past their timers: answered but never ACKed, or never answered."""
+        now = time.monotonic()
+        with self._lock:
+            calls = [c for c in self._calls.values() if not c.ended]
+        for c in calls:
+            late = overdue(c.timing, self.timers, now)
+            if late is None:
+                continue
+            status, reason, what = late
+            _log.warning(what, call_id=c.call_id, source=c.source_ip, seconds=round(c.age(now), 1))
+            c.timing.expired = True
+            if status == 0:
+                self._end_unacked(c, now)
+                continue
+            try:
+                c.local_hangup = True
+                c.hangup(_op(status, reason))
+            except Exception as exc:  # noqa: BLE001 - already going away
+                _log.debug("timer hangup failed", call_id=c.call_id, error=str(exc))
+        del calls
+        while self._terminate_at and self._terminate_at[0][0] <= now:
+            _, ids = self._terminate_at.pop(0)
+            self.gate.terminate(ids.call_id, ids.local_tag, ids.remote_tag, 408)
+
+    def _end_unacked(self, c: PjCall, now: float) -> None:
+        """A 200 OK never ACKed: PJSIP holds back its BYE, and the call's pjsua slot, until an
+        ACK comes or 32 s pass. The worker hangs up, stands in for the missing ACK (sent to
+        itself), so the BYE goes out now — through the front door, which then stops counting
+        the call — and ends the session outright a little later if the BYE is not answered."""
+        d = c.dialog
+        try:
+            contact = str(c.getInfo().localContact).strip().strip("<>")
+            c.local_hangup = True
+            c.hangup(_op(0))
+        except Exception as exc:  # noqa: BLE001 - already going away
+            _log.debug("timer hangup failed", call_id=c.call_id, error=str(exc))
+            return
+        if d is None or not d.local_tag or not self.gate.active:
+            return
+        s = self.settings
+        host = s.host if s.host not in ANY_HOST else "127.0.0.1"
+        ack = ack_for_2xx(
+            request_uri=contact,
+            from_hdr=d.from_hdr,
+            to_hdr=f"{d.to_hdr};tag={d.local_tag}",
+            call_id=d.call_id,
+            cseq=d.cseq,
+            via=f"{host}:{s.port}",
+        )
+        self.gate.send_raw(host, s.port, ack)
+        self._terminate_at.append((now + BYE_GRACE_S, d))
+
     def _create(self) -> None:
         s = self.settings
         self._ep = ep = new_endpoint(_Endpoint)
-        self._log_writer = PjLogWriter(s.max_calls)
+        self._log_writer = PjLogWriter(s.max_calls, self.malformed)
         self.codecs = init_endpoint(
             ep,
             EndpointConfig(
@@ -261,6 +362,7 @@ class SipEndpoint:
         if s.tls is not None:
             listen(ep, "tls", s.host, s.tls.port, _tls_transport(s))
         ep.libStart()
+        self._install_gate()
         self.ports.fill(s.max_calls + 2)  # spare ports cover calls still being released
         _log.info(
             "media ports ready",
@@ -332,10 +434,39 @@ class SipEndpoint:
 
         return await self.run(on_owner)
 
+    def _install_gate(self) -> None:
+        """The admission gate in front of pjsua, proven by a self-check INVITE."""
+        s = self.settings
+        gate = self.gate
+        if gate.install(self.guard.decide, self.malformed.on_dropped) and gate.prove(
+            s.host, s.port, s.transports[0]
+        ):
+            _log.info("admission gate ready", **self._admission_summary())
+            return
+        gate.uninstall()
+        _log.warning(
+            "admission gate unavailable: INVITEs are checked after PJSIP has set up their "
+            "media, so a flood can exhaust its sockets",
+            reason=gate.why_not,
+        )
+
+    def _admission_summary(self) -> dict[str, Any]:
+        a = self.guard.admission
+        lim = a.limits
+        return {
+            "trunks": ",".join(t.name for t in a.trunks) or "none",
+            "sources": "trunks" if a.trunks else ("any" if lim.allow_any else "private"),
+            "rate": lim.rate,
+            "per_source_rate": lim.per_source_rate,
+            "setup_budget": a.budget,
+            "trusted_proxies": ",".join(str(p) for p in lim.trusted_proxies) or "none",
+        }
+
     def _destroy(self) -> None:
         ep = self._ep
         if ep is None:
             return
+        self.draining = True  # new INVITEs get 503 while the stack goes down
         try:
             ep.hangupAllCalls()
         except Exception:  # noqa: BLE001
@@ -380,9 +511,10 @@ class SipEndpoint:
         self._trunk_call.clear()
         self._account = None
         try:
-            ep.libDestroy()
+            ep.libDestroy()  # the gate answers INVITEs 503 (draining) until the very end
         except Exception:  # noqa: BLE001
             pass
+        self.gate.uninstall(destroyed=True)
         self._ep = None
 
     # ---- outbound calls (asyncio → owner thread) ----
@@ -475,15 +607,28 @@ class SipEndpoint:
             self._calls[id(pjcall)] = pjcall
             active = sum(1 for c in self._calls.values() if not c.ended and c.facade)
         try:
-            offer = self._offer(prm)
+            offer, raw_headers = self._offer(prm)
         except Exception as exc:  # noqa: BLE001 - a request we cannot read is refused, not fatal
             _log.warning("rejecting unreadable INVITE", error=str(exc))
             pjcall.answer(_op(400, "Bad Request"))  # released when DISCONNECTED
             return
+        pjcall.source_ip = self.guard.caller_address(_host_of(offer.source), raw_headers)
+        pjcall.dialog = _dialog_ids(raw_headers)
         if self.draining:
             _log.info("call refused with 503: worker is shutting down", call_id=offer.call_id)
-            pjcall.answer(_op(503, "Service Unavailable"))  # released when DISCONNECTED
+            pjcall.answer(_op(503, "Service Unavailable", retry_after=True))
             return
+        if not self.gate.active:  # the gate decided already, before media; else decide here
+            verdict = self.guard.check(
+                _host_of(offer.source), _port_of(offer.source), "INVITE", raw_headers,
+                offer.trunk,  # a registered trunk's, by the line token of its Request-URI
+            )  # fmt: skip
+            if not verdict.admitted:
+                pjcall.answer(_op(verdict.status, verdict.reason, headers=verdict.headers))
+                return
+        trunk = self.guard.trunk_of(offer.sip_call_id)
+        if trunk:
+            offer = dataclasses.replace(offer, trunk=trunk)
         if active >= self.settings.max_calls:
             _log.warning(
                 "call rejected with 486: worker is full",
@@ -512,14 +657,17 @@ class SipEndpoint:
         except RuntimeError:
             pass
 
-    def _offer(self, prm: Any) -> CallOffered:
+    def _offer(self, prm: Any) -> tuple[CallOffered, dict[str, str]]:
         rdata = prm.rdata
         req = parse_request(str(rdata.wholeMsg))
         headers = {k: req.headers[k] for k in _FORWARDED_HEADERS if k in req.headers}
-        headers.update({k: v for k, v in req.headers.items() if k.lower().startswith("x-")})
+        headers.update(
+            {k: v for k, v in req.headers.items()
+             if k.lower().startswith("x-") and not k.lower().startswith(_INTERNAL_PREFIX)}
+        )  # fmt: skip
         from_hdr = req.headers.get("From", "")
         to_hdr = req.headers.get("To", "")
-        return CallOffered(
+        offer = CallOffered(
             call_id=uuid.uuid4().hex[:16],
             sip_call_id=req.headers.get("Call-ID", ""),
             called=uri_user(req.request_uri) or uri_user(to_hdr),
@@ -531,6 +679,27 @@ class SipEndpoint:
             transport=via_transport(req.headers.get("Via", "")),
             trunk=trunk_of_request(req.request_uri, self._line_tokens),
         )
+        return offer, req.headers
+
+
+def _host_of(source: str) -> str:
+    """`127.0.0.1:5060` / `[::1]:5060` → the address."""
+    host = source.rsplit(":", 1)[0] if source.count(":") == 1 or "]" in source else source
+    return host.strip("[]")
+
+
+def _port_of(source: str) -> int:
+    tail = source.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _dialog_ids(headers: dict[str, str]) -> DialogIds | None:
+    """An incoming INVITE's From, To, Call-ID and CSeq number (None if one is unreadable)."""
+    cseq = headers.get("CSeq", "").split()
+    if not cseq or not cseq[0].isdigit() or not headers.get("Call-ID"):
+        return None
+    return DialogIds(headers["Call-ID"], headers.get("From", ""), headers.get("To", ""),
+                     int(cseq[0]))  # fmt: skip
 
     def _mode_of(self, account: SipAccount) -> str:
         return next((m for m, a in self._mode_accounts.items() if a is account), "?")

@@ -1,5 +1,8 @@
 """PJSIP's own log lines, forwarded to structlog.
 
+Every line passes through the engine's masking (`log.mask_text`: secret-looking header values
+and digest responses become `***`). Lines about a message PJSIP could not parse go to
+`MalformedPackets` instead, which logs them once per source a while without their contents.
 PJSIP rejects a call beyond its compile-time call limit before the application sees it;
 that line is raised to a warning that says why, so an operator knows a worker was full.
 SRTP keys in the SDP of logged messages are masked.
@@ -16,6 +19,8 @@ from typing import Any
 import pjsua2 as pj
 
 from telephony_bot import log
+from telephony_bot.log import mask_text
+from telephony_bot.sip.malformed import MalformedPackets
 from telephony_bot.sip.pythread import pin
 from telephony_bot.sip.sipmsg import mask_sdes_keys
 
@@ -27,14 +32,18 @@ _BENIGN = ("[SSL_ERROR_ZERO_RETURN]",)
 
 
 class PjLogWriter(pj.LogWriter):  # type: ignore[misc]
-    def __init__(self, max_calls: int) -> None:
+    def __init__(self, max_calls: int, malformed: MalformedPackets | None = None) -> None:
         super().__init__()
         self.max_calls = max_calls
+        self.malformed = malformed
 
     def write(self, entry: Any) -> None:
         pin()
         try:
-            msg = mask_sdes_keys(str(entry.msg).rstrip())
+            msg = str(entry.msg).rstrip()
+            if self.malformed is not None and self.malformed.on_pjsip_line(msg.strip()):
+                return
+            msg = mask_text(mask_sdes_keys(msg))
             if "too many calls" in msg:
                 _log.warning(
                     "call rejected with 486: worker is full",

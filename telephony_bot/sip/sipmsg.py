@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 
 _URI_USER = re.compile(r"^(?:sips?|tel):(?P<user>[^@;>?]+)", re.IGNORECASE)
 _COMPACT = {"f": "From", "t": "To", "i": "Call-ID", "m": "Contact", "v": "Via"}
+_CANON = {"Call-Id": "Call-ID", "Cseq": "CSeq", "Www-Authenticate": "WWW-Authenticate"}
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,7 @@ def parse_request(raw: str) -> RequestSummary:
         name = name.strip()
         name = _COMPACT.get(name.lower(), name) if len(name) == 1 else name
         canon = "-".join(w.capitalize() for w in name.split("-"))
-        if canon == "Call-Id":
-            canon = "Call-ID"
+        canon = _CANON.get(canon, canon)
         if canon not in headers:
             headers[canon] = value.strip()
         last = canon
@@ -86,3 +87,85 @@ def sdp_has_crypto(sdp: str) -> bool:
         elif audio and line.startswith("a=crypto:"):
             return True
     return False
+
+
+def header_lines(raw: str) -> list[tuple[str, str]]:
+    """Every header of a message, in order, compact names expanded (`v:` → Via); folded
+    lines joined. Unlike `parse_request`, repeated headers (Via) are all kept."""
+    head = raw.split("\r\n\r\n", 1)[0].split("\n\n", 1)[0]
+    out: list[tuple[str, str]] = []
+    for line in head.replace("\r\n", "\n").split("\n")[1:]:
+        if not line:
+            continue
+        if line[0] in " \t" and out:
+            out[-1] = (out[-1][0], out[-1][1] + " " + line.strip())
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        name = name.strip()
+        name = _COMPACT.get(name.lower(), name) if len(name) == 1 else name
+        canon = "-".join(w.capitalize() for w in name.split("-"))
+        out.append((_CANON.get(canon, canon), value.strip()))
+    return out
+
+
+def has_to_tag(to_header: str) -> bool:
+    """Whether a To header carries a tag (the request is inside a dialog)."""
+    m = re.search(r"<[^>]*>(.*)$", to_header)
+    params = m.group(1) if m else ";" + to_header.split(";", 1)[1] if ";" in to_header else ""
+    return re.search(r"(?i);\s*tag\s*=", params) is not None
+
+
+def bad_request(raw: bytes, reason: str = "Bad Request") -> bytes | None:
+    """A 400 answer to a request PJSIP could not take (from what can be read of it), or None
+    when there is nothing to answer: a response, an ACK, or no Via to send it back along."""
+    text = raw.decode("latin-1")
+    first = text.split("\n", 1)[0].strip()
+    parts = first.split()
+    if len(parts) != 3 or not parts[2].upper().startswith("SIP/") or parts[0] == "ACK":
+        return None
+    headers = header_lines(text)
+    vias = [v for n, v in headers if n == "Via"]
+    if not vias:
+        return None
+    reason = re.sub(r"[\r\n]+", " ", reason)[:100]
+    lines = [f"SIP/2.0 400 {reason}"] + [f"Via: {v}" for v in vias]
+    for name in ("From", "To", "Call-ID", "CSeq"):
+        value = next((v for n, v in headers if n == name), None)
+        if value is None and name == "To":
+            value = f"<{parts[1]}>"  # none given: the request URI
+        if value is None:
+            continue
+        if name == "To" and not has_to_tag(value):
+            value += ";tag=tb-bad-request"
+        lines.append(f"{name}: {value}")
+    lines.append("Content-Length: 0")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def tag_of(header: str) -> str:
+    """The tag parameter of a From/To header value ("" if none)."""
+    m = re.search(r"<[^>]*>(.*)$", header)
+    params = m.group(1) if m else header
+    t = re.search(r"(?i);\s*tag\s*=\s*([^;\s>]+)", params)
+    return t.group(1) if t else ""
+
+
+def ack_for_2xx(
+    *, request_uri: str, from_hdr: str, to_hdr: str, call_id: str, cseq: int, via: str
+) -> bytes:
+    """The ACK a caller owes for a 2xx to its INVITE (RFC 3261 13.2.2.4): to_hdr with our
+    tag, the INVITE's From, Call-ID and CSeq number; `via` is `host:port` of the sender."""
+    branch = "z9hG4bK" + uuid.uuid4().hex[:16]
+    lines = [
+        f"ACK {request_uri} SIP/2.0",
+        f"Via: SIP/2.0/UDP {via};branch={branch};rport",
+        "Max-Forwards: 70",
+        f"From: {from_hdr}",
+        f"To: {to_hdr}",
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} ACK",
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -123,3 +123,16 @@ def test_trunk_registration_gauge_and_failures() -> None:
     # a worker that leaves the registration to another says nothing about it
     bus.emit("trunk.registration", "", trunk="other", state="off")
     assert reg.get_sample_value("telephony_bot_trunk_registered", {"trunk": "other"}) is None
+
+
+def test_refused_invites_are_counted_by_reason_from_the_carrier() -> None:
+    reg = CollectorRegistry()
+    m = Metrics(worker=1, registry=reg)
+    counts = {"not_allowed": 2}
+    m.attach(Bus(), capacity=4, refusals=lambda: dict(counts))
+    m.sync()
+    counts.update(not_allowed=5, setup_budget=1)
+    m.sync()
+    m.sync()
+    assert _value(reg, "telephony_bot_invites_refused_total", reason="not_allowed") == 5
+    assert _value(reg, "telephony_bot_invites_refused_total", reason="setup_budget") == 1
