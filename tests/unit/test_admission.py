@@ -58,6 +58,16 @@ def test_a_trunk_allow_list_takes_its_sources_only_and_names_the_trunk():
     assert (no.status, no.reason, no.why) == (403, "Forbidden", "not_allowed")
 
 
+def test_a_call_sent_to_a_registered_trunks_contact_is_taken_as_that_trunk() -> None:
+    # A registrar on the internet sends the calls for our extension to the Contact we
+    # registered, whose line token only it knows: no allow list needed, the rates still apply.
+    a = _adm(per_source_rate=1, per_source_burst=1)
+    assert a.check("203.0.113.9", "INVITE", {}, IDLE).why == "not_allowed"
+    v = a.check("203.0.113.9", "INVITE", {}, IDLE, line_trunk="pbx")
+    assert v.admitted and v.trunk == "pbx"
+    assert a.check("203.0.113.9", "INVITE", {}, IDLE, line_trunk="pbx").why == "rate_source"
+
+
 def _authorization(challenge: str, user: str, password: str, uri: str = "sip:100@x") -> str:
     p = digest_params(challenge)
     p.update(username=user, uri=uri, nc="00000001", cnonce="abc", qop="auth")
