@@ -62,10 +62,10 @@ def test_a_call_sent_to_a_registered_trunks_contact_is_taken_as_that_trunk() -> 
     # A registrar on the internet sends the calls for our extension to the Contact we
     # registered, whose line token only it knows: no allow list needed, the rates still apply.
     a = _adm(per_source_rate=1, per_source_burst=1)
-    assert a.check("203.0.113.9", "INVITE", {}, IDLE).why == "not_allowed"
-    v = a.check("203.0.113.9", "INVITE", {}, IDLE, line_trunk="pbx")
+    assert a.check("1.2.3.4", "INVITE", {}, IDLE).why == "not_allowed"
+    v = a.check("1.2.3.4", "INVITE", {}, IDLE, line_trunk="pbx")
     assert v.admitted and v.trunk == "pbx"
-    assert a.check("203.0.113.9", "INVITE", {}, IDLE, line_trunk="pbx").why == "rate_source"
+    assert a.check("1.2.3.4", "INVITE", {}, IDLE, line_trunk="pbx").why == "rate_source"
 
 
 def _authorization(challenge: str, user: str, password: str, uri: str = "sip:100@x") -> str:
