@@ -681,6 +681,9 @@ class SipEndpoint:
         )
         return offer, req.headers
 
+    def _mode_of(self, account: SipAccount) -> str:
+        return next((m for m, a in self._mode_accounts.items() if a is account), "?")
+
 
 def _host_of(source: str) -> str:
     """`127.0.0.1:5060` / `[::1]:5060` → the address."""
@@ -700,9 +703,6 @@ def _dialog_ids(headers: dict[str, str]) -> DialogIds | None:
         return None
     return DialogIds(headers["Call-ID"], headers.get("From", ""), headers.get("To", ""),
                      int(cseq[0]))  # fmt: skip
-
-    def _mode_of(self, account: SipAccount) -> str:
-        return next((m for m, a in self._mode_accounts.items() if a is account), "?")
 
 
 def _tls_transport(s: SipSettings) -> TlsTransport:
