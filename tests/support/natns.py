@@ -15,6 +15,7 @@ set in the nat namespace), so a test can see whether keepalives hold one open.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -30,6 +31,13 @@ def nat_available() -> str:
     for tool in ("ip", "nft"):
         if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
             return f"{tool} is not installed (scripts/install-system-deps.sh installs nftables)"
+    probe = f"tbprobe{os.getpid()}"  # root in a container may still lack CAP_NET_ADMIN
+    try:
+        _ip("netns", "add", probe)
+    except (subprocess.SubprocessError, OSError) as exc:
+        return f"cannot create a network namespace here ({exc})"
+    with contextlib.suppress(subprocess.SubprocessError, OSError):
+        _ip("netns", "del", probe)
     return ""
 
 
