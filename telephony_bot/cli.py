@@ -769,13 +769,19 @@ def _front_door_address(args: argparse.Namespace) -> str:
 
 
 def _check_trunks_behind_front_door(engine: Any) -> None:
+    """Behind the front door worker 0's REGISTERs leave through Kamailio. Kamailio 5.6's TLS
+    client checks the CA of a server's certificate but not that it names the server (measured:
+    a certificate of the same CA for another address passes), so a REGISTER relayed over TLS
+    would not get the check `sip.tls.verify_server` promises: refused."""
     from telephony_bot.trunk_config import registering
 
     for name, reg in registering(engine.trunks).items():
         if reg.transport == "tls":
             raise ConfigError(
-                f"trunk {name} registers over TLS, which the front door does not relay yet: "
-                "use udp or tcp behind it, or run one worker (--workers 1)"
+                f"trunks.{name}.register.transport: tls is not relayed by the front door "
+                "(Kamailio's TLS client does not check that the registrar's certificate names "
+                "the registrar, which sip.tls.verify_server promises): register over udp or "
+                "tcp behind it, or run one worker (--workers 1), which registers over TLS itself"
             )
 
 

@@ -40,7 +40,8 @@ class SipTlsSettings(_Section):
     The certificate and key come from files (PEM; the key unencrypted, readable by the engine
     only). `ca_file` is whom the engine trusts: the CAs of client certificates when
     `verify_peer` is on, and of the servers it connects to over TLS (outbound calls); without
-    it, the system's CAs."""
+    it, the system's CAs. The same transport opens the TLS connections of trunks that
+    register over TLS (`trunks.<name>.register.transport: tls`)."""
 
     port: int = Field(5061, ge=1, le=65535)
     cert_file: Path  # the engine's certificate (PEM, its chain after it)
@@ -49,8 +50,8 @@ class SipTlsSettings(_Section):
     # Incoming TLS connections must present a certificate signed by `ca_file` (mutual TLS);
     # off: any client may connect (as HTTPS), and the trunk's allow-list or auth decides.
     verify_peer: bool = False
-    # TLS connections the engine opens (outbound calls) check the far end's certificate and
-    # name against `ca_file` (or the system's CAs) and are dropped when it does not match.
+    # TLS connections the engine opens (outbound calls, registrations) check the far end's
+    # certificate and name against `ca_file` (or the system's CAs); dropped when they fail.
     verify_server: bool = True
 
     @field_validator("cert_file", "key_file", "ca_file")
@@ -382,6 +383,20 @@ class EngineSettings(_Section):
                     f"outbound.trunk: trunk {name!r} has no `register` section: calls go out "
                     "through a trunk the engine registers with, or through an IP trunk's "
                     "sip: URI"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_trunks(self) -> EngineSettings:
+        """A trunk that registers over TLS needs the engine's TLS transport (`sip.tls`): its
+        files and checks are the ones the connection to the registrar uses."""
+        for name, reg in trunk_config.registering(self.trunks).items():
+            if reg.transport == "tls" and self.sip.tls is None:
+                raise ValueError(
+                    f"trunks.{name}.register.transport: tls needs the engine's TLS transport, "
+                    "and sip.tls is not set: add sip.tls (cert_file, key_file; ca_file: the "
+                    "CAs the registrar's certificate is checked against), or register over "
+                    "udp or tcp"
                 )
         return self
 

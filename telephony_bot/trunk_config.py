@@ -92,6 +92,12 @@ def uri_host(uri: str) -> str:
     return m.group("host").strip("[]") if m else ""
 
 
+def uri_port(uri: str) -> int | None:
+    """The port of `sip:HOST[:PORT][;params]` (None: not given)."""
+    m = _SIP_HOST_URI.match(uri)
+    return int(m.group("port")) if m and m.group("port") else None
+
+
 class TrunkRegister(_Section):
     """Register with the trunk's registrar as `user`, with digest authentication."""
 
@@ -102,7 +108,7 @@ class TrunkRegister(_Section):
     password_env: str | None = None  # the environment variable holding the password
     password_file: Path | None = None  # or a file holding it (one line)
     expires: int = Field(300, ge=10, le=86400)  # seconds asked for; refreshed 5 s before
-    transport: Literal["udp", "tcp", "tls"] = "udp"
+    transport: Literal["udp", "tcp", "tls"] = "udp"  # tls: needs sip.tls (EngineSettings)
     outbound_proxy: str | None = None  # every request of the account goes through it
     contact_params: str = ""  # extra Contact header parameters of the REGISTER, ";a=b;c"
     keepalive_s: int = Field(15, ge=0, le=3600)  # UDP NAT keepalive to the registrar; 0: off

@@ -49,6 +49,7 @@ from telephony_bot.sip.pythread import pin
 from telephony_bot.sip.registration import trunk_of_request
 from telephony_bot.sip.registrations import Registrations
 from telephony_bot.sip.sipmsg import ack_for_2xx, parse_request, uri_user, via_transport
+from telephony_bot.sip.tls_refusals import TlsRefusals
 from telephony_bot.sip.trunk_accounts import (
     TrunkAccount,
     TrunkLine,
@@ -84,6 +85,20 @@ class _Endpoint(pj.Endpoint):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self.select: Callable[[Any, int], int] | None = None
+        # a TLS connection dropped by the certificate check: (far end, flags, messages)
+        self.on_cert_refused: Callable[[str, int, list[str]], None] | None = None
+
+    def onTransportState(self, prm: Any) -> None:  # noqa: N802
+        pin()
+        try:
+            ti = prm.tlsInfo
+            if ti.isEmpty() or int(ti.verifyStatus) == 0 or int(prm.lastError) == 0:
+                return  # not TLS, the certificate passed, or it failed and was let through
+            if self.on_cert_refused is not None:
+                msgs = [str(m) for m in ti.verifyMsgs]
+                self.on_cert_refused(str(ti.remoteAddr), int(ti.verifyStatus), msgs)
+        except Exception as exc:  # noqa: BLE001 - PJSIP's own report stands
+            _log.error("TLS state report failed", error=str(exc))
 
     def onSelectAccount(self, prm: Any) -> None:  # noqa: N802
         pin()
@@ -147,6 +162,7 @@ class SipEndpoint:
         self._trunk_reg: dict[str, TrunkAccount] = {}  # registering account, by trunk
         self._trunk_call: dict[str, TrunkAccount] = {}  # account placing its calls, by trunk
         self._log_writer: PjLogWriter | None = None
+        self.tls_refusals = TlsRefusals()
         self.codecs: list[str] = []
         self.ports: BridgePortPool | NativePortPool = self._port_pool()
 
@@ -345,6 +361,7 @@ class SipEndpoint:
     def _create(self) -> None:
         s = self.settings
         self._ep = ep = new_endpoint(_Endpoint)
+        ep.on_cert_refused = self._cert_refused
         self._log_writer = PjLogWriter(s.max_calls, self.malformed)
         self.codecs = init_endpoint(
             ep,
@@ -397,10 +414,13 @@ class SipEndpoint:
         trunk's calls (the same one, unless behind the front door): see trunk_accounts."""
         s = self.settings
         for name, line in self.lines.items():
-            if line.reg.transport not in s.transports:
+            t = line.reg.transport  # tls needs sip.tls (the config check), and --tls-port
+            if not (t in s.transports or t == "tls" and s.tls is not None):
+                listening = ",".join(s.transports) + (",tls" if s.tls is not None else "")
                 raise SipError(
-                    f"trunk {name} registers over {line.reg.transport}, which this worker "
-                    f"does not listen on (--transports {','.join(s.transports)})"
+                    f"trunk {name} registers over {t} (trunks.{name}.register.transport), "
+                    f"which this worker does not listen on ({listening}; --transports, sip.tls, "
+                    "--tls-port)"
                 )
             if s.front_door or not s.register_trunks:
                 # Created first: PJSIP gives an incoming call to the first of the accounts
@@ -415,8 +435,19 @@ class SipEndpoint:
                 self._trunk_reg[name] = reg
                 self._trunk_call.setdefault(name, reg)
 
+    def _cert_refused(self, remote: str, status: int, messages: list[str]) -> None:
+        """PJSIP thread: a TLS connection dropped because the far end's certificate failed
+        the check (sip.tls.ca_file, verify_server; verify_peer for clients)."""
+        why = self.tls_refusals.refused(remote, status, messages, time.monotonic())
+        _log.warning("TLS certificate refused", remote=remote, reason=why,
+                     detail="; ".join(messages))  # fmt: skip
+
     def _registrar_answer(self, name: str, code: int, reason: str, expires: int) -> None:
-        """A registrar's final answer (PJSIP thread) → the registrations, on the loop."""
+        """A registrar's final answer (PJSIP thread) → the registrations, on the loop. A
+        failed TLS certificate check is reported with what the check found."""
+        line = self.lines.get(name)
+        if line is not None:
+            reason = self.tls_refusals.explain(reason, line.next_hop_port, time.monotonic())
         try:
             self.loop.call_soon_threadsafe(self.registrations.on_answer, name, code, reason,
                                            expires)  # fmt: skip
@@ -681,7 +712,9 @@ class SipEndpoint:
         )
         return offer, req.headers
 
-    def _mode_of(self, account: SipAccount) -> str:
+    def _mode_of(self, account: SipAccount | TrunkAccount) -> str:
+        if isinstance(account, TrunkAccount):  # a registered trunk's: its trunk's mode
+            return self.settings.srtp.mode_for(account.name)
         return next((m for m, a in self._mode_accounts.items() if a is account), "?")
 
 

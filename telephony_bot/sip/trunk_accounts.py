@@ -6,7 +6,10 @@ Each trunk with a `register` section (trunk_config.py) becomes accounts on the e
   places the trunk's outbound calls. Its Contact is this worker's address; PJSIP rewrites
   it (and the Via) from the registrar's `received`/`rport` when a NAT changed it, and sends
   a UDP keepalive to the registrar every `keepalive_s` (over TCP/TLS the transport sends
-  CRLF keepalives itself);
+  CRLF keepalives itself). Over TLS the connection is opened by the engine's TLS transport
+  (`sip.tls`, which the config requires for such a trunk): the registrar's certificate is
+  checked as `sip.tls.verify_server` says, and the Contact names the connection
+  (`;transport=TLS`), so the registrar's calls come back on it;
 - behind the front door (`serve --workers N`): worker 0 has a registering account whose
   Contact is the front door's public address and whose REGISTERs leave through the front
   door (Kamailio relays them, so the registrar sees and NAT-maps the front door; Kamailio
@@ -32,7 +35,7 @@ from telephony_bot.config import SipSettings
 from telephony_bot.sip.endpoint_config import account_config
 from telephony_bot.sip.pythread import pin
 from telephony_bot.sip.registration import LINE_PARAM, line_token
-from telephony_bot.trunk_config import Trunk, TrunkRegister, registering
+from telephony_bot.trunk_config import Trunk, TrunkRegister, registering, uri_port
 
 OnAnswer = Callable[[str, int, str, int], None]
 
@@ -52,13 +55,23 @@ class TrunkLine:
         return self.reg.registrar + ("" if t == "udp" else f";transport={t}")
 
     @property
+    def next_hop_port(self) -> int:
+        """The port its requests go to first: the outbound proxy's, else the registrar's
+        (without one in the URI: 5061 over TLS, else 5060)."""
+        port = uri_port(self.reg.outbound_proxy or self.reg.registrar)
+        if port is not None:
+            return port
+        return 5061 if self.reg.transport == "tls" else 5060
+
+    @property
     def id_uri(self) -> str:
         return f"sip:{self.reg.user}@{self.reg.domain}"
 
     def call_uri(self, number: str) -> str:
         """Where an outbound call to `number` through this trunk goes."""
         t = self.reg.transport
-        return f"sip:{number}@{self.reg.domain}" + ("" if t == "udp" else f";transport={t}")
+        scheme = self.reg.registrar.split(":", 1)[0]  # sips: registrar, sips: calls
+        return f"{scheme}:{number}@{self.reg.domain}" + ("" if t == "udp" else f";transport={t}")
 
 
 def trunk_lines(

@@ -3,7 +3,9 @@ digest authentication (tests/support/registrar.py: 401 on REGISTER, 407 on outbo
 INVITEs), refreshes, registers again after the registrar restarts, takes the calls the
 registrar routes to its Contact (routed by trunk in the dialplan), shows a failed
 registration in /health, metrics and the MQTT status, places an outbound call through the
-registered account, and unregisters when it stops; behind the front door (`serve
+registered account, and unregisters when it stops; registers over TLS (the registrar's
+calls come back on that connection; a registrar certificate that fails the check is a
+failed registration, the reason in /health); behind the front door (`serve
 --workers 2`) one registration brings calls to both workers; behind a real NAT (network
 namespaces, nftables) the registrar reaches it. Real peers only: Kamailio 5.6, pjsua2
 callers, SIPp, Mosquitto."""
@@ -19,12 +21,17 @@ from typing import Any
 
 import pytest
 
-from tests.support import engine
+from tests.support import certs, engine
 from tests.support.admin import http, sample, until
 from tests.support.mosquitto import running_mosquitto
 from tests.support.mqtt_probe import MqttProbe
 from tests.support.natns import nat_available, nat_network
-from tests.support.registrar import Registrar, kamailio_available, running_registrar
+from tests.support.registrar import (
+    Registrar,
+    kamailio_available,
+    kamailio_tls_available,
+    running_registrar,
+)
 
 pytestmark = pytest.mark.skipif(
     not kamailio_available(),
@@ -294,6 +301,100 @@ def test_behind_the_front_door_one_registration_names_it_and_its_calls_reach_eve
             code = eng.stop()
         assert code == 0
         assert reg.bindings(USER) == []  # worker 0 unregistered before the front door stopped
+
+
+def tls_config(tmp: Path, registrar: Registrar, pki: certs.TlsFiles) -> Path:
+    """The trunk registers over TLS with the registrar's TLS port; the engine's TLS transport
+    (sip.tls) trusts the CA of `pki` only."""
+    path = write_config(tmp, registrar, transport="tls", expires=60)
+    data = json.loads(path.read_text())
+    data["trunks"]["pbx"]["register"]["registrar"] = f"sip:127.0.0.1:{registrar.tls_port}"
+    data["sip"] = {"tls": {"port": engine.free_port(), "cert_file": str(pki.cert),
+                           "key_file": str(pki.key), "ca_file": str(pki.ca)}}  # fmt: skip
+    path.write_text(json.dumps(data))
+    return path
+
+
+needs_tls = pytest.mark.skipif(
+    not kamailio_tls_available(),
+    reason="Kamailio's tls module is missing (kamailio-tls-modules; `make install`)",
+)
+
+
+@needs_tls
+def test_registers_over_tls_and_takes_the_registrars_calls_on_that_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PBX_PASSWORD", PASSWORD)
+    pki = certs.make_server_certs(tmp_path / "pki")  # the registrar's certificate and its CA
+    admin = engine.free_port()
+    with running_registrar(tmp_path, {USER: PASSWORD}, tls=pki) as reg:
+        bot = start_bot(tmp_path, tls_config(tmp_path, reg, pki), admin)
+        try:
+            bot.wait_for("trunk registered")
+            # challenged (401), then saved: every REGISTER came over TLS
+            decisions = reg.lines()
+            first_401 = next(i for i, ln in enumerate(decisions) if ln.startswith("401 for 2001"))
+            [saved_line] = [ln for ln in decisions if ln.startswith("saved 2001")]
+            assert first_401 < decisions.index(saved_line) and saved_line.endswith(" over tls")
+            assert all("via SIP/2.0/TLS " in ln for ln in reg.lines("REGISTER 2001"))
+            # the Contact names the engine's end of the TLS connection, ;transport=TLS
+            [binding] = reg.bindings(USER)
+            m = re.fullmatch(r"sip:2001@127\.0\.0\.1:(\d+);transport=TLS;line=\w+", binding.contact)
+            assert m, binding
+            assert reg.tls_connections() == [f"127.0.0.1:{m.group(1)}"]
+            st, health = http("GET", f"http://127.0.0.1:{admin}/health", None)
+            assert st == 200 and health["trunks"][0]["state"] == "registered", health
+
+            # a caller calls 2001 at the registrar (UDP): the registrar sends the call to the
+            # Contact, over the connection the engine opened (no second connection)
+            report = engine.dial(tmp_path, reg.port, "--duration", "1", user=USER, name="via")
+            assert report["answered"], report
+            incoming = bot.wait_for("incoming call")[0]
+            assert incoming["trunk"] == "pbx" and incoming["transport"] == "tls"
+            assert incoming["source"] == f"127.0.0.1:{reg.tls_port}"
+            assert bot.wait_for("call routed")[0]["route"] == "from-pbx"
+            assert reg.tls_connections() == [f"127.0.0.1:{m.group(1)}"]
+        finally:
+            code = bot.stop()
+        assert code == 0
+        assert reg.bindings(USER) == []  # unregistered over the same TLS connection
+        assert PASSWORD not in bot.log_path.read_text()
+
+
+@needs_tls
+@pytest.mark.parametrize(
+    ("registrar_cert", "why"),
+    [
+        ("another CA", "a certificate not signed by a CA the engine trusts"),
+        ("another name", "a certificate issued for another name than the host"),
+    ],
+)
+def test_a_registrar_certificate_that_fails_the_check_is_a_failed_registration_in_health(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registrar_cert: str, why: str
+) -> None:
+    monkeypatch.setenv("PBX_PASSWORD", PASSWORD)
+    trusted = certs.make_server_certs(tmp_path / "pki")  # the engine's CA (sip.tls.ca_file)
+    if registrar_cert == "another CA":
+        presented = certs.make_server_certs(tmp_path / "other")
+    else:  # the trusted CA's, but for 127.0.0.2 while the registrar is reached at 127.0.0.1
+        presented = certs.issue_server_cert(trusted, "elsewhere", "127.0.0.2")
+    admin = engine.free_port()
+    with running_registrar(tmp_path, {USER: PASSWORD}, tls=presented) as reg:
+        bot = start_bot(tmp_path, tls_config(tmp_path, reg, trusted), admin)
+        try:
+            failed = bot.wait_for("trunk registration failed")[0]
+            assert failed["status"] == 503, failed
+            url = f"http://127.0.0.1:{admin}/health"
+            st, health = until(lambda: (r := http("GET", url, None))[0] == 503 and r,
+                               what="unready")  # fmt: skip
+            reason = next(r for r in health["reasons"] if r.startswith("trunk pbx:"))
+            assert "failed: 503 SSL certificate verification error" in reason, reason
+            assert f"127.0.0.1:{reg.tls_port} presented {why}" in reason, reason
+            # the engine dropped the connection before sending anything: no REGISTER arrived
+            assert reg.lines("REGISTER") == [] and reg.bindings(USER) == []
+        finally:
+            bot.stop()
 
 
 @pytest.mark.skipif(bool(nat_available()), reason=nat_available() or "")

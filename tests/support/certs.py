@@ -36,6 +36,21 @@ def make_server_certs(directory: Path, ip: str = "127.0.0.1") -> TlsFiles:
     return TlsFiles(ca, cert, key)
 
 
+def issue_server_cert(files: TlsFiles, name: str, ip: str) -> TlsFiles:
+    """Another server certificate from the CA of `files`, for IP `ip` (e.g. one whose name is
+    not the address a client reaches it at)."""
+    directory = files.ca.parent
+    cert, key, csr = directory / f"{name}.pem", directory / f"{name}.key", directory / f"{name}.csr"
+    ext = directory / f"{name}.ext"
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={ip}",
+             "-keyout", str(key), "-out", str(csr))  # fmt: skip
+    ext.write_text(f"subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\n")
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(files.ca), "-CAkey",
+             str(directory / "ca.key"), "-CAcreateserial", "-days", "2", "-extfile", str(ext),
+             "-out", str(cert))  # fmt: skip
+    return TlsFiles(files.ca, cert, key)
+
+
 def make_client_cert(files: TlsFiles, name: str = "client") -> tuple[Path, Path]:
     """(certificate, key) of a client, signed by the CA of `files` (made by make_server_certs)."""
     directory = files.ca.parent

@@ -2,7 +2,9 @@
 
     with running_registrar(tmp, {"2001": "s3cret"}) as reg:     # user -> password
         reg.port, reg.uri                  # sip:127.0.0.1:PORT
+        reg.tls_port                       # with tls=TlsFiles: its TLS port (same host)
         reg.bindings()                     # the location table (RPC ul.dump): list[Binding]
+        reg.tls_connections()              # far ends of its open TLS connections
         reg.lines("REGISTER")              # its "registrar: ..." log lines containing a word
         reg.restart()                      # a new process on the same port: bindings forgotten
         reg.wait(lambda: ..., what="...")
@@ -28,6 +30,7 @@ from typing import Any, TypeVar
 
 from telephony_bot.frontdoor import kamailio, rpc
 from telephony_bot.frontdoor.render import DEFAULT_MODULE_PATH, render_template
+from tests.support.certs import TlsFiles
 from tests.support.engine import free_port
 
 T = TypeVar("T")
@@ -37,6 +40,10 @@ TEMPLATE = Path(__file__).with_name("registrar.cfg.tmpl")
 
 def kamailio_available() -> bool:
     return any(Path(d, "kamailio").exists() for d in ("/usr/sbin", "/usr/local/sbin"))
+
+
+def kamailio_tls_available() -> bool:
+    return Path(DEFAULT_MODULE_PATH, "tls.so").exists()
 
 
 @dataclass(frozen=True)
@@ -83,15 +90,19 @@ class Registrar:
         port: int | None = None,
         host: str = "127.0.0.1",
         prefix: list[str] | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         """`host`, `prefix`: where it listens, and a command its own runs under (e.g. `ip
-        netns exec NS` for a registrar in a network namespace)."""
+        netns exec NS` for a registrar in a network namespace); `tls`: the certificate and
+        key of a TLS listener on `tls_port` besides UDP and TCP."""
         self.run_dir = run_dir
         self.host = host
         self.prefix = prefix or []
         self.port = port or free_port()
         self.users = users
         self.out_destination = out_destination
+        self.tls = tls
+        self.tls_port = free_port() if tls is not None else 0
         self.log_path = run_dir / "registrar.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -112,11 +123,28 @@ class Registrar:
                 "realm": REALM,
                 "credentials": creds,
                 "out_destination": self.out_destination,
+                **self._tls_values(),
             },
         )
         path = self.run_dir / "registrar.cfg"
         path.write_text(text)
         return path
+
+    def _tls_values(self) -> dict[str, str]:
+        if self.tls is None:
+            return {"tls_listen": "", "tls_modules": ""}
+        modules = [
+            'loadmodule "tls.so"',
+            'modparam("tls", "tls_method", "TLSv1.2+")',
+            f'modparam("tls", "certificate", "{self.tls.cert}")',
+            f'modparam("tls", "private_key", "{self.tls.key}")',
+            'modparam("tls", "verify_certificate", 0)',
+            'modparam("tls", "require_certificate", 0)',
+        ]
+        return {
+            "tls_listen": f"enable_tls=yes\nlisten=tls:{self.host}:{self.tls_port}",
+            "tls_modules": "\n".join(modules),
+        }
 
     def start(self, timeout_s: float = 10.0) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -162,6 +190,11 @@ class Registrar:
     def bindings(self, user: str | None = None) -> list[Binding]:
         found = parse_ul_dump(rpc.call(self.run_dir, "ul.dump"))
         return [b for b in found if user is None or b.aor == user]
+
+    def tls_connections(self) -> list[str]:
+        """The far ends ("IP:port") of its open TLS connections (RPC core.tcp_list)."""
+        conns = rpc.call(self.run_dir, "core.tcp_list") or []
+        return [f"{c['src_ip']}:{c['src_port']}" for c in conns if c.get("type") == "TLS"]
 
     def log(self) -> str:
         try:

@@ -132,3 +132,35 @@ def test_outbound_calls_may_go_through_a_registered_trunk_by_name(tmp_path: Path
     path.write_text(json.dumps({"trunks": {"ip": {}}, "outbound": {"trunk": "ip"}}))
     with pytest.raises(ConfigError, match="trunk 'ip' has no `register` section"):
         load_engine_settings(path, {})
+
+
+def test_registering_over_tls_needs_the_engines_tls_transport(tmp_path: Path) -> None:
+    path = _file(tmp_path, {"transport": "tls"})
+    with pytest.raises(ConfigError) as err:
+        load_engine_settings(path, ENV)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: trunks.pbx.register.transport: tls needs")
+    assert "sip.tls is not set" in msg
+    # the same from `dialplan validate --config` on a machine without the secrets
+    with pytest.raises(ConfigError, match=r"trunks\.pbx\.register\.transport: .*sip\.tls"):
+        load_engine_settings(path, {}, secrets=False)
+
+
+def test_with_sip_tls_a_trunk_registers_over_tls_to_a_sip_or_sips_registrar(
+    tmp_path: Path,
+) -> None:
+    from telephony_bot.sip.trunk_accounts import trunk_lines
+    from tests.support.certs import make_server_certs
+
+    pki = make_server_certs(tmp_path / "pki")
+    tls = {"cert_file": str(pki.cert), "key_file": str(pki.key), "ca_file": str(pki.ca)}
+    for registrar in ("sip:pbx.example.com:5061", "sips:pbx.example.com"):
+        path = _file(tmp_path, {"transport": "tls", "registrar": registrar}, sip={"tls": tls})
+        s = load_engine_settings(path, ENV)
+        line = trunk_lines(s.trunks, ENV)["pbx"]
+        # PJSIP opens a TLS connection to the registrar (checked against sip.tls.ca_file)
+        assert line.registrar_uri == f"{registrar};transport=tls"
+        scheme = registrar.split(":", 1)[0]
+        assert line.call_uri("555") == f"{scheme}:555@{line.reg.domain};transport=tls"
+        assert line.next_hop_port == 5061  # given, or TLS's default
+        assert s.describe()["trunks"].endswith("over tls)")
