@@ -19,6 +19,7 @@ from tests.support.mosquitto import Mosquitto, mosquitto_available, running_mosq
 from tests.support.mqtt_probe import MqttProbe
 from tests.support.plans import KEY_ENV, scripted_plan
 from tests.support.realtime_server import ScriptedRealtimeServer, ScriptedReply
+from tests.support.usage import WIRE_USAGE as USAGE
 
 pytestmark = [
     pytest.mark.integration,
@@ -33,19 +34,6 @@ PREFIX = "tb-test"
 NODE = "node-a"
 
 
-# What the model reports for each response (cached tokens within the input counts).
-USAGE = {
-    "total_tokens": 821,
-    "input_tokens": 789,
-    "output_tokens": 32,
-    "input_token_details": {
-        "text_tokens": 313,
-        "audio_tokens": 476,
-        "cached_tokens": 640,
-        "cached_tokens_details": {"text_tokens": 256, "audio_tokens": 384},
-    },
-    "output_token_details": {"text_tokens": 9, "audio_tokens": 23},
-}
 # The scripted server is a Realtime-compatible server, which the shipped table does not
 # price: an operator's own table does.
 PRICES = """

@@ -24,20 +24,9 @@ from telephony_bot.providers.base import (
 from telephony_bot.session.lifecycle import CallSession
 from telephony_bot.session.settings import CallLimits, CallMeta, SessionOptions
 from telephony_bot.tools.base import FunctionTool
-from tests.support.fake_call import FakeCall, FakeProvider
+from tests.support.fake_call import Events, FakeCall, FakeProvider
 
 SPEC = ToolSpec("lookup_order", "An order's status", {"type": "object"})
-
-
-class Events:
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, dict[str, Any]]] = []
-
-    def emit(self, type_: str, call_id: str, **data: Any) -> None:
-        self.seen.append((type_, data))
-
-    def of(self, type_: str) -> list[dict[str, Any]]:
-        return [d for t, d in self.seen if t == type_]
 
 
 def _tool(seconds: float, *, is_async: bool, fail: bool = False, timeout_s: float = 5) -> Any:

@@ -20,20 +20,7 @@ from telephony_bot.providers.base import Usage
 from telephony_bot.providers.openai.protocol import usage_from
 from telephony_bot.realtime.events import ResponseUsage
 from telephony_bot.session.usage import CallUsage, Price, Rates
-
-# A response's usage as OpenAI reports it (cached tokens within the input counts).
-WIRE_USAGE = {
-    "total_tokens": 821,
-    "input_tokens": 789,
-    "output_tokens": 32,
-    "input_token_details": {
-        "text_tokens": 313,
-        "audio_tokens": 476,
-        "cached_tokens": 640,
-        "cached_tokens_details": {"text_tokens": 256, "audio_tokens": 384},
-    },
-    "output_token_details": {"text_tokens": 9, "audio_tokens": 23},
-}
+from tests.support.usage import WIRE_USAGE
 
 
 def test_the_shipped_table_prices_preview_and_ga_models_apart_and_the_offline_engine_free() -> None:
