@@ -33,9 +33,11 @@ import ipaddress
 import re
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+from telephony_bot.sliding_window import SlidingWindowLimit
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -192,22 +194,6 @@ class SourceBuckets:
         return b.take(now)
 
 
-class SlidingWindow:
-    """At most `limit` events in any `window` seconds."""
-
-    def __init__(self, limit: int, window: float) -> None:
-        self.limit, self.window = limit, window
-        self._times: deque[float] = deque()
-
-    def allow(self, now: float) -> bool:
-        while self._times and self._times[0] <= now - self.window:
-            self._times.popleft()
-        return len(self._times) < self.limit
-
-    def add(self, now: float) -> None:
-        self._times.append(now)
-
-
 # ---------------------------------------------------------------- digest (RFC 2617 / 7616, MD5)
 
 _PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
@@ -285,7 +271,7 @@ class Admission:
         now = self._now()
         self._global = TokenBucket(lim.rate, lim.burst, now)
         self._sources = SourceBuckets(lim.per_source_rate, lim.per_source_burst)
-        self._setups = SlidingWindow(self.budget, SETUP_WINDOW_S)
+        self._setups = SlidingWindowLimit(self.budget, SETUP_WINDOW_S)
         self._nonces = nonces or Nonces()
 
     def _now(self) -> float:

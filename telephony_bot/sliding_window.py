@@ -16,9 +16,17 @@ class SlidingWindowLimit:
 
     def acquire(self, now: float) -> float:
         """Take a slot at `now`: 0.0 when taken, else the seconds until one frees up."""
-        while self._times and self._times[0] <= now - self.window_s:
-            self._times.popleft()
-        if len(self._times) < self.limit:
-            self._times.append(now)
+        if self.allow(now):
+            self.add(now)
             return 0.0
         return self._times[0] + self.window_s - now
+
+    def allow(self, now: float) -> bool:
+        """Whether a slot is free at `now` (nothing taken: `add` takes it, once the caller
+        has decided to)."""
+        while self._times and self._times[0] <= now - self.window_s:
+            self._times.popleft()
+        return len(self._times) < self.limit
+
+    def add(self, now: float) -> None:
+        self._times.append(now)
