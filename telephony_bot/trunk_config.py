@@ -181,40 +181,36 @@ class TrunkRegister(_Section):
         """The secret, from the environment or the file; ConfigError naming what is missing.
         Never logged, never stored in the settings."""
         env = os.environ if env is None else env
-        if self.password_env is not None:
-            value = env.get(self.password_env)
-            if not value:
-                raise ConfigError(f"environment variable {self.password_env} is not set")
-            return value
-        assert self.password_file is not None
-        try:
-            text = self.password_file.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {self.password_file}: {exc.strerror}") from None
-        value = text.strip("\r\n")
-        if not value:
-            raise ConfigError(f"{self.password_file} is empty")
-        return value
+        # a password may begin or end with spaces: only the file's line break is dropped
+        return read_secret("", self.password_env, self.password_file, env, strip="\r\n")
 
     def describe(self) -> str:
         via = f" via {self.outbound_proxy}" if self.outbound_proxy else ""
         return f"{self.user}@{self.domain} over {self.transport}{via}"
 
 
-def read_secret(what: str, env_name: str | None, file: Path | None, env: Mapping[str, str]) -> str:
-    """The secret from `env_name` in `env`, or from `file` (stripped); ConfigError if unset."""
+def read_secret(
+    what: str,
+    env_name: str | None,
+    file: Path | None,
+    env: Mapping[str, str],
+    strip: str | None = None,
+) -> str:
+    """The secret from `env_name` in `env`, or from `file` (`strip`ped: default whitespace);
+    ConfigError if unset, its message led by `what` when given."""
+    lead = f"{what}: " if what else ""
     if env_name:
         value = env.get(env_name, "")
         if not value:
-            raise ConfigError(f"{what}: environment variable {env_name} is not set")
+            raise ConfigError(f"{lead}environment variable {env_name} is not set")
         return value
     assert file is not None
     try:
-        value = file.read_text().strip()
+        value = file.read_text().strip(strip)
     except OSError as exc:
-        raise ConfigError(f"{what}: cannot read {file}: {exc.strerror}") from None
+        raise ConfigError(f"{lead}cannot read {file}: {exc.strerror}") from None
     if not value:
-        raise ConfigError(f"{what}: {file} is empty")
+        raise ConfigError(f"{lead}{file} is empty")
     return value
 
 
