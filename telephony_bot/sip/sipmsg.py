@@ -39,23 +39,8 @@ def parse_request(raw: str) -> RequestSummary:
     method = parts[0] if parts else ""
     request_uri = parts[1] if len(parts) > 1 else ""
     headers: dict[str, str] = {}
-    last = ""
-    for line in lines[1:]:
-        if not line:
-            continue
-        if line[0] in " \t" and last:  # folded continuation
-            headers[last] += " " + line.strip()
-            continue
-        name, sep, value = line.partition(":")
-        if not sep:
-            continue
-        name = name.strip()
-        name = _COMPACT.get(name.lower(), name) if len(name) == 1 else name
-        canon = "-".join(w.capitalize() for w in name.split("-"))
-        canon = _CANON.get(canon, canon)
-        if canon not in headers:
-            headers[canon] = value.strip()
-        last = canon
+    for name, value in header_lines(raw):
+        headers.setdefault(name, value)  # the first of a repeated header (the top Via)
     return RequestSummary(method=method, request_uri=request_uri, headers=headers)
 
 
