@@ -30,19 +30,6 @@ def _ports() -> dict[str, int]:
     return {"local_port": sip, "media_port": media}
 
 
-def _serve(tmp: Path) -> engine.EngineProc:
-    eng = engine.start(
-        tmp, "serve", "--workers", "2", "--provider", "echo", "--grace", "2",
-        ready_event="front door ready",
-    )  # fmt: skip
-    try:
-        eng.wait_for("worker listening", 2)
-    except BaseException:
-        eng.kill()
-        raise
-    return eng
-
-
 def _status(port: int) -> list[dict[str, Any]]:
     out = subprocess.run(
         engine.cli("frontdoor", "status", "--sip-port", str(port), "--json"),
@@ -72,7 +59,7 @@ def _wait_state(eng: engine.EngineProc, worker: int, states: tuple[str, ...]) ->
 def test_eight_calls_through_one_address_are_spread_over_both_workers_and_bye_reaches_the_owner(
     tmp_path: Path,
 ) -> None:
-    eng = _serve(tmp_path)
+    eng = engine.serve_front_door(tmp_path)
     try:
         assert [r["state"] for r in _status(eng.sip_port)] == ["active", "active"]
         res = run_sipp(
@@ -107,7 +94,7 @@ def test_eight_calls_through_one_address_are_spread_over_both_workers_and_bye_re
 def test_a_ninth_call_gets_busy_from_the_front_door_when_every_worker_is_full(
     tmp_path: Path,
 ) -> None:
-    eng = _serve(tmp_path)
+    eng = engine.serve_front_door(tmp_path)
     try:
         calls = start_sipp(
             "uac_short", f"127.0.0.1:{eng.sip_port}", calls=8, concurrency=8, rate=100,
@@ -128,7 +115,7 @@ def test_a_ninth_call_gets_busy_from_the_front_door_when_every_worker_is_full(
 def test_calls_move_to_the_other_worker_while_one_is_frozen_and_its_health_is_visible(
     tmp_path: Path,
 ) -> None:
-    eng = _serve(tmp_path)
+    eng = engine.serve_front_door(tmp_path)
     victim = next(e for e in eng.events("worker listening") if e["worker"] == 1)["pid"]
     try:
         os.kill(victim, signal.SIGSTOP)  # alive but silent: no restart, no answers

@@ -25,19 +25,6 @@ pytestmark = pytest.mark.skipif(
 RATE = 16000
 
 
-def _serve(tmp: Path, *extra: str) -> engine.EngineProc:
-    eng = engine.start(
-        tmp, "serve", "--workers", "2", "--provider", "echo", "--grace", "4", *extra,
-        ready_event="front door ready",
-    )  # fmt: skip
-    try:
-        eng.wait_for("worker listening", 2)
-    except BaseException:
-        eng.kill()
-        raise
-    return eng
-
-
 def _status(port: int) -> tuple[list[dict[str, Any]], str]:
     def run(*flags: str) -> str:
         out = subprocess.run(
@@ -67,7 +54,9 @@ def test_strangers_get_403_and_malformed_invites_400_from_the_front_door_itself(
     cfg = tmp_path / "engine.yaml"
     cfg.write_text("trunks:\n  pbx:\n    allow: ['127.0.0.1/32']\n")
     admin = engine.free_port()
-    eng = _serve(tmp_path, "--config", str(cfg), "--admin-port", str(admin))
+    eng = engine.serve_front_door(
+        tmp_path, "--config", str(cfg), "--admin-port", str(admin), grace=4
+    )
     try:
         assert _send(eng.sip_port, "127.0.0.2")[0] == 403
         stranger = engine.dial(
@@ -104,7 +93,7 @@ def test_digest_auth_at_the_front_door_challenges_with_407(
     secret.write_text("h0rse-battery\n")
     cfg = tmp_path / "engine.yaml"
     cfg.write_text(f"trunks:\n  carrier:\n    auth: {{user: carrier, password_file: {secret}}}\n")
-    eng = _serve(tmp_path, "--config", str(cfg))
+    eng = engine.serve_front_door(tmp_path, "--config", str(cfg), grace=4)
     try:
         status, text = _send(eng.sip_port, "127.0.0.2")
         assert status == 407 and "Proxy-Authenticate: Digest" in text, text
@@ -129,7 +118,7 @@ def test_a_200_cps_flood_is_cut_by_the_front_door_while_a_live_call_keeps_its_au
     tmp_path: Path,
 ) -> None:
     wav = audio.write_wav(tmp_path / "speech.wav", audio.speech_like(4.0, RATE), RATE)
-    eng = _serve(tmp_path)
+    eng = engine.serve_front_door(tmp_path, grace=4)
     try:
         live = engine.dial_async(
             tmp_path, eng.sip_port,
@@ -165,7 +154,7 @@ def test_a_200_cps_flood_is_cut_by_the_front_door_while_a_live_call_keeps_its_au
 def test_while_the_workers_drain_the_front_door_answers_503_with_retry_after(
     tmp_path: Path,
 ) -> None:
-    eng = _serve(tmp_path)
+    eng = engine.serve_front_door(tmp_path, grace=4)
     try:
         call = engine.dial_async(tmp_path, eng.sip_port, "--duration", "4", name="running")
         eng.wait_for("media ready")

@@ -166,6 +166,21 @@ def _is_free(port: int) -> bool:
     return True
 
 
+def serve_front_door(tmp: Path, *extra: str, grace: float = 2) -> EngineProc:
+    """`serve --workers 2` with the echo provider behind the Kamailio front door, once both
+    workers listen (the caller stops it)."""
+    eng = start(
+        tmp, "serve", "--workers", "2", "--provider", "echo", "--grace", f"{grace:g}", *extra,
+        ready_event="front door ready",
+    )  # fmt: skip
+    try:
+        eng.wait_for("worker listening", 2)
+    except BaseException:
+        eng.kill()
+        raise
+    return eng
+
+
 @contextlib.contextmanager
 def running(tmp: Path, command: str = "worker", *args: str, **kw: Any) -> Iterator[EngineProc]:
     eng = start(tmp, command, *args, **kw)
