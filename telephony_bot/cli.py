@@ -764,8 +764,7 @@ def _worker_tls_port(public: int, index: int, front: bool) -> int:
 
 def _front_door_address(args: argparse.Namespace) -> str:
     """host:port trunks reach the front door at (its listening address; 0.0.0.0: 127.0.0.1)."""
-    host = "127.0.0.1" if args.sip_host in ("0.0.0.0", "::") else args.sip_host
-    return f"{host}:{args.sip_port}"
+    return f"{_front_host(args.sip_host)}:{args.sip_port}"
 
 
 def _check_trunks_behind_front_door(engine: Any) -> None:
