@@ -129,7 +129,9 @@ def test_a_200_cps_flood_neither_crashes_the_worker_nor_breaks_the_live_call(
     tmp_path: Path,
 ) -> None:
     wav = audio.write_wav(tmp_path / "speech.wav", audio.speech_like(4.0, RATE), RATE)
-    with engine.running(tmp_path, "worker", "--provider", "echo", name="flooded") as eng:
+    with engine.running(
+        tmp_path, "worker", "--provider", "echo", "--grace", "3", name="flooded"
+    ) as eng:
         live = engine.dial_async(
             tmp_path, eng.sip_port,
             "--play", str(wav), "--play-at", "1.0", "--duration", "7",

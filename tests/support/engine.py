@@ -96,7 +96,11 @@ class EngineProc:
                 code = self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-                raise AssertionError("engine did not stop within the time limit") from None
+                tail = self.log_path.read_text(errors="replace")[-3000:]
+                raise AssertionError(
+                    f"engine did not stop within {timeout:g} s (calls still up get the "
+                    f"--grace period first); log tail:\n{tail}"
+                ) from None
         else:
             code = self.proc.returncode
         with contextlib.suppress(ProcessLookupError):  # anything left in its group
