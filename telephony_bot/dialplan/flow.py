@@ -23,6 +23,17 @@ flow:
       then: hangup                     # a state without intents moves on after speaking
 ```
 
+`anywhere` lists intents understood in every state, after the state's own (a state's intent
+wins a tie): the way out to a person, "say that again", "goodbye". The target `repeat`
+says the last thing again and waits where the caller was:
+
+```yaml
+flow:
+  anywhere:
+    - {name: person, examples: ["let me talk to a real person"], dtmf: "0", then: "transfer:desk"}
+    - {name: again, examples: ["sorry, can you say that again"], then: repeat}
+```
+
 Key presses (DTMF) drive a flow like words: an intent with `dtmf: "1"` is taken when the
 caller presses 1 ("press 1 for sales"), and a `digits` slot (`{type: digits, length: 4}`:
 a customer number, a PIN) takes the keys the caller typed, or the digits they said. The keys
@@ -62,10 +73,12 @@ from telephony_bot.dialplan import templates
 SLOT_TYPES = ("number", "digits", "date", "time", "yes_no", "text", "enum")
 MAX_DIGITS_LENGTH = 32
 HANGUP = "hangup"
+REPEAT = "repeat"  # say the last thing again and wait in the same place
 TRANSFER_PREFIX = "transfer:"
+RESERVED_STATES = (HANGUP, REPEAT)
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_\-]*"
-_TARGET_RE = rf"^(hangup|transfer:[A-Za-z0-9_.\-]+|{_NAME})$"
+_TARGET_RE = rf"^(hangup|repeat|transfer:[A-Za-z0-9_.\-]+|{_NAME})$"
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_.\-]*)\}")
 _ENUM_TEXT = re.compile(r"^\s*enum\s*:\s*\[(.*)\]\s*$")
 
@@ -196,6 +209,9 @@ class State(_Strict):
 
 class Flow(_Strict):
     start: str
+    # intents understood in every state ("a real person", "say that again", "goodbye"),
+    # after the state's own: a state's intent wins a tie
+    anywhere: list[Intent] = Field(default_factory=list)
     states: dict[str, State] = Field(min_length=1)
 
 
@@ -222,6 +238,10 @@ def check_flow(
     problems: list[FlowProblem] = []
     states = flow.states
     known: set[str] = set()
+    for intent in flow.anywhere:
+        known.update(intent.slots)
+        if intent.tool and intent.tool.result:
+            known.add(intent.tool.result)
     for state in states.values():
         if state.tool and state.tool.result:
             known.add(state.tool.result)
@@ -231,7 +251,7 @@ def check_flow(
                 known.add(intent.tool.result)
 
     def target(loc: tuple[str | int, ...], value: str) -> None:
-        if value == HANGUP:
+        if value in RESERVED_STATES:
             return
         if value.startswith(TRANSFER_PREFIX):
             name = value[len(TRANSFER_PREFIX) :]
@@ -276,36 +296,12 @@ def check_flow(
             target((*loc, "on_error"), call.on_error)
             reachable.add(call.on_error)
 
-    if flow.start not in states:
-        problems.append(
-            FlowProblem(
-                ("start",), f"unknown state {flow.start!r}{_did_you_mean(flow.start, states)}"
-            )
-        )
-    reachable = {flow.start}
-    for sname, state in states.items():
-        base: tuple[str | int, ...] = ("states", sname)
-        if state.tool is not None:
-            tool_call((*base, "tool"), state.tool)
-        text((*base, "say"), state.say)
-        text((*base, "fallback", "say"), state.fallback.say)
-        target((*base, "fallback", "then"), state.fallback.then)
-        reachable.add(state.fallback.then)
-        if state.then is not None:
-            if state.intents:
-                problems.append(
-                    FlowProblem(
-                        (*base, "then"),
-                        "a state with intents moves on through its intents; remove `then` "
-                        "or the intents",
-                    )
-                )
-            target((*base, "then"), state.then)
-            reachable.add(state.then)
+    def intents(base: tuple[str | int, ...], field: str, listed: list[Intent]) -> None:
+        """One list of intents: a state's, or the flow's `anywhere`."""
         seen: set[str] = set()
         keys: dict[str, str] = {}
-        for i, intent in enumerate(state.intents):
-            iloc = (*base, "intents", i)
+        for i, intent in enumerate(listed):
+            iloc = (*base, field, i)
             if intent.name in seen:
                 problems.append(
                     FlowProblem((*iloc, "name"), f"intent {intent.name!r} appears twice here")
@@ -332,6 +328,39 @@ def check_flow(
                 tool_call((*iloc, "tool"), intent.tool)
             target((*iloc, "then"), intent.then)
             reachable.add(intent.then)
+
+    if flow.start not in states:
+        problems.append(
+            FlowProblem(
+                ("start",), f"unknown state {flow.start!r}{_did_you_mean(flow.start, states)}"
+            )
+        )
+    reachable = {flow.start}
+    for sname, state in states.items():
+        base: tuple[str | int, ...] = ("states", sname)
+        if state.tool is not None:
+            tool_call((*base, "tool"), state.tool)
+        text((*base, "say"), state.say)
+        text((*base, "fallback", "say"), state.fallback.say)
+        target((*base, "fallback", "then"), state.fallback.then)
+        reachable.add(state.fallback.then)
+        if state.then is not None:
+            if state.intents:
+                problems.append(
+                    FlowProblem(
+                        (*base, "then"),
+                        "a state with intents moves on through its intents; remove `then` "
+                        "or the intents",
+                    )
+                )
+            target((*base, "then"), state.then)
+            reachable.add(state.then)
+        if sname in RESERVED_STATES:
+            problems.append(
+                FlowProblem(base, f"{sname!r} is a reserved target, not a name for a state")
+            )
+        intents(base, "intents", state.intents)
+    intents((), "anywhere", flow.anywhere)
     for sname in states:
         if sname not in reachable:
             problems.append(
@@ -347,9 +376,13 @@ def check_keys(
     must be able to reach it (`to_model`, the terminator ends a burst and is not part of
     it, a burst holds at most `max_digits` keys), and so must a digits slot's length."""
     problems: list[FlowProblem] = []
-    for sname, state in flow.states.items():
-        for i, intent in enumerate(state.intents):
-            iloc: tuple[str | int, ...] = ("states", sname, "intents", i)
+    lists: list[tuple[tuple[str | int, ...], list[Intent]]] = [
+        (("states", sname, "intents"), state.intents) for sname, state in flow.states.items()
+    ]
+    lists.append((("anywhere",), flow.anywhere))
+    for base, listed in lists:
+        for i, intent in enumerate(listed):
+            iloc: tuple[str | int, ...] = (*base, i)
             keys = intent.dtmf
             if keys is not None:
                 if not to_model:

@@ -50,7 +50,16 @@ from typing import Any
 
 from telephony_bot import keypad
 from telephony_bot.dialplan import templates
-from telephony_bot.dialplan.flow import HANGUP, TRANSFER_PREFIX, Flow, Intent, Slot, State, ToolCall
+from telephony_bot.dialplan.flow import (
+    HANGUP,
+    REPEAT,
+    TRANSFER_PREFIX,
+    Flow,
+    Intent,
+    Slot,
+    State,
+    ToolCall,
+)
 from telephony_bot.local_engine import slots as sx
 from telephony_bot.local_engine.slots import Found, Tok
 
@@ -336,6 +345,7 @@ class _Pending:
     values: dict[str, Found]
     slot: str | None = None
     example: str = ""
+    doubt: bool = False  # the intent was a guess: read the values back before acting
 
 
 @dataclass
@@ -388,6 +398,9 @@ class FlowRunner:
         self._calls = 0
         self._steps = 0
         self._started = False
+        self._queued: list[str] = []  # heard while a tool call was outstanding
+        self._last_said = ""  # what the bot said last, for `repeat`
+        self._before: _Pending | None = None  # the question open before this utterance
 
     # ----- public steps -----
 
@@ -402,21 +415,28 @@ class FlowRunner:
             return []
         self._started = True
         self._steps = 0
-        return self._enter(self.flow.start)
+        return self._said(self._enter(self.flow.start))
 
     def hear(self, text: str) -> list[Action]:
-        """One caller utterance (ASR text). Ignored while a tool call is outstanding and
-        once the call is done."""
+        """One caller utterance (ASR text). While a tool call is outstanding it is kept and
+        taken up once the tool answered (see `tool_result`); ignored once the call is done."""
         if not self._started:
             raise RuntimeError("FlowRunner.start() must be called before hear()")
-        if self.done or self._waiting is not None:
+        if self.done:
+            return []
+        if self._waiting is not None:
+            self._queued.append(text)
             return []
         self._steps = 0
+        return self._said(self._understand(text))
+
+    def _understand(self, text: str) -> list[Action]:
         pressed = keypad.parse_pressed(text)
         if pressed is not None:
             return self._keys(pressed)
         toks = sx.tokenize(text)
         pending, self._pending = self._pending, None
+        self._before = pending
         if pending is None:
             return self._fresh(toks)
         if pending.kind == "slot":
@@ -426,7 +446,12 @@ class FlowRunner:
     def tool_result(self, call_id: str, ok: bool, result: Any) -> list[Action]:
         """The reply to `CallTool(call_id, ...)`: kept under the ToolCall's `result` name;
         on failure the ToolCall's `on_error` is followed (default: the state's fallback).
-        An unknown or stale call id is ignored."""
+        An unknown or stale call id is ignored.
+
+        What the caller said while the tool ran is then taken up in the state the flow is
+        in: understood as one of its intents (or an `anywhere` one), it is acted on, and a
+        state entered with the tool does not first ask its own question; not understood, it
+        is dropped and the flow speaks as it would have (the caller hears the question)."""
         waiting = self._waiting
         if self.done or waiting is None or waiting.call_id != call_id:
             return []
@@ -436,18 +461,68 @@ class FlowRunner:
             if waiting.tool.result:
                 self.results[waiting.tool.result] = result
             if waiting.kind == "state":
-                return self._speak_state()
-            return self._goto(waiting.then or HANGUP)
+                return self._said(self._take_queued() or self._speak_state())
+            return self._said(self._after_tool(self._goto(waiting.then or HANGUP)))
+        self._queued.clear()  # the tool failed: the caller is told, and asked again
         if waiting.tool.on_error:
-            return self._goto(waiting.tool.on_error, reason="tool failed")
+            return self._said(self._goto(waiting.tool.on_error, reason="tool failed"))
         if waiting.kind == "state":  # the state cannot speak without its data
-            return self._goto(self._state().fallback.then, reason="tool failed")
-        return self._fallback()
+            return self._said(self._goto(self._state().fallback.then, reason="tool failed"))
+        return self._said(self._fallback())
+
+    def _after_tool(self, actions: list[Action]) -> list[Action]:
+        if self.done or self._waiting is not None or not self._queued:
+            return actions
+        taken = self._take_queued()
+        return taken if taken is not None else actions
+
+    def _take_queued(self) -> list[Action] | None:
+        """The actions for what the caller said while a tool ran, when some of it is
+        understood in the current state; None otherwise. The queue is emptied."""
+        queued, self._queued = self._queued, []
+        for text in queued:
+            if keypad.parse_pressed(text) is not None:
+                return self._understand(text)
+            toks = sx.tokenize(text)
+            best = self._best(toks)
+            if best is not None:
+                self._retries = 0
+                return self._pursue(best.intent, self._extract(best.intent, toks), confirmed=False)
+        return None
+
+    def _said(self, actions: list[Action]) -> list[Action]:
+        """Remember what this step says, for `repeat`."""
+        said = " ".join(a.text for a in actions if isinstance(a, Say) and a.text)
+        if said:
+            self._last_said = said
+        return actions
 
     # ----- states -----
 
     def _state(self) -> State:
         return self.flow.states[self.state]
+
+    def _intents(self) -> list[Intent]:
+        """What can be understood now: the state's intents, then the flow's `anywhere`."""
+        return [*self._state().intents, *self.flow.anywhere]
+
+    def _rank(self, toks: Sequence[Tok]) -> tuple[_Scored | None, bool]:
+        """The best intent for `toks` (None: nothing to match) and whether it is taken
+        without asking: at or above ACCEPT, and ahead by MARGIN of every intent that would
+        lead elsewhere (or sure at 0.85)."""
+        intents = self._intents()
+        if not intents or not toks:
+            return None, False
+        ranked = score_intents(intents, toks, self.now.date())
+        best = ranked[0]
+        rivals = [r.score for r in ranked[1:] if r.intent.then != best.intent.then]
+        runner_up = rivals[0] if rivals else 0.0
+        sure = best.score >= ACCEPT and (best.score - runner_up >= MARGIN or best.score >= 0.85)
+        return best, sure
+
+    def _best(self, toks: Sequence[Tok]) -> _Scored | None:
+        best, sure = self._rank(toks)
+        return best if sure else None
 
     def _enter(self, name: str) -> list[Action]:
         self._steps += 1
@@ -476,6 +551,9 @@ class FlowRunner:
         return out
 
     def _goto(self, target: str, *, reason: str = "completed") -> list[Action]:
+        if target == REPEAT:
+            self._pending = self._before  # still waiting for the same answer
+            return [Say(self._last_said)] if self._last_said else self._speak_state()
         if target == HANGUP:
             self.done = True
             return [Hangup(reason)]
@@ -495,35 +573,52 @@ class FlowRunner:
     # ----- understanding -----
 
     def _fresh(self, toks: Sequence[Tok]) -> list[Action]:
-        state = self._state()
-        if not state.intents or not toks:
+        best, sure = self._rank(toks)
+        if best is None:
             return self._fallback()
-        ranked = score_intents(state.intents, toks, self.now.date())
-        best = ranked[0]
-        runner_up = ranked[1].score if len(ranked) > 1 else 0.0
-        if best.score >= ACCEPT and (best.score - runner_up >= MARGIN or best.score >= 0.85):
+        values = self._extract(best.intent, toks) if best.score >= UNSURE else {}
+        if sure:
             self._retries = 0
-            return self._pursue(best.intent, self._extract(best.intent, toks), confirmed=False)
-        if best.score >= UNSURE:
-            values = self._extract(best.intent, toks)
-            missing = [n for n in best.intent.slots if n not in values]
-            if best.intent.confirm and not missing:
-                self._pending = _Pending("confirm", best.intent, values)
-                return [Say(self._render(best.intent.confirm, values))]
-            self._pending = _Pending("unsure", best.intent, values, example=best.example)
-            example = best.example.strip().rstrip(".!?")
-            return [Say(f'Sorry, did you mean "{example}"?')]
-        return self._fallback()
+            return self._pursue(best.intent, values, confirmed=False)
+        if best.score < UNSURE:
+            return self._fallback()
+        if best.intent.slots:  # unsure: ask what is missing, then restate it all
+            return self._pursue(best.intent, values, confirmed=False, doubt=True)
+        if best.intent.confirm:
+            self._pending = _Pending("confirm", best.intent, values)
+            return [Say(self._render(best.intent.confirm, values))]
+        self._pending = _Pending("unsure", best.intent, values, example=best.example)
+        example = best.example.strip().rstrip(".!?")
+        return [Say(f'Sorry, did you mean "{example}"?')]
 
-    def _pursue(self, intent: Intent, values: dict[str, Found], *, confirmed: bool) -> list[Action]:
+    def _pursue(
+        self,
+        intent: Intent,
+        values: dict[str, Found],
+        *,
+        confirmed: bool,
+        doubt: bool = False,
+    ) -> list[Action]:
+        """Ask for the first slot not heard yet; with all heard, confirm (when the intent
+        asks to, or the match was `doubt`ful: the caller's values are read back), then act."""
         missing = [n for n in intent.slots if n not in values]
         if missing:
-            self._pending = _Pending("slot", intent, values, slot=missing[0])
+            self._pending = _Pending("slot", intent, values, slot=missing[0], doubt=doubt)
             return [Say(self._ask(missing[0], intent.slots[missing[0]]))]
-        if intent.confirm and not confirmed:
+        if (intent.confirm or doubt) and not confirmed:
             self._pending = _Pending("confirm", intent, values)
-            return [Say(self._render(intent.confirm, values))]
+            return [Say(self._restate(intent, values))]
         return self._act(intent, values)
+
+    def _restate(self, intent: Intent, values: Mapping[str, Found]) -> str:
+        """The confirmation question, in the caller's values: the intent's `confirm`, or
+        the values read back ("Cardiology, Tuesday 8 December: is that right?")."""
+        if intent.confirm:
+            return self._render(intent.confirm, values)
+        said = [
+            self._spoken(*self._lookup(name, values)) for name in intent.slots if name in values
+        ]
+        return _tidy(", ".join(x for x in said if x) + ": is that right?")
 
     def _act(self, intent: Intent, values: dict[str, Found]) -> list[Action]:
         for name, found in values.items():
@@ -539,7 +634,7 @@ class FlowRunner:
         slot = intent.slots[name]
         if slot.type == "text" or not self._has(slot, toks):
             # the caller may have changed their mind ("nurse!", "another day")
-            others = [i for i in self._state().intents if i is not intent]
+            others = [i for i in self._intents() if i is not intent]
             if others and toks:
                 best = score_intents(others, toks, self.now.date())[0]
                 if best.score >= ACCEPT:
@@ -551,16 +646,18 @@ class FlowRunner:
         found = self._extract(intent, toks, order)
         values = {**pending.values, **found}
         if name not in found:
-            return self._ask_again(intent, values, name)
-        return self._pursue(intent, values, confirmed=False)
+            return self._ask_again(intent, values, name, doubt=pending.doubt)
+        return self._pursue(intent, values, confirmed=False, doubt=pending.doubt)
 
-    def _ask_again(self, intent: Intent, values: dict[str, Found], name: str) -> list[Action]:
+    def _ask_again(
+        self, intent: Intent, values: dict[str, Found], name: str, *, doubt: bool = False
+    ) -> list[Action]:
         """The answer did not fill the slot asked for: ask once more, or give up."""
         fb = self._state().fallback
         self._retries += 1
         if self._retries > fb.max_retries:
             return self._goto(fb.then, reason="not understood")
-        self._pending = _Pending("slot", intent, values, slot=name)
+        self._pending = _Pending("slot", intent, values, slot=name, doubt=doubt)
         ask = self._ask(name, intent.slots[name])
         return [Say(f"Sorry, {ask[0].lower()}{ask[1:]}")]
 
@@ -574,8 +671,8 @@ class FlowRunner:
             found = _from_keys(asked.intent.slots[name], pressed.digits)
             if found is not None:
                 values = {**asked.values, name: found}
-                return self._pursue(asked.intent, values, confirmed=False)
-        for intent in state.intents:
+                return self._pursue(asked.intent, values, confirmed=False, doubt=asked.doubt)
+        for intent in self._intents():
             if intent.dtmf is not None and intent.dtmf == pressed.keys:
                 self._retries = 0
                 return self._pursue(intent, {}, confirmed=False)
@@ -586,7 +683,7 @@ class FlowRunner:
                     self._retries = 0
                     return self._pursue(intent, {name: found}, confirmed=False)
         if asked is not None:
-            return self._ask_again(asked.intent, asked.values, asked.slot or "")
+            return self._ask_again(asked.intent, asked.values, asked.slot or "", doubt=asked.doubt)
         return self._fallback()
 
     def _answer_confirm(self, pending: _Pending, toks: Sequence[Tok]) -> list[Action]:
@@ -697,7 +794,7 @@ class FlowRunner:
 
     def _overlay_kind(self, name: str) -> str:
         pending = self._pending
-        for intent in ([pending.intent] if pending else []) + self._state().intents:
+        for intent in ([pending.intent] if pending else []) + self._intents():
             if name in intent.slots:
                 return intent.slots[name].type
         return "text"

@@ -290,10 +290,12 @@ def test_bank_unknown_number_lost_card_and_retries(plans: dict[str, Any]) -> Non
 
     call = Call(flow_of(plans["bank"]))
     call.tool({"first_name": "Maria", "id": "C-1001"})
+    welcome = call.said()
     again = [Say("Sorry, I need your four-digit telephone PIN, digit by digit.")]
-    assert call.hear("what?") == again
+    assert call.hear("what?") == [Say(welcome)]  # `anywhere`: said again, not a retry
     assert call.hear("huh") == again
-    assert call.hear("hello") == [Transfer("advisor")]
+    assert call.hear("hello") == again
+    assert call.hear("mmm") == [Transfer("advisor")]
 
 
 def test_bank_missing_tool_values_render_empty(plans: dict[str, Any]) -> None:

@@ -1,0 +1,136 @@
+"""The offline brain holding a conversation: what a caller says while a tool runs is not
+lost, the way out to a person works in every state (`anywhere`), "say that again" repeats,
+and a guessed intent asks for what is missing and reads the caller's own values back
+instead of quoting the plan's example."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from telephony_bot.dialplan.flow import Flow, check_flow
+from telephony_bot.local_engine.brain import CallTool, Say, Transfer
+
+from . import test_brain
+from .test_brain import Call, flow_of, schemas
+
+plans = test_brain.plans  # the example plans, as a fixture here too
+
+CUSTOMER = {"first_name": "Maria", "id": "C-1001", "pin_set": True}
+
+
+def test_a_person_asked_for_during_the_lookup_is_put_through(plans: dict[str, Any]) -> None:
+    call = Call(flow_of(plans["bank"]), tools=schemas(plans["bank"]))
+    assert call.call().name == "lookup_customer"
+    assert call.runner.hear("I want to talk to a person") == []  # kept while the tool runs
+    assert call.tool(CUSTOMER) == [Transfer("advisor")]  # not asked for a PIN first
+
+
+def test_a_pin_said_during_the_lookup_is_checked_at_once(plans: dict[str, Any]) -> None:
+    call = Call(flow_of(plans["bank"]), tools=schemas(plans["bank"]))
+    call.runner.hear("my pin is four three two one")
+    assert call.tool(CUSTOMER) == [
+        CallTool("flow-2", "verify_pin", {"customer_id": "C-1001", "pin": "4321"})
+    ]
+
+
+def test_words_not_understood_during_the_lookup_leave_the_question_asked(
+    plans: dict[str, Any],
+) -> None:
+    call = Call(flow_of(plans["bank"]), tools=schemas(plans["bank"]))
+    call.runner.hear("hello?")
+    call.tool(CUSTOMER)
+    assert call.said().startswith("Welcome to Example Bank, Maria. For your security")
+    assert call.runner.state == "identify"
+    call.hear("1234")  # the next answer is the PIN's, not a retry
+    assert call.call().name == "verify_pin"
+
+
+def test_a_real_person_from_the_pin_prompt_and_every_later_state(plans: dict[str, Any]) -> None:
+    call = Call(flow_of(plans["bank"]), tools=schemas(plans["bank"]))
+    call.tool(CUSTOMER)
+    assert call.hear("let me talk to a real person please") == [Transfer("advisor")]
+
+    call = Call(flow_of(plans["bank"]), tools=schemas(plans["bank"]))
+    call.tool(CUSTOMER)
+    call.hear("1234")
+    call.tool({"ok": False}, ok=False)  # wrong_pin: a state without a person intent of its own
+    assert call.runner.state == "wrong_pin"
+    assert call.hear("can I speak to somebody") == [Transfer("advisor")]
+
+
+def test_say_that_again_repeats_and_keeps_the_open_question(plans: dict[str, Any]) -> None:
+    call = Call(flow_of(plans["hospital"]), tools=schemas(plans["hospital"]))
+    call.hear("cardiology")
+    question = call.said()
+    assert question == "Which day?"
+    assert call.hear("sorry, can you say that again?") == [Say(question)]
+    call.hear("on Tuesday")  # still the answer to "Which day?"
+    assert call.said() == "Cardiology on Tuesday 31 March, is that right?"
+    assert call.hear("what was that") == [Say("Cardiology on Tuesday 31 March, is that right?")]
+    call.hear("yes")
+    assert call.call().arguments == {"department": "cardiology", "day": "2026-03-31"}
+
+
+def test_a_guess_asks_for_the_missing_slot_and_reads_back_the_callers_values(
+    plans: dict[str, Any],
+) -> None:
+    call = Call(flow_of(plans["hospital"]), tools=schemas(plans["hospital"]))
+    call.hear("could I come in on Tuesday")  # a guess: not the plan's words
+    said = call.said()
+    assert "did you mean" not in said and "Monday" not in said, said
+    assert said == "Which department: general, cardiology, radiology or orthopedics?"
+    call.hear("radiology")
+    assert call.said() == "Radiology on Tuesday 31 March, is that right?"  # the caller's values
+
+
+def test_a_guess_without_a_confirm_text_reads_the_values_back() -> None:
+    flow = Flow.model_validate(
+        {
+            "start": "ask",
+            "states": {
+                "ask": {
+                    "say": "What can I do?",
+                    "intents": [
+                        {
+                            "name": "order",
+                            "examples": ["I would like to order three pizzas for delivery"],
+                            "slots": {"count": "number"},
+                            "then": "hangup",
+                        }
+                    ],
+                }
+            },
+        }
+    )
+    call = Call(flow)
+    call.hear("three for delivery")
+    assert call.said() == "3: is that right?"
+    assert call.hear("no") == [Say("What can I do?")]
+
+
+@pytest.mark.parametrize("name", ["repeat", "hangup"])
+def test_reserved_targets_are_no_state_names(name: str) -> None:
+    flow = Flow.model_validate({"start": name, "states": {name: {"say": "Hi.", "then": "hangup"}}})
+    problems = check_flow(flow, tools=[], transfer_targets=[])
+    assert any("reserved" in p.message and p.loc == ("states", name) for p in problems)
+
+
+def test_anywhere_targets_and_tools_are_checked() -> None:
+    flow = Flow.model_validate(
+        {
+            "start": "a",
+            "anywhere": [
+                {"name": "person", "examples": ["a person"], "then": "transfer:desk"},
+                {"name": "x", "examples": ["x"], "tool": {"name": "nope"}, "then": "gone"},
+            ],
+            "states": {
+                "a": {"say": "Hi.", "intents": [{"name": "y", "examples": ["y"], "then": "a"}]}
+            },
+        }
+    )
+    problems = {p.loc: p.message for p in check_flow(flow, tools=[], transfer_targets=[])}
+    assert "unknown transfer target 'desk'" in problems[("anywhere", 0, "then")]
+    assert "'nope' is not one of this route's tools" in problems[("anywhere", 1, "tool", "name")]
+    assert "unknown state 'gone'" in problems[("anywhere", 1, "then")]
