@@ -430,6 +430,23 @@ class FlowRunner:
         self._steps = 0
         return self._said(self._understand(text))
 
+    def understands(self, text: str) -> bool:
+        """Whether `text` means something here (changes nothing): keys, the answer to the
+        open slot question, yes/no to an open confirmation, or an intent it would take or
+        ask about."""
+        if keypad.parse_pressed(text) is not None:
+            return True
+        toks = sx.tokenize(text)
+        pending = self._pending
+        if pending is not None and pending.kind == "slot" and pending.slot:
+            if self._has(pending.intent.slots[pending.slot], toks):
+                return True
+        if pending is not None and pending.kind in ("confirm", "unsure"):
+            if sx.find_yes_no(toks, strict=True) is not None:
+                return True
+        best, _ = self._rank(toks)
+        return best is not None and best.score >= UNSURE
+
     def _understand(self, text: str) -> list[Action]:
         pressed = keypad.parse_pressed(text)
         if pressed is not None:

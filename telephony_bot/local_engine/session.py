@@ -9,7 +9,7 @@ import copy
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
@@ -27,6 +27,7 @@ from telephony_bot.realtime.server import (
 )
 from telephony_bot.realtime.server_events import Event, new_id
 
+from . import cut_speech
 from .chat_brain import ClauseChunker, Stream
 from .pipeline import (
     FRAME_BYTES,
@@ -68,6 +69,10 @@ def _next_chunk(it: Iterator[bytes]) -> Any:
 
 @dataclass(kw_only=True)
 class _SpokenItem(OutItem):
+    clauses: list[str] = field(default_factory=list)  # all it was to say, clause by clause
+    starts: list[float] = field(default_factory=list)  # audio ms where each clause began
+    complete: bool = False  # every clause was synthesised
+
     def truncate(self, audio_end_ms: int) -> None:
         super().truncate(audio_end_ms)
         self.audio_ms = float(audio_end_ms)  # what is left of it is what the caller heard
@@ -120,6 +125,10 @@ class EngineSession(RealtimeSession):
         self._asr_wait_ms = 0.0  # of the last transcribed turn, for its response's metadata
         self._asr_ms = 0.0
         self._turn_lock = asyncio.Lock()
+        # The caller cut the bot off: what it had still to say (None: no cut to resume),
+        # spoken again if what the caller said over it was only a backchannel.
+        self.cut_left: str | None = None
+        self.cut_unsaid: list[str] = []
 
     def _ensure_brain(self) -> Any:
         if self.brain is None:
@@ -236,13 +245,41 @@ class EngineSession(RealtimeSession):
             )
             text = str(result if isinstance(result, str) else getattr(result, "text", "")).strip()
             await self._transcribed(item, text, len(pcm) / BYTES_PER_MS)
-            if text:
+            if (resume := self._resume_after(text, len(pcm) / BYTES_PER_MS)) is not None:
+                log.info("local_resumed", heard=text, words=_words(resume))
+                self.pending = [Say(resume), *self.pending]
+            elif text:
                 self.text_words_since_response += _words(text)
                 self.pending.extend(self._brain_hear(text))
             if auto and self.auto_response_due and self.active is None:
                 self.auto_response_due = False
                 if self.pending or not self.started:
                     await self._start_response()
+
+    def _resume_after(self, text: str, turn_ms: float) -> str | None:
+        """After a cut, what to say again when `text` (what the caller said over the bot)
+        was only a backchannel or a noise (`cut_speech.resumes`); None when there is
+        nothing to resume or the caller meant it."""
+        left, unsaid = self.cut_left, self.cut_unsaid
+        if left is None:
+            return None
+        self.cut_left, self.cut_unsaid = None, []
+        resume = " ".join(x for x in [left, *unsaid] if x)
+        if not resume:
+            return None
+        understands = getattr(self._ensure_brain(), "understands", None)
+        understood = True if understands is None else bool(understands(text))
+        return resume if cut_speech.resumes(text, turn_ms, understood=understood) else None
+
+    def _on_truncate(self, entry: OutItem, audio_end_ms: int, ok: bool) -> None:
+        if ok and isinstance(entry, _SpokenItem) and entry.type == "message":
+            self.cut_left = cut_speech.unheard(
+                entry.clauses,
+                entry.starts,
+                heard_ms=audio_end_ms,
+                generated_ms=entry.audio_ms,
+                complete=entry.complete,
+            )
 
     def _brain_hear(self, text: str) -> list[Any]:
         brain = self._ensure_brain()
@@ -317,6 +354,7 @@ class EngineSession(RealtimeSession):
             actions = self.pending
         if only is None:
             self.pending = []
+        self.cut_left, self.cut_unsaid = None, []
         resp = _Resp(
             id=new_id("resp"),
             input_audio_ms=self.audio_ms_since_response,
@@ -367,7 +405,10 @@ class EngineSession(RealtimeSession):
             self.pending = actions + self.pending
             await self._finish(resp)
         except Ended:
-            pass
+            # Cut off: what it was still to say may be resumed (see `_resume_after`); what
+            # it was still to do (a lookup, a transfer, a hang-up) is still done.
+            self.cut_unsaid = [a.text for a in actions if isinstance(a, Say)]
+            self.pending = [a for a in actions if not isinstance(a, Say)] + self.pending
         except Exception as exc:  # a failing TTS/brain must not leave the response open
             log.exception("local_response_failed", response_id=resp.id)
             if not resp.ended and not self.closed:
@@ -383,7 +424,8 @@ class EngineSession(RealtimeSession):
                     pass
 
     async def _say(self, resp: _Resp, text: str) -> None:
-        await self._speak(resp, _aiter(split_clauses(text)))
+        clauses = split_clauses(text)
+        await self._speak(resp, _aiter(clauses), planned=clauses)
 
     async def _run_stream(self, resp: _Resp, stream: Stream) -> bool:
         """Speak a reply while it is still being made; then its tool calls. True: tools."""
@@ -427,14 +469,19 @@ class EngineSession(RealtimeSession):
             raise Ended
         return nxt.result()
 
-    async def _speak(self, resp: _Resp, clauses: AsyncIterator[str]) -> None:
-        """One audio message item, clause by clause as `clauses` yields them (none: no item)."""
+    async def _speak(
+        self, resp: _Resp, clauses: AsyncIterator[str], planned: list[str] | None = None
+    ) -> None:
+        """One audio message item, clause by clause as `clauses` yields them (none: no item);
+        `planned`: all of them, when known before they are spoken."""
         try:
-            await self._speak_clauses(resp, clauses)
+            await self._speak_clauses(resp, clauses, planned)
         finally:
             await clauses.aclose()  # type: ignore[attr-defined]
 
-    async def _speak_clauses(self, resp: _Resp, clauses: AsyncIterator[str]) -> None:
+    async def _speak_clauses(
+        self, resp: _Resp, clauses: AsyncIterator[str], planned: list[str] | None
+    ) -> None:
         out: OutItem | None = None
         ids: Event = {}
         synth = self.srv.pipeline.synthesizer
@@ -442,7 +489,13 @@ class EngineSession(RealtimeSession):
         async for clause in clauses:
             if out is None:
                 out, ids = await self._open_message(resp, wire=WireOutput(self.format_of("output")))
-            elif not out.transcript.endswith(" "):
+                if isinstance(out, _SpokenItem) and planned is not None:
+                    out.clauses = list(planned)
+            if isinstance(out, _SpokenItem):
+                out.starts.append(out.audio_ms)
+                if planned is None:
+                    out.clauses.append(clause)
+            if out.transcript and not out.transcript.endswith(" "):
                 clause = " " + clause
             it = iter(synth.synthesize(clause, resp.cancel))
             said = False
@@ -479,6 +532,8 @@ class EngineSession(RealtimeSession):
             await self._play(resp, out, ids, pending[:cut])
             pending = pending[cut:]
         if out is not None:
+            if isinstance(out, _SpokenItem):
+                out.complete = True
             out.status = "completed"
             await self._close_item(resp, out)
 

@@ -413,3 +413,33 @@ def test_digits_the_caller_types_fill_the_offline_flows_slot(
         spelled = all(w in words for w in ("one", "two", "three", "four"))
         print(f"offline flow after 1234#: the caller heard {answer!r}")
         assert "anna" in words and ("1234" in digits or spelled), answer
+
+
+def test_a_backchannel_over_the_greeting_does_not_end_it(
+    tmp_path: Path, local_engine: str, speech: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller's "mm hmm" over the greeting cuts the bot (as any voice does, fast), but it
+    is only a backchannel: the bot goes on from the sentence it was in — the caller hears
+    the rest of the greeting, not "Sorry, I didn't catch that"."""
+    asr, tts = speech
+    _, wav = _spoken(tts, "Mm hmm.", tmp_path / "mhm.wav")
+    welcome = {**LONG_FLOW["states"]["welcome"], "fallback": {"say": "Sorry, I didn't catch that."}}
+    flow = {**LONG_FLOW, "states": {"welcome": welcome}}
+    plan = _local_plan(tmp_path, local_engine, defaults={"flow": flow})
+    monkeypatch.setenv(TRANSCRIPTS_LOGGED, "true")
+    with engine.running(tmp_path, "worker", "--dialplan", str(plan)) as eng:
+        rec = tmp_path / "heard.wav"
+        rep = engine.dial(
+            tmp_path, eng.sip_port, "--play", str(wav), "--play-at", "2.5", "--duration", "16",
+            "--record", str(rec), "--rate", str(RATE),
+        )  # fmt: skip
+        assert rep["answered"]
+        assert eng.wait_for("barge_in")[0]["played_ms"] > 1500  # it did cut the greeting
+        said = [e["text"] for e in eng.wait_for("turn.assistant", 2, timeout=15)]
+        assert said[-1].endswith("We are closed on Sundays and on public holidays."), said
+        heard, _ = audio.read_wav(rec)
+        after = asr.transcribe(heard[int(4.0 * RATE) :].tobytes(), sample_rate=RATE).text
+        print(f"after the backchannel the caller heard {after!r}")
+        words = after.lower()
+        assert "sunday" in words or "holiday" in words, after  # the greeting's end
+        assert "catch that" not in words, after

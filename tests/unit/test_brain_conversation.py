@@ -134,3 +134,14 @@ def test_anywhere_targets_and_tools_are_checked() -> None:
     assert "unknown transfer target 'desk'" in problems[("anywhere", 0, "then")]
     assert "'nope' is not one of this route's tools" in problems[("anywhere", 1, "tool", "name")]
     assert "unknown state 'gone'" in problems[("anywhere", 1, "then")]
+
+
+def test_understands_changes_nothing_and_knows_the_open_question(plans: dict[str, Any]) -> None:
+    call = Call(flow_of(plans["hospital"]), tools=schemas(plans["hospital"]))
+    assert not call.runner.understands("Amen, them.")
+    assert call.runner.understands("I have chest pain")
+    call.hear("cardiology")  # "Which day?"
+    assert call.runner.understands("friday")
+    assert call.said() == "Which day?"  # nothing was said or changed by asking
+    call.hear("friday")
+    assert call.said() == "Cardiology on Friday 3 April, is that right?"
