@@ -23,9 +23,11 @@ fp32 forward pass of the original weights (which reproduces the published simila
 cosine >= 0.999 and pair similarities agree within 0.003. A text's vector does not depend on
 what else is in the batch (bit for bit). Texts are cut at `max_tokens` word pieces.
 
-`get_embedder()` loads the model once per process, on first use (about 0.2 s, ~60 MB); the
-`Embedder` is thread-safe. Cost per utterance: `bench/embedder.py`. A missing package raises
-`EmbedderUnavailableError`, whose message says what to `pip install`.
+`get_embedder()` loads the model once per process, on first use (about 0.2 s and ~165 MB
+resident: onnxruntime's graph optimiser expands the int8 weights to float, which makes a
+sentence take ~5 ms instead of ~50); the `Embedder` is thread-safe. Cost per utterance:
+`bench/embedder.py`. A missing package raises `EmbedderUnavailableError`, whose message says
+what to `pip install`.
 """
 
 from __future__ import annotations
@@ -105,8 +107,9 @@ class Embedder:
         max_tokens: int = MAX_TOKENS,
         files: tuple[Path, Path] | None = None,
     ) -> None:
-        """`threads`: onnxruntime intra-op threads (1 is as fast as 2 for short utterances on a
-        2-core machine and leaves the other core to ASR/TTS; see bench/embedder.py)."""
+        """`threads`: onnxruntime intra-op threads. On 2 cores a second thread saves ~1-2 ms
+        per sentence when the machine is idle and nothing when ASR/TTS are busy; 1 leaves the
+        other core to them (bench/embedder.py)."""
         if batch_size < 1 or max_tokens < 2:
             raise ValueError("batch_size must be >= 1 and max_tokens >= 2")
         model_path, tokenizer_path = files or model_files()
@@ -143,7 +146,9 @@ class Embedder:
         out = np.empty((len(texts), DIM), dtype=np.float32)
         if not texts:
             return out
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=True)
+        # one by one: encode_batch would start a rayon thread pool (both cores, and a warning
+        # in any process forked afterwards) to save microseconds on phone-length texts
+        encodings = [self._tokenizer.encode(t) for t in texts]
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
