@@ -188,6 +188,23 @@ def flood(d: dict[str, Any]) -> str:
     )
 
 
+def embedder(d: dict[str, Any]) -> str:
+    t = d["timing_ms"]
+    rows = [(f"{k} thread{'s' if k != '1' else ''}", v["single"]["p50"], v["single"]["p95"],
+             v["batch30"]["p50"], v["batch30"]["p95"]) for k, v in t.items()]  # fmt: skip
+    text = _rows(
+        "Sentence embeddings (all-MiniLM-L6-v2, ONNX), `bench/embedder.py`",
+        ("onnxruntime threads", "one utterance p50 ms", "p95 ms",
+         f"{d['batch_examples']} plan examples p50 ms", "p95 ms"),
+        rows,
+    )  # fmt: skip
+    return text + (
+        f"\n\nLoad {d['load_s']} s, +{d['rss_model_mb']} MB resident (onnxruntime expands the "
+        f"int8 weights). The right intent ranks first for {d['intent_top1']} caller phrasings "
+        "written in callers' own words (bench/embedder.py lists them with their scores)."
+    )
+
+
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("latency", latency),
     ("load", load),
@@ -196,6 +213,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("local_engine", local_engine),
     ("failover", failover),
     ("flood", flood),
+    ("embedder", embedder),
 ]
 
 
