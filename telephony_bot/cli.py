@@ -279,6 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--at", help="ISO time with offset (default: now), e.g. 2026-12-24T22:00+01:00")
     r.add_argument("--header", action="append", default=[], help="SIP header 'Name: value'")
     r.add_argument("--trunk", default="", help="the trunk the call comes through (trunks:)")
+    u = dsub.add_parser(
+        "understand",
+        help="explain how the offline engine's flow would understand a caller's words",
+    )
+    u.add_argument("file")
+    u.add_argument("words", help="what the caller says, e.g. 'could I come in on Tuesday'")
+    u.add_argument("--to", default="", help="dialed number: picks the route (default: defaults)")
+    u.add_argument("--from", dest="caller", default="+4917612345678", help="caller number")
+    u.add_argument("--state", help="the flow state the caller is in (default: the start)")
     return parser
 
 
@@ -459,6 +468,8 @@ def _cmd_dialplan(args: argparse.Namespace) -> int:
             for w in lp.warnings:
                 print(f"{f}: warning: {w}")
         return EXIT_RUNTIME if failed else EXIT_OK
+    if args.dialplan_command == "understand":
+        return _cmd_understand(args)
     from telephony_bot.dialplan.router import CallInfo, effective, match
 
     lp = loader.load(args.file)
@@ -474,6 +485,45 @@ def _cmd_dialplan(args: argparse.Namespace) -> int:
     eff = effective(lp.plan, decision.route)
     print(f"route: {eff.name or '(defaults)'}; provider: {eff.provider_name}; tools: "
           f"{', '.join(eff.tools) or '-'}; plan version {lp.version}")  # fmt: skip
+    return EXIT_OK
+
+
+def _cmd_understand(args: argparse.Namespace) -> int:
+    """`dialplan understand`: the route's flow, in a state, hearing the caller's words: every
+    intent's score (by words and by meaning, with the example closest to each), the
+    decision, and what the flow would say or do."""
+    from datetime import UTC, datetime
+
+    from telephony_bot.dialplan import loader
+    from telephony_bot.dialplan.router import CallInfo, effective, match
+    from telephony_bot.local_engine import brain, meaning
+
+    lp = loader.load(args.file, env=loader.PlaceholderEnv(os.environ))
+    now = datetime.now(UTC)
+    route = match(lp.plan, CallInfo(args.to, args.caller, {}, now, "")).route if args.to else None
+    flow = effective(lp.plan, route).flow
+    if flow is None:
+        raise ConfigError(f"route {route.name if route else '(defaults)'} has no flow")
+    state = args.state or flow.start
+    if state not in flow.states:
+        raise ConfigError(f"no state {state!r} in the flow (states: {', '.join(flow.states)})")
+    runner = brain.FlowRunner(
+        flow, now=now, variables={"caller": args.caller}, meaning=meaning.shared()
+    )
+    runner.arrive(state)
+    intents = [*flow.states[state].intents, *flow.anywhere]
+    print(f"route: {route.name if route else '(defaults)'}; state: {state}")
+    print(f"heard: {args.words!r}")
+    for r in brain.score_intents(intents, args.words, now.date(), runner.meaning):
+        by_meaning = "" if r.cosine is None else f"; meaning {r.cosine:.2f} ({r.near!r})"
+        print(f"  {r.intent.name:<14} {r.score:.2f}  words {r.words:.2f}{by_meaning}")
+    print(
+        f"  (taken at {brain.ACCEPT:.2f} and {brain.MARGIN:.2f} ahead of an intent leading "
+        f"elsewhere; asked about from {brain.UNSURE:.2f}; meaning: cosine "
+        f"{meaning.COS_UNSURE} -> {brain.UNSURE:.2f}, {meaning.COS_ACCEPT} -> {brain.ACCEPT:.2f})"
+    )
+    for action in runner.hear(args.words):
+        print(f"-> {action}")
     return EXIT_OK
 
 

@@ -61,6 +61,7 @@ from telephony_bot.dialplan.flow import (
     ToolCall,
 )
 from telephony_bot.local_engine import slots as sx
+from telephony_bot.local_engine.meaning import Similarity, score_of
 from telephony_bot.local_engine.slots import Found, Tok
 
 __all__ = [
@@ -228,6 +229,10 @@ def _similarity(heard: Sequence[str], example: Sequence[str], weight: Mapping[st
     precision = he_hit / he_total if he_total else 0.0
     ratio = difflib.SequenceMatcher(None, " ".join(heard), " ".join(example)).ratio()
     score = 0.55 * recall + 0.2 * precision + 0.25 * ratio
+    if all(t in STOPWORDS for t in example):
+        # "what?": heard inside any question; only an utterance of little else is it
+        share = sum(1 for h in heard if any(_same(h, e) for e in example)) / len(heard)
+        score = min(score, 0.3 + 0.7 * share)
     content = [t for t in example if t not in STOPWORDS]
     if len(example) >= 2 and len(content) >= 1 and _contains(heard, example):
         score = max(score, 0.9)  # the whole example phrase was said
@@ -239,13 +244,25 @@ class _Scored:
     score: float
     intent: Intent
     example: str  # the example that matched best, as written in the plan
+    words: float = 0.0  # the word matcher's score (its best example)
+    cosine: float | None = None  # the closest example in meaning, when meaning is scored
+    near: str = ""  # ... and which example that was
 
 
 def score_intents(
-    intents: Sequence[Intent], text: str | Sequence[Tok], today: date
+    intents: Sequence[Intent],
+    text: str | Sequence[Tok],
+    today: date,
+    meaning: Similarity | None = None,
 ) -> list[_Scored]:
-    """Every intent scored against `text`, best first (0..1)."""
+    """Every intent scored against `text`, best first (0..1): by its words, and with
+    `meaning` also by meaning (`meaning.score_of` the cosine); the higher counts."""
     toks = sx.tokenize(text) if isinstance(text, str) else list(text)
+    said = text if isinstance(text, str) else " ".join(t.orig for t in toks)
+    cosines: dict[str, float] = {}
+    if meaning is not None:
+        examples = sorted({ex for intent in intents for ex in intent.examples})
+        cosines = dict(zip(examples, meaning.similarity(said, examples), strict=True))
     prepared = [
         (
             intent,
@@ -275,14 +292,19 @@ def score_intents(
     out: list[_Scored] = []
     for intent, exs in prepared:
         heard = _features(toks, intent.slots, today)
-        best = _Scored(0.0, intent, intent.examples[0] if intent.examples else "")
+        words, example = 0.0, intent.examples[0] if intent.examples else ""
         for ex, feats in exs:
             s = _similarity(heard, feats, weight)
             if len(answering) == 1 and answering[0] is intent and feats[:1] == [polar]:
                 s = max(s, ACCEPT + 0.1)
-            if s > best.score:
-                best = _Scored(s, intent, ex)
-        out.append(best)
+            if s > words:
+                words, example = s, ex
+        near = max(intent.examples, key=lambda e: cosines.get(e, -1.0), default="")
+        cos = cosines.get(near) if cosines else None
+        by_meaning = score_of(cos) if cos is not None else 0.0
+        if by_meaning > words:
+            example = near
+        out.append(_Scored(max(words, by_meaning), intent, example, words, cos, near))
     out.sort(key=lambda s: -s.score)
     return out
 
@@ -382,8 +404,10 @@ class FlowRunner:
         now: datetime,
         variables: Mapping[str, str] | None = None,
         tools: Mapping[str, Mapping[str, Any]] | None = None,
+        meaning: Similarity | None = None,
     ) -> None:
         self.flow = flow
+        self.meaning = meaning  # callers' own words matched by meaning too (meaning.py)
         self.now = now
         self.variables = dict(variables or {})
         self.tools = dict(tools or {})
@@ -416,6 +440,12 @@ class FlowRunner:
         self._started = True
         self._steps = 0
         return self._said(self._enter(self.flow.start))
+
+    def arrive(self, state: str) -> None:
+        """Stand in `state` as if the caller had just been asked its question (for
+        explanations, `dialplan understand`): nothing is said or called."""
+        self._started, self._waiting, self._pending, self._queued = True, None, None, []
+        self.state = state
 
     def hear(self, text: str) -> list[Action]:
         """One caller utterance (ASR text). While a tool call is outstanding it is kept and
@@ -530,7 +560,7 @@ class FlowRunner:
         intents = self._intents()
         if not intents or not toks:
             return None, False
-        ranked = score_intents(intents, toks, self.now.date())
+        ranked = score_intents(intents, toks, self.now.date(), self.meaning)
         best = ranked[0]
         rivals = [r.score for r in ranked[1:] if r.intent.then != best.intent.then]
         runner_up = rivals[0] if rivals else 0.0
@@ -653,7 +683,7 @@ class FlowRunner:
             # the caller may have changed their mind ("nurse!", "another day")
             others = [i for i in self._intents() if i is not intent]
             if others and toks:
-                best = score_intents(others, toks, self.now.date())[0]
+                best = score_intents(others, toks, self.now.date(), self.meaning)[0]
                 if best.score >= ACCEPT:
                     self._retries = 0
                     values = self._extract(best.intent, toks)

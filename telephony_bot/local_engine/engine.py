@@ -52,12 +52,30 @@ def brain_factory(instructions: str, tools: list[dict[str, Any]], session: dict[
     from telephony_bot.local_engine.brain import FlowRunner
 
     schemas = {t.get("name", ""): t.get("parameters", {}) for t in tools}
+    flow = Flow.model_validate(data)
     return FlowRunner(
-        Flow.model_validate(data),
+        flow,
         now=datetime.now(UTC),
         variables=session.get("variables") or {},
         tools=schemas,  # so arguments take the types the tools declare (a PIN stays "0412")
+        meaning=_meaning_for(flow),
     )
+
+
+def _meaning_for(flow: Any) -> Any:
+    """The shared sentence-embedding matcher, the flow's examples embedded; None (words
+    only) when the model cannot be loaded, said once in the log."""
+    from telephony_bot.local_engine import meaning
+    from telephony_bot.local_engine.embedder import EmbedderUnavailableError
+
+    try:
+        m = meaning.shared()
+    except EmbedderUnavailableError as exc:
+        _log.warning("intents matched by words only", reason=str(exc))
+        return None
+    intents = [*flow.anywhere, *(i for st in flow.states.values() for i in st.intents)]
+    m.prepare([ex for intent in intents for ex in intent.examples])
+    return m
 
 
 def build_pipeline(workers: int = 2) -> Pipeline:
@@ -71,6 +89,9 @@ def build_pipeline(workers: int = 2) -> Pipeline:
     # buffers): spend it now rather than on the first caller's greeting.
     for _ in tts.synthesize("Hello, this is a warm-up. One moment, please."):
         pass
+    from telephony_bot.local_engine import meaning
+
+    meaning.shared().similarity("hello", ["hello there"])  # the intent matcher's model
     _log.info("models loaded", seconds=round(time.monotonic() - t0, 2))
     return Pipeline(
         detector_factory=SpeechDetector,

@@ -145,3 +145,65 @@ def test_understands_changes_nothing_and_knows_the_open_question(plans: dict[str
     assert call.said() == "Which day?"  # nothing was said or changed by asking
     call.hear("friday")
     assert call.said() == "Cardiology on Friday 3 April, is that right?"
+
+
+# ---------- callers' own words, matched by meaning (the packaged embedding model) ----------
+
+
+@pytest.fixture(scope="module")
+def meaning() -> Any:
+    from telephony_bot.local_engine.meaning import shared
+
+    return shared()
+
+
+def by_meaning(flow: Flow, meaning: Any, tools: Any = None) -> Call:
+    call = Call(flow, tools=tools)
+    call.runner.meaning = meaning
+    return call
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        "yeah hi, um, I was hoping to get my knee looked at sometime next week",
+        "could I come in to see someone on Tuesday",
+        "I'd like to make a booking with the heart clinic please",
+    ],
+)
+def test_a_booking_in_the_callers_own_words_goes_on_to_the_booking(
+    plans: dict[str, Any], meaning: Any, words: str
+) -> None:
+    call = by_meaning(flow_of(plans["hospital"]), meaning)
+    call.hear(words)
+    said = call.said()
+    assert said.startswith(("Which department", "Which day")), said
+    assert call.runner._pending is not None and call.runner._pending.intent.name == "book"
+
+
+@pytest.mark.parametrize(
+    ("plan", "words", "to"),
+    [
+        ("hospital", "my heart's been racing all night and I feel really dizzy", "nurse"),
+        ("hospital", "can I speak with one of the nurses on duty", "nurse"),
+        ("bank", "I think someone took my wallet, my debit card is gone", "card_block"),
+        ("bank", "I can't find my bank card anywhere, can you cancel it", "card_block"),
+        ("bank", "I'd rather speak to someone in person about this", "advisor"),
+        ("bank", "can you put me through to an actual human", "advisor"),
+    ],
+)
+def test_own_words_reach_the_right_person(
+    plans: dict[str, Any], meaning: Any, plan: str, words: str, to: str
+) -> None:
+    call = by_meaning(flow_of(plans[plan]), meaning)
+    if plan == "bank":
+        call.tool(CUSTOMER)
+    assert call.hear(words) == [Transfer(to)], call.said()
+
+
+def test_words_about_something_else_are_not_forced_into_an_intent(
+    plans: dict[str, Any], meaning: Any
+) -> None:
+    call = by_meaning(flow_of(plans["hospital"]), meaning)
+    call.hear("what's the weather going to be like in Berlin")
+    assert call.said().startswith("Sorry, I didn't catch that."), call.said()

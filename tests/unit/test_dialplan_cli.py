@@ -126,3 +126,19 @@ def test_validate_with_an_engine_config_checks_trunk_names_without_needing_its_s
     )
     res = _run("route", str(plan), "--to", "2001", "--trunk", "pbxx")
     assert res.returncode == 0 and res.stdout.startswith("matched route 'desk': trunk pbxx")
+
+
+def test_understand_explains_why_a_callers_words_match_and_what_the_flow_does() -> None:
+    res = _run(
+        "understand", "dialplans/bank.yaml", "--to", "+496955500199", "--state", "identify",
+        "I think someone took my wallet, my debit card is gone",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "route: bank-balance-offline; state: identify"
+    first = lines[2].split()
+    assert first[0] == "lost_card" and "meaning" in lines[2], res.stdout  # ranked first
+    assert "('my card was stolen')" in lines[2] or "('I lost my card')" in lines[2]
+    assert lines[-1] == "-> Transfer(target='card_block')", res.stdout
+    bad = _run("understand", "dialplans/bank.yaml", "--state", "nowhere", "hello")
+    assert bad.returncode != 0 and "no state 'nowhere'" in bad.stderr
