@@ -690,7 +690,7 @@ class FlowRunner:
                     return self._pursue(best.intent, values, confirmed=False)
         missing = [n for n in intent.slots if n not in pending.values]
         order = [name, *[n for n in missing if n != name]]
-        found = self._extract(intent, toks, order)
+        found = self._extract(intent, toks, order, asked=name)
         values = {**pending.values, **found}
         if name not in found:
             return self._ask_again(intent, values, name, doubt=pending.doubt)
@@ -753,9 +753,16 @@ class FlowRunner:
         return _find_slot(slot, toks, self.now.date()) is not None
 
     def _extract(
-        self, intent: Intent, toks: Sequence[Tok], names: Sequence[str] | None = None
+        self,
+        intent: Intent,
+        toks: Sequence[Tok],
+        names: Sequence[str] | None = None,
+        *,
+        asked: str | None = None,
     ) -> dict[str, Found]:
-        """The intent's slots (`names`, default all) heard in `toks`."""
+        """The intent's slots (`names`, default all) heard in `toks`. A name slot takes
+        words that look like a name (capitalised, as the recogniser writes names), unless
+        it is the slot just `asked` for: then the answer is the name."""
         wanted = list(intent.slots) if names is None else list(names)
         today = self.now.date()
         out: dict[str, Found] = {}
@@ -783,8 +790,11 @@ class FlowRunner:
         if texts:
             pieces = sx.remainder(toks, taken, parts=len(texts))
             for name, piece in zip(texts, pieces, strict=False):
-                if name.endswith("name") and piece.islower():
-                    piece = piece.title()
+                if name.endswith("name"):
+                    if name != asked and not _looks_like_name(piece):
+                        continue  # "go ahead, put me down for that one" is no name: ask
+                    if piece.islower():
+                        piece = piece.title()
                 out[name] = Found(piece, piece, -1, -1)
         return out
 
@@ -904,6 +914,18 @@ class FlowRunner:
             items = [self._arg(item, schema.get("items"), overlay) for item in value]
             return [i for i in items if i is not _MISSING]
         return value
+
+
+_NAME_PARTICLES = {"van", "von", "de", "der", "den", "da", "di", "du", "la", "le", "al", "bin"}
+
+
+def _looks_like_name(piece: str) -> bool:
+    """1-4 words, each capitalised (or a particle: "van", "de"): how a recogniser writes a
+    person's name inside a sentence."""
+    words = piece.split()
+    return 1 <= len(words) <= 4 and all(
+        w[:1].isupper() or w.lower() in _NAME_PARTICLES for w in words
+    )
 
 
 def _from_keys(slot: Slot, digits: str) -> Found | None:

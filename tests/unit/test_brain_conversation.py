@@ -207,3 +207,18 @@ def test_words_about_something_else_are_not_forced_into_an_intent(
     call = by_meaning(flow_of(plans["hospital"]), meaning)
     call.hear("what's the weather going to be like in Berlin")
     assert call.said().startswith("Sorry, I didn't catch that."), call.said()
+
+
+def test_a_yes_in_other_words_is_not_taken_for_the_patients_name(
+    plans: dict[str, Any], meaning: Any
+) -> None:
+    call = by_meaning(flow_of(plans["hospital"]), meaning)
+    call.hear("cardiology on monday")
+    call.hear("yes")
+    call.tool([{"time": "09:30", "doctor": "Dr. Weber"}])
+    call.hear("perfect, go ahead and put me down for that one")
+    assert call.said() == "What is the patient name?"  # asked, not "Perfect Go Ahead..."
+    call.hear("maria lopez")
+    assert call.said() == "What is the date of birth?"
+    call.hear("the fourth of July nineteen ninety")
+    assert "for Maria Lopez, born 4 July 1990" in call.said()
