@@ -6,10 +6,12 @@ models loaded once, a pool of 2 ASR/TTS jobs). Each simulated caller is a Realti
 that streams a spoken question (piper's voice, through a G.711 phone line) in real time,
 20 ms per 20 ms, into the example dialplan's flow, and times:
 
-- end of speech → first reply audio (what a caller feels; includes the turn detector's
-  500 ms of silence that ends a turn),
+- end of speech → first reply audio (what a caller feels; includes the silence that ends the
+  turn: ~250 ms after a finished sentence, up to the session's 500 ms otherwise, see
+  `local_engine/turn_end.py`),
 - speech_stopped → first reply audio (what the engine adds after it knows the turn ended),
-- ASR time and the wait for the shared pool (`response.done` metadata),
+- the ASR the turn still waited for when it ended (it is transcribed at the caller's pause,
+  so usually 0) and the wait for the shared pool (`response.done` metadata),
 - response.created → first audio (the first clause's TTS).
 
 Concurrency rises (1, 2, 4, 6, 8, 12, 16) until the p95 pool wait exceeds 500 ms; the last
@@ -252,7 +254,7 @@ def main() -> None:
     for key, label in (
         ("end_of_speech_to_audio_ms", "end of speech → first reply audio (ms)"),
         ("stopped_to_audio_ms", "turn detected → first reply audio (ms)"),
-        ("asr_ms", "ASR of the question (ms)"),
+        ("asr_ms", "ASR left when the turn ended (ms)"),
         ("created_to_audio_ms", "TTS first clause (ms)"),
     ):
         print(f"| {label} | {s[key]['p50']} | {s[key]['p95']} |")

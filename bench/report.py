@@ -107,7 +107,7 @@ def local_engine(d: dict[str, Any]) -> str:
     rows = [
         ("end of speech → first reply audio", s["end_of_speech_to_audio_ms"]),
         ("turn detected → first reply audio", s["stopped_to_audio_ms"]),
-        ("speech recognition of the question", s["asr_ms"]),
+        ("speech recognition left when the turn ended", s["asr_ms"]),
         ("first clause synthesised", s["created_to_audio_ms"]),
     ]
     text = _rows(

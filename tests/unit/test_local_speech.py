@@ -17,6 +17,7 @@ import pytest
 from telephony_bot.local_engine.speech import (
     SpeechDetector,
     SpeechEnd,
+    SpeechPause,
     SpeechStart,
     SpeechUnavailableError,
     Tts,
@@ -343,10 +344,15 @@ def test_detector_finds_one_turn_and_keeps_the_first_word(
     x = np.concatenate((silence(lead), speech, silence(1.5)))
     true_onset = lead * 1000 + onset_ms(speech)
     true_end = lead * 1000 + len(speech) * 1000 / RATE
-    events = run_detector(detector_cls(), x)
+    all_events = run_detector(detector_cls(), x)
+    events = [(t, ev) for t, ev in all_events if not isinstance(ev, SpeechPause)]
     kinds = [type(ev) for _, ev in events]
     assert kinds == [SpeechStart, SpeechEnd], events
     (t_start, start), (t_end, end) = events
+    # the pause that became the end was handed out first, with the words so far
+    pauses = [(t, ev) for t, ev in all_events if isinstance(ev, SpeechPause)]
+    assert pauses and pauses[-1][1].at_ms == end.at_ms and pauses[-1][0] < t_end, all_events
+    assert len(pauses[-1][1].pcm) >= len(end.pcm) - 2 * 960
     assert abs(start.at_ms - true_onset) <= 150, (start.at_ms, true_onset)
     assert t_start >= start.at_ms  # confirmation comes after the onset it reports
     assert end.at_ms <= true_end + 100
@@ -363,12 +369,13 @@ def test_detector_two_turns_reset_and_max_length(
 ) -> None:
     x = np.concatenate((silence(0.5), sentence_phone, silence(1.0), sentence_phone, silence(1.0)))
     det = detector_cls()
-    kinds = [type(ev) for _, ev in run_detector(det, x)]
+    kinds = [type(ev) for _, ev in run_detector(det, x) if not isinstance(ev, SpeechPause)]
     assert kinds == [SpeechStart, SpeechEnd, SpeechStart, SpeechEnd]
 
     det.reset()  # a reset in the middle of a turn forgets it
     half = len(sentence_phone) // 2
-    assert [type(e) for _, e in run_detector(det, sentence_phone[:half])] == [SpeechStart]
+    heard = run_detector(det, sentence_phone[:half])
+    assert [type(e) for _, e in heard if not isinstance(e, SpeechPause)] == [SpeechStart]
     det.reset()
     assert run_detector(det, silence(2.0)) == []
 
