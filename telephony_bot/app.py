@@ -158,6 +158,20 @@ def _local_extra(pdef: ProviderDef, route: EffectiveRoute, call: CallInfo | None
     return extra
 
 
+def _greeting(route: EffectiveRoute, pdef: ProviderDef, call: CallInfo | None) -> str | None:
+    """What the bot says first: the route's greeting; with none (`greeting: null`), a
+    scripted flow on the offline engine whose start state acts (a lookup, words) opens the
+    call itself ("": the provider speaks first, the engine runs the flow's start). A realtime
+    model, an echo or a chat LLM without a greeting waits for the caller, as before."""
+    greeting = route.render_greeting(call) if call else route.greeting
+    if greeting is not None:
+        return greeting
+    flow = route.flow
+    if pdef.type == "local" and pdef.llm is None and flow is not None and flow.speaks_first():
+        return ""
+    return None
+
+
 def for_route(
     plan: Dialplan,
     route: EffectiveRoute,
@@ -174,7 +188,7 @@ def for_route(
     provider_name = provider_override or route.provider_name
     pdef = route.provider if provider_override is None else _override(plan, provider_override)
     instructions = route.render_instructions(call) if call else route.instructions
-    greeting = route.render_greeting(call) if call else route.greeting
+    greeting = _greeting(route, pdef, call)
 
     def config_for(name: str, p: ProviderDef) -> SessionConfig:
         return SessionConfig(

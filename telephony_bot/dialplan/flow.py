@@ -198,6 +198,15 @@ class Flow(_Strict):
     start: str
     states: dict[str, State] = Field(min_length=1)
 
+    def speaks_first(self) -> bool:
+        """Whether the start state acts before the caller says anything: it calls a tool,
+        says something, or moves on (a state without intents). Such a flow opens the call
+        itself when its route has no greeting."""
+        state = self.states.get(self.start)
+        if state is None:
+            return False
+        return bool(state.tool or state.say.strip() or (not state.intents and state.then))
+
 
 @dataclass(frozen=True)
 class FlowProblem:
