@@ -113,3 +113,9 @@ def test_after_a_transfer_the_bots_leg_ends_at_once(
     rec = _record(cdr, "100")
     assert rec["transfers"] and rec["transfers"][0]["ok"] is True, rec["transfers"]
     assert rec["end_reason"].startswith("transferred"), rec["end_reason"]
+    # an offline call costs nothing and shows no dollar price table
+    usage = rec["usage"]
+    assert (usage["cost_usd"], usage["price_table"], usage["billed"]) == (0.0, None, False)
+    # the tool's log line is the call's (call_id), the tool call has its own id
+    [called] = eng.events("tool called")
+    assert called["call_id"] == ended["call_id"] and called["tool_call_id"].startswith("call_")
