@@ -119,3 +119,34 @@ def test_after_a_transfer_the_bots_leg_ends_at_once(
     # the tool's log line is the call's (call_id), the tool call has its own id
     [called] = eng.events("tool called")
     assert called["call_id"] == ended["call_id"] and called["tool_call_id"].startswith("call_")
+
+
+def test_serve_without_an_openai_key_answers_the_offline_routes_of_a_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, speech: tuple
+) -> None:
+    """`serve` with field_inspection.yaml and no OPENAI_API_KEY: it starts (saying which
+    route cannot take calls), and an unknown caller still hears the offline route's refusal
+    at once, without saying anything (`greeting: null`)."""
+    asr, _ = speech
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("FIELD_API_TOKEN", "test-token")
+    eng = engine.start(
+        tmp_path, "serve", "--dialplan", "dialplans/field_inspection.yaml",
+        "--local-engine-port", str(engine.free_port()), "--grace", "1",
+        ready_event="realtime server listening",
+    )  # fmt: skip
+    rec = tmp_path / "heard.wav"
+    try:
+        eng.wait_for("worker listening")
+        idle = {e["reason"] for e in eng.events("route cannot take calls")}  # serve, worker
+        assert len(idle) == 1 and "'field-inspection'" in idle.pop(), idle
+        rep = engine.dial(
+            tmp_path, eng.sip_port, "--from-user", "+4930555", "--duration", "15",
+            "--record", str(rec), "--rate", str(RATE), user="+4989200300",
+        )  # fmt: skip
+    finally:
+        assert eng.stop() == 0
+    assert rep["answered"] and rep["ended_by"] == "remote", rep
+    heard, _ = audio.read_wav(rec)
+    said = asr.transcribe(heard.tobytes(), sample_rate=RATE).text.lower()
+    assert "registered field inspectors" in said, said
