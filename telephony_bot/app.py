@@ -17,6 +17,7 @@ from telephony_bot.dialplan.schema import Dialplan, ProviderDef, ToolDef
 from telephony_bot.errors import ConfigError
 from telephony_bot.price_table import PriceTable
 from telephony_bot.providers.base import Provider, SessionConfig, ToolSpec
+from telephony_bot.providers.unconfigured import Unconfigured
 from telephony_bot.redact import Privacy, Redactor
 from telephony_bot.session.settings import CallLimits, Fallback, SessionOptions
 from telephony_bot.session.usage import CallPrices
@@ -52,6 +53,15 @@ def model_of(pdef: ProviderDef, route: EffectiveRoute | None = None) -> str:
     return named or DEFAULT_MODEL
 
 
+def missing_key(pdef: ProviderDef) -> str | None:
+    """Why a provider cannot run here (a hosted model whose API key is not set), or None."""
+    if pdef.type not in ("openai", "azure") or pdef.key():
+        return None
+    if pdef.type == "azure":
+        return f"provider azure: set {pdef.api_key_env or 'its api_key'}"
+    return f"provider openai: set the environment variable {pdef.api_key_env}"
+
+
 def build_provider(pdef: ProviderDef, route: EffectiveRoute | None = None) -> Provider:
     if pdef.type == "echo":
         from telephony_bot.providers.echo import EchoProvider
@@ -67,9 +77,10 @@ def build_provider(pdef: ProviderDef, route: EffectiveRoute | None = None) -> Pr
 
     key = pdef.key()
     model = model_of(pdef, route)
+    if missing := missing_key(pdef):
+        return Unconfigured(pdef.type, missing)
     if pdef.type == "azure":
-        if not key:
-            raise ConfigError(f"provider azure: set {pdef.api_key_env or 'its api_key'}")
+        assert key is not None
         ep = azure_endpoint(
             pdef.resource or "",
             pdef.deployment or "",
@@ -77,8 +88,7 @@ def build_provider(pdef: ProviderDef, route: EffectiveRoute | None = None) -> Pr
             key,
         )
     elif pdef.type == "openai":
-        if not key:
-            raise ConfigError(f"provider openai: set the environment variable {pdef.api_key_env}")
+        assert key is not None
         ep = openai_endpoint(model, key, pdef.dialect)
     elif pdef.type == "local":
         # The offline engine is a Realtime-compatible server of its own (one per machine).
@@ -158,6 +168,20 @@ def _local_extra(pdef: ProviderDef, route: EffectiveRoute, call: CallInfo | None
     return extra
 
 
+def _greeting(route: EffectiveRoute, pdef: ProviderDef, call: CallInfo | None) -> str | None:
+    """What the bot says first: the route's greeting; with none (`greeting: null`), a
+    scripted flow on the offline engine whose start state acts (a lookup, words) opens the
+    call itself ("": the provider speaks first, the engine runs the flow's start). A realtime
+    model, an echo or a chat LLM without a greeting waits for the caller, as before."""
+    greeting = route.render_greeting(call) if call else route.greeting
+    if greeting is not None:
+        return greeting
+    flow = route.flow
+    if pdef.type == "local" and pdef.llm is None and flow is not None and flow.speaks_first():
+        return ""
+    return None
+
+
 def for_route(
     plan: Dialplan,
     route: EffectiveRoute,
@@ -174,7 +198,7 @@ def for_route(
     provider_name = provider_override or route.provider_name
     pdef = route.provider if provider_override is None else _override(plan, provider_override)
     instructions = route.render_instructions(call) if call else route.instructions
-    greeting = route.render_greeting(call) if call else route.greeting
+    greeting = _greeting(route, pdef, call)
 
     def config_for(name: str, p: ProviderDef) -> SessionConfig:
         return SessionConfig(
@@ -281,22 +305,44 @@ def for_call(
     return setup, reason
 
 
-def check(loaded: LoadedPlan, provider_override: str | None = None) -> None:
-    """Fail at start-up on what would fail every call: providers, keys, tools."""
+def check(loaded: LoadedPlan, provider_override: str | None = None) -> list[str]:
+    """Fail at start-up on what would fail every call (providers, tools, or no route able
+    to run). Returns what only some routes suffer: a route none of whose providers can run
+    here (an API key not set) answers its calls with `on_error` until the key is set, while
+    the other routes (the offline ones need no key) take calls as usual."""
     now = datetime.now(UTC)
     routes = loaded.plan.routes or [None]
+    idle: list[str] = []
     for r in routes:
         eff = effective(loaded.plan, r)
-        for_route(loaded.plan, eff, CallInfo("", "", {}, now), provider_override, loaded.version)
+        setup = for_route(
+            loaded.plan, eff, CallInfo("", "", {}, now), provider_override, loaded.version
+        )
+        providers = [setup.provider, *(f.provider for f in setup.options.fallbacks)]
+        if all(isinstance(p, Unconfigured) for p in providers):
+            why = "; ".join(sorted({p.why for p in providers if isinstance(p, Unconfigured)}))
+            name = f"route {eff.name!r}" if r is not None else "the plan's defaults"
+            idle.append(f"{name} cannot take calls ({why}): its callers get on_error")
+    if len(idle) == len(routes):
+        raise ConfigError("no route can take calls: " + "; ".join(idle))
+    return idle
+
+
+def _provider_of(loaded: LoadedPlan, route: Any, provider_override: str | None) -> ProviderDef:
+    if provider_override is None:
+        return effective(loaded.plan, route).provider
+    return _override(loaded.plan, provider_override)
 
 
 def needs_local_engine(loaded: LoadedPlan, provider_override: str | None = None) -> bool:
-    """Whether some route runs on the offline engine at its default address."""
-    if provider_override is not None:
-        return provider_override == "local"
+    """Whether some route runs on the offline engine at its default address: decided by
+    the provider's type (a plan may call it `offline`), also for `--provider NAME`."""
     for r in loaded.plan.routes or [None]:
-        pdef = effective(loaded.plan, r).provider
-        if pdef.type == "local" and not pdef.base_url:
+        route = effective(loaded.plan, r)
+        pdefs = [_provider_of(loaded, r, provider_override)]
+        if provider_override is None:
+            pdefs += [p for _name, p in route.fallbacks]
+        if any(p.type == "local" and not p.base_url for p in pdefs):
             return True
     return False
 

@@ -622,7 +622,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         plan.defaults.echo_delay_ms = args.echo_delay_ms
     for w in plans.current.warnings:
         log.get("dialplan").warning("dialplan warning", warning=w)
-    app.check(plans.current, args.provider)
+    for idle in app.check(plans.current, args.provider):
+        log.get("dialplan").warning("route cannot take calls", reason=idle)
     settings = _sip_settings(args, 0, engine)
     admission, timers = admission_from(
         engine,
@@ -703,7 +704,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("--workers must be at least 1")
     engine = _engine_settings(args)
     loaded = _load_plan(args, list(engine.trunks))
-    app.check(loaded, args.provider)  # fail fast: bad plan, provider, key, tool
+    # fail fast: bad plan, provider, tool, no route able to run; routes whose hosted model has
+    # no key are said here and answer with on_error, the others (offline) take calls
+    for idle in app.check(loaded, args.provider):
+        log.get("dialplan").warning("route cannot take calls", reason=idle)
     _sip_settings(args, 0, engine)  # validate before spawning anything
     price_table.load(engine.prices.file)  # fail fast: a price table with mistakes
     front = args.front_door == "kamailio" or (args.front_door == "auto" and args.workers > 1)

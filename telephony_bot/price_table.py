@@ -86,7 +86,7 @@ class PriceTable:
     def price(self, kind: str, model: str) -> Price:
         """The price of `model` on a provider of type `kind` (rates None: not known)."""
         if kind in self.free:
-            return Price(self.version, kind, model, FREE)
+            return Price(self.version, kind, model, FREE, free=True)
         rates = self.rates.get((kind, model))
         if rates is None and (kind, model) not in self._warned:
             self._warned.add((kind, model))

@@ -214,6 +214,37 @@ class Flow(_Strict):
     anywhere: list[Intent] = Field(default_factory=list)
     states: dict[str, State] = Field(min_length=1)
 
+    def speaks_first(self) -> bool:
+        """Whether the start state acts before the caller says anything: it calls a tool,
+        says something, or moves on (a state without intents). Such a flow opens the call
+        itself when its route has no greeting."""
+        state = self.states.get(self.start)
+        if state is None:
+            return False
+        return bool(state.tool or state.say.strip() or (not state.intents and state.then))
+
+
+def _sentences(text: str) -> list[tuple[str, ...]]:
+    return [
+        words
+        for part in re.split(r"[.?!;]+", text)
+        if (words := tuple(re.findall(r"[a-z0-9{}_.]+", part.lower())))
+    ]
+
+
+def repeated_opening(greeting: str | None, flow: Flow) -> str | None:
+    """A sentence the route's greeting and its flow's start state both say, or None. The
+    offline engine says the greeting and then enters the start state (its tool, its say),
+    so such a sentence would be heard twice in a row."""
+    state = flow.states.get(flow.start)
+    if not greeting or state is None or not state.say:
+        return None
+    said = set(_sentences(greeting))
+    for sentence in _sentences(state.say):
+        if sentence in said:
+            return " ".join(sentence)
+    return None
+
 
 @dataclass(frozen=True)
 class FlowProblem:

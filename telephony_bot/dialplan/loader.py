@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from telephony_bot.dialplan import templates
-from telephony_bot.dialplan.flow import Flow, check_flow, check_keys
+from telephony_bot.dialplan.flow import Flow, check_flow, check_keys, repeated_opening
 from telephony_bot.dialplan.schema import (
     BUILTIN_PROVIDERS,
     BUILTIN_TOOLS,
@@ -482,6 +482,7 @@ class _Loader:
                     r_dtmf,
                     f" (route {name!r} uses the default flow)",
                 )
+            self.check_opening(base, route, defaults)
         if not routes and "flow" in defaults:
             self.check_flow(
                 ("defaults", "flow"),
@@ -491,6 +492,7 @@ class _Loader:
                 defaults.get("dtmf"),
                 "",
             )
+            self.check_opening(None, {}, defaults)
 
         for i, route in enumerate(routes):
             self.check_trunks(("routes", i, "match", "trunk"), _dict(_dict(route).get("match")))
@@ -659,6 +661,33 @@ class _Loader:
                 (*base, "on_error", "transfer"),
                 f"unknown transfer target {target!r}{_did_you_mean(target, targets)} "
                 f"(transfer_targets: {have})",
+            )
+
+    def check_opening(
+        self, base: tuple[Any, ...] | None, route: dict[Any, Any], defaults: dict[Any, Any]
+    ) -> None:
+        """Warn when the greeting and the flow's start state say the same sentence: the
+        offline engine says the greeting, then the start state, so the caller hears it
+        twice."""
+        own = base is not None and "greeting" in route
+        greeting = route.get("greeting") if own else defaults.get("greeting")
+        raw = route.get("flow") if "flow" in route else defaults.get("flow")
+        if not isinstance(greeting, str) or raw is None:
+            return
+        try:
+            flow = Flow.model_validate(raw)
+        except ValidationError:
+            return  # already reported
+        sentence = repeated_opening(greeting, flow)
+        if sentence is not None:
+            where = (*base, "greeting") if own and base is not None else ("defaults", "greeting")
+            self.at(
+                where,
+                f"the greeting and the flow's start state {flow.start!r} both say "
+                f"{sentence!r}: on the offline engine the greeting is followed by the start "
+                "state's say, so callers hear it twice; let the greeting say who answers "
+                "and the start state ask, or drop the start state's say",
+                warn=True,
             )
 
     def check_flow(

@@ -18,7 +18,8 @@ from telephony_bot.session.result import CallResult
 from telephony_bot.session.settings import CallMeta
 
 # 2: `transfers`; tokens split into cached text and cached audio; `cost_usd` null when the
-# price table lacks a provider's model; `price_table` (its version).
+# price table lacks a provider's model; `price_table` (its version); `billed` (false: only
+# free providers answered, the record names no price table).
 CDR_VERSION = 2
 
 
@@ -118,6 +119,7 @@ def build_record(
             },
             "cost_usd": u.get("cost_usd"),  # None: a provider's model has no known price
             "price_table": u.get("price_table"),  # the version of the table it was priced with
+            "billed": u.get("billed", False),  # False: only free providers (offline, echo)
         },
     }
 

@@ -43,6 +43,9 @@ class CallControl:
         self.playout = playout
         self.hangup_pending: str | None = None  # the call ends once the bot has finished
         self._transfer_waiters: list[asyncio.Future[TransferOutcome]] = []
+        # a transfer the engine stopped waiting for: (target, by); its late final answer
+        # still decides whether the caller left
+        self._unanswered: tuple[str, Requester] | None = None
         self._says: collections.deque[str] = collections.deque()  # texts waiting to be said
         self._say_sent: str | None = None  # the say whose response.create is in flight
 
@@ -147,6 +150,7 @@ class CallControl:
         except TimeoutError:
             if fut in self._transfer_waiters:
                 self._transfer_waiters.remove(fut)
+            self._unanswered = (target, by)
             why = f"Request Timeout (no final answer within {TRANSFER_TIMEOUT_S:g} s)"
             return self._transferred(target, by, 408, why)
         return self._transferred(target, by, out.status_code, out.reason)
@@ -181,11 +185,26 @@ class CallControl:
     def transfer_outcome(self, ev: TransferOutcome) -> None:
         """The carrier reported how the transfer went (only the final answer counts)."""
         _log.info("transfer status", target=ev.target, status=ev.status_code, final=ev.final)
-        if ev.final:
-            for fut in self._transfer_waiters:
-                if not fut.done():
-                    fut.set_result(ev)
-            self._transfer_waiters.clear()
+        if not ev.final:
+            return
+        waiting = [fut for fut in self._transfer_waiters if not fut.done()]
+        self._transfer_waiters.clear()
+        for fut in waiting:
+            fut.set_result(ev)
+        if not waiting and self._unanswered is not None:
+            self._late_answer(ev)
+
+    def _late_answer(self, ev: TransferOutcome) -> None:
+        """The final answer of a transfer the engine had stopped waiting for: when the
+        target answered, the caller is with them now, and the bot's leg ends (else it would
+        stay up, silent, until the idle timer)."""
+        assert self._unanswered is not None
+        target, by = self._unanswered
+        self._unanswered = None
+        ok, _, _ = self._transferred(target, by, ev.status_code, ev.reason)
+        if ok and self.hangup_pending is None and not self.ctx.closing:
+            self.hangup_pending = f"transferred to {target}"
+            self.ctx.spawn(self._leave(self.hangup_pending))
 
     async def _leave(self, reason: str) -> None:
         """After a transfer: let a transfer tool hand its result to the model first (the

@@ -3,7 +3,8 @@
 Each response is priced when it is done, at the price of the provider that gave it (a call
 handed to a fallback pays the fallback's prices from then on). A response whose provider
 and model the price table does not know makes the call's cost unknown (None), never a
-guess; responses without tokens cost nothing, priced or not.
+guess; responses without tokens cost nothing, priced or not. A call only free providers
+(the offline engine, the echo) answered is not billed: cost 0, no price table.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Price:
     kind: str  # the provider's type: openai, azure, compatible, local, echo
     model: str
     rates: Rates | None
+    free: bool = False  # a provider type the table lists as free (local, echo): not billed
 
     @property
     def label(self) -> str:
@@ -86,11 +88,15 @@ class CallUsage:
     tokens: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0  # of the priced responses
     unpriced: set[str] = field(default_factory=set)  # providers/models the table lacks
+    billed: bool = False  # a response came from a provider that is not free
 
     def add_response(self, usage: Usage, price: Price | None) -> None:
         """One response's tokens, priced at `price` (its provider's)."""
         self.responses += 1
         self.tokens = self.tokens + usage
+        if price is not None and price.free:
+            return  # the offline engine, the echo: no cost, whatever their token counts
+        self.billed = True
         if not _tokens(usage):
             return
         if price is None or price.rates is None:
@@ -118,6 +124,8 @@ class CallUsage:
             "output_audio_tokens": t.output_audio_tokens,
             "total_tokens": t.total_tokens,
             "cost_usd": self.cost,
-            "price_table": self.price_table or None,
+            # only a billed provider is priced by the table: an offline call names none
+            "price_table": (self.price_table if self.billed else "") or None,
+            "billed": self.billed,
             **({"unpriced": sorted(self.unpriced)} if self.unpriced else {}),
         }

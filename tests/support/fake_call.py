@@ -42,6 +42,7 @@ class FakeCall:
         # the target's final answer, as the NOTIFY reports it (None: none ever comes)
         self.transfer_status: int | None = 200
         self.transfer_reason = ""
+        self.transfer_answer_s = 0.05  # when the final answer comes after the REFER
 
     async def answer(self) -> None:
         self.queued_at_answer = self.media.queued_ms
@@ -63,7 +64,9 @@ class FakeCall:
         loop = asyncio.get_running_loop()
         answers = [(0.01, 100, "Trying", False)]
         if self.transfer_status is not None:
-            answers.append((0.05, self.transfer_status, self.transfer_reason, True))
+            answers.append(
+                (self.transfer_answer_s, self.transfer_status, self.transfer_reason, True)
+            )
         for delay, code, reason, final in answers:
             ev = TransferOutcome(self.call_id, target, code, reason, final)
             loop.call_later(delay, self.events.put_nowait, ev)

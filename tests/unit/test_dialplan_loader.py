@@ -865,3 +865,34 @@ def test_match_trunk_must_name_a_trunk_of_the_engine_config(tmp_path: Path) -> N
         "sip_a",
         "pbx",
     ]
+
+
+def test_a_greeting_the_flows_start_says_again_is_a_warning_at_the_greeting(
+    tmp_path: Path,
+) -> None:
+    """The offline engine says the greeting, then the flow's start state: a sentence in
+    both is heard twice (field_inspection.yaml asked for the site twice)."""
+    path = write(
+        tmp_path,
+        """
+        version: 1
+        providers: {offline: {type: local}}
+        defaults:
+          provider: offline
+          flow:
+            start: ask
+            states:
+              ask: {say: "Which site did you inspect?", then: hangup}
+        routes:
+          - name: twice
+            match: {number: "+4930100"}
+            greeting: "Inspection logging. Which site did you inspect?"
+          - name: once
+            match: {number: "+4930200"}
+            greeting: "Inspection logging."
+        """,
+    )
+    warnings = load(path).warnings
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"{path}:12:15 routes[0].greeting: the greeting and the flow's")
+    assert "'which site did you inspect'" in warnings[0]

@@ -73,7 +73,7 @@ def test_a_server_that_does_not_split_its_cached_tokens_is_split_in_proportion()
 
 
 GA = Price("t1", "openai", "gpt-realtime", Rates(4.0, 0.4, 16.0, 32.0, 0.4, 64.0))
-LOCAL = Price("t1", "local", "", Rates())
+LOCAL = Price("t1", "local", "", Rates(), free=True)
 UNKNOWN = Price("t1", "compatible", "my-model", None)
 ONE = Usage(input_text_tokens=1000, input_audio_tokens=1000, output_audio_tokens=500)
 
@@ -86,6 +86,18 @@ def test_a_call_handed_to_the_offline_engine_pays_only_for_what_the_model_did() 
     s = u.summary()
     assert s["price_table"] == "t1" and s["input_audio_tokens"] == 2000
     assert s["cost_usd"] == pytest.approx(0.068) and "unpriced" not in s
+
+
+def test_a_call_only_the_offline_engine_answered_is_not_billed_and_names_no_price_table() -> None:
+    """The offline engine reports token-like counts; its call costs nothing and its record
+    shows no dollar price table (the admin page says "free")."""
+    u = CallUsage(price_table="t1")
+    u.add_response(ONE, price_table.load().price("local", ""))
+    s = u.summary()
+    assert (s["cost_usd"], s["price_table"], s["billed"]) == (0.0, None, False)
+    u.add_response(ONE, GA)  # a realtime model took over: billed from then on
+    s = u.summary()
+    assert s["billed"] is True and s["price_table"] == "t1" and s["cost_usd"] > 0
 
 
 def test_a_response_of_an_unknown_model_makes_the_cost_unknown_not_wrong() -> None:

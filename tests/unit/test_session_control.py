@@ -149,6 +149,25 @@ async def test_a_transfer_without_a_final_answer_fails_as_a_timeout(
     await asyncio.wait_for(task, 5)
 
 
+async def test_a_transfer_answered_after_the_engine_stopped_waiting_still_ends_the_bots_leg(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The target took longer than the engine waits (a nurse line ringing long): when its
+    200 comes at last, the caller is with the target, so the bot hangs up rather than stay
+    on the line, silent, until the idle timer."""
+    monkeypatch.setattr(control, "TRANSFER_TIMEOUT_S", 0.2)
+    log: list[str] = []
+    bus = Events()
+    session, task, call = await _live(log, bus=bus)
+    call.transfer_answer_s = 0.5  # the target answers 0.3 s after the engine gave up
+    ok, detail = await session.control.transfer(NURSE)
+    assert not ok and detail.startswith("408")
+    result = await asyncio.wait_for(task, 3)  # the call ends without the caller hanging up
+    assert result.hangup_reason == f"transferred to {NURSE}"
+    assert [(t["status"], t["ok"]) for t in result.transfers] == [(408, False), (200, True)]
+    assert [e["status"] for e in bus.of("transfer.completed")] == [200]
+
+
 async def test_say_now_cuts_the_bot_off_where_the_caller_stopped_hearing_it() -> None:
     log: list[str] = []
     session, task, call = await _live(log)

@@ -39,9 +39,11 @@ function setPill(el, text, cls, title = "") {
 }
 
 // The call record's cost: USD from the price table in force; null when the table does not
-// price a model the call used (unknown, never a guess).
+// price a model the call used (unknown, never a guess); "free" for a call only free
+// providers answered (the offline engine, the echo): no dollar figure.
 function fmtCost(usage) {
   if (!usage || !("cost_usd" in usage)) return "";
+  if (usage.billed === false) return "free";
   const c = usage.cost_usd;
   return typeof c === "number" ? "$" + c.toFixed(4) : "unknown";
 }
