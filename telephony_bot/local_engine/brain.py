@@ -79,6 +79,7 @@ __all__ = [
 ACCEPT = 0.62  # at or above: the intent is taken
 UNSURE = 0.42  # at or above (and below ACCEPT): ask the caller first
 MARGIN = 0.06  # the best must beat the next intent by this much to be taken without asking
+SLOT_EVIDENCE = 0.06  # added to the meaning score per slot value heard (at most two)
 MAX_STEPS = 25  # state entries per step before a flow loop is assumed
 
 
@@ -302,6 +303,9 @@ def score_intents(
         near = max(intent.examples, key=lambda e: cosines.get(e, -1.0), default="")
         cos = cosines.get(near) if cosines else None
         by_meaning = score_of(cos) if cos is not None else 0.0
+        if by_meaning:  # a value the intent takes ("on Tuesday") is evidence for it
+            filled = len({t for t in heard if t.startswith("<")})
+            by_meaning += SLOT_EVIDENCE * min(filled, 2)
         if by_meaning > words:
             example = near
         out.append(_Scored(max(words, by_meaning), intent, example, words, cos, near))
