@@ -147,6 +147,11 @@ class EngineSession(RealtimeSession):
         # spoken again if what the caller said over it was only a backchannel.
         self.cut_left: str | None = None
         self.cut_unsaid: list[str] = []
+        # A tool's answer that came while the caller was talking waits for their words, so
+        # the flow hears them first (and does not ask its next question over them); so does
+        # the response asked for meanwhile.
+        self._held: list[tuple[str, bool, Any]] = []
+        self._deferred = False
         self._spec: _Speculation | None = None  # the current turn's latest pause
         self._speculating = False  # a pause's transcription is in flight
         self._next_pause: tuple[_Speculation, bytes] | None = None  # waiting for it
@@ -332,6 +337,7 @@ class EngineSession(RealtimeSession):
                         "param": None,
                     },
                 )
+                await self._after_turn(auto)
                 return
             self._asr_wait_ms = wait_ms
             self._asr_ms = asr_ms
@@ -350,10 +356,19 @@ class EngineSession(RealtimeSession):
             elif text:
                 self.text_words_since_response += _words(text)
                 self.pending.extend(self._brain_hear(text))
-            if auto and self.auto_response_due and self.active is None:
-                self.auto_response_due = False
-                if self.pending or not self.started:
-                    await self._start_response()
+            await self._after_turn(auto)
+
+    async def _after_turn(self, auto: bool) -> None:
+        """The caller's turn is in: tool answers held meanwhile reach the flow, and the
+        response due (by turn detection, or asked for meanwhile) starts."""
+        if self.speech_item_id:
+            return  # the caller is talking again: the next turn's end does this
+        self._release_held()
+        due = (auto and self.auto_response_due) or self._deferred
+        if due and self.active is None:
+            self.auto_response_due = self._deferred = False
+            if self.pending or not self.started:
+                await self._start_response()
 
     def _resume_after(self, text: str, turn_ms: float) -> str | None:
         """After a cut, what to say again when `text` (what the caller said over the bot)
@@ -380,6 +395,15 @@ class EngineSession(RealtimeSession):
                 complete=entry.complete,
             )
 
+    def _caller_mid_turn(self) -> bool:
+        """The caller is speaking, or their last turn is still being transcribed."""
+        return bool(self.speech_item_id) or self._turn_lock.locked()
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, []
+        for call_id, ok, result in held:
+            self.pending.extend(self._ensure_brain().tool_result(call_id, ok, result) or [])
+
     def _brain_hear(self, text: str) -> list[Any]:
         brain = self._ensure_brain()
         actions: list[Any] = []
@@ -395,6 +419,9 @@ class EngineSession(RealtimeSession):
             return
         kind = item.get("type")
         if (answer := _tool_answer(item)) is not None:
+            if self._caller_mid_turn():
+                self._held.append(answer)
+                return
             call_id, ok, result = answer
             brain = self._ensure_brain()
             self.pending.extend(brain.tool_result(call_id, ok, result) or [])
@@ -437,6 +464,9 @@ class EngineSession(RealtimeSession):
                 first = [Say(text), *(self._ensure_brain().start() or []), *self.pending]
                 self.pending = []
                 await self._start_response(first)
+            return
+        if self._held or self._caller_mid_turn():
+            self._deferred = True  # answered once the caller's words are in (_after_turn)
             return
         await self._start_response()
 

@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_local_engine_call import RATE, _local_plan, local_engine, speech
+from tests.integration.test_local_engine_call import (
+    RATE,
+    _local_plan,
+    _spoken,
+    local_engine,
+    speech,
+)
 from tests.support import audio, engine
 
 __all__ = ["local_engine", "speech"]
@@ -150,3 +156,48 @@ def test_serve_without_an_openai_key_answers_the_offline_routes_of_a_plan(
     heard, _ = audio.read_wav(rec)
     said = asr.transcribe(heard.tobytes(), sample_rate=RATE).text.lower()
     assert "registered field inspectors" in said, said
+
+
+LOOKUP_FLOW = {
+    "start": "identify",
+    "anywhere": [{"name": "person", "examples": ["I want to talk to a person"],
+                  "then": "transfer:desk"}],
+    "states": {
+        "identify": {
+            "tool": {"name": "customer", "args": {"phone": "{caller}"}, "result": "customer"},
+            "say": "Welcome, {customer.first_name}. Please tell me your four-digit PIN.",
+            "intents": [{"name": "pin", "examples": ["my pin is 1234"],
+                         "slots": {"pin": {"type": "digits", "length": 4}}, "then": "hangup"}],
+        },
+    },
+}  # fmt: skip
+
+
+def test_a_person_asked_for_while_the_caller_is_looked_up_is_put_through(
+    tmp_path: Path, local_engine: str, speech: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The route greets, the flow looks the caller up (3 s); the caller says "I want to talk
+    to a person" meanwhile. The words are not lost: once the lookup answers, the caller is
+    put through to the desk — never asked for a PIN."""
+    _, tts = speech
+    _, wav = _spoken(tts, "I want to talk to a person, please.", tmp_path / "person.wav")
+    monkeypatch.setenv("TELEPHONY_BOT_LOGGING_TRANSCRIPTS", "true")  # what the bot said
+    with engine.running(tmp_path, "worker", "--provider", "echo", name="desk") as desk:
+        plan = _local_plan(
+            tmp_path, local_engine,
+            tools={"customer": {"python": "tests.support.tools:slow_customer",
+                                "description": "The customer calling from this number"}},
+            defaults={"greeting": "Example Bank, one moment.", "flow": LOOKUP_FLOW,
+                      "tools": ["customer", "transfer", "hangup"],
+                      "transfer_targets": {"desk": f"sip:desk@127.0.0.1:{desk.sip_port}"}},
+        )  # fmt: skip
+        with engine.running(tmp_path, "worker", "--dialplan", str(plan)) as eng:
+            rep = engine.dial(
+                tmp_path, eng.sip_port, "--play", str(wav), "--play-at", "2.2",
+                "--duration", "20", "--rate", str(RATE),
+            )  # fmt: skip
+            said = [e["text"] for e in eng.events("turn.assistant")]
+            outcome = eng.wait_for("transfer outcome")[0]
+    assert rep["answered"] and rep["transfer"] and rep["transfer"]["answered"], rep
+    assert outcome["ok"] is True, outcome
+    assert not any("PIN" in s for s in said), said

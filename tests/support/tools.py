@@ -29,3 +29,9 @@ async def track_parcel(order: str) -> dict[str, Any]:
     """A carrier's tracking lookup that takes 12 s: far past a realtime model's tool window."""
     await asyncio.sleep(12)
     return {"order": order, "status": "out for delivery", "eta": "before noon"}
+
+
+async def slow_customer(phone: str) -> dict[str, Any]:
+    """A caller lookup by phone number that takes 3 s: a caller may well talk meanwhile."""
+    await asyncio.sleep(3)
+    return {"first_name": "Maria", "id": "C-1001", "phone": phone}
