@@ -79,6 +79,7 @@ __all__ = [
 ACCEPT = 0.62  # at or above: the intent is taken
 UNSURE = 0.42  # at or above (and below ACCEPT): ask the caller first
 MARGIN = 0.06  # the best must beat the next intent by this much to be taken without asking
+ENUM_COS, ENUM_MARGIN = 0.42, 0.12  # a choice meant, not named (see _enum_by_meaning)
 SLOT_EVIDENCE = 0.06  # added to the meaning score per slot value heard (at most two)
 MAX_STEPS = 25  # state entries per step before a flow loop is assumed
 
@@ -262,7 +263,9 @@ def score_intents(
     said = text if isinstance(text, str) else " ".join(t.orig for t in toks)
     cosines: dict[str, float] = {}
     if meaning is not None:
-        examples = sorted({ex for intent in intents for ex in intent.examples})
+        # a one-word example ("nurse") is near in meaning to too much ("a doctor"): it is
+        # matched by its word only
+        examples = sorted({ex for i in intents for ex in i.examples if len(ex.split()) > 1})
         cosines = dict(zip(examples, meaning.similarity(said, examples), strict=True))
     prepared = [
         (
@@ -301,7 +304,7 @@ def score_intents(
             if s > words:
                 words, example = s, ex
         near = max(intent.examples, key=lambda e: cosines.get(e, -1.0), default="")
-        cos = cosines.get(near) if cosines else None
+        cos = cosines.get(near) if meaning is not None else None
         by_meaning = score_of(cos) if cos is not None else 0.0
         if by_meaning:  # a value the intent takes ("on Tuesday") is evidence for it
             filled = len({t for t in heard if t.startswith("<")})
@@ -684,11 +687,13 @@ class FlowRunner:
         intent, name = pending.intent, pending.slot or ""
         slot = intent.slots[name]
         if slot.type == "text" or not self._has(slot, toks):
-            # the caller may have changed their mind ("nurse!", "another day")
-            others = [i for i in self._intents() if i is not intent]
-            if others and toks:
-                best = score_intents(others, toks, self.now.date(), self.meaning)[0]
-                if best.score >= ACCEPT:
+            # the caller may have changed their mind ("nurse!", "another day"): another
+            # intent, sure and clearly nearer than the one being asked about
+            ranked = score_intents(self._intents(), toks, self.now.date(), self.meaning)
+            mine = next((r.score for r in ranked if r.intent is intent), 0.0)
+            best = ranked[0] if ranked and toks else None
+            if best is not None and best.intent is not intent:
+                if best.score >= ACCEPT and best.score - mine >= MARGIN:
                     self._retries = 0
                     values = self._extract(best.intent, toks)
                     return self._pursue(best.intent, values, confirmed=False)
@@ -754,7 +759,9 @@ class FlowRunner:
         return [Say(text)] if text else self._fallback()
 
     def _has(self, slot: Slot, toks: Sequence[Tok]) -> bool:
-        return _find_slot(slot, toks, self.now.date()) is not None
+        if _find_slot(slot, toks, self.now.date()) is not None:
+            return True
+        return slot.type == "enum" and self._enum_by_meaning(slot, toks) is not None
 
     def _extract(
         self,
@@ -780,6 +787,8 @@ class FlowRunner:
             if slot.type == "text":
                 continue
             found = _find_slot(slot, toks, today)
+            if found is None and slot.type == "enum":
+                found = self._enum_by_meaning(slot, toks)
             if found is not None and free(found):
                 out[name] = found
                 taken.append((found.start, found.end))
@@ -801,6 +810,22 @@ class FlowRunner:
                         piece = piece.title()
                 out[name] = Found(piece, piece, -1, -1)
         return out
+
+    def _enum_by_meaning(self, slot: Slot, toks: Sequence[Tok]) -> Found | None:
+        """The choice the caller means without naming it ("an x-ray" -> radiology, "my
+        knee" -> orthopedics): the closest in meaning, when close (ENUM_COS) and clearly
+        closer than the next (ENUM_MARGIN); read back before anything is done with it."""
+        if self.meaning is None or not toks or len(slot.values) < 2:
+            return None
+        said = " ".join(t.orig for t in toks)
+        names = [v.replace("_", " ") for v in slot.values]
+        ranked = sorted(
+            zip(self.meaning.similarity(said, names), slot.values, strict=True), reverse=True
+        )
+        (best, value), (second, _) = ranked[0], ranked[1]
+        if best >= ENUM_COS and best - second >= ENUM_MARGIN:
+            return Found(value, value, -1, -1)
+        return None
 
     def _ask(self, name: str, slot: Slot) -> str:
         label = name.replace("_", " ").strip()

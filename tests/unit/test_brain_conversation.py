@@ -222,3 +222,23 @@ def test_a_yes_in_other_words_is_not_taken_for_the_patients_name(
     assert call.said() == "What is the date of birth?"
     call.hear("the fourth of July nineteen ninety")
     assert "for Maria Lopez, born 4 July 1990" in call.said()
+
+
+def test_a_choice_meant_but_not_named_is_read_back(plans: dict[str, Any], meaning: Any) -> None:
+    call = by_meaning(flow_of(plans["hospital"]), meaning)
+    call.hear("I need an x-ray on Friday")
+    assert call.said() == "Radiology on Friday 3 April, is that right?"
+    call = by_meaning(flow_of(plans["hospital"]), meaning)
+    call.hear("can I book something for Monday")
+    assert call.said().startswith("Which department")
+    call.hear("it's for my knee")
+    assert call.said() == "Orthopedics on Monday 30 March, is that right?"
+    call.hear("no")  # a wrong guess is caught by the read-back: asked again
+    assert "Which department" in call.said()
+
+
+def test_a_vague_choice_is_asked_for_not_guessed(plans: dict[str, Any], meaning: Any) -> None:
+    call = by_meaning(flow_of(plans["hospital"]), meaning)
+    call.hear("can I book something for Monday")
+    call.hear("just a normal doctor I suppose")
+    assert call.said().startswith(("Sorry, which department", "Which department")), call.said()
