@@ -121,6 +121,7 @@ _SLOT_JSON = {
                 "type": {"type": "string", "enum": list(SLOT_TYPES)},
                 "values": {"type": "array", "items": {"type": "string"}},
                 "length": {"type": "integer", "minimum": 1, "maximum": MAX_DIGITS_LENGTH},
+                "optional": {"type": "boolean"},
             },
             "required": ["type"],
             "additionalProperties": False,
@@ -134,6 +135,8 @@ class Slot(_Strict):
     values: list[str] = Field(default_factory=list)  # the choices of an enum slot
     # a digits slot: exactly this many digits (a 4-digit PIN); none: any number of them
     length: int | None = Field(default=None, ge=1, le=MAX_DIGITS_LENGTH)
+    # taken when the caller says it, never asked for (a note); its placeholder is then ""
+    optional: bool = False
 
     @model_validator(mode="after")
     def _length_for_digits(self) -> Slot:

@@ -655,7 +655,7 @@ class FlowRunner:
     ) -> list[Action]:
         """Ask for the first slot not heard yet; with all heard, confirm (when the intent
         asks to, or the match was `doubt`ful: the caller's values are read back), then act."""
-        missing = [n for n in intent.slots if n not in values]
+        missing = [n for n, sl in intent.slots.items() if n not in values and not sl.optional]
         if missing:
             self._pending = _Pending("slot", intent, values, slot=missing[0], doubt=doubt)
             return [Say(self._ask(missing[0], intent.slots[missing[0]]))]
@@ -800,14 +800,20 @@ class FlowRunner:
                     out[name] = code
                     taken.append((code.start, code.end))
                     texts.remove(name)
+        names = [n for n in texts if n.endswith("name") and n != asked]
+        if names:  # a name not asked for: the piece of the utterance that looks like one
+            # ("That works. The patient is Peter Brown, date of birth ...")
+            alone = [p for p in sx.remainder(toks, taken, parts=len(toks)) if _looks_like_name(p)]
+            for name, piece in zip(names, alone, strict=False):
+                out[name] = Found(piece, piece, -1, -1)
+                texts.remove(name)
+                taken.extend(sx.span_of(toks, piece, taken))
+            texts = [n for n in texts if n not in names]  # not heard: asked for
         if texts:
             pieces = sx.remainder(toks, taken, parts=len(texts))
             for name, piece in zip(texts, pieces, strict=False):
-                if name.endswith("name"):
-                    if name != asked and not _looks_like_name(piece):
-                        continue  # "go ahead, put me down for that one" is no name: ask
-                    if piece.islower():
-                        piece = piece.title()
+                if name.endswith("name") and piece.islower():
+                    piece = piece.title()
                 out[name] = Found(piece, piece, -1, -1)
         return out
 

@@ -718,10 +718,36 @@ def find_enum(toks: Sequence[Tok], values: Sequence[str], cutoff: float = 0.78) 
                 cand = (score, k, -s, s + len(window), value)
                 if best is None or cand[:2] > best[:2]:
                     best = cand
+    for value in values:  # "passed, but with a couple of remarks": every word, in order
+        vw = _choice_words(value)
+        if len(vw) < 2 or (best is not None and best[1] >= len(vw)):
+            continue
+        span = _in_order(words, vw, slack=5)
+        if span is not None:
+            cand = (max(cutoff, 0.9), len(vw), -span[0], span[1], value)
+            if best is None or cand[:2] > best[:2]:
+                best = cand
     if best is None:
         return None
     score, _, neg_start, end, value = best
     return Found(value, value, -neg_start, end)
+
+
+def _in_order(words: Sequence[str], want: Sequence[str], *, slack: int) -> tuple[int, int] | None:
+    """(start, end) of the shortest run holding `want`'s words in order (near-spellings
+    count), at most `slack` other words among them; None if there is none."""
+    best: tuple[int, int] | None = None
+    for s in range(len(words)):
+        if _word_score(words[s], want[0]) < 0.8:
+            continue
+        k, e = 1, s + 1
+        while k < len(want) and e < len(words) and e - s - k <= slack:
+            if _word_score(words[e], want[k]) >= 0.8:
+                k += 1
+            e += 1
+        if k == len(want) and e - s - k <= slack and (best is None or e - s < best[1] - best[0]):
+            best = (s, e)
+    return best
 
 
 def parse_enum(text: str, values: Sequence[str]) -> str | None:
@@ -814,3 +840,18 @@ def remainder(
         tail = [w for p in pieces[parts - 1 :] for w in p]
         pieces = [*head, tail]
     return [" ".join(p) for p in pieces]
+
+
+def span_of(
+    toks: Sequence[Tok], piece: str, taken: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """The token span a `remainder` piece came from ([] if none): to take it out of what is
+    left for other slots."""
+    words = piece.split()
+    k = len(words)
+    for s in range(0, len(toks) - k + 1):
+        if [t.orig for t in toks[s : s + k]] == words and all(
+            e <= s or b >= s + k for b, e in taken
+        ):
+            return [(s, s + k)]
+    return []

@@ -242,3 +242,25 @@ def test_a_vague_choice_is_asked_for_not_guessed(plans: dict[str, Any], meaning:
     call.hear("can I book something for Monday")
     call.hear("just a normal doctor I suppose")
     assert call.said().startswith(("Sorry, which department", "Which department")), call.said()
+
+
+def test_an_optional_slot_is_taken_when_said_and_never_asked_for(plans: dict[str, Any]) -> None:
+    call = Call(flow_of(plans["field_inspection"], "field-inspection"))
+    call.hear("SUB-0412")
+    call.tool({"name": "Substation North"})
+    call.hear("Yeah, it passed, but with a couple of remarks.")  # every word, in order
+    call.hear("Transformer is leaking oil, that's critical.")  # no note: not asked for one
+    assert call.said() == "Is a follow-up visit needed?"
+    call.hear("yes")
+    assert call.said() == "Site SUB-0412, result pass with remarks, follow-up yes. Shall I log it?"
+
+
+def test_a_name_is_found_in_a_sentence_that_says_more(plans: dict[str, Any], meaning: Any) -> None:
+    call = by_meaning(flow_of(plans["hospital"]), meaning)
+    call.hear("orthopedics on Thursday")
+    call.hear("yes")
+    call.tool([{"time": "09:30", "doctor": "Dr. Weber"}])
+    call.hear(
+        "That works. The patient is Peter Brown, date of birth fourth of July nineteen sixty."
+    )
+    assert "for Peter Brown, born 4 July 1960" in call.said(), call.said()
