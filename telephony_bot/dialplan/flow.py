@@ -9,7 +9,8 @@ flow:
       intents:
         - name: book
           examples: ["I need an appointment on monday", "book me in"]
-          slots: {day: date, urgent: yes_no, ward: "enum:[cardiology, radiology]"}
+          slots: {day: date, urgent: yes_no, ward: "enum:[cardiology, radiology]",
+                  note: {type: text, optional: true}}   # optional: never asked for
           confirm: "Did you say {day}?"
           tool: {name: book_slot, args: {day: "{day}"}, result: booking}
           then: booked                 # a state, `hangup` or `transfer:<target>`
