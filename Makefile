@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python -m bench.local_engine
 	$(BIN)/python -m bench.failover
 	$(BIN)/python -m bench.flood
+	$(BIN)/python -m bench.conversation
 	$(BIN)/python -m bench.report --readme README.md
 
 clean:
