@@ -248,7 +248,7 @@ def prepare(item: dict[str, Any], tmp: Path, uri: str, caller: str) -> Prepared:
         argv += ["--say", str(wav)]
         hold = hold or 8.0
     if says:
-        duration = 10.0 + spoken_s + 8.0 * len(item["turns"]) + hold
+        duration = PLANS[item["plan"]].greeting_hold_s + spoken_s + 10.0 * len(item["turns"]) + hold
     else:
         plan = PLANS[item["plan"]]
         duration = hold or (plan.greeting_hold_s if exp.get("greeting_kept") else 20.0)

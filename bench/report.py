@@ -219,7 +219,7 @@ def conversation(d: dict[str, Any]) -> str:
     plans = sorted(k for k in {**now, **before} if k not in
                    ("all", "lost", "cut", "lat1", "lat4", "all4"))  # fmt: skip
     names = [("all", "task success, 1 caller at a time"),
-             *[(p, f"  {p}") for p in plans],
+             *[(p, f"task success, {p}") for p in plans],
              ("all4", "task success, 4 callers at once (a part of the corpus)"),
              ("lat1", "reply after the caller stops, p50 / p95 ms, 1 caller"),
              ("lat4", "reply after the caller stops, p50 / p95 ms, 4 callers"),
