@@ -393,7 +393,11 @@ def run_plan(
             rep, _, _ = _dial(prep)
             energy = rep.get("energy_dbfs") or []
             window = int(plan.greeting_hold_s * 1000)
-            references[plan.name] = (voiced_ms(energy, 0, window), window)
+            time.sleep(1.0)  # its call record is written after its end
+            cdr = read_cdrs(cdr_path).get(prep.caller)
+            lines = EngineLog(eng).by_call().get(str(cdr["call_id"]), []) if cdr else []
+            said = [str(e.get("text", "")) for e in lines if e.get("event") == "turn.assistant"]
+            references[plan.name] = (voiced_ms(energy, 0, window), window, said)
             print(
                 f"  {plan.name}: reference greeting {first_turn_ms(energy)} ms to its first "
                 f"pause, {references[plan.name][0]} ms voiced in {window} ms",
@@ -581,6 +585,29 @@ def main() -> None:
     runs: dict[str, Any] = {}
     references: dict[str, tuple[int, int, list[str]]] = {}
     started = time.monotonic()
+    out = Path(args.out) if args.out else RESULTS / (
+        "conversation_baseline.json" if args.baseline else "conversation.json")  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> dict[str, Any]:
+        """The results so far (after every plan: a run cut short keeps what it did)."""
+        result = {
+            "machine": f"{platform.machine()} {os.cpu_count()} cpu, "
+            f"Python {platform.python_version()}",
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "commit": _commit(),
+            "corpus": {
+                "items": len(items),
+                "voices": sorted({i["voice"] for i in items}),
+                "noisy": sum(1 for i in items if i["noise"]),
+            },  # fmt: skip
+            "note": "shared 2-core machine: latencies are noisy",
+            "seconds": round(time.monotonic() - started),
+            "runs": runs,
+        }
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        return result
+
     with tempfile.TemporaryDirectory(prefix="conv-bench-") as tmpname, BackOffice() as office:
         tmp = Path(tmpname)
         target = engine.start(tmp, "worker", "--provider", "echo", name="transfer-target")
@@ -595,27 +622,11 @@ def main() -> None:
                     print(f"{name}: {len(chosen)} items, {n} caller(s) at a time", flush=True)
                     outcomes += run_plan(PLANS[name], chosen, tmp, office, target.sip_port, n,
                                          references, f"c{n}")  # fmt: skip
-                runs[str(n)] = {"summary": summarise(outcomes), "items": item_rows(outcomes)}
+                    runs[str(n)] = {"summary": summarise(outcomes), "items": item_rows(outcomes)}
+                    save()
         finally:
             target.stop()
-    result = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": _commit(),
-        "corpus": {
-            "items": len(items),
-            "voices": sorted({i["voice"] for i in items}),
-            "noisy": sum(1 for i in items if i["noise"]),
-        },  # fmt: skip
-        "note": "shared 2-core machine: latencies are noisy",
-        "seconds": round(time.monotonic() - started),
-        "runs": runs,
-    }
-    out = Path(args.out) if args.out else RESULTS / (
-        "conversation_baseline.json" if args.baseline else "conversation.json")  # fmt: skip
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print_table(result)
+    print_table(save())
     print(f"\nwrote {out}")
 
 

@@ -211,7 +211,9 @@ def judge(
         if asked > 1:
             why.append(f"asked {exp['asks_once']!r} {asked} times")
     greeting_cut: bool | None = None
-    if exp.get("greeting_kept"):
+    if exp.get("greeting_kept") and obs.reference_greeting_ms == 0:
+        why.append("no greeting to keep: a caller who says nothing hears none")
+    elif exp.get("greeting_kept"):
         heard = voiced_ms(obs.energy, 0, obs.greeting_window_ms)
         ref = [r.strip().lower() for r in obs.reference_turns if r.strip()]
         answered = [
