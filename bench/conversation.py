@@ -632,7 +632,9 @@ def main() -> None:
 
 def _commit() -> str:
     with contextlib.suppress(Exception):
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+        # the engine's and the plans' last commit (what was measured), not the bench's
+        cmd = ["git", "log", "-1", "--format=%h", "--", "telephony_bot", "dialplans"]
+        return subprocess.run(cmd, capture_output=True,
                               text=True, cwd=REPO).stdout.strip()  # fmt: skip
     return ""
 
