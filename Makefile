@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python -m bench.failover
 	$(BIN)/python -m bench.flood
 	$(BIN)/python -m bench.embedder
+	$(BIN)/python -m bench.conversation
 	$(BIN)/python -m bench.report --readme README.md
 
 clean:

@@ -205,6 +205,68 @@ def embedder(d: dict[str, Any]) -> str:
     )
 
 
+def _conversation_cells(d: dict[str, Any] | None) -> dict[str, str]:
+    """One column of the conversation table: a run's numbers by row name."""
+    if d is None:
+        return {}
+    cells: dict[str, str] = {}
+    one, four = d["runs"].get("1"), d["runs"].get("4")
+    if one:
+        s = one["summary"]
+        cells["all"] = f"{s['success']} of {s['items']} ({s['success_pct']} %)"
+        for plan, v in s["per_plan"].items():
+            cells[plan] = f"{v['success']} of {v['items']} ({v['success_pct']} %)"
+        cells["lost"] = str(s["lost_utterances"])
+        cells["cut"] = f"{s['greetings_cut_by_backchannel']} of {s['backchannel_items']}"
+    for n, run in (("1", one), ("4", four)):
+        if run:
+            lat = run["summary"]["latency_ms"]
+            cells[f"lat{n}"] = f"{lat['p50']} / {lat['p95']} (n={lat['n']})"
+    if four:
+        s = four["summary"]
+        cells["all4"] = f"{s['success']} of {s['items']} ({s['success_pct']} %)"
+    return cells
+
+
+def conversation(d: dict[str, Any]) -> str:
+    """Task success and reply latency over SIP for the corpus; with the baseline's numbers
+    (conversation_baseline.json) beside them when there is one."""
+    base = _load("conversation_baseline")
+    now, before = _conversation_cells(d), _conversation_cells(base)
+    plans = sorted(k for k in {**now, **before} if k not in
+                   ("all", "lost", "cut", "lat1", "lat4", "all4"))  # fmt: skip
+    names = [("all", "task success, 1 caller at a time"),
+             *[(p, f"task success, {p}") for p in plans],
+             ("all4", "task success, 4 callers at once (a part of the corpus)"),
+             ("lat1", "reply after the caller stops, p50 / p95 ms, 1 caller"),
+             ("lat4", "reply after the caller stops, p50 / p95 ms, 4 callers"),
+             ("lost", "caller utterances lost"),
+             ("cut", "greetings cut by a backchannel")]  # fmt: skip
+    corpus = d.get("corpus", {})
+    if base is not None and base.get("when") != d.get("when"):
+        title = (f"Conversations over SIP, offline engine, `bench/conversation.py` "
+                 f"(before: {base.get('commit', '?')}, after: {d.get('commit', '?')})")  # fmt: skip
+        rows = [(label, before.get(k, "-"), now.get(k, "-")) for k, label in names]
+        text = _rows(title, ("measure", "before", "after"), rows)
+    else:
+        title = (
+            f"Conversations over SIP, offline engine, `bench/conversation.py` ({d.get('commit')})"
+        )
+        text = _rows(title, ("measure", "value"), [(label, now.get(k, "-")) for k, label in names])
+    return text + (
+        f"\n\n{corpus.get('items', '?')} callers of the example plans' offline routes "
+        f"(`bench/corpus/conversation.yaml`), in their own words, voices "
+        f"{', '.join(corpus.get('voices', []))}, {corpus.get('noisy', 0)} on a noisy line. "
+        "Success is what a user checks: the webhook got the right arguments, the REFER named "
+        "the right target, the bot hung up, the greeting was heard whole. Latency is measured "
+        "on the caller's recording. The machine is shared: latencies are noisy."
+    )
+
+
+def _conversation_or_baseline() -> dict[str, Any] | None:
+    return _load("conversation") or _load("conversation_baseline")
+
+
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("latency", latency),
     ("load", load),
@@ -214,6 +276,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("failover", failover),
     ("flood", flood),
     ("embedder", embedder),
+    ("conversation", conversation),
 ]
 
 
@@ -221,7 +284,7 @@ def report() -> str:
     parts = []
     machine = ""
     for name, fn in SECTIONS:
-        d = _load(name)
+        d = _conversation_or_baseline() if name == "conversation" else _load(name)
         if d is None:
             continue
         machine = machine or str(d.get("machine", ""))

@@ -15,6 +15,7 @@
 #   nftables, iproute2  the registration test behind a real NAT (network namespaces with
 #               masquerading; it runs as root and is skipped otherwise)
 #   kamailio-tls-modules  its TLS listener, when the engine config has sip.tls
+#   flite       offline voices (slt, rms, awb) for the callers of bench/conversation.py
 set -euo pipefail
 need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
@@ -26,6 +27,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
 dpkg -s kamailio-tls-modules >/dev/null 2>&1 || need+=(kamailio-tls-modules)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v flite >/dev/null 2>&1 || need+=(flite)
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
 # gcc and the Python headers build the project's two small C extensions (telephony_bot/native)
