@@ -249,9 +249,9 @@ def conversation(d: dict[str, Any]) -> str:
         rows = [(label, before.get(k, "-"), now.get(k, "-")) for k, label in names]
         text = _rows(title, ("measure", "before", "after"), rows)
     else:
-        title = (
-            f"Conversations over SIP, offline engine, `bench/conversation.py` ({d.get('commit')})"
-        )
+        which = "baseline, engine" if _load("conversation") is None else "engine"
+        title = (f"Conversations over SIP, offline engine, `bench/conversation.py` "
+                 f"({which} {d.get('commit')})")  # fmt: skip
         text = _rows(title, ("measure", "value"), [(label, now.get(k, "-")) for k, label in names])
     return text + (
         f"\n\n{corpus.get('items', '?')} callers of the example plans' offline routes "
