@@ -469,8 +469,8 @@ class FlowRunner:
 
     def understands(self, text: str) -> bool:
         """Whether `text` means something here (changes nothing): keys, the answer to the
-        open slot question, yes/no to an open confirmation, or an intent it would take or
-        ask about."""
+        open slot question, yes/no to an open confirmation, or an intent it would take
+        without asking (a vague likeness — "remember" to "repeat that" — is not enough)."""
         if keypad.parse_pressed(text) is not None:
             return True
         toks = sx.tokenize(text)
@@ -481,8 +481,7 @@ class FlowRunner:
         if pending is not None and pending.kind in ("confirm", "unsure"):
             if sx.find_yes_no(toks, strict=True) is not None:
                 return True
-        best, _ = self._rank(toks)
-        return best is not None and best.score >= UNSURE
+        return self._best(toks) is not None  # taken without asking: it means something
 
     def _understand(self, text: str) -> list[Action]:
         pressed = keypad.parse_pressed(text)
@@ -659,7 +658,10 @@ class FlowRunner:
         if missing:
             self._pending = _Pending("slot", intent, values, slot=missing[0], doubt=doubt)
             return [Say(self._ask(missing[0], intent.slots[missing[0]]))]
-        if (intent.confirm or doubt) and not confirmed:
+        # a guess is read back, but not digits typed or said for a check (a PIN: reading it
+        # out would leak it; the tool checks it)
+        readback = doubt and not all(intent.slots[n].type == "digits" for n in values)
+        if (intent.confirm or readback) and not confirmed:
             self._pending = _Pending("confirm", intent, values)
             return [Say(self._restate(intent, values))]
         return self._act(intent, values)

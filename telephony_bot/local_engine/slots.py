@@ -228,10 +228,34 @@ def find_number(toks: Sequence[Tok], start: int = 0) -> Found | None:
     return None
 
 
+# What the recogniser writes for a digit said alone ("for three two one" is 4321)
+_SOUNDS_LIKE_DIGIT = {"for": "4", "fore": "4", "to": "2", "too": "2", "won": "1", "ate": "8"}
+
+
+def _digit_like(tok: Tok) -> bool:
+    return tok.norm.isdigit() or tok.norm in UNITS or tok.norm in ("oh", "o")
+
+
 def find_digits(toks: Sequence[Tok], length: int | None = None) -> Found | None:
     """The first digit string (a customer number, a PIN), said digit by digit or as a
     number, with `length` digits when given: "0 4 1 2", "zero four one two" -> "0412". The
-    value is the text: leading zeros are part of it."""
+    value is the text: leading zeros are part of it. With `length`, words the recogniser
+    writes for a digit next to other digits count when that makes the length: "for 3 2
+    1" -> "4321", "try for 3 to 1" -> "4321"."""
+    found = _find_digits(toks, length)
+    if found is not None or length is None:
+        return found
+    alike = [
+        Tok(_SOUNDS_LIKE_DIGIT[t.norm], _SOUNDS_LIKE_DIGIT[t.norm], t.comma)
+        if t.norm in _SOUNDS_LIKE_DIGIT
+        and any(_digit_like(toks[j]) for j in (i - 1, i + 1) if 0 <= j < len(toks))
+        else t
+        for i, t in enumerate(toks)
+    ]
+    return _find_digits(alike, length) if alike != list(toks) else None
+
+
+def _find_digits(toks: Sequence[Tok], length: int | None) -> Found | None:
     start = 0
     while (found := find_number(toks, start)) is not None:
         text = found.text

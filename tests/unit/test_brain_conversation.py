@@ -264,3 +264,43 @@ def test_a_name_is_found_in_a_sentence_that_says_more(plans: dict[str, Any], mea
         "That works. The patient is Peter Brown, date of birth fourth of July nineteen sixty."
     )
     assert "for Peter Brown, born 4 July 1960" in call.said(), call.said()
+
+
+@pytest.mark.parametrize(
+    ("words", "pin"),
+    [("Okay, my pin is for 3 2 1.", "4321"), ("hmm, then try for 3 to 1", "4321")],
+)
+def test_digits_the_recogniser_wrote_as_words_still_make_the_pin(
+    plans: dict[str, Any], words: str, pin: str
+) -> None:
+    call = Call(flow_of(plans["bank"]), tools=schemas(plans["bank"]))
+    call.tool(CUSTOMER)
+    call.hear(words)
+    assert call.call().arguments["pin"] == pin
+
+
+def test_a_guessed_pin_is_never_read_back(plans: dict[str, Any], meaning: Any) -> None:
+    call = by_meaning(flow_of(plans["bank"]), meaning, tools=schemas(plans["bank"]))
+    call.tool(CUSTOMER)
+    call.hear("Right, yes, 4 3 2 1. That's my code.")
+    assert "4 3 2 1" not in call.said() and "4321" not in call.said(), call.said()
+    assert call.call().name == "verify_pin"
+
+
+def test_a_pin_said_as_the_number_is_not_taken_for_a_goodbye(
+    plans: dict[str, Any], meaning: Any
+) -> None:
+    call = by_meaning(flow_of(plans["bank"]), meaning, tools=schemas(plans["bank"]))
+    call.tool(CUSTOMER)
+    call.hear("The number is 4 3 2 1.")
+    assert call.call().arguments["pin"] == "4321"
+    call.tool({"ok": False}, ok=False)
+    call.hear("Sorry, I mean 4 3 2 2")
+    assert call.call().arguments["pin"] == "4322"
+
+
+def test_a_vague_likeness_is_not_understanding(plans: dict[str, Any], meaning: Any) -> None:
+    call = by_meaning(flow_of(plans["bank"]), meaning, tools=schemas(plans["bank"]))
+    call.tool(CUSTOMER)
+    assert not call.runner.understands("remember")  # a backchannel misheard: resume
+    assert call.runner.understands("let me talk to a real person")
