@@ -26,6 +26,7 @@ __all__ = ["COS_ACCEPT", "COS_UNSURE", "Meaning", "Similarity", "score_of", "sha
 COS_UNSURE = 0.25  # -> brain.UNSURE: the caller is asked first
 COS_ACCEPT = 0.40  # -> brain.ACCEPT: the intent is taken
 _UNSURE, _ACCEPT, _CAP = 0.42, 0.62, 0.88
+RECENT = 16  # utterance vectors kept (several calls share the process's Meaning)
 
 
 class Similarity(Protocol):
@@ -46,6 +47,7 @@ class Meaning:
     def __init__(self, embedder: Any) -> None:
         self._embedder = embedder
         self._vectors: dict[str, np.ndarray] = {}
+        self._recent: dict[str, np.ndarray] = {}  # utterances just heard, oldest first
         self._lock = threading.Lock()
 
     def prepare(self, examples: Sequence[str]) -> None:
@@ -61,8 +63,20 @@ class Meaning:
         if not examples or not text.strip():
             return [0.0] * len(examples)
         self.prepare(examples)
-        heard = self._embedder.embed([text])[0]
+        heard = self._heard(text)
         return [float(heard @ self._vectors[e]) for e in examples]
+
+    def _heard(self, text: str) -> np.ndarray:
+        """The utterance's vector: one utterance is compared several times (intents,
+        then a choice slot's values), embedded once."""
+        with self._lock:
+            vec = self._recent.get(text)
+            if vec is None:
+                vec = self._embedder.embed([text])[0]
+                self._recent[text] = vec
+                while len(self._recent) > RECENT:
+                    self._recent.pop(next(iter(self._recent)))
+            return vec
 
 
 _shared: Meaning | None = None
